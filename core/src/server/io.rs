@@ -1,0 +1,175 @@
+//! The language the server core and its driver speak: `Input`s in, `Effect`s out.
+//!
+//! Everything the shell does is an `Effect` the core asked for, and every result goes back
+//! as an `Input`. Streams are completion-based with at most one operation outstanding per
+//! direction: the core emits `Read { conn, max }` and waits for `Received`, `PeerClosed` or
+//! `ConnFailed` before it emits the next `Read` for that connection; it emits `Send { conn,
+//! chunk }` and waits for `Sent` before the next `Send`. That is the back-pressure contract:
+//! the shell never holds more than one chunk per stream, and a slow peer slows the core
+//! down instead of growing a buffer.
+//!
+//! An effect that expects an answer carries a `Token`; its answer is `Completed { token, .. }`
+//! and what it creates is named by that token for life (`FileId(token)`).
+
+use core::net::SocketAddr;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use crate::chunk::Chunk;
+use crate::ids::{ConnId, FileId, ListenerId, Token};
+use crate::time::UnixTime;
+
+/// Something that happened, reported by the driver.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Input {
+    /// The shell accepted a connection on a listener and named it `conn`.
+    Accepted {
+        /// The listener it arrived on.
+        listener: ListenerId,
+        /// The shell's name for the new connection.
+        conn: ConnId,
+        /// The client's address.
+        peer: SocketAddr,
+        /// Our address.
+        local: SocketAddr,
+    },
+    /// Bytes read for an outstanding `Read` (never empty, never more than its `max`).
+    Received {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// An outstanding `Read` found the end of the stream.
+    PeerClosed {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// An outstanding `Send` wrote the first `n` bytes of its chunk (`n ≥ 1`; the core sends
+    /// the rest again if `n` is short).
+    Sent {
+        /// The connection.
+        conn: ConnId,
+        /// How many bytes of the chunk were written.
+        n: u64,
+    },
+    /// The connection broke (reset, or any error from a read or a send). The shell has not
+    /// closed it yet; the core answers with `Close`.
+    ConnFailed {
+        /// The connection.
+        conn: ConnId,
+        /// What went wrong.
+        error: IoError,
+    },
+    /// An effect with a token finished.
+    Completed {
+        /// The effect's token.
+        token: Token,
+        /// Its outcome.
+        result: Completion,
+    },
+    /// Stop: accept nothing new, finish what is in flight within the grace time, then exit.
+    Shutdown,
+}
+
+/// The outcome of an effect that carried a token.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Completion {
+    /// `Open` succeeded: the file (or directory) is open as `FileId(token)`.
+    Opened(FileMeta),
+    /// The operation failed.
+    Failed(IoError),
+}
+
+/// What the shell learned from `fstat` on an opened file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileMeta {
+    /// Regular file, directory or something else.
+    pub kind: FileKind,
+    /// Size in bytes.
+    pub len: u64,
+    /// Last modification, whole seconds.
+    pub mtime: UnixTime,
+    /// Inode number (with `len` and `mtime`, it tells versions of a file apart).
+    pub inode: u64,
+}
+
+/// The type of an opened file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// Anything else (device, socket, FIFO): never served.
+    Other,
+}
+
+/// The errors the core tells apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IoError {
+    /// `ENOENT`, or `ENOTDIR` on a path component.
+    NotFound,
+    /// `EACCES`, `EPERM`.
+    PermissionDenied,
+    /// The peer reset the connection, or the pipe broke.
+    Reset,
+    /// The OS is out of descriptors or memory.
+    Exhausted,
+    /// Anything else.
+    Other,
+}
+
+/// Something the core asks the driver to do.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// Read at most `max` bytes from `conn`, when it has some (answer: `Received`,
+    /// `PeerClosed` or `ConnFailed`).
+    Read {
+        /// The connection.
+        conn: ConnId,
+        /// The most bytes to deliver.
+        max: usize,
+    },
+    /// Write `chunk` to `conn` (answer: `Sent` or `ConnFailed`).
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// What to write (for `Chunk::File`, from the open file, e.g. with `sendfile`).
+        chunk: Chunk,
+    },
+    /// Shut down the write side of `conn` (no answer).
+    ShutdownWrite {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Close `conn` and forget it; any outstanding read or send on it is abandoned, and no
+    /// input about it may follow.
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Stop accepting connections (too many are open, or shutting down).
+    PauseAccept,
+    /// Accept connections again.
+    ResumeAccept,
+    /// Open `path` read-only and `fstat` it (answer: `Completed { token, Opened | Failed }`);
+    /// on success the open file is `FileId(token)` until `CloseFile`.
+    Open {
+        /// Names the request and the file.
+        token: Token,
+        /// Absolute path.
+        path: PathBuf,
+    },
+    /// Close an open file (no answer).
+    CloseFile {
+        /// The file.
+        file: FileId,
+    },
+    /// Exit the process with `code`; every connection and file has been closed.
+    Exit {
+        /// Process exit status.
+        code: i32,
+    },
+}
