@@ -31,6 +31,7 @@ pub mod config;
 pub mod http1;
 pub mod ids;
 pub mod limits;
+pub mod path;
 pub mod server;
 pub mod time;
 
