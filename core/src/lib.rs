@@ -32,6 +32,7 @@ pub mod http1;
 pub mod ids;
 pub mod limits;
 pub mod path;
+pub mod rules;
 pub mod server;
 pub mod time;
 

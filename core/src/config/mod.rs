@@ -1,31 +1,151 @@
-//! The server's configuration as a value.
+//! The server's configuration as a value, and the `weir.conf` language that describes it.
 //!
 //! A `Config` is immutable once built; the server holds it through a `ConfigRef`, which
 //! compares and hashes by generation number so that core state stays cheap to clone, compare
 //! and hash (the model checker holds many copies) while a reload swaps in a new generation.
+//!
+//! `parse` turns the text of a configuration file into a `Config` or into every error it
+//! found, each pointing at a line and column (`lex` splits lines into words). Reading the
+//! file, and any file it names (`users=` password files), is the caller's job: the parser
+//! asks for them through a loader function, so `weir check`, `weir route`, the server and
+//! the tests all run the same parser.
+
+pub mod lex;
+pub mod parse;
 
 use core::hash::{Hash, Hasher};
 use core::net::SocketAddr;
+use core::time::Duration;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::limits::{Limits, Timeouts};
+use crate::rules::Rule;
+
+pub use parse::{parse, Diagnostic};
 
 /// Everything the server needs to know to answer requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Addresses to listen on.
     pub listen: Vec<SocketAddr>,
+    /// The listen addresses marked `nocache` (requests arriving there bypass the cache).
+    pub nocache: Vec<SocketAddr>,
     /// Event-loop threads; `None` = one per core (the shell decides).
     pub workers: Option<usize>,
-    /// The document root: absolute, without a trailing slash.
+    /// User (and group) to run as after binding, when started as root.
+    pub user: Option<(String, Option<String>)>,
+    /// Directory to chroot into after start-up.
+    pub chroot: Option<PathBuf>,
+    /// Base for relative paths: absolute, without a trailing slash.
     pub root: PathBuf,
+    /// The access log, if any.
+    pub access_log: Option<AccessLog>,
+    /// Where errors go: `None` = standard error.
+    pub error_log: Option<PathBuf>,
     /// Welcome files tried, in order, for a request that names a directory.
     pub welcome: Vec<String>,
+    /// Directory listings when no welcome file exists.
+    pub listing: bool,
+    /// Suffix (with its dot, lower-case) → media type, overriding the built-in table.
+    pub types: BTreeMap<String, String>,
+    /// The document cache; `None` = off.
+    pub cache: Option<CacheSettings>,
     /// Size and count limits.
     pub limits: Limits,
     /// Time limits.
     pub timeouts: Timeouts,
+    /// FastCGI services, by name.
+    pub services: BTreeMap<String, Service>,
+    /// Rules before any `host` line, in file order.
+    pub rules: Vec<Rule>,
+    /// Virtual-host sections, in file order.
+    pub hosts: Vec<HostSection>,
+}
+
+/// The `access-log` directive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessLog {
+    /// The file.
+    pub path: PathBuf,
+    /// Its line format.
+    pub format: LogFormat,
+}
+
+/// Access-log line formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// NCSA Combined Log Format.
+    Combined,
+    /// NCSA Common Log Format.
+    Common,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The `cache` directive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Total bytes of cached documents.
+    pub size: u64,
+    /// Largest file kept.
+    pub max_file: u64,
+    /// How often an entry is checked against the file's metadata.
+    pub revalidate: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            size: 64 << 20,
+            max_file: 256 << 10,
+            revalidate: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A FastCGI service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// Launched and relaunched by weir.
+    Spawn {
+        /// Program and arguments (the program is looked up on PATH).
+        argv: Vec<String>,
+        /// Processes to keep running.
+        processes: usize,
+        /// User to run them as.
+        user: Option<String>,
+        /// Working directory (absolute).
+        cwd: PathBuf,
+        /// Extra environment variables.
+        env: Vec<(String, String)>,
+    },
+    /// Running elsewhere.
+    Connect {
+        /// Where to connect.
+        addr: ServiceAddr,
+        /// Most connections open to it at once.
+        connections: usize,
+    },
+}
+
+/// Where a `connect=` service listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceAddr {
+    /// A Unix-domain socket.
+    Unix(PathBuf),
+    /// A TCP host (name or address) and port.
+    Tcp(String, u16),
+}
+
+/// A `host` section: rules that apply when the request's host is one of `names`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostSection {
+    /// Host names, lower-case, without port; `*` matches any host no other section names.
+    pub names: Vec<String>,
+    /// The section's rules, in file order.
+    pub rules: Vec<Rule>,
 }
 
 impl Config {
@@ -35,11 +155,22 @@ impl Config {
     pub fn builtin(root: PathBuf) -> Config {
         Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            nocache: Vec::new(),
             workers: None,
+            user: None,
+            chroot: None,
             root,
+            access_log: None,
+            error_log: None,
             welcome: vec!["index.html".to_string()],
+            listing: false,
+            types: BTreeMap::new(),
+            cache: Some(CacheSettings::default()),
             limits: Limits::default(),
             timeouts: Timeouts::default(),
+            services: BTreeMap::new(),
+            rules: vec![Rule::pass_everything()],
+            hosts: Vec::new(),
         }
     }
 }

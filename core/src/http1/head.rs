@@ -150,9 +150,8 @@ impl Headers {
     #[must_use]
     pub fn has_token(&self, name: &str, token: &str) -> bool {
         self.get_all(name).any(|v| {
-            v.split(|&b| b == b',').any(|item| {
-                trim_ows(item).eq_ignore_ascii_case(token.as_bytes())
-            })
+            v.split(|&b| b == b',')
+                .any(|item| trim_ows(item).eq_ignore_ascii_case(token.as_bytes()))
         })
     }
 

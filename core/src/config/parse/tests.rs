@@ -1,0 +1,230 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+use crate::rules::Action;
+
+fn load_none(p: &Path) -> Result<String, String> {
+    Err(format!("no such file {}", p.display()))
+}
+
+fn ok(text: &str) -> Config {
+    match parse("weir.conf", text, Path::new("/etc/weir"), &mut load_none) {
+        Ok(c) => c,
+        Err(d) => panic!(
+            "{}",
+            d.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
+}
+
+fn errors(text: &str) -> Vec<String> {
+    let mut files = |p: &Path| -> Result<String, String> {
+        match p.to_str() {
+            Some("/etc/weir/good.htpasswd") => {
+                Ok("alice:$apr1$abc$def\n# c\n\nbob:$2y$05$xyz\n".into())
+            }
+            Some("/etc/weir/bad.htpasswd") => Ok("alice:$apr1$x\nbob:plaintext\n".into()),
+            _ => Err("No such file or directory".into()),
+        }
+    };
+    match parse("weir.conf", text, Path::new("/etc/weir"), &mut files) {
+        Ok(_) => Vec::new(),
+        Err(d) => d
+            .iter()
+            .map(|d| format!("{}:{}: {}", d.line, d.col, d.message))
+            .collect(),
+    }
+}
+
+#[test]
+fn the_design_example_parses() {
+    let c = ok(r#"
+listen      127.0.0.1:8080
+access-log  logs/access.log
+welcome     index.html
+listing     on
+service     mud spawn="weir-mud" processes=1
+service     php spawn="php-cgi" processes=2
+
+redirect    /old/*          /new/*          301
+fail        /private/*
+protect     /admin/*        realm="admin" allow=127.0.0.0/8
+exec        /cgi-bin/*      cgi-bin/*
+exec        /mud/*          service=mud
+exec        /*.php          service=php     htdocs/*.php
+header      /static/*       Cache-Control "max-age=3600"
+pass        /*              htdocs/*
+"#);
+    assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert_eq!(
+        c.access_log.as_ref().unwrap().path,
+        Path::new("/etc/weir/logs/access.log")
+    );
+    assert!(c.listing);
+    assert_eq!(c.services.len(), 2);
+    assert_eq!(c.rules.len(), 8);
+    assert_eq!(c.rules[0].line, 9);
+    assert!(
+        matches!(&c.rules[0].action, Action::Redirect { status: 301, url, .. } if url == "/new/*")
+    );
+    assert!(matches!(
+        &c.rules[1].action,
+        Action::Fail { status: 403, .. }
+    ));
+    assert!(
+        matches!(&c.rules[6].action, Action::Header { name, value, .. } if name == "Cache-Control" && value == "max-age=3600")
+    );
+}
+
+#[test]
+fn settings_sizes_durations() {
+    let c = ok(
+        "root /srv\nlisten [::1]:9000 nocache\nlisten 127.0.0.1:9001\nworkers 3\n\
+                timeout header=250ms idle=5m grace=1h\nlimit body=1G headers=50 request-line=4K\n\
+                cache 16M max-file=64K revalidate=2s\ntype .Md text/markdown\nerror-log stderr\n\
+                user www-data www\nwelcome index.htm index.html\n",
+    );
+    assert_eq!(c.root, Path::new("/srv"));
+    assert_eq!(c.listen.len(), 2);
+    assert_eq!(c.nocache, vec!["[::1]:9000".parse().unwrap()]);
+    assert_eq!(c.workers, Some(3));
+    assert_eq!(c.timeouts.header, Duration::from_millis(250));
+    assert_eq!(c.timeouts.idle, Duration::from_secs(300));
+    assert_eq!(c.timeouts.grace, Duration::from_secs(3600));
+    assert_eq!(c.limits.body_max, 1 << 30);
+    assert_eq!(c.limits.headers_max, 50);
+    assert_eq!(c.limits.request_line_max, 4096);
+    let cache = c.cache.unwrap();
+    assert_eq!(
+        (cache.size, cache.max_file, cache.revalidate),
+        (16 << 20, 64 << 10, Duration::from_secs(2))
+    );
+    assert_eq!(
+        c.types.get(".md").map(String::as_str),
+        Some("text/markdown")
+    );
+    assert_eq!(c.user, Some(("www-data".into(), Some("www".into()))));
+    assert_eq!(c.welcome, ["index.htm", "index.html"]);
+    assert_eq!(ok("cache off").cache, None);
+}
+
+#[test]
+fn root_applies_to_paths_written_before_it() {
+    let c = ok("access-log a.log\nroot site\n");
+    assert_eq!(c.root, Path::new("/etc/weir/site"));
+    assert_eq!(
+        c.access_log.unwrap().path,
+        Path::new("/etc/weir/site/a.log")
+    );
+}
+
+#[test]
+fn host_sections() {
+    let c = ok("pass /x\nhost a.example B.example\nfail /*\nhost *\npass /*\n");
+    assert_eq!(c.rules.len(), 1);
+    assert_eq!(c.hosts.len(), 2);
+    assert_eq!(c.hosts[0].names, ["a.example", "b.example"]);
+    assert_eq!(c.hosts[1].names, ["*"]);
+    assert_eq!(c.hosts[1].rules.len(), 1);
+}
+
+#[test]
+fn services() {
+    let c = ok("service a spawn=\"php-cgi -d x=1\" processes=2 env=A=B=C cwd=/tmp\nservice b connect=unix:run/b.sock\nservice c connect=[::1]:9000 connections=4\n");
+    assert_eq!(
+        c.services["a"],
+        Service::Spawn {
+            argv: vec!["php-cgi".into(), "-d".into(), "x=1".into()],
+            processes: 2,
+            user: None,
+            cwd: "/tmp".into(),
+            env: vec![("A".into(), "B=C".into())]
+        }
+    );
+    assert_eq!(
+        c.services["b"],
+        Service::Connect {
+            addr: ServiceAddr::Unix("/etc/weir/run/b.sock".into()),
+            connections: 8
+        }
+    );
+    assert_eq!(
+        c.services["c"],
+        Service::Connect {
+            addr: ServiceAddr::Tcp("::1".into(), 9000),
+            connections: 4
+        }
+    );
+}
+
+#[test]
+fn htpasswd_files() {
+    assert!(errors("protect /a/* users=good.htpasswd\n").is_empty());
+    assert_eq!(
+        errors("protect /a/* users=missing\n"),
+        ["1:14: cannot read /etc/weir/missing: No such file or directory"]
+    );
+    assert_eq!(
+        errors("protect /a/* users=bad.htpasswd\n"),
+        ["1:14: /etc/weir/bad.htpasswd:2: unsupported password hash for `bob` (use bcrypt, SHA-256/512-crypt or apr1)"]
+    );
+}
+
+#[test]
+fn every_error_is_reported_with_its_position() {
+    let text = "listen nowhere\nfrobnicate 1\npass /*/* x\nfail /x 200\nredirect /a /b 304\n\
+                exec /p/* service=ghost\ntimeout header=10\nlimit body=12Q\nlisting maybe\n\
+                pass /x bogus=1\nmap /a b\nworkers 0\nhost a\nlisten 127.0.0.1:1\nstatus\n\
+                header /x Bad:Name v\nprotect /p/* realm=x\n\"unterminated\n";
+    assert_eq!(
+        errors(text),
+        [
+            "1:8: expected ADDR:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
+            "2:1: unknown directive `frobnicate`",
+            "3:6: a template has at most one `*`",
+            "4:9: the status of `fail` is a number from 400 to 599",
+            "5:16: a redirect status is 301, 302, 303, 307 or 308",
+            "6:11: no service named `ghost` is declared",
+            "7:9: `10` is not a duration (e.g. 250ms, 10s, 5m, 1h)",
+            "8:7: `12Q` is not a size (e.g. 512, 64K, 16M, 1G)",
+            "9:9: expected `on` or `off`",
+            "10:9: unknown option `bogus` for `pass`",
+            "11:8: the result of `map` is a path starting with `/`",
+            "12:9: workers must be a number from 1 to 1024",
+            "14:1: `listen` is a global setting and must come before the first `host` line",
+            "15:7: missing argument; usage: status TEMPLATE",
+            "16:11: not a valid header field name",
+            "17:1: `protect` needs at least one of users=, allow=, deny=",
+            "18:1: unterminated quoted string",
+        ]
+    );
+}
+
+#[test]
+fn diagnostics_render_with_a_caret() {
+    let d = parse(
+        "site/weir.conf",
+        "pass /x\n  fail   /a/*/* 404\n",
+        Path::new("/"),
+        &mut load_none,
+    )
+    .unwrap_err();
+    assert_eq!(
+        d[0].to_string(),
+        "site/weir.conf:2:10: error: a template has at most one `*`\n    fail   /a/*/* 404\n           ^~~~~~"
+    );
+}
+
+#[test]
+fn units() {
+    assert_eq!(size("512"), Ok(512));
+    assert_eq!(size("64K"), Ok(65536));
+    assert!(size("K").is_err() && size("-1").is_err() && size("99999999999G").is_err());
+    assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(duration("1h"), Ok(Duration::from_secs(3600)));
+    assert!(duration("s").is_err() && duration("5").is_err() && duration("5x").is_err());
+}
