@@ -5,12 +5,15 @@
 //! and `header` remember something and go on; `pass`, `fail`, `redirect`, `exec` and
 //! `status` stop. No stopping rule → 404.
 
+pub mod auth;
 pub mod cidr;
+pub mod route;
 pub mod template;
 
 use std::path::PathBuf;
 
 pub use cidr::Cidr;
+pub use route::{route, Gateway, Outcome, Route, RouteRequest, Step};
 pub use template::{substitute, Template, TemplateError};
 
 /// One rule as written in the configuration.

@@ -1,0 +1,437 @@
+//! `route`: the one function that decides what a request path means.
+//!
+//! The server calls it for every request and `weir route` calls it to explain a URL, so the
+//! explanation is the decision. It walks the rules in order (global rules, then the host
+//! section's), records every rule that matched as a `Step`, and returns the `Outcome`.
+//! Protections matched on the way are checked last, against the peer's address and the
+//! request's credentials: a protected outcome becomes 403 or 401 instead.
+
+use core::net::IpAddr;
+use std::path::{Component, Path, PathBuf};
+
+use super::auth::{self, Credentials};
+use super::template::substitute;
+use super::{Action, Protection, Rule};
+use crate::config::Config;
+
+/// What `route` needs to know about a request.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteRequest<'a> {
+    /// The normalised path (see `crate::path`).
+    pub path: &'a [u8],
+    /// The query string, without `?`.
+    pub query: Option<&'a [u8]>,
+    /// The request's host (any case, maybe with a port).
+    pub host: Option<&'a [u8]>,
+    /// The client's address.
+    pub peer: IpAddr,
+    /// The `Authorization` field, if any.
+    pub authorization: Option<&'a [u8]>,
+}
+
+/// One rule that matched, for explanations and logs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Step {
+    /// The rule's line in the configuration file.
+    pub line: usize,
+    /// The rule as written.
+    pub source: String,
+    /// What it did.
+    pub note: String,
+}
+
+/// What to do with the request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Serve a document from the file system.
+    File {
+        /// The file-system path.
+        path: PathBuf,
+        /// The request path that led to it (for redirects and listings).
+        url_path: Vec<u8>,
+        /// A `search` script for GETs with a query string, if one matches.
+        search: Option<PathBuf>,
+    },
+    /// Answer with this status.
+    Fail(u16),
+    /// Redirect.
+    Redirect {
+        /// The `Location`.
+        location: String,
+        /// 301, 302, 303, 307 or 308.
+        status: u16,
+    },
+    /// Run a CGI script.
+    Cgi(Gateway),
+    /// Hand the request to a FastCGI service.
+    Service {
+        /// The service's name.
+        name: String,
+        /// The gateway variables.
+        gateway: Gateway,
+    },
+    /// Answer with the server's counters.
+    Status,
+    /// No stopping rule matched.
+    NotFound,
+    /// A `protect` rule refuses the peer's address.
+    Forbidden,
+    /// A `protect` rule wants credentials that were missing or wrong.
+    Unauthorized {
+        /// The realm for `WWW-Authenticate`.
+        realm: String,
+    },
+    /// The rules produced a file path outside the directory its `pass` rule allows.
+    Escapes,
+}
+
+/// Where a gateway request goes and the CGI variables that say so.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Gateway {
+    /// The script (`SCRIPT_FILENAME`), absolute; `None` for a service without one.
+    pub script: Option<PathBuf>,
+    /// `SCRIPT_NAME`.
+    pub script_name: Vec<u8>,
+    /// `PATH_INFO` (empty when none).
+    pub path_info: Vec<u8>,
+}
+
+/// The result of routing: the outcome, the response headers added by `header` rules, and
+/// every rule that matched.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// What to do.
+    pub outcome: Outcome,
+    /// Fields to add to the response.
+    pub headers: Vec<(String, String)>,
+    /// The user authenticated by a `protect` rule, if any (`REMOTE_USER`).
+    pub user: Option<String>,
+    /// The rules that matched, in order.
+    pub steps: Vec<Step>,
+}
+
+/// The rules that apply to requests for `host`: global rules, then the host section's.
+fn rules_for<'c>(config: &'c Config, host: Option<&[u8]>) -> impl Iterator<Item = &'c Rule> {
+    let name = host.map(|h| {
+        let h = String::from_utf8_lossy(h).to_ascii_lowercase();
+        // Strip a port, minding IPv6 literals: `[::1]:80` → `[::1]`.
+        match h.rfind(':') {
+            Some(i) if !h[i..].contains(']') => h[..i].to_string(),
+            _ => h,
+        }
+    });
+    let section = config
+        .hosts
+        .iter()
+        .find(|s| {
+            name.as_ref()
+                .is_some_and(|n| s.names.iter().any(|x| x == n))
+        })
+        .or_else(|| {
+            config
+                .hosts
+                .iter()
+                .find(|s| s.names.iter().any(|x| x == "*"))
+        });
+    config
+        .rules
+        .iter()
+        .chain(section.into_iter().flat_map(|s| s.rules.iter()))
+}
+
+/// Routes a request (see the module documentation).
+#[must_use]
+pub fn route(config: &Config, req: &RouteRequest<'_>) -> Route {
+    let mut path = req.path.to_vec();
+    let mut steps = Vec::new();
+    let mut headers = Vec::new();
+    let mut protections: Vec<&Protection> = Vec::new();
+    let mut outcome = Outcome::NotFound;
+    let rules: Vec<&Rule> = rules_for(config, req.host).collect();
+    let step = |rule: &Rule, note: String| Step {
+        line: rule.line,
+        source: rule.source.clone(),
+        note,
+    };
+    for rule in &rules {
+        match &rule.action {
+            Action::Map { template, result } => {
+                if let Some(star) = template.matches(&path) {
+                    let new = substitute(result.as_bytes(), star);
+                    steps.push(step(
+                        rule,
+                        format!("path becomes {}", String::from_utf8_lossy(&new)),
+                    ));
+                    path = new;
+                }
+            }
+            Action::Protect {
+                template,
+                protection,
+            } => {
+                if template.matches(&path).is_some() {
+                    steps.push(step(
+                        rule,
+                        format!("protected (realm \"{}\")", protection.realm),
+                    ));
+                    protections.push(protection);
+                }
+            }
+            Action::Header {
+                template,
+                name,
+                value,
+            } => {
+                if template.matches(&path).is_some() {
+                    steps.push(step(rule, format!("adds {name}: {value}")));
+                    headers.push((name.clone(), value.clone()));
+                }
+            }
+            Action::Pass { template, result } => {
+                if let Some(star) = template.matches(&path) {
+                    outcome = pass(config, &path, star, result.as_deref());
+                    let note = match &outcome {
+                        Outcome::File { path: p, .. } => format!("serve file {}", p.display()),
+                        _ => "refused: the file would lie outside the directory the rule names"
+                            .into(),
+                    };
+                    steps.push(step(rule, note));
+                    break;
+                }
+            }
+            Action::Fail { template, status } => {
+                if template.matches(&path).is_some() {
+                    steps.push(step(rule, format!("answer {status}")));
+                    outcome = Outcome::Fail(*status);
+                    break;
+                }
+            }
+            Action::Redirect {
+                template,
+                url,
+                status,
+            } => {
+                if let Some(star) = template.matches(&path) {
+                    let mut location =
+                        String::from_utf8_lossy(&substitute(url.as_bytes(), star)).into_owned();
+                    if let Some(q) = req.query {
+                        location.push(if location.contains('?') { '&' } else { '?' });
+                        location.push_str(&String::from_utf8_lossy(q));
+                    }
+                    steps.push(step(rule, format!("redirect {status} to {location}")));
+                    outcome = Outcome::Redirect {
+                        location,
+                        status: *status,
+                    };
+                    break;
+                }
+            }
+            Action::Exec { template, script } => {
+                if let Some(star) = template.matches(&path) {
+                    let gw = cgi_gateway(config, &path, template.prefix.len(), star, script);
+                    steps.push(step(
+                        rule,
+                        format!(
+                            "run CGI script {}",
+                            gw.script.as_deref().unwrap_or(Path::new("")).display()
+                        ),
+                    ));
+                    outcome = Outcome::Cgi(gw);
+                    break;
+                }
+            }
+            Action::ExecService {
+                template,
+                service,
+                script,
+            } => {
+                if let Some(star) = template.matches(&path) {
+                    let gateway = match script {
+                        Some(s) => Gateway {
+                            script: Some(resolve(config, &substitute(s.as_bytes(), star))),
+                            script_name: path.clone(),
+                            path_info: Vec::new(),
+                        },
+                        None => split_at_star(&path, template.prefix.len(), None),
+                    };
+                    steps.push(step(rule, format!("hand to service {service}")));
+                    outcome = Outcome::Service {
+                        name: service.clone(),
+                        gateway,
+                    };
+                    break;
+                }
+            }
+            Action::Status { template } => {
+                if template.matches(&path).is_some() {
+                    steps.push(step(rule, "answer with the server's counters".into()));
+                    outcome = Outcome::Status;
+                    break;
+                }
+            }
+            Action::Search { .. } | Action::Presentation { .. } => {}
+        }
+    }
+    if let Outcome::File {
+        search, url_path, ..
+    } = &mut outcome
+    {
+        *search = rules.iter().find_map(|r| match &r.action {
+            Action::Search { template, script } if template.matches(url_path).is_some() => {
+                Some(resolve(config, script.as_bytes()))
+            }
+            _ => None,
+        });
+    }
+    let mut user = None;
+    if !matches!(outcome, Outcome::NotFound) {
+        match check_protections(&protections, req) {
+            Ok(u) => user = u,
+            Err(refusal) => outcome = refusal,
+        }
+    }
+    Route {
+        outcome,
+        headers,
+        user,
+        steps,
+    }
+}
+
+/// All matched protections must let the request in: the address first, then credentials.
+fn check_protections(
+    list: &[&Protection],
+    req: &RouteRequest<'_>,
+) -> Result<Option<String>, Outcome> {
+    let mut user = None;
+    for p in list {
+        let denied = p.deny.iter().any(|c| c.contains(req.peer));
+        let allowed = p.allow.is_empty() || p.allow.iter().any(|c| c.contains(req.peer));
+        if denied || !allowed {
+            return Err(Outcome::Forbidden);
+        }
+    }
+    for p in list {
+        let Some(users) = &p.users else { continue };
+        let creds = req.authorization.and_then(Credentials::from_basic);
+        match creds {
+            Some(c) if auth::verify(users, &c) => user = Some(c.user),
+            _ => {
+                return Err(Outcome::Unauthorized {
+                    realm: p.realm.clone(),
+                })
+            }
+        }
+    }
+    Ok(user)
+}
+
+/// Resolves a configuration path against `root` (absolute paths stay as they are).
+fn resolve(config: &Config, p: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Path::new(std::ffi::OsStr::from_bytes(p));
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        config.root.join(p)
+    }
+}
+
+/// Lexically removes `.` and `..` (no file-system access: symlinks are the admin's call).
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn pass(config: &Config, path: &[u8], star: &[u8], result: Option<&str>) -> Outcome {
+    let (file, allowed_dir) = match result {
+        None => {
+            let rel = path.strip_prefix(b"/").unwrap_or(path);
+            (resolve(config, rel), config.root.clone())
+        }
+        Some(r) => {
+            let file = resolve(config, &substitute(r.as_bytes(), star));
+            let before_star = r.split('*').next().unwrap_or(r);
+            let dir = if r.contains('*') {
+                // The directory is the text before `*` up to its last `/`.
+                match before_star.rfind('/') {
+                    Some(i) => resolve(config, &before_star.as_bytes()[..=i]),
+                    None => config.root.clone(),
+                }
+            } else {
+                // Without `*` the result names one file: it is its own confinement.
+                file.clone()
+            };
+            (file, dir)
+        }
+    };
+    let file = lexical(&file);
+    let allowed_dir = lexical(&allowed_dir);
+    if !file.starts_with(&allowed_dir) {
+        return Outcome::Escapes;
+    }
+    // A trailing slash is meaningful (it names a directory) and `Path` drops it.
+    let mut file = file.into_os_string();
+    if path.ends_with(b"/") && result.is_none_or(|r| r.ends_with('*') || r.ends_with('/')) {
+        file.push("/");
+    }
+    Outcome::File {
+        path: PathBuf::from(file),
+        url_path: path.to_vec(),
+        search: None,
+    }
+}
+
+/// `exec TEMPLATE SCRIPT` (see DESIGN.md §3.2).
+fn cgi_gateway(
+    config: &Config,
+    path: &[u8],
+    star_start: usize,
+    star: &[u8],
+    script: &str,
+) -> Gateway {
+    if script.contains('*') {
+        let seg_end = star.iter().position(|&b| b == b'/').unwrap_or(star.len());
+        let name = &star[..seg_end];
+        let file = resolve(config, &substitute(script.as_bytes(), name));
+        let mut gw = split_at_star(path, star_start, Some(seg_end));
+        gw.script = Some(file);
+        gw
+    } else {
+        let mut gw = split_at_star(path, star_start, None);
+        gw.script = Some(resolve(config, script.as_bytes()));
+        gw
+    }
+}
+
+/// Splits `path` into SCRIPT_NAME and PATH_INFO where the star's match begins
+/// (`star_start`, the template prefix's length): with `keep`, the first `keep` bytes of
+/// the star stay in SCRIPT_NAME.
+fn split_at_star(path: &[u8], star_start: usize, keep: Option<usize>) -> Gateway {
+    let split = star_start + keep.unwrap_or(0);
+    let (mut name, info) = path.split_at(split.min(path.len()));
+    while name.len() > 1 && name.ends_with(b"/") && keep.is_none() {
+        name = &name[..name.len() - 1];
+    }
+    let mut path_info = info.to_vec();
+    if !path_info.is_empty() && !path_info.starts_with(b"/") {
+        path_info.insert(0, b'/');
+    }
+    Gateway {
+        script: None,
+        script_name: name.to_vec(),
+        path_info,
+    }
+}
+
+#[cfg(test)]
+mod tests;

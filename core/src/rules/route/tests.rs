@@ -1,0 +1,260 @@
+use std::path::Path;
+
+use super::*;
+use crate::config::parse;
+use proptest::prelude::*;
+
+const HTPASSWD: &str = "alice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\n";
+// "alice:secret" and "alice:wrong"
+const GOOD: &[u8] = b"Basic YWxpY2U6c2VjcmV0";
+const BAD: &[u8] = b"Basic YWxpY2U6d3Jvbmc=";
+
+fn config(text: &str) -> Config {
+    let mut load = |p: &Path| -> Result<String, String> {
+        if p.ends_with("users") {
+            Ok(HTPASSWD.into())
+        } else {
+            Err("missing".into())
+        }
+    };
+    parse("t.conf", text, Path::new("/srv"), &mut load).unwrap_or_else(|d| panic!("{}", d[0]))
+}
+
+fn go(c: &Config, path: &str) -> Route {
+    go_with(c, path, None, None, "10.0.0.1", None)
+}
+
+fn go_with(
+    c: &Config,
+    path: &str,
+    query: Option<&str>,
+    host: Option<&str>,
+    peer: &str,
+    auth: Option<&[u8]>,
+) -> Route {
+    route(
+        c,
+        &RouteRequest {
+            path: path.as_bytes(),
+            query: query.map(str::as_bytes),
+            host: host.map(str::as_bytes),
+            peer: peer.parse().unwrap(),
+            authorization: auth,
+        },
+    )
+}
+
+fn file(r: &Route) -> String {
+    match &r.outcome {
+        Outcome::File { path, .. } => path.display().to_string(),
+        other => panic!("not a file: {other:?}"),
+    }
+}
+
+#[test]
+fn map_then_pass() {
+    let c = config("map /old/* /new/*\npass /new/* htdocs/v2/*\npass /*\n");
+    let r = go(&c, "/old/a/b.html");
+    assert_eq!(file(&r), "/srv/htdocs/v2/a/b.html");
+    assert_eq!(r.steps.iter().map(|s| s.line).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(r.steps[0].note, "path becomes /new/a/b.html");
+    assert_eq!(file(&go(&c, "/x/")), "/srv/x/");
+    assert_eq!(file(&go(&c, "/")), "/srv/");
+}
+
+#[test]
+fn no_stopping_rule_is_404() {
+    let c = config("map /a/* /b/*\npass /b/x\n");
+    assert_eq!(go(&c, "/a/y").outcome, Outcome::NotFound);
+    assert_eq!(file(&go(&c, "/a/x")), "/srv/b/x");
+}
+
+#[test]
+fn fail_redirect_status() {
+    let c = config("fail /private/*\nfail /gone 410\nredirect /old/* /new/* 301\nredirect /r https://e.example/x?a=1\nstatus /server-status\n");
+    assert_eq!(go(&c, "/private/x").outcome, Outcome::Fail(403));
+    assert_eq!(go(&c, "/gone").outcome, Outcome::Fail(410));
+    assert_eq!(
+        go_with(&c, "/old/p", Some("q=1"), None, "1.2.3.4", None).outcome,
+        Outcome::Redirect {
+            location: "/new/p?q=1".into(),
+            status: 301
+        }
+    );
+    assert_eq!(
+        go_with(&c, "/r", Some("b=2"), None, "1.2.3.4", None).outcome,
+        Outcome::Redirect {
+            location: "https://e.example/x?a=1&b=2".into(),
+            status: 302
+        }
+    );
+    assert_eq!(go(&c, "/server-status").outcome, Outcome::Status);
+}
+
+#[test]
+fn exec_rules_split_script_and_path_info() {
+    let c = config("exec /cgi-bin/* cgi-bin/*\nexec /git/* /usr/lib/git-core/git-http-backend\nservice php spawn=php-cgi\nservice mud connect=127.0.0.1:9\nexec /*.php service=php htdocs/*.php\nexec /mud/* service=mud\n");
+    let Outcome::Cgi(g) = go(&c, "/cgi-bin/env.sh/extra/x").outcome else {
+        panic!()
+    };
+    assert_eq!(g.script.unwrap(), Path::new("/srv/cgi-bin/env.sh"));
+    assert_eq!(
+        (g.script_name.as_slice(), g.path_info.as_slice()),
+        (&b"/cgi-bin/env.sh"[..], &b"/extra/x"[..])
+    );
+    let Outcome::Cgi(g) = go(&c, "/cgi-bin/env.sh").outcome else {
+        panic!()
+    };
+    assert_eq!(
+        (g.script_name.as_slice(), g.path_info.as_slice()),
+        (&b"/cgi-bin/env.sh"[..], &b""[..])
+    );
+    let Outcome::Cgi(g) = go(&c, "/git/repo.git/info/refs").outcome else {
+        panic!()
+    };
+    assert_eq!(
+        g.script.unwrap(),
+        Path::new("/usr/lib/git-core/git-http-backend")
+    );
+    assert_eq!(
+        (g.script_name.as_slice(), g.path_info.as_slice()),
+        (&b"/git"[..], &b"/repo.git/info/refs"[..])
+    );
+    let Outcome::Service { name, gateway } = go(&c, "/a/b.php").outcome else {
+        panic!()
+    };
+    assert_eq!(name, "php");
+    assert_eq!(gateway.script.unwrap(), Path::new("/srv/htdocs/a/b.php"));
+    assert_eq!(gateway.script_name, b"/a/b.php");
+    let Outcome::Service { name, gateway } = go(&c, "/mud/room/1").outcome else {
+        panic!()
+    };
+    assert_eq!((name.as_str(), gateway.script), ("mud", None));
+    assert_eq!(
+        (gateway.script_name.as_slice(), gateway.path_info.as_slice()),
+        (&b"/mud"[..], &b"/room/1"[..])
+    );
+}
+
+#[test]
+fn protect_by_address_and_password() {
+    let c = config("protect /admin/* users=users realm=\"Admin area\" allow=127.0.0.0/8,::1\nprotect /lan/* deny=10.0.0.0/8\npass /*\n");
+    let admin = |peer, auth| go_with(&c, "/admin/x", None, None, peer, auth).outcome;
+    assert_eq!(admin("10.1.1.1", Some(GOOD)), Outcome::Forbidden);
+    assert_eq!(
+        admin("127.0.0.1", None),
+        Outcome::Unauthorized {
+            realm: "Admin area".into()
+        }
+    );
+    assert_eq!(
+        admin("::1", Some(BAD)),
+        Outcome::Unauthorized {
+            realm: "Admin area".into()
+        }
+    );
+    assert!(matches!(
+        admin("::ffff:127.0.0.1", Some(GOOD)),
+        Outcome::File { .. }
+    ));
+    let r = go_with(&c, "/admin/x", None, None, "127.0.0.1", Some(GOOD));
+    assert_eq!(r.user.as_deref(), Some("alice"));
+    assert_eq!(go(&c, "/lan/x").outcome, Outcome::Forbidden);
+    assert!(matches!(
+        go_with(&c, "/lan/x", None, None, "192.168.0.1", None).outcome,
+        Outcome::File { .. }
+    ));
+    // Protection never turns a 404 into a 401: nothing would be revealed either way.
+    let c = config("protect /* users=users\n");
+    assert_eq!(go(&c, "/x").outcome, Outcome::NotFound);
+}
+
+#[test]
+fn headers_accumulate() {
+    let c = config("header /static/* Cache-Control \"max-age=3600\"\nheader /* X-A b\npass /*\n");
+    let r = go(&c, "/static/a.css");
+    assert_eq!(
+        r.headers,
+        [
+            ("Cache-Control".to_string(), "max-age=3600".to_string()),
+            ("X-A".into(), "b".into())
+        ]
+    );
+    assert_eq!(go(&c, "/a").headers.len(), 1);
+}
+
+#[test]
+fn host_sections_apply_after_global_rules() {
+    let c = config("fail /global\nhost a.example\npass /* a/*\nhost *\npass /* other/*\n");
+    assert_eq!(
+        go_with(&c, "/global", None, Some("a.example"), "1.1.1.1", None).outcome,
+        Outcome::Fail(403)
+    );
+    assert_eq!(
+        file(&go_with(
+            &c,
+            "/x",
+            None,
+            Some("A.Example:8080"),
+            "1.1.1.1",
+            None
+        )),
+        "/srv/a/x"
+    );
+    assert_eq!(
+        file(&go_with(&c, "/x", None, Some("b.example"), "1.1.1.1", None)),
+        "/srv/other/x"
+    );
+    assert_eq!(
+        file(&go_with(&c, "/x", None, None, "1.1.1.1", None)),
+        "/srv/other/x"
+    );
+    let c = config("host a.example\npass /*\n");
+    assert_eq!(
+        go_with(&c, "/x", None, Some("[::1]:80"), "1.1.1.1", None).outcome,
+        Outcome::NotFound
+    );
+}
+
+#[test]
+fn pass_targets_stay_in_their_directory() {
+    let c = config("pass /a* htdocs/*\npass /b/* ../etc/*\n");
+    // `/a..` makes the star `..`: the file would be /srv/htdocs/.. = /srv.
+    assert_eq!(go(&c, "/a..").outcome, Outcome::Escapes);
+    assert_eq!(file(&go(&c, "/a.txt")), "/srv/htdocs/.txt");
+    assert_eq!(
+        file(&go(&c, "/b/passwd")),
+        "/etc/passwd",
+        "the admin may name any directory"
+    );
+}
+
+#[test]
+fn search_scripts_are_found_for_files() {
+    let c = config("search /docs/* /usr/lib/cgi-bin/search\npass /*\n");
+    let Outcome::File { search, .. } = go(&c, "/docs/a.html").outcome else {
+        panic!()
+    };
+    assert_eq!(search.unwrap(), Path::new("/usr/lib/cgi-bin/search"));
+}
+
+proptest! {
+    /// Whatever the (normalised) path, a `pass` target never leaves its directory.
+    #[test]
+    fn pass_never_leaves_its_directory(raw in proptest::collection::vec(prop_oneof![Just(b'/'), Just(b'.'), Just(b'a'), Just(b'%'), Just(b'2'), Just(b'e')], 0..24)) {
+        let c = config("pass /a* htdocs/*\npass /* site/*\n");
+        let mut target = vec![b'/'];
+        target.extend(raw);
+        if let Ok(t) = crate::path::normalize(&bytes::Bytes::from(target)) {
+            let req = RouteRequest { path: &t.path, query: None, host: None, peer: "10.0.0.1".parse().unwrap(), authorization: None };
+            match route(&c, &req).outcome {
+                Outcome::File { path, .. } => {
+                    prop_assert!(path.starts_with("/srv/htdocs") || path.starts_with("/srv/site"), "{}", path.display());
+                    prop_assert!(!path.components().any(|c| c == std::path::Component::ParentDir));
+                }
+                Outcome::Escapes => {}
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+}
