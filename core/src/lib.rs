@@ -28,6 +28,7 @@
 
 pub mod chunk;
 pub mod config;
+pub mod document;
 pub mod http1;
 pub mod ids;
 pub mod limits;
