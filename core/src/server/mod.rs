@@ -17,19 +17,8 @@
 //!                                     6. re-index the connection's deadline
 //! ```
 //!
-//! A request for a document walks these steps:
-//!
-//! ```text
-//!  Head ─► method? ─► 405/501/OPTIONS answered at once
-//!            │GET/HEAD
-//!            ▼
-//!        normalise target (400 on failure) ─► Open(root + path) ─► Completed
-//!            ┌──────────────────────────────────────────────────────┘
-//!            ├─ file ─────────► 200/304 head, body = the open file's range
-//!            ├─ directory, no final slash ─► 301 to path + "/" (query kept)
-//!            ├─ directory ────► Open(dir + next welcome file) … none left → 403
-//!            └─ failed ───────► 404 / 403 / 503 / 500
-//! ```
+//! What a request becomes is decided in `request` (routing through the rules, then the
+//! document steps); `respond` writes answers; `status` keeps the counters.
 //!
 //! A file stays open until every byte the response queued for it has been transmitted: the
 //! server counts bytes transmitted per connection and remembers, for each open file, the
@@ -40,32 +29,27 @@
 //! connections that are due. Shutdown adds one more deadline, the end of the grace time.
 
 pub mod io;
-pub mod static_file;
+mod request;
+mod respond;
+pub mod status;
 
+use core::net::SocketAddr;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::PathBuf;
 
-use bytes::Bytes;
-
-use crate::chunk::Chunk;
 use crate::config::ConfigRef;
-use crate::http1::{
-    reason_phrase, Conn, ConnState, Event, Method, RequestHead, ResponseBody, ResponseHead,
-};
+use crate::http1::{Conn, ConnState};
 use crate::ids::{ConnId, FileId, Token};
-use crate::path::{self, Target};
 use crate::time::{Now, Time};
 pub use io::{Completion, Effect, FileKind, FileMeta, Input, IoError};
-
-/// The methods a static document answers.
-const STATIC_ALLOW: &str = "GET, HEAD, OPTIONS";
+use request::Waiting;
+pub use status::Counters;
 
 /// The server core. See the module documentation for how it works.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Server {
     config: ConfigRef,
     conns: BTreeMap<ConnId, Slot>,
-    /// Requests parked on an `Open`, by token.
+    /// Requests parked on an effect, by token.
     parked: BTreeMap<Token, ConnId>,
     effects: VecDeque<Effect>,
     deadlines: BTreeSet<(Time, ConnId)>,
@@ -73,12 +57,15 @@ pub struct Server {
     accept_paused: bool,
     shutdown: Option<Time>,
     exited: bool,
+    counters: Counters,
 }
 
 /// One connection and what the server is doing for it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Slot {
     conn: Conn,
+    peer: SocketAddr,
+    local: SocketAddr,
     reading: bool,
     /// Length of the chunk an outstanding `Send` carries.
     sending: Option<u64>,
@@ -89,25 +76,15 @@ struct Slot {
     files: VecDeque<(FileId, u64)>,
     /// The request waiting on an effect, if any.
     waiting: Option<Waiting>,
+    /// Header fields that `header` rules add to the current response.
+    extra_headers: Vec<(String, String)>,
     deadline: Option<Time>,
-}
-
-/// A request parked on an `Open`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Waiting {
-    token: Token,
-    req: RequestHead,
-    target: Target,
-    /// The file-system path being opened.
-    fs_path: PathBuf,
-    /// For a directory: the index of the welcome file being tried.
-    welcome: Option<usize>,
 }
 
 impl Server {
     /// A server with no connections.
     #[must_use]
-    pub fn new(config: ConfigRef, _now: Now) -> Server {
+    pub fn new(config: ConfigRef, now: Now) -> Server {
         Server {
             config,
             conns: BTreeMap::new(),
@@ -118,13 +95,16 @@ impl Server {
             accept_paused: false,
             shutdown: None,
             exited: false,
+            counters: Counters::new(now),
         }
     }
 
     /// Applies one input. Drain `poll_effect` afterwards.
     pub fn handle(&mut self, input: Input, now: Now) {
         match input {
-            Input::Accepted { conn, .. } => self.accepted(conn, now),
+            Input::Accepted {
+                conn, peer, local, ..
+            } => self.accepted(conn, peer, local, now),
             Input::Received { conn, data } => {
                 if let Some(slot) = self.conns.get_mut(&conn) {
                     slot.reading = false;
@@ -144,6 +124,7 @@ impl Server {
                     let len = slot.sending.take().unwrap_or(0);
                     let n = n.min(len);
                     slot.transmitted += n;
+                    self.counters.bytes_sent += n;
                     slot.conn.advance_transmit(n, now);
                     self.pump(conn, now);
                 }
@@ -211,22 +192,38 @@ impl Server {
         self.conns.len()
     }
 
-    fn accepted(&mut self, id: ConnId, now: Now) {
+    /// The counters `status` rules report.
+    #[must_use]
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The configuration in force.
+    #[must_use]
+    pub fn config(&self) -> &ConfigRef {
+        &self.config
+    }
+
+    fn accepted(&mut self, id: ConnId, peer: SocketAddr, local: SocketAddr, now: Now) {
         if self.shutdown.is_some() {
             self.effects.push_back(Effect::Close { conn: id });
             return;
         }
+        self.counters.accepted += 1;
         let conn = Conn::new(&self.config.limits, &self.config.timeouts, now);
         self.conns.insert(
             id,
             Slot {
                 conn,
+                peer,
+                local,
                 reading: false,
                 sending: None,
                 shutdown_sent: false,
                 transmitted: 0,
                 files: VecDeque::new(),
                 waiting: None,
+                extra_headers: Vec::new(),
                 deadline: None,
             },
         );
@@ -289,15 +286,16 @@ impl Server {
             for (file, _) in slot.files.drain(..) {
                 self.effects.push_back(Effect::CloseFile { file });
             }
-            if let Some(w) = slot.waiting.take() {
-                // The Open may still complete; with nobody parked on its token, its file
-                // is closed when it does.
-                self.parked.remove(&w.token);
-            }
+            let waiting = slot.waiting.take();
             if let Some(t) = slot.deadline.take() {
                 self.deadlines.remove(&(t, id));
             }
             self.conns.remove(&id);
+            if let Some(w) = waiting {
+                // The Open may still complete; with nobody parked on its token, its file
+                // is closed when it does.
+                self.release(w);
+            }
             if self.accept_paused
                 && self.shutdown.is_none()
                 && self.conns.len() < self.config.limits.connections_max
@@ -344,226 +342,6 @@ impl Server {
             }
             slot.deadline = deadline;
         }
-    }
-
-    fn on_event(&mut self, id: ConnId, event: Event, now: Now) {
-        match event {
-            Event::Head(req) => self.route(id, req, now),
-            // Static documents take no body: it is read and dropped so the connection can
-            // carry the next request.
-            Event::Body(_) | Event::Trailers(_) | Event::End => {}
-            Event::Rejected(_) | Event::PeerClosed => {
-                if let Some(slot) = self.conns.get_mut(&id) {
-                    if let Some(w) = slot.waiting.take() {
-                        self.parked.remove(&w.token);
-                    }
-                }
-            }
-        }
-    }
-
-    fn route(&mut self, id: ConnId, req: RequestHead, now: Now) {
-        match req.method {
-            Method::Get | Method::Head => {}
-            Method::Options => {
-                let mut head = ResponseHead::new(200, ResponseBody::Empty);
-                head.headers.push("Allow", STATIC_ALLOW);
-                self.respond(id, head, None, now);
-                return;
-            }
-            Method::Other(_) => return self.error(id, 501, &[], now),
-            _ => return self.error(id, 405, &[("Allow", STATIC_ALLOW)], now),
-        }
-        let target = match path::normalize(&req.target) {
-            Ok(t) if t.path != b"*" => t,
-            _ => return self.error(id, 400, &[], now),
-        };
-        let fs_path = self.fs_path(&target.path);
-        self.open(
-            id,
-            Waiting {
-                token: Token(0),
-                req,
-                target,
-                fs_path,
-                welcome: None,
-            },
-        );
-    }
-
-    /// The file-system path for a normalised request path (no `..`, starts with `/`).
-    fn fs_path(&self, path: &[u8]) -> PathBuf {
-        use std::os::unix::ffi::OsStrExt;
-        let rel = std::ffi::OsStr::from_bytes(&path[1..]);
-        self.config.root.join(rel)
-    }
-
-    fn open(&mut self, id: ConnId, mut w: Waiting) {
-        let token = self.token();
-        w.token = token;
-        self.effects.push_back(Effect::Open {
-            token,
-            path: w.fs_path.clone(),
-        });
-        self.parked.insert(token, id);
-        if let Some(slot) = self.conns.get_mut(&id) {
-            slot.waiting = Some(w);
-        }
-    }
-
-    fn completed(&mut self, token: Token, result: Completion, now: Now) {
-        let opened = match &result {
-            Completion::Opened(_) => Some(FileId(token)),
-            Completion::Failed(_) => None,
-        };
-        let waiting = self.parked.remove(&token).and_then(|id| {
-            let slot = self.conns.get_mut(&id)?;
-            match slot.waiting.take() {
-                Some(w) if w.token == token => Some((id, w)),
-                other => {
-                    slot.waiting = other;
-                    None
-                }
-            }
-        });
-        let Some((id, w)) = waiting else {
-            // Nobody waits for it any more (the connection closed): release what it opened.
-            if let Some(file) = opened {
-                self.effects.push_back(Effect::CloseFile { file });
-            }
-            return;
-        };
-        self.resolve(id, w, result, now);
-        self.pump(id, now);
-    }
-
-    fn resolve(&mut self, id: ConnId, w: Waiting, result: Completion, now: Now) {
-        match result {
-            Completion::Opened(meta) => {
-                let file = FileId(w.token);
-                self.opened(id, w, file, meta, now);
-            }
-            Completion::Failed(err) => {
-                if let Some(i) = w.welcome {
-                    if err == IoError::NotFound && i + 1 < self.config.welcome.len() {
-                        return self.try_welcome(id, w, i + 1);
-                    }
-                    if err == IoError::NotFound {
-                        // No welcome file and no listing: the directory is not browsable.
-                        return self.error(id, 403, &[], now);
-                    }
-                }
-                let status = match err {
-                    IoError::NotFound => 404,
-                    IoError::PermissionDenied => 403,
-                    IoError::Exhausted => 503,
-                    IoError::Reset | IoError::Other => 500,
-                };
-                self.error(id, status, &[], now);
-            }
-        }
-    }
-
-    fn opened(&mut self, id: ConnId, w: Waiting, file: FileId, meta: FileMeta, now: Now) {
-        match meta.kind {
-            FileKind::File => {
-                let head = static_file::file_head(&w.req, &meta, &w.fs_path);
-                let body = (head.status == 200 && meta.len > 0).then_some(Chunk::File {
-                    file,
-                    offset: 0,
-                    len: meta.len,
-                });
-                self.respond(id, head, body, now);
-                self.keep_file_until_sent(id, file);
-            }
-            FileKind::Dir if w.welcome.is_none() => {
-                self.effects.push_back(Effect::CloseFile { file });
-                if !w.target.path.ends_with(b"/") {
-                    let mut location = w.target_path_escaped();
-                    location.push('/');
-                    if let Some(q) = &w.target.query {
-                        location.push('?');
-                        location.push_str(&String::from_utf8_lossy(q));
-                    }
-                    return self.error(id, 301, &[("Location", &location)], now);
-                }
-                if self.config.welcome.is_empty() {
-                    return self.error(id, 403, &[], now);
-                }
-                self.try_welcome(id, w, 0);
-            }
-            // A welcome "file" that is a directory, or a device: not served.
-            FileKind::Dir | FileKind::Other => {
-                self.effects.push_back(Effect::CloseFile { file });
-                self.error(id, 403, &[], now);
-            }
-        }
-    }
-
-    fn try_welcome(&mut self, id: ConnId, mut w: Waiting, i: usize) {
-        let dir = self.fs_path(&w.target.path);
-        w.fs_path = dir.join(&self.config.welcome[i]);
-        w.welcome = Some(i);
-        self.open(id, w);
-    }
-
-    /// Keeps `file` open until the bytes queued so far on `id` have been transmitted.
-    fn keep_file_until_sent(&mut self, id: ConnId, file: FileId) {
-        match self.conns.get_mut(&id) {
-            Some(slot) => {
-                let until = slot.transmitted + slot.conn.transmit_queued();
-                slot.files.push_back((file, until));
-            }
-            None => self.effects.push_back(Effect::CloseFile { file }),
-        }
-    }
-
-    /// Sends a complete response: head, optional body, end.
-    fn respond(&mut self, id: ConnId, head: ResponseHead, body: Option<Chunk>, now: Now) {
-        let Some(slot) = self.conns.get_mut(&id) else {
-            return;
-        };
-        // The Conn refuses out-of-turn calls (e.g. it was rejected meanwhile); then there is
-        // nobody to answer and the result is dropped on purpose.
-        if slot.conn.send_head(head, now).is_err() {
-            return;
-        }
-        if let Some(chunk) = body {
-            let _ = slot.conn.send_body(chunk, now);
-        }
-        let _ = slot.conn.send_end(None, now);
-    }
-
-    /// Sends a short HTML error page (or a redirect) with extra header fields.
-    fn error(&mut self, id: ConnId, status: u16, extra: &[(&str, &str)], now: Now) {
-        let reason = reason_phrase(status);
-        let body = format!(
-            "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\
-             <body><h1>{status} {reason}</h1></body></html>\n"
-        );
-        let mut head = ResponseHead::new(status, ResponseBody::Length(body.len() as u64));
-        head.headers
-            .push("Content-Type", "text/html; charset=utf-8");
-        for (name, value) in extra {
-            head.headers.push(
-                Bytes::copy_from_slice(name.as_bytes()),
-                Bytes::copy_from_slice(value.as_bytes()),
-            );
-        }
-        self.respond(id, head, Some(Chunk::Bytes(Bytes::from(body))), now);
-    }
-}
-
-impl Waiting {
-    /// The normalised path, percent-encoded again for use in a `Location` field.
-    fn target_path_escaped(&self) -> String {
-        const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-            .remove(b'/')
-            .remove(b'-')
-            .remove(b'.')
-            .remove(b'_')
-            .remove(b'~');
-        percent_encoding::percent_encode(&self.target.path, KEEP).to_string()
     }
 }
 

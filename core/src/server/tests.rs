@@ -532,3 +532,173 @@ fn accepting_pauses_at_the_connection_limit() {
     w.run();
     assert!(!w.paused);
 }
+
+fn configured(text: &str) -> World {
+    let mut load = |p: &std::path::Path| -> Result<String, String> {
+        if p.ends_with("users") {
+            Ok("alice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\n".into())
+        } else {
+            Err("missing".into())
+        }
+    };
+    let config = crate::config::parse("t.conf", text, std::path::Path::new(ROOT), &mut load)
+        .unwrap_or_else(|d| panic!("{}", d[0]));
+    World::with_config(|c| *c = config)
+}
+
+fn request(w: &mut World, text: &str) -> String {
+    let id = w.connect();
+    w.send(id, text.as_bytes());
+    w.take_output(id)
+}
+
+#[test]
+fn rules_answer_without_touching_files() {
+    let mut w = configured(
+        "redirect /old/* /new/* 301\nfail /private/*\nprotect /admin/* users=users realm=\"Staff\"\n\
+         header /* X-Served-By weir\nstatus /status\npass /*\n",
+    );
+    w.file("admin/a.txt", b"secret stuff");
+    let out = request(&mut w, "GET /old/x?y=1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&out), 301, "{out}");
+    assert!(
+        out.contains("Location: /new/x?y=1\r\n") && out.contains("X-Served-By: weir\r\n"),
+        "{out}"
+    );
+    assert_eq!(status(&w.get("/private/x")), 403);
+    let out = w.get("/admin/a.txt");
+    assert_eq!(status(&out), 401, "{out}");
+    assert!(
+        out.contains("WWW-Authenticate: Basic realm=\"Staff\", charset=\"UTF-8\"\r\n"),
+        "{out}"
+    );
+    let out = request(
+        &mut w,
+        "GET /admin/a.txt HTTP/1.1\r\nHost: h\r\nAuthorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n",
+    );
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("secret stuff"),
+        "{out}"
+    );
+    let out = w.get("/status");
+    assert!(
+        out.contains("requests: ") && out.contains("text/plain"),
+        "{out}"
+    );
+    let out = request(
+        &mut w,
+        "GET /status HTTP/1.1\r\nHost: h\r\nAccept: application/json\r\n\r\n",
+    );
+    assert!(
+        out.contains("\"requests\":") && out.contains("application/json"),
+        "{out}"
+    );
+    assert!(w.open.is_empty());
+}
+
+#[test]
+fn host_sections_route_by_host() {
+    let mut w = configured("host a.example\npass /* a/*\nhost *\npass /* b/*\n");
+    w.file("a/x", b"from a");
+    w.file("b/x", b"from b");
+    assert!(request(&mut w, "GET /x HTTP/1.1\r\nHost: A.example:80\r\n\r\n").ends_with("from a"));
+    assert!(request(&mut w, "GET /x HTTP/1.1\r\nHost: other\r\n\r\n").ends_with("from b"));
+    assert!(request(
+        &mut w,
+        "GET http://a.example/x HTTP/1.1\r\nHost: other\r\n\r\n"
+    )
+    .ends_with("from a"));
+}
+
+#[test]
+fn accept_excluding_the_type_is_406_except_for_head() {
+    let mut w = World::new();
+    w.file("p.png", b"PNG");
+    let out = request(
+        &mut w,
+        "GET /p.png HTTP/1.1\r\nHost: h\r\nAccept: text/html\r\n\r\n",
+    );
+    assert_eq!(status(&out), 406, "{out}");
+    let out = request(
+        &mut w,
+        "HEAD /p.png HTTP/1.1\r\nHost: h\r\nAccept: text/html\r\n\r\n",
+    );
+    assert_eq!(status(&out), 200, "{out}");
+    assert!(w.open.is_empty());
+}
+
+#[test]
+fn precompressed_variants_follow_accept_encoding() {
+    let mut w = World::new();
+    w.file("app.js", b"plain js");
+    w.file("app.js.gz", b"GZ");
+    w.file("style.css", b"css");
+    let out = request(
+        &mut w,
+        "GET /app.js HTTP/1.1\r\nHost: h\r\nAccept-Encoding: br, gzip\r\n\r\n",
+    );
+    assert!(
+        out.contains("Content-Encoding: gzip\r\n") && out.contains("Vary: Accept-Encoding\r\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Content-Type: application/javascript")
+            || out.contains("Content-Type: text/javascript"),
+        "{out}"
+    );
+    assert!(out.ends_with("\r\n\r\nGZ"), "{out}");
+    let out = request(&mut w, "GET /app.js HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(
+        !out.contains("Content-Encoding")
+            && out.contains("Vary: Accept-Encoding\r\n")
+            && out.ends_with("plain js"),
+        "{out}"
+    );
+    let out = request(
+        &mut w,
+        "GET /style.css HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip\r\n\r\n",
+    );
+    assert!(
+        !out.contains("Content-Encoding") && out.ends_with("css"),
+        "{out}"
+    );
+    assert!(w.open.is_empty(), "files left open: {:?}", w.open.keys());
+}
+
+#[test]
+fn ranges_through_the_server() {
+    let mut w = World::new();
+    w.file("d.txt", b"0123456789");
+    let out = request(
+        &mut w,
+        "GET /d.txt HTTP/1.1\r\nHost: h\r\nRange: bytes=2-4\r\n\r\n",
+    );
+    assert!(
+        out.starts_with("HTTP/1.1 206")
+            && out.contains("Content-Range: bytes 2-4/10\r\n")
+            && out.ends_with("\r\n\r\n234"),
+        "{out}"
+    );
+    let out = request(
+        &mut w,
+        "GET /d.txt HTTP/1.1\r\nHost: h\r\nRange: bytes=0-0,8-\r\n\r\n",
+    );
+    assert!(
+        out.contains("multipart/byteranges; boundary=weir-"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Content-Range: bytes 0-0/10\r\n\r\n0\r\n--")
+            && out.contains("Content-Range: bytes 8-9/10\r\n\r\n89\r\n--"),
+        "{out}"
+    );
+    let out = request(
+        &mut w,
+        "GET /d.txt HTTP/1.1\r\nHost: h\r\nRange: bytes=20-\r\n\r\n",
+    );
+    assert!(
+        out.starts_with("HTTP/1.1 416") && out.contains("Content-Range: bytes */10\r\n"),
+        "{out}"
+    );
+    assert!(w.open.is_empty());
+}

@@ -1,0 +1,464 @@
+//! What a request becomes: routing, then the document steps.
+//!
+//! ```text
+//!  Head ─► method known? (501) ─► target normalised? (400) ─► OPTIONS * (200 + Allow)
+//!            │
+//!            ▼
+//!        rules::route ─► Fail / Redirect / Status / Forbidden / Unauthorized / NotFound:
+//!            │            answered at once
+//!            │ File
+//!            ▼
+//!        GET/HEAD? (405 + Allow; OPTIONS → 200) ─► Open(path) ─► Completed:
+//!            ├─ failed ────────► 404 / 403 / 503 / 500
+//!            ├─ directory, no final slash ─► 301 to path + "/" (query kept)
+//!            ├─ directory ─────► Open(dir + welcome[i]) for each i … none → 403
+//!            └─ file ──► Accept excludes its type? (406, not for HEAD)
+//!                        ├─ compressible and Accept-Encoding allows:
+//!                        │     Open(file.br), then Open(file.gz): the first regular file wins
+//!                        └─ answer: 200 / 206 / 304 / 412 / 416 (crate::document)
+//! ```
+//!
+//! A request parked on an `Open` is a `Waiting`, found again by the effect's token. If the
+//! connection goes away meanwhile, the token has nobody parked on it, and the file the
+//! `Open` produced is closed as soon as it is reported.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use super::{Completion, ConnId, Effect, FileId, FileKind, FileMeta, IoError, Server};
+use crate::document::negotiate::{self, Coding};
+use crate::document::{self, FileAnswer};
+use crate::http1::{Event, Method, RequestHead};
+use crate::path;
+use crate::rules::{self, Outcome, RouteRequest};
+use crate::time::Now;
+
+/// The methods a document answers.
+pub const DOCUMENT_ALLOW: &str = "GET, HEAD, OPTIONS";
+
+/// A request parked on an `Open`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Waiting {
+    token: crate::ids::Token,
+    req: RequestHead,
+    /// The normalised request path.
+    url_path: Vec<u8>,
+    query: Option<Bytes>,
+    /// The file-system path being opened.
+    fs_path: PathBuf,
+    stage: Stage,
+}
+
+/// Which open a parked request waits for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Stage {
+    /// The path the rules produced.
+    Primary,
+    /// The directory's welcome file number `i`.
+    Welcome(usize),
+    /// A precompressed variant `codings[next]` of the open `original`.
+    Variant {
+        /// The document's own path, to which each coding's suffix is added.
+        base: PathBuf,
+        original: FileId,
+        meta: FileMeta,
+        mime: String,
+        codings: Vec<Coding>,
+        next: usize,
+    },
+}
+
+impl Server {
+    pub(super) fn on_event(&mut self, id: ConnId, event: Event, now: Now) {
+        match event {
+            Event::Head(req) => {
+                self.counters.requests += 1;
+                self.route_request(id, req, now);
+            }
+            // Documents take no body: it is read and dropped so the connection can carry
+            // the next request.
+            Event::Body(_) | Event::Trailers(_) | Event::End => {}
+            Event::Rejected(e) => {
+                self.counters.response(e.status);
+                self.abandon(id);
+            }
+            Event::PeerClosed => self.abandon(id),
+        }
+    }
+
+    /// Forgets a parked request whose connection can no longer carry its answer.
+    fn abandon(&mut self, id: ConnId) {
+        let Some(slot) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let state = slot.conn.state();
+        // After EOF a complete request is still answered (the client half-closed).
+        if matches!(
+            state,
+            crate::http1::ConnState::Closed
+                | crate::http1::ConnState::Closing
+                | crate::http1::ConnState::Lingering
+        ) {
+            if let Some(w) = slot.waiting.take() {
+                self.release(w);
+            }
+        }
+    }
+
+    /// Lets go of a parked request: its token is forgotten (a late completion closes what
+    /// it opened) and a file it holds is closed.
+    pub(super) fn release(&mut self, w: Waiting) {
+        self.parked.remove(&w.token);
+        if let Stage::Variant { original, .. } = w.stage {
+            self.effects.push_back(Effect::CloseFile { file: original });
+        }
+    }
+
+    fn route_request(&mut self, id: ConnId, req: RequestHead, now: Now) {
+        match req.method {
+            Method::Other(_) => return self.error(id, 501, &[], now),
+            Method::Trace | Method::Connect => {
+                return self.error(id, 405, &[("Allow", DOCUMENT_ALLOW.into())], now);
+            }
+            _ => {}
+        }
+        let Ok(target) = path::normalize(&req.target) else {
+            return self.error(id, 400, &[], now);
+        };
+        if target.path == b"*" {
+            if req.method == Method::Options {
+                return self.options(id, now);
+            }
+            return self.error(id, 400, &[], now);
+        }
+        let Some(slot) = self.conns.get(&id) else {
+            return;
+        };
+        let routed = rules::route(
+            &self.config,
+            &RouteRequest {
+                path: &target.path,
+                query: target.query.as_deref(),
+                host: req.host.as_deref(),
+                peer: slot.peer.ip(),
+                authorization: req.headers.get("authorization").map(|v| v.as_ref()),
+            },
+        );
+        if let Some(slot) = self.conns.get_mut(&id) {
+            slot.extra_headers = routed.headers;
+        }
+        match routed.outcome {
+            Outcome::File { path, .. } => match req.method {
+                Method::Get | Method::Head => {
+                    let w = Waiting {
+                        token: crate::ids::Token(0),
+                        req,
+                        url_path: target.path,
+                        query: target.query,
+                        fs_path: path,
+                        stage: Stage::Primary,
+                    };
+                    self.open(id, w);
+                }
+                Method::Options => self.options(id, now),
+                _ => self.error(id, 405, &[("Allow", DOCUMENT_ALLOW.into())], now),
+            },
+            Outcome::Fail(status) => self.error(id, status, &[], now),
+            Outcome::Redirect { location, status } => self.redirect(id, status, location, now),
+            Outcome::Status => {
+                let open = self.conns.len();
+                let json = req.headers.get("accept").is_some_and(|a| {
+                    negotiate::accept_allows(a, "application/json")
+                        && !negotiate::accept_allows(a, "text/plain")
+                }) || target.query.as_deref().is_some_and(|q| {
+                    q.split(|&b| b == b'&')
+                        .any(|p| p == b"json" || p == b"format=json")
+                });
+                let (body, ty) = if json {
+                    (self.counters.json(open, now), "application/json")
+                } else {
+                    (self.counters.text(open, now), "text/plain; charset=utf-8")
+                };
+                self.respond_bytes(
+                    id,
+                    200,
+                    ty,
+                    &[("Cache-Control", "no-store".into())],
+                    body,
+                    now,
+                );
+            }
+            Outcome::NotFound => self.error(id, 404, &[], now),
+            Outcome::Forbidden | Outcome::Escapes => self.error(id, 403, &[], now),
+            Outcome::Unauthorized { realm } => {
+                let challenge = format!("Basic realm=\"{realm}\", charset=\"UTF-8\"");
+                self.error(id, 401, &[("WWW-Authenticate", challenge)], now);
+            }
+            // Gateways (CGI, FastCGI services) are not part of this build yet: say so
+            // plainly instead of pretending.
+            Outcome::Cgi(_) | Outcome::Service { .. } => self.error(id, 501, &[], now),
+        }
+    }
+
+    fn options(&mut self, id: ConnId, now: Now) {
+        let mut head = crate::http1::ResponseHead::new(200, crate::http1::ResponseBody::Empty);
+        head.headers.push("Allow", DOCUMENT_ALLOW);
+        self.respond(id, head, Vec::new(), None, now);
+    }
+
+    fn open(&mut self, id: ConnId, mut w: Waiting) {
+        let token = self.token();
+        w.token = token;
+        self.effects.push_back(Effect::Open {
+            token,
+            path: w.fs_path.clone(),
+        });
+        self.parked.insert(token, id);
+        if let Some(slot) = self.conns.get_mut(&id) {
+            slot.waiting = Some(w);
+        }
+    }
+
+    pub(super) fn completed(&mut self, token: crate::ids::Token, result: Completion, now: Now) {
+        let opened = matches!(result, Completion::Opened(_)).then_some(FileId(token));
+        let waiting = self.parked.remove(&token).and_then(|id| {
+            let slot = self.conns.get_mut(&id)?;
+            match slot.waiting.take() {
+                Some(w) if w.token == token => Some((id, w)),
+                other => {
+                    slot.waiting = other;
+                    None
+                }
+            }
+        });
+        let Some((id, w)) = waiting else {
+            // Nobody waits for it any more (the connection closed): release what it opened.
+            if let Some(file) = opened {
+                self.effects.push_back(Effect::CloseFile { file });
+            }
+            return;
+        };
+        match result {
+            Completion::Opened(meta) => self.opened(id, w, FileId(token), meta, now),
+            Completion::Failed(err) => self.open_failed(id, w, err, now),
+        }
+        self.pump(id, now);
+    }
+
+    fn open_failed(&mut self, id: ConnId, w: Waiting, err: IoError, now: Now) {
+        match w.stage {
+            Stage::Welcome(i) if err == IoError::NotFound => {
+                if i + 1 < self.config.welcome.len() {
+                    self.try_welcome(id, w, i + 1);
+                } else {
+                    // No welcome file, and listings are not served: not browsable.
+                    self.error(id, 403, &[], now);
+                }
+            }
+            Stage::Variant {
+                base,
+                original,
+                meta,
+                mime,
+                codings,
+                next,
+            } => {
+                self.next_variant(
+                    id,
+                    w.req,
+                    w.url_path,
+                    w.query,
+                    base,
+                    original,
+                    meta,
+                    mime,
+                    codings,
+                    next + 1,
+                    now,
+                );
+            }
+            _ => {
+                let status = match err {
+                    IoError::NotFound => 404,
+                    IoError::PermissionDenied => 403,
+                    IoError::Exhausted => 503,
+                    IoError::Reset | IoError::Other => 500,
+                };
+                self.error(id, status, &[], now);
+            }
+        }
+    }
+
+    fn opened(&mut self, id: ConnId, w: Waiting, file: FileId, meta: FileMeta, now: Now) {
+        if let Stage::Variant {
+            base,
+            original,
+            meta: original_meta,
+            mime,
+            codings,
+            next,
+        } = w.stage
+        {
+            if meta.kind == FileKind::File {
+                // The variant is served; the original is not needed.
+                self.effects.push_back(Effect::CloseFile { file: original });
+                return self.serve_file(
+                    id,
+                    &w.req,
+                    file,
+                    &meta,
+                    &mime,
+                    Some(codings[next]),
+                    true,
+                    now,
+                );
+            }
+            self.effects.push_back(Effect::CloseFile { file });
+            return self.next_variant(
+                id,
+                w.req,
+                w.url_path,
+                w.query,
+                base,
+                original,
+                original_meta,
+                mime,
+                codings,
+                next + 1,
+                now,
+            );
+        }
+        match meta.kind {
+            FileKind::File => {
+                let mime = negotiate::content_type(&w.fs_path, &self.config.types);
+                if w.req.method != Method::Head
+                    && w.req
+                        .headers
+                        .get("accept")
+                        .is_some_and(|a| !negotiate::accept_allows(a, &mime))
+                {
+                    self.effects.push_back(Effect::CloseFile { file });
+                    return self.error(id, 406, &[], now);
+                }
+                let codings = if negotiate::compressible(&mime) {
+                    negotiate::accepted_codings(
+                        w.req.headers.get("accept-encoding").map(|v| v.as_ref()),
+                    )
+                } else {
+                    Vec::new()
+                };
+                let vary = negotiate::compressible(&mime);
+                if codings.is_empty() {
+                    return self.serve_file(id, &w.req, file, &meta, &mime, None, vary, now);
+                }
+                self.next_variant(
+                    id, w.req, w.url_path, w.query, w.fs_path, file, meta, mime, codings, 0, now,
+                );
+            }
+            FileKind::Dir if w.stage == Stage::Primary => {
+                self.effects.push_back(Effect::CloseFile { file });
+                if !w.url_path.ends_with(b"/") {
+                    let mut location = escape_path(&w.url_path);
+                    location.push('/');
+                    if let Some(q) = &w.query {
+                        location.push('?');
+                        location.push_str(&String::from_utf8_lossy(q));
+                    }
+                    return self.redirect(id, 301, location, now);
+                }
+                if self.config.welcome.is_empty() {
+                    return self.error(id, 403, &[], now);
+                }
+                self.try_welcome(id, w, 0);
+            }
+            // A welcome "file" that is a directory, or a device: not served.
+            FileKind::Dir | FileKind::Other => {
+                self.effects.push_back(Effect::CloseFile { file });
+                self.error(id, 403, &[], now);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn next_variant(
+        &mut self,
+        id: ConnId,
+        req: RequestHead,
+        url_path: Vec<u8>,
+        query: Option<Bytes>,
+        fs_path: PathBuf,
+        original: FileId,
+        meta: FileMeta,
+        mime: String,
+        codings: Vec<Coding>,
+        next: usize,
+        now: Now,
+    ) {
+        let Some(coding) = codings.get(next).copied() else {
+            return self.serve_file(id, &req, original, &meta, &mime, None, true, now);
+        };
+        let mut variant = fs_path.clone().into_os_string();
+        variant.push(coding.suffix());
+        let w = Waiting {
+            token: crate::ids::Token(0),
+            req,
+            url_path,
+            query,
+            fs_path: PathBuf::from(variant),
+            stage: Stage::Variant {
+                base: fs_path,
+                original,
+                meta,
+                mime,
+                codings,
+                next,
+            },
+        };
+        self.open(id, w);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn serve_file(
+        &mut self,
+        id: ConnId,
+        req: &RequestHead,
+        file: FileId,
+        meta: &FileMeta,
+        mime: &str,
+        coding: Option<Coding>,
+        vary: bool,
+        now: Now,
+    ) {
+        let (head, body) = document::answer(&FileAnswer {
+            method: &req.method,
+            headers: &req.headers,
+            meta,
+            mime,
+            coding,
+            vary,
+        });
+        self.respond(id, head, body, Some(file), now);
+    }
+
+    fn try_welcome(&mut self, id: ConnId, mut w: Waiting, i: usize) {
+        let dir = match w.stage {
+            Stage::Primary => w.fs_path.clone(),
+            _ => w.fs_path.parent().map(PathBuf::from).unwrap_or_default(),
+        };
+        w.fs_path = dir.join(&self.config.welcome[i]);
+        w.stage = Stage::Welcome(i);
+        self.open(id, w);
+    }
+}
+
+/// A normalised path, percent-encoded again for a `Location` field.
+fn escape_path(path: &[u8]) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::percent_encode(path, KEEP).to_string()
+}

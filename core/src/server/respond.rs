@@ -1,0 +1,104 @@
+//! Writing answers on a connection: complete responses, error pages, redirects.
+//!
+//! Every response the server makes goes through `respond`, which adds the fields `header`
+//! rules asked for, counts the status, and keeps files open until their bytes have left.
+
+use bytes::Bytes;
+
+use super::{ConnId, FileId, Server};
+use crate::chunk::Chunk;
+use crate::document::listing::html_escape;
+use crate::document::Piece;
+use crate::http1::{reason_phrase, ResponseBody, ResponseHead};
+use crate::time::Now;
+
+impl Server {
+    /// Sends a complete response: head, body pieces (file ranges of `file`), end. The file,
+    /// if any, is closed once the bytes queued so far on the connection have left.
+    pub(super) fn respond(
+        &mut self,
+        id: ConnId,
+        mut head: ResponseHead,
+        body: Vec<Piece>,
+        file: Option<FileId>,
+        now: Now,
+    ) {
+        let Some(slot) = self.conns.get_mut(&id) else {
+            if let Some(f) = file {
+                self.effects.push_back(super::Effect::CloseFile { file: f });
+            }
+            return;
+        };
+        for (name, value) in std::mem::take(&mut slot.extra_headers) {
+            head.headers.push(name, value);
+        }
+        let status = head.status;
+        // The Conn refuses out-of-turn calls (it was rejected meanwhile): then nobody is
+        // waiting for this answer and it is dropped on purpose.
+        if slot.conn.send_head(head, now).is_ok() {
+            self.counters.response(status);
+            for piece in body {
+                let chunk = match piece {
+                    Piece::Bytes(b) => Chunk::Bytes(b),
+                    Piece::File { offset, len } => match file {
+                        Some(file) => Chunk::File { file, offset, len },
+                        None => continue,
+                    },
+                };
+                let _ = slot.conn.send_body(chunk, now);
+            }
+            let _ = slot.conn.send_end(None, now);
+        }
+        if let Some(f) = file {
+            let until = slot.transmitted + slot.conn.transmit_queued();
+            slot.files.push_back((f, until));
+        }
+    }
+
+    /// Sends a body held in memory.
+    pub(super) fn respond_bytes(
+        &mut self,
+        id: ConnId,
+        status: u16,
+        content_type: &str,
+        extra: &[(&str, String)],
+        body: String,
+        now: Now,
+    ) {
+        let mut head = ResponseHead::new(status, ResponseBody::Length(body.len() as u64));
+        head.headers.push("Content-Type", content_type.to_string());
+        for (name, value) in extra {
+            head.headers
+                .push(Bytes::copy_from_slice(name.as_bytes()), value.clone());
+        }
+        self.respond(id, head, vec![Piece::Bytes(Bytes::from(body))], None, now);
+    }
+
+    /// Sends a short HTML page for `status`, with extra header fields.
+    pub(super) fn error(&mut self, id: ConnId, status: u16, extra: &[(&str, String)], now: Now) {
+        let reason = reason_phrase(status);
+        let body = format!(
+            "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\
+             <body><h1>{status} {reason}</h1></body></html>\n"
+        );
+        self.respond_bytes(id, status, "text/html; charset=utf-8", extra, body, now);
+    }
+
+    /// Sends a redirect to `location`.
+    pub(super) fn redirect(&mut self, id: ConnId, status: u16, location: String, now: Now) {
+        let reason = reason_phrase(status);
+        let shown = html_escape(&location);
+        let body = format!(
+            "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\
+             <body><h1>{status} {reason}</h1><p><a href=\"{shown}\">{shown}</a></p></body></html>\n"
+        );
+        self.respond_bytes(
+            id,
+            status,
+            "text/html; charset=utf-8",
+            &[("Location", location)],
+            body,
+            now,
+        );
+    }
+}
