@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
+use crate::chunk::Chunk;
 use crate::config::Config;
 use crate::ids::ListenerId;
 use crate::time::UnixTime;
