@@ -435,3 +435,68 @@ fn split_at_star(path: &[u8], star_start: usize, keep: Option<usize>) -> Gateway
 
 #[cfg(test)]
 mod tests;
+
+impl Route {
+    /// A human-readable account of the routing, as `weir route` prints it: each rule that
+    /// matched, in order, then the outcome.
+    #[must_use]
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        if self.steps.is_empty() {
+            out.push_str("no rule matched\n");
+        }
+        for s in &self.steps {
+            out.push_str(&format!(
+                "  line {:>3}: {}\n             -> {}\n",
+                s.line, s.source, s.note
+            ));
+        }
+        let outcome = match &self.outcome {
+            Outcome::File { path, search, .. } => {
+                let mut s = format!("serve the file {}", path.display());
+                if let Some(script) = search {
+                    s.push_str(&format!(
+                        " (GETs with a query go to the search script {})",
+                        script.display()
+                    ));
+                }
+                s
+            }
+            Outcome::Fail(status) => format!("answer {status}"),
+            Outcome::Redirect { location, status } => format!("redirect {status} to {location}"),
+            Outcome::Cgi(g) => format!(
+                "run the CGI script {} (SCRIPT_NAME={}, PATH_INFO={})",
+                g.script.as_deref().unwrap_or(Path::new("")).display(),
+                String::from_utf8_lossy(&g.script_name),
+                String::from_utf8_lossy(&g.path_info)
+            ),
+            Outcome::Service { name, gateway } => format!(
+                "hand to the FastCGI service {name}{} (SCRIPT_NAME={}, PATH_INFO={})",
+                gateway
+                    .script
+                    .as_ref()
+                    .map(|s| format!(" with SCRIPT_FILENAME={}", s.display()))
+                    .unwrap_or_default(),
+                String::from_utf8_lossy(&gateway.script_name),
+                String::from_utf8_lossy(&gateway.path_info)
+            ),
+            Outcome::Status => "answer with the server's counters".into(),
+            Outcome::NotFound => "404: no stopping rule matched".into(),
+            Outcome::Forbidden => "403: a protect rule refuses this address".into(),
+            Outcome::Unauthorized { realm } => {
+                format!("401: a protect rule asks for a password (realm \"{realm}\")")
+            }
+            Outcome::Escapes => {
+                "403: the file would lie outside the directory its pass rule names".into()
+            }
+        };
+        out.push_str(&format!("outcome: {outcome}\n"));
+        for (n, v) in &self.headers {
+            out.push_str(&format!("header: {n}: {v}\n"));
+        }
+        if let Some(u) = &self.user {
+            out.push_str(&format!("user: {u}\n"));
+        }
+        out
+    }
+}

@@ -258,3 +258,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn explanations_name_each_rule_and_the_outcome() {
+    let c = config("map /old/* /new/*\nheader /* X-A b\npass /new/* htdocs/*\n");
+    let text = go(&c, "/old/a").explain();
+    assert_eq!(
+        text,
+        "  line   1: map /old/* /new/*\n             -> path becomes /new/a\n\
+         \x20 line   2: header /* X-A b\n             -> adds X-A: b\n\
+         \x20 line   3: pass /new/* htdocs/*\n             -> serve file /srv/htdocs/a\n\
+         outcome: serve the file /srv/htdocs/a\nheader: X-A: b\n"
+    );
+    assert_eq!(go(&c, "/zzz").explain(), "  line   2: header /* X-A b\n             -> adds X-A: b\noutcome: 404: no stopping rule matched\nheader: X-A: b\n");
+}
