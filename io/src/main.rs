@@ -1,1 +1,58 @@
-fn main(){}
+//! weir: the production shell around `weir-core`.
+//!
+//! The core decides everything; this binary only carries out its effects with real
+//! sockets, files and clocks, and reports the results back as inputs (DESIGN.md §1). No
+//! module here knows HTTP: if something needs to look at a header, it belongs in the core.
+//!
+//! Modules, each with one job:
+//!
+//! * `cli` — the command line (clap).
+//! * `serve` — `weir serve`: configuration, binding, worker threads, signals, exit status.
+//! * `listen` — the `SO_REUSEPORT` listening sockets, one per worker per address.
+//! * `worker` — one thread's mio loop driving one core `Server`.
+//! * `conn` — a connection's readiness and its armed read and send.
+//! * `files` — open files by `FileId`; `sendfile` — file ranges to sockets.
+//! * `token` — mio tokens with generations; `clock` — `Now`; `errno` — OS errors to
+//!   `IoError`; `log` — `weir: …` lines on standard error.
+//!
+//! Exit status: 0 after a clean shutdown, 1 when start-up fails, 2 for a usage error
+//! (clap's convention), 128 + signal when a second SIGINT/SIGTERM cuts the shutdown short.
+
+mod cli;
+mod clock;
+mod conn;
+mod errno;
+mod files;
+mod listen;
+mod log;
+mod sendfile;
+mod serve;
+mod token;
+mod worker;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    ignore_sigpipe();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Serve(args) => serve::run(args),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// A peer that goes away must cost one connection (`EPIPE` from the write), not the process.
+/// Rust's runtime already ignores SIGPIPE before `main`; this does not rely on that, since
+/// `sendfile` has no `MSG_NOSIGNAL` flag to fall back on.
+fn ignore_sigpipe() {
+    // SAFETY: setting a disposition to SIG_IGN installs no handler code, touches no memory
+    // of ours, and runs before any other thread exists, so nothing can race with it. The
+    // previous disposition it returns is of no interest.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}

@@ -134,7 +134,8 @@ mod tests {
         use Precondition::*;
         let get = Method::Get;
         let put = Method::Put;
-        let cases: Vec<(&Method, Vec<(&'static str, String)>, Precondition)> = vec![
+        type Case<'m> = (&'m Method, Vec<(&'static str, String)>, Precondition);
+        let cases: Vec<Case<'_>> = vec![
             (&get, vec![], Proceed),
             (&get, vec![("If-Match", "\"abc\"".into())], Proceed),
             (&get, vec![("If-Match", "*".into())], Proceed),

@@ -160,7 +160,7 @@ pub fn accepted_codings(accept_encoding: Option<&[u8]>) -> Vec<Coding> {
     .into_iter()
     .filter(|(_, q)| *q > 0)
     .collect();
-    out.sort_by(|a, b| b.1.cmp(&a.1));
+    out.sort_by_key(|c| core::cmp::Reverse(c.1));
     out.into_iter().map(|(c, _)| c).collect()
 }
 

@@ -1,12 +1,169 @@
-//! SKELETON — to be replaced by the implementation (see the helper brief).
+//! The HTTP/1.1 server-side connection: one state machine per TCP connection.
+//!
+//! # Theory of operation
+//!
+//! Everything that affects transitions lives in this file (h11's rule); [`parse`],
+//! [`chunked`] and [`write`] only read and write bytes.
+//!
+//! [`parse`]: crate::http1::parse
+//! [`chunked`]: crate::http1::chunked
+//! [`write`]: crate::http1::write
+//!
+//! A `Conn` is three small machines and a few flags:
+//!
+//! * the **read side** (`Read`), one request at a time:
+//!
+//!   ```text
+//!              first byte           head complete,         body complete
+//!   ┌──────┐ ─────────────► ┌──────┐ with a body ──► ┌──────┐ ────────────► ┌──────┐
+//!   │ Idle │                │ Head │                 │ Body │               │ Done │
+//!   └──────┘                └──────┘ ──────────────────────────────────────► └──────┘
+//!      ▲                       │     head complete, no body                     │
+//!      │                       │ error, EOF             │ error, EOF            │
+//!      │                       ▼                        ▼                       │
+//!      │                    ┌──────────────────────────────────┐                │
+//!      │                    │ Stopped: nothing is parsed again │                │
+//!      │                    └──────────────────────────────────┘                │
+//!      └─────────────── next cycle: request Done and response Done ◄────────────┘
+//!   ```
+//!
+//! * the **write side** (`Write`): `Waiting` (no final head yet) → `send_head` → `Sending`
+//!   (body chunks) → `send_end` → `Done`. Interim 1xx heads and `100 Continue` leave it in
+//!   `Waiting`.
+//!
+//! * the **phase** of the whole connection:
+//!
+//!   ```text
+//!            cycle over and must close,
+//!   ┌──────┐ or protocol error (4xx queued) ┌─────────┐ output sent  ┌───────────┐
+//!   │ Open │ ─────────────────────────────► │ Closing │ ───────────► │ Lingering │
+//!   └──────┘                                └─────────┘              └───────────┘
+//!      │                                         │ output sent,            │ EOF, or
+//!      │ abort, idle / send timeout              │ EOF already seen        │ LINGER
+//!      ▼                                         ▼                         ▼
+//!   ┌──────────────────────────────────────────────────────────────────────────┐
+//!   │ Closed                                                                   │
+//!   └──────────────────────────────────────────────────────────────────────────┘
+//!   ```
+//!
+//! ## The request/response cycle (h11's discipline)
+//!
+//! After a request's `End`, nothing more is parsed until its response has been ended with
+//! `send_end`: pipelined bytes wait in the input buffer, and the read budget stops the
+//! shell from reading more than `header_bytes_max` of them. Responses therefore leave in
+//! request order without any bookkeeping (RFC 9112 §9.3.2). The next cycle starts when both
+//! sides are `Done`; the application may answer before the request body is complete (a 413 or
+//! 405 to a POST), in which case body events keep coming until `End` and only then does the
+//! next request get parsed.
+//!
+//! The connection closes after the current response (`must_close`) when: the client asked
+//! (`Connection: close`, RFC 9112 §9.6) or is HTTP/1.0 without `keep-alive` (RFC 9112
+//! §9.3); `close()` was called; the response body is delimited by closing (a streamed body
+//! to an HTTP/1.0 client, RFC 9112 §6.3 rule 8); a final response went out to a request
+//! that expects `100-continue` while its body is still unread, so the client may never send
+//! it and the next bytes could be either body or request (RFC 9110 §10.1.1); or the peer has
+//! closed its side and no pipelined bytes are left. A response that will be the last one says
+//! `Connection: close` (RFC 9112 §9.6). After EOF, a response is the last one unless the
+//! buffered pipelined bytes hold another complete head, which will then be answered too (a
+//! client may pipeline several requests and half-close).
+//!
+//! ## Protocol errors (the anti-smuggling rule)
+//!
+//! Any framing or syntax error reported by the parsers is answered here and nowhere else:
+//! the connection emits `Rejected`, queues a canned response (`Connection: close`), drops
+//! its input and moves to `Closing`; the read side becomes `Stopped`, so nothing after the
+//! error is ever interpreted as a request. If a response head had already been sent for the
+//! current request (an error in a chunked body being streamed), no second response can be
+//! written: the connection aborts instead; if that response had already ended, it closes
+//! after transmitting it.
+//!
+//! ## Closing (RFC 9112 §9.6)
+//!
+//! When the last response is queued and the connection must close, it stays `Closing` until
+//! the output queue is empty, then `Lingering`: the shell shuts down the write side and keeps
+//! reading (and the connection discards) until the peer's EOF or [`LINGER`] runs out. Closing
+//! the socket at once could make the kernel answer unread input with a reset that destroys
+//! the response still in flight to the client. If the peer's EOF was already seen there is
+//! nothing to wait for, so `Closing` goes straight to `Closed`.
+//!
+//! EOF from the peer: while idle, or in the middle of a head, the connection closes (after
+//! the output already queued, if any) with no response; in the middle of a body the request
+//! can never complete, so the connection closes as soon as the response already started (if
+//! any) is transmitted; after a complete request, the response is still delivered.
+//!
+//! ## Input budget (back-pressure)
+//!
+//! The shell reads only when [`Conn::read_budget`] is positive and at most that much:
+//! `header_bytes_max + 1` minus what is buffered while a head is read (one byte more than a
+//! legal head, so that an oversized one is detected), [`BODY_BUFFER`] minus what is buffered
+//! or queued as body events while a body is read, `header_bytes_max` in total while a complete
+//! request waits for its response (pipelining), [`LINGER_READ`] (discarded) while closing,
+//! and 0 after EOF or once closed. `receive` accepts more than the budget (it just buffers),
+//! but for a well-behaved shell the memory of a connection is bounded by these numbers.
+//!
+//! ## Timers (quinn's table)
+//!
+//! Each [`ConnTimer`] has one slot in a fixed table, recomputed from the state after every
+//! call, so a timer can never be left armed in a state that does not want it:
+//!
+//! | timer  | armed while                                  | from                   | expiry            |
+//! |--------|----------------------------------------------|------------------------|-------------------|
+//! | Idle   | no request byte buffered, nothing to send    | last activity          | Closed, silently  |
+//! | Header | a head is incomplete                         | its first byte (or the cycle start if pipelined bytes were waiting) | 408, close |
+//! | Body   | a body is incomplete                         | last body byte         | 408 if no head sent, else abort |
+//! | Send   | output is queued                             | last transmit progress | abort             |
+//! | Linger | lingering                                    | start of lingering     | Closed            |
+//!
+//! The header deadline is one deadline for the whole head, not reset by each read, so a
+//! client trickling one byte at a time (slowloris) gets its 408 on time.
+//!
+//! ## Subtle cases
+//!
+//! 1. The application answers a POST before its body has arrived and the connection stays
+//!    open: the write side is `Done` while the read side is still `Body`. Body events keep
+//!    coming, and only the request's `End` starts the next cycle. Had the response been the
+//!    last one, the rest of the body is of no use and the connection goes `Closing` at once.
+//! 2. A final response to an `Expect: 100-continue` request whose body has not arrived: the
+//!    client may send the body or may not, and the next bytes cannot be told apart, so the
+//!    response says `Connection: close` and the body is never read.
+//! 3. Small chunks are merged into the last chunk of the output queue, which may be the one
+//!    the shell is sending right now (it holds a clone). That is safe: merging only appends,
+//!    and `advance_transmit(n)` only drops the first `n` bytes, which the shell's clone and
+//!    the merged chunk share.
+//! 4. A protocol error in a chunked body after the response head was sent: no canned
+//!    response can follow a started one, so the connection aborts.
 
-use bytes::Bytes;
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use core::time::Duration;
 
 use crate::chunk::Chunk;
+use crate::http1::chunked::{ChunkedDecoder, Step};
 use crate::http1::error::{ProtocolError, UsageError};
-use crate::http1::head::{Headers, RequestHead, ResponseHead};
+use crate::http1::head::{
+    BodyKind, Headers, Method, RequestHead, ResponseBody, ResponseHead, Version,
+};
+use crate::http1::parse::{err, parse_head, HeadScan};
+use crate::http1::write;
 use crate::limits::{Limits, Timeouts};
 use crate::time::{Now, Time};
+
+/// Bytes of request body the connection holds at most (buffered input plus body events not
+/// yet polled) before it stops asking the shell to read.
+pub const BODY_BUFFER: usize = 64 * 1024;
+
+/// How long a closing connection keeps reading (and discarding) after its last response has
+/// been transmitted, waiting for the peer's EOF. Two seconds covers the round trip of any
+/// client still sending when the response left, as Apache's lingering close does.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// Read budget while closing or lingering: input is discarded, so any amount is safe.
+pub const LINGER_READ: usize = 64 * 1024;
+
+/// Adjacent in-memory chunks are merged into one while the result stays this small, so a
+/// head and a small body leave in a single write.
+const MERGE_MAX: usize = 16 * 1024;
 
 /// What the connection reports to the application, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -20,6 +177,10 @@ pub enum Event {
     /// The request (head and body) is complete.
     End,
     /// The peer broke the protocol; the connection has queued its own answer and is closing.
+    ///
+    /// If a response head had already been sent for the current request, no answer can be
+    /// queued: the connection is then `Closed` (or `Closing`, when that response was
+    /// already complete).
     Rejected(ProtocolError),
     /// The peer closed its sending side.
     PeerClosed,
@@ -37,6 +198,8 @@ pub enum ConnState {
     /// The request is complete and no response head has been sent.
     AwaitingResponse,
     /// The response head was sent; body or end still to come or still being transmitted.
+    /// Also reported between requests while the previous response is still being
+    /// transmitted and no byte of the next request has arrived.
     SendingResponse,
     /// Finishing the transmission of a last response before closing.
     Closing,
@@ -47,81 +210,777 @@ pub enum ConnState {
     Closed,
 }
 
+/// The connection's deadlines, one slot each in a fixed table (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConnTimer {
+    /// Waiting for the next request on a kept-alive (or fresh) connection.
+    Idle,
+    /// Reading a request head.
+    Header,
+    /// Reading a request body.
+    Body,
+    /// Waiting for the peer to take queued output.
+    Send,
+    /// Lingering after the last response.
+    Linger,
+}
+
+impl ConnTimer {
+    /// Every timer, in table order (also the order ties fire in).
+    pub const VALUES: [ConnTimer; 5] = [
+        ConnTimer::Idle,
+        ConnTimer::Header,
+        ConnTimer::Body,
+        ConnTimer::Send,
+        ConnTimer::Linger,
+    ];
+}
+
+/// The whole connection's phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Phase {
+    Open,
+    Closing,
+    Lingering,
+    Closed,
+}
+
+/// The read side (see the module diagram).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Read {
+    Idle,
+    Head(HeadScan),
+    Body(BodyReader),
+    Done,
+    Stopped,
+}
+
+/// How the body being read is delimited.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum BodyReader {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// The write side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Write {
+    Waiting,
+    Sending(OutFraming),
+    Done,
+}
+
+/// How the response body being sent is delimited on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum OutFraming {
+    /// `Content-Length`: this many bytes still promised.
+    Length { remaining: u64 },
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Delimited by closing the connection (HTTP/1.0 client, unknown length).
+    Close,
+    /// No body on the wire (HEAD, 204, 304): chunks are accepted and dropped.
+    Discard,
+}
+
+/// What the write side needs to know of the request it answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Request {
+    head_method: bool,
+    version: Version,
+    keep_alive: bool,
+    expects_continue: bool,
+    continue_sent: bool,
+}
+
 /// The HTTP/1.1 server-side connection state machine.
+///
+/// Feed it with [`receive`](Conn::receive) and [`receive_eof`](Conn::receive_eof), drain
+/// [`poll_event`](Conn::poll_event), answer with [`send_head`](Conn::send_head),
+/// [`send_body`](Conn::send_body) and [`send_end`](Conn::send_end), move its output with
+/// [`pending_transmit`](Conn::pending_transmit) and
+/// [`advance_transmit`](Conn::advance_transmit), and honour
+/// [`poll_timeout`](Conn::poll_timeout). See the module documentation for the rules.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Conn {
-    _todo: (),
+    limits: Limits,
+    timeouts: Timeouts,
+    phase: Phase,
+    read: Read,
+    write: Write,
+    /// The request being answered (from its head to the end of the cycle).
+    request: Option<Request>,
+    input: BytesMut,
+    events: VecDeque<Event>,
+    /// Body bytes sitting in `events`, counted against [`BODY_BUFFER`].
+    queued_body: usize,
+    out: VecDeque<Chunk>,
+    out_len: u64,
+    /// The peer's EOF has been seen.
+    eof: bool,
+    /// The connection closes after the current response.
+    must_close: bool,
+    /// `close()` was called.
+    close_requested: bool,
+    /// The latest time any call told us.
+    now: Now,
+    idle_since: Time,
+    head_since: Time,
+    body_since: Time,
+    send_since: Time,
+    linger_since: Time,
+    timers: [Option<Time>; 5],
 }
 
 impl Conn {
-    /// A fresh connection.
-    pub fn new(_limits: &Limits, _timeouts: &Timeouts, _now: Now) -> Conn {
-        todo!()
+    /// A fresh connection, waiting for its first request (the idle timer runs from `now`).
+    #[must_use]
+    pub fn new(limits: &Limits, timeouts: &Timeouts, now: Now) -> Conn {
+        let mut conn = Conn {
+            limits: *limits,
+            timeouts: *timeouts,
+            phase: Phase::Open,
+            read: Read::Idle,
+            write: Write::Waiting,
+            request: None,
+            input: BytesMut::new(),
+            events: VecDeque::new(),
+            queued_body: 0,
+            out: VecDeque::new(),
+            out_len: 0,
+            eof: false,
+            must_close: false,
+            close_requested: false,
+            now,
+            idle_since: now.mono,
+            head_since: now.mono,
+            body_since: now.mono,
+            send_since: now.mono,
+            linger_since: now.mono,
+            timers: [None; 5],
+        };
+        conn.arm_timers();
+        conn
     }
+
     /// How many bytes the application should read for this connection now (0: don't read).
+    ///
+    /// See "Input budget" in the module documentation for the numbers.
+    #[must_use]
     pub fn read_budget(&self) -> usize {
-        todo!()
+        if self.eof {
+            return 0;
+        }
+        match self.phase {
+            Phase::Closed => 0,
+            Phase::Closing | Phase::Lingering => LINGER_READ,
+            Phase::Open => match self.read {
+                Read::Idle | Read::Head(_) => {
+                    (self.limits.header_bytes_max + 1).saturating_sub(self.input.len())
+                }
+                Read::Body(_) => BODY_BUFFER.saturating_sub(self.input.len() + self.queued_body),
+                Read::Done => self
+                    .limits
+                    .header_bytes_max
+                    .saturating_sub(self.input.len()),
+                Read::Stopped => 0,
+            },
+        }
     }
+
     /// Feeds bytes received from the peer.
-    pub fn receive(&mut self, _data: &[u8], _now: Now) {
-        todo!()
+    ///
+    /// Ignored after EOF or once closed; discarded while closing or lingering.
+    pub fn receive(&mut self, data: &[u8], now: Now) {
+        self.note_now(now);
+        if self.eof || self.phase != Phase::Open || data.is_empty() {
+            return;
+        }
+        if matches!(self.read, Read::Body(_)) {
+            self.body_since = now.mono;
+        }
+        self.input.extend_from_slice(data);
+        self.process(now);
+        self.settle(now);
     }
+
     /// The peer closed its sending side.
-    pub fn receive_eof(&mut self, _now: Now) {
-        todo!()
+    ///
+    /// Emits `PeerClosed`; what happens next depends on where the request is (see "Closing"
+    /// in the module documentation).
+    pub fn receive_eof(&mut self, now: Now) {
+        self.note_now(now);
+        if self.eof || self.phase == Phase::Closed {
+            return;
+        }
+        self.eof = true;
+        self.events.push_back(Event::PeerClosed);
+        self.process(now);
+        self.settle(now);
     }
+
     /// The next event, if one is ready.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        todo!()
+        let event = self.events.pop_front()?;
+        if let Event::Body(b) = &event {
+            self.queued_body = self.queued_body.saturating_sub(b.len());
+        }
+        Some(event)
     }
-    /// The application will read the request body: sends `100 Continue` if the client asked.
+
+    /// The application will read the request body: queues `100 Continue` once if the client
+    /// asked for it, the body is still to come and no final response head has been sent
+    /// (RFC 9110 §10.1.1). Otherwise does nothing.
     pub fn accept_body(&mut self) {
-        todo!()
+        if self.phase != Phase::Open
+            || self.write != Write::Waiting
+            || !matches!(self.read, Read::Body(_))
+        {
+            return;
+        }
+        let Some(req) = &mut self.request else {
+            return;
+        };
+        if !req.expects_continue || req.continue_sent {
+            return;
+        }
+        req.continue_sent = true;
+        let now = self.now;
+        self.queue(Chunk::Bytes(Bytes::from_static(write::CONTINUE)));
+        self.settle(now);
     }
+
     /// Starts the response to the current request.
-    pub fn send_head(&mut self, _head: ResponseHead, _now: Now) -> Result<(), UsageError> {
-        todo!()
+    ///
+    /// A 1xx status is an interim response (not sent to HTTP/1.0 clients, RFC 9110 §15.2)
+    /// and leaves room for the final one; upgrades are not supported, so 101 is written as
+    /// any other interim head. The connection adds `Date`, `Server`, the framing and
+    /// `Connection` fields (the application's copies are dropped). Errors:
+    /// `NoRequestToAnswer` if no request head has arrived or a final head was already sent;
+    /// `Closed` if the connection is closing or closed.
+    pub fn send_head(&mut self, head: ResponseHead, now: Now) -> Result<(), UsageError> {
+        self.note_now(now);
+        if self.phase != Phase::Open {
+            return Err(UsageError::Closed);
+        }
+        let Some(mut req) = self.request else {
+            return Err(UsageError::NoRequestToAnswer);
+        };
+        if self.write != Write::Waiting {
+            return Err(UsageError::NoRequestToAnswer);
+        }
+        let status = head.status;
+        debug_assert!(
+            (100..=599).contains(&status),
+            "status {status} out of range"
+        );
+        if (100..200).contains(&status) {
+            if req.version == Version::Http11 && !(status == 100 && req.continue_sent) {
+                req.continue_sent |= status == 100;
+                self.request = Some(req);
+                let bytes = write::interim_head(status, &head.headers);
+                self.queue(Chunk::Bytes(Bytes::from(bytes)));
+            }
+            self.settle(now);
+            return Ok(());
+        }
+        let bodiless_status = status == 204 || status == 304;
+        let no_body = req.head_method || bodiless_status;
+        let mut fields: Vec<(&str, String)> = Vec::with_capacity(2);
+        let framing = match head.body {
+            ResponseBody::Length(n) => {
+                // RFC 9110 §8.6: never a Content-Length in a 204.
+                if status != 204 {
+                    fields.push(("Content-Length", n.to_string()));
+                }
+                if no_body {
+                    OutFraming::Discard
+                } else {
+                    OutFraming::Length { remaining: n }
+                }
+            }
+            ResponseBody::Streamed if bodiless_status => OutFraming::Discard,
+            ResponseBody::Streamed if req.version == Version::Http11 => {
+                // A response to HEAD carries the fields a GET would (RFC 9110 §9.3.2).
+                fields.push(("Transfer-Encoding", "chunked".to_owned()));
+                if no_body {
+                    OutFraming::Discard
+                } else {
+                    OutFraming::Chunked
+                }
+            }
+            ResponseBody::Streamed if no_body => OutFraming::Discard,
+            ResponseBody::Streamed => OutFraming::Close,
+            ResponseBody::Empty => {
+                if !bodiless_status {
+                    fields.push(("Content-Length", "0".to_owned()));
+                }
+                if no_body {
+                    OutFraming::Discard
+                } else {
+                    OutFraming::Length { remaining: 0 }
+                }
+            }
+        };
+        let body_unread = matches!(self.read, Read::Body(_));
+        let expect_unanswered = req.expects_continue && !req.continue_sent && body_unread;
+        // After EOF the buffered bytes are all there will be: another response follows only
+        // if they hold a complete head.
+        let pipelined_after_eof = self.read == Read::Done
+            && matches!(
+                HeadScan::request().scan(
+                    &self.input,
+                    self.limits.request_line_max,
+                    self.limits.header_bytes_max
+                ),
+                Ok(Some(_))
+            );
+        let close = self.must_close
+            || self.close_requested
+            || !req.keep_alive
+            || expect_unanswered
+            || framing == OutFraming::Close
+            || (self.eof && !pipelined_after_eof);
+        if close {
+            self.must_close = true;
+            fields.push(("Connection", "close".to_owned()));
+        } else if req.version == Version::Http10 {
+            fields.push(("Connection", "keep-alive".to_owned()));
+        }
+        let bytes = write::final_head(status, &head.headers, now.unix, &fields);
+        self.queue(Chunk::Bytes(Bytes::from(bytes)));
+        self.write = Write::Sending(framing);
+        self.settle(now);
+        Ok(())
     }
+
     /// Queues body bytes of the current response.
-    pub fn send_body(&mut self, _chunk: Chunk, _now: Now) -> Result<(), UsageError> {
-        todo!()
+    ///
+    /// Chunks for a response without a body on the wire (HEAD, 204, 304) are accepted and
+    /// dropped. Errors: `LengthMismatch` if the chunk would exceed the declared
+    /// `Content-Length` (nothing is queued); `HeadNotSent` without a response in progress;
+    /// `Closed` once closing or closed.
+    pub fn send_body(&mut self, chunk: Chunk, now: Now) -> Result<(), UsageError> {
+        self.note_now(now);
+        let Write::Sending(framing) = &mut self.write else {
+            return Err(self.not_sending_error());
+        };
+        if self.phase == Phase::Closed {
+            return Err(UsageError::Closed);
+        }
+        let len = chunk.len();
+        match framing {
+            OutFraming::Length { remaining } => {
+                if len > *remaining {
+                    return Err(UsageError::LengthMismatch);
+                }
+                *remaining -= len;
+                self.queue(chunk);
+            }
+            OutFraming::Chunked => {
+                if len > 0 {
+                    self.queue(Chunk::Bytes(Bytes::from(write::chunk_prefix(len))));
+                    self.queue(chunk);
+                    self.queue(Chunk::Bytes(Bytes::from_static(write::CRLF)));
+                }
+            }
+            OutFraming::Close => self.queue(chunk),
+            OutFraming::Discard => {}
+        }
+        self.settle(now);
+        Ok(())
     }
-    /// Ends the current response.
-    pub fn send_end(&mut self, _trailers: Option<Headers>, _now: Now) -> Result<(), UsageError> {
-        todo!()
+
+    /// Ends the current response. Trailers are written only on a chunked body (elsewhere
+    /// there is no place for them) and are filtered like head fields.
+    ///
+    /// Errors: `LengthMismatch` if fewer bytes than the declared `Content-Length` were sent
+    /// (the response stays open); `HeadNotSent` without a response in progress; `Closed` once
+    /// closing or closed.
+    pub fn send_end(&mut self, trailers: Option<Headers>, now: Now) -> Result<(), UsageError> {
+        self.note_now(now);
+        let Write::Sending(framing) = self.write else {
+            return Err(self.not_sending_error());
+        };
+        if self.phase == Phase::Closed {
+            return Err(UsageError::Closed);
+        }
+        match framing {
+            OutFraming::Length { remaining } if remaining > 0 => {
+                return Err(UsageError::LengthMismatch);
+            }
+            OutFraming::Chunked => {
+                let last = write::last_chunk(trailers.as_ref());
+                self.queue(Chunk::Bytes(Bytes::from(last)));
+            }
+            _ => {}
+        }
+        self.write = Write::Done;
+        self.settle(now);
+        Ok(())
     }
+
     /// Bytes queued for transmission and not yet transmitted.
+    #[must_use]
     pub fn transmit_queued(&self) -> u64 {
-        todo!()
+        self.out_len
     }
+
     /// The next chunk to transmit.
+    #[must_use]
     pub fn pending_transmit(&self) -> Option<&Chunk> {
-        todo!()
+        self.out.front()
     }
-    /// `n` bytes of the pending chunk were transmitted.
-    pub fn advance_transmit(&mut self, _n: u64, _now: Now) {
-        todo!()
+
+    /// `n` bytes of the pending chunk were transmitted. (A larger `n` runs on into the
+    /// following chunks; more than is queued is ignored.)
+    pub fn advance_transmit(&mut self, n: u64, now: Now) {
+        self.note_now(now);
+        let mut left = n.min(self.out_len);
+        if left > 0 {
+            self.send_since = now.mono;
+            self.idle_since = now.mono;
+        }
+        while left > 0 {
+            let Some(front) = self.out.front_mut() else {
+                break;
+            };
+            let k = left.min(front.len());
+            front.advance(k);
+            left -= k;
+            self.out_len -= k;
+            if front.is_empty() {
+                self.out.pop_front();
+            }
+        }
+        self.settle(now);
     }
+
     /// The earliest deadline.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        todo!()
+        self.timers.iter().flatten().min().copied()
     }
-    /// Fires expired timers.
-    pub fn handle_timeout(&mut self, _now: Now) {
-        todo!()
+
+    /// Fires expired timers (see the table in the module documentation). Calling it early
+    /// is harmless.
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.note_now(now);
+        // Each firing leaves a state in which that timer is disarmed; the bound is a guard.
+        for _ in 0..ConnTimer::VALUES.len() * 2 {
+            let due = ConnTimer::VALUES
+                .iter()
+                .filter_map(|&t| self.timers[t as usize].map(|d| (d, t)))
+                .filter(|&(d, _)| d <= now.mono)
+                .min();
+            let Some((_, timer)) = due else {
+                break;
+            };
+            match timer {
+                ConnTimer::Idle | ConnTimer::Send | ConnTimer::Linger => self.abort(),
+                ConnTimer::Header => self.reject(err(408, "request head timed out"), now),
+                ConnTimer::Body if self.write == Write::Waiting => {
+                    self.reject(err(408, "request body timed out"), now);
+                }
+                ConnTimer::Body => self.abort(),
+            }
+            self.settle(now);
+        }
     }
-    /// Graceful close.
-    pub fn close(&mut self, _now: Now) {
-        todo!()
+
+    /// Graceful close: an idle connection closes now; otherwise the request in progress is
+    /// answered (its response says `Connection: close` if its head is not sent yet) and the
+    /// connection closes after it.
+    pub fn close(&mut self, now: Now) {
+        self.note_now(now);
+        if self.phase != Phase::Open {
+            return;
+        }
+        self.close_requested = true;
+        self.must_close = true;
+        if self.read == Read::Idle && self.write == Write::Waiting {
+            if self.out.is_empty() {
+                self.abort();
+            } else {
+                self.enter_closing();
+            }
+        }
+        self.settle(now);
     }
-    /// Immediate close.
+
+    /// Immediate close: the output queue is dropped and the connection is `Closed`.
     pub fn abort(&mut self) {
-        todo!()
+        self.phase = Phase::Closed;
+        self.read = Read::Stopped;
+        self.must_close = true;
+        self.input.clear();
+        self.out.clear();
+        self.out_len = 0;
+        self.arm_timers();
     }
+
     /// Where the connection is.
+    #[must_use]
     pub fn state(&self) -> ConnState {
-        todo!()
+        match self.phase {
+            Phase::Closed => ConnState::Closed,
+            Phase::Lingering => ConnState::Lingering,
+            Phase::Closing => ConnState::Closing,
+            Phase::Open => match (&self.read, self.write) {
+                (_, Write::Sending(_)) => ConnState::SendingResponse,
+                (Read::Head(_), _) => ConnState::ReadingHead,
+                (Read::Body(_), _) => ConnState::ReadingBody,
+                (Read::Done, Write::Waiting) => ConnState::AwaitingResponse,
+                (Read::Idle, _) if self.out.is_empty() => ConnState::Idle,
+                (Read::Idle, _) => ConnState::SendingResponse,
+                // settle() never leaves these in the Open phase.
+                (Read::Done | Read::Stopped, _) => ConnState::Closing,
+            },
+        }
+    }
+
+    /// The deadline of one timer, if armed (for tests and diagnostics).
+    #[must_use]
+    pub fn timer(&self, timer: ConnTimer) -> Option<Time> {
+        self.timers[timer as usize]
+    }
+
+    // ----- internals -------------------------------------------------------------------
+
+    fn note_now(&mut self, now: Now) {
+        if now.mono >= self.now.mono {
+            self.now = now;
+        }
+    }
+
+    fn not_sending_error(&self) -> UsageError {
+        if self.phase == Phase::Open {
+            UsageError::HeadNotSent
+        } else {
+            UsageError::Closed
+        }
+    }
+
+    /// Parses as far as the buffered input and the cycle allow.
+    fn process(&mut self, now: Now) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        loop {
+            match &mut self.read {
+                Read::Idle => {
+                    if self.input.is_empty() {
+                        break;
+                    }
+                    self.read = Read::Head(HeadScan::request());
+                    self.head_since = now.mono;
+                }
+                Read::Head(scan) => {
+                    let found = scan.scan(
+                        &self.input,
+                        self.limits.request_line_max,
+                        self.limits.header_bytes_max,
+                    );
+                    let end = match found {
+                        Ok(Some(end)) => end,
+                        Ok(None) => break,
+                        Err(e) => return self.reject(e, now),
+                    };
+                    let head = self.input.split_to(end.end).freeze().slice(end.start..);
+                    match parse_head(&head, &self.limits) {
+                        Ok(req) => self.start_request(req, now),
+                        Err(e) => return self.reject(e, now),
+                    }
+                }
+                Read::Body(BodyReader::Length(remaining)) => {
+                    if self.input.is_empty() {
+                        break;
+                    }
+                    let n = (*remaining).min(self.input.len() as u64);
+                    *remaining -= n;
+                    let done = *remaining == 0;
+                    // unwrap-free: n <= input.len(), a usize.
+                    let data = self.input.split_to(n as usize).freeze();
+                    self.push_body(data);
+                    if done {
+                        self.events.push_back(Event::End);
+                        self.read = Read::Done;
+                    }
+                }
+                Read::Body(BodyReader::Chunked(decoder)) => {
+                    match decoder.step(&mut self.input, &self.limits) {
+                        Ok(Step::NeedMore) => break,
+                        Ok(Step::Data(data)) => self.push_body(data),
+                        Ok(Step::Done(trailers)) => {
+                            if !trailers.is_empty() {
+                                self.events.push_back(Event::Trailers(trailers));
+                            }
+                            self.events.push_back(Event::End);
+                            self.read = Read::Done;
+                        }
+                        Err(e) => return self.reject(e, now),
+                    }
+                }
+                Read::Done | Read::Stopped => break,
+            }
+        }
+        // After EOF, a request not complete by now never will be.
+        if self.eof && matches!(self.read, Read::Idle | Read::Head(_) | Read::Body(_)) {
+            self.read = Read::Stopped;
+            self.input.clear();
+        }
+    }
+
+    fn start_request(&mut self, req: RequestHead, now: Now) {
+        self.request = Some(Request {
+            head_method: req.method == Method::Head,
+            version: req.version,
+            keep_alive: req.keep_alive,
+            expects_continue: req.expects_continue,
+            continue_sent: false,
+        });
+        if !req.keep_alive {
+            self.must_close = true;
+        }
+        self.body_since = now.mono;
+        let body = req.body;
+        self.events.push_back(Event::Head(req));
+        self.read = match body {
+            BodyKind::None => {
+                self.events.push_back(Event::End);
+                Read::Done
+            }
+            BodyKind::Length(n) => Read::Body(BodyReader::Length(n)),
+            BodyKind::Chunked => Read::Body(BodyReader::Chunked(ChunkedDecoder::new())),
+        };
+    }
+
+    fn push_body(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            self.queued_body += data.len();
+            self.events.push_back(Event::Body(data));
+        }
+    }
+
+    /// The peer broke the protocol (see "Protocol errors" in the module documentation).
+    fn reject(&mut self, e: ProtocolError, now: Now) {
+        let status = e.status;
+        self.events.push_back(Event::Rejected(e));
+        match self.write {
+            Write::Waiting => {
+                self.enter_closing();
+                self.write = Write::Done;
+                self.queue(Chunk::Bytes(write::canned(status, now.unix)));
+            }
+            Write::Sending(_) => self.abort(),
+            Write::Done => self.enter_closing(),
+        }
+    }
+
+    fn enter_closing(&mut self) {
+        self.phase = Phase::Closing;
+        self.read = Read::Stopped;
+        self.must_close = true;
+        self.input.clear();
+    }
+
+    /// Appends to the output queue, merging small in-memory chunks.
+    fn queue(&mut self, chunk: Chunk) {
+        if chunk.is_empty() || self.phase == Phase::Closed {
+            return;
+        }
+        if self.out.is_empty() {
+            self.send_since = self.now.mono;
+        }
+        self.out_len += chunk.len();
+        if let (Some(Chunk::Bytes(back)), Chunk::Bytes(b)) = (self.out.back_mut(), &chunk) {
+            if back.len() + b.len() <= MERGE_MAX {
+                let mut merged = BytesMut::with_capacity(back.len() + b.len());
+                merged.extend_from_slice(back);
+                merged.extend_from_slice(b);
+                *back = merged.freeze();
+                return;
+            }
+        }
+        self.out.push_back(chunk);
+    }
+
+    /// Applies the state-triggered transitions to a fixed point, then re-arms the timers.
+    fn settle(&mut self, now: Now) {
+        loop {
+            let changed = match self.phase {
+                Phase::Open => match (&self.read, self.write) {
+                    (Read::Done, Write::Done)
+                        if !self.must_close && (!self.eof || !self.input.is_empty()) =>
+                    {
+                        self.next_cycle(now);
+                        true
+                    }
+                    (Read::Done | Read::Stopped, Write::Done) | (Read::Stopped, Write::Waiting) => {
+                        self.enter_closing();
+                        true
+                    }
+                    // Answered before the body arrived, and closing: the rest of the body
+                    // is of no use.
+                    (Read::Body(_), Write::Done) if self.must_close => {
+                        self.enter_closing();
+                        true
+                    }
+                    _ => false,
+                },
+                Phase::Closing if self.out.is_empty() => {
+                    if self.eof {
+                        self.abort();
+                    } else {
+                        self.phase = Phase::Lingering;
+                        self.linger_since = now.mono;
+                    }
+                    true
+                }
+                Phase::Lingering if self.eof => {
+                    self.abort();
+                    true
+                }
+                Phase::Closing | Phase::Lingering | Phase::Closed => false,
+            };
+            if !changed {
+                break;
+            }
+        }
+        self.arm_timers();
+    }
+
+    fn next_cycle(&mut self, now: Now) {
+        self.read = Read::Idle;
+        self.write = Write::Waiting;
+        self.request = None;
+        self.idle_since = now.mono;
+        self.process(now);
+    }
+
+    fn arm_timers(&mut self) {
+        let mut t = [None; 5];
+        let at = |since: Time, d: Duration| Some(since.after(d));
+        match self.phase {
+            Phase::Open => match self.read {
+                Read::Idle if self.out.is_empty() => {
+                    t[ConnTimer::Idle as usize] = at(self.idle_since, self.timeouts.idle);
+                }
+                Read::Head(_) => {
+                    t[ConnTimer::Header as usize] = at(self.head_since, self.timeouts.header);
+                }
+                Read::Body(_) => {
+                    t[ConnTimer::Body as usize] = at(self.body_since, self.timeouts.body);
+                }
+                _ => {}
+            },
+            Phase::Lingering => t[ConnTimer::Linger as usize] = at(self.linger_since, LINGER),
+            Phase::Closing | Phase::Closed => {}
+        }
+        if self.phase != Phase::Closed && !self.out.is_empty() {
+            t[ConnTimer::Send as usize] = at(self.send_since, self.timeouts.send);
+        }
+        self.timers = t;
     }
 }

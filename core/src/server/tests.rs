@@ -556,8 +556,8 @@ fn request(w: &mut World, text: &str) -> String {
 #[test]
 fn rules_answer_without_touching_files() {
     let mut w = configured(
-        "redirect /old/* /new/* 301\nfail /private/*\nprotect /admin/* users=users realm=\"Staff\"\n\
-         header /* X-Served-By weir\nstatus /status\npass /*\n",
+        "header /* X-Served-By weir\nredirect /old/* /new/* 301\nfail /private/*\n\
+         protect /admin/* users=users realm=\"Staff\"\nstatus /status\npass /*\n",
     );
     w.file("admin/a.txt", b"secret stuff");
     let out = request(&mut w, "GET /old/x?y=1 HTTP/1.1\r\nHost: h\r\n\r\n");

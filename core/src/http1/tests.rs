@@ -1,0 +1,1628 @@
+//! Tests of the connection machine through a pair harness (h11's `ConnectionPair`, quinn's
+//! `Pair`): a strict test client writes requests as bytes and parses the connection's output
+//! back into responses, and time is a number the test advances by hand.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use core::time::Duration;
+use proptest::prelude::*;
+
+use crate::chunk::Chunk;
+use crate::http1::conn::{Conn, ConnState, ConnTimer, Event, LINGER};
+use crate::http1::error::UsageError;
+use crate::http1::head::{BodyKind, Headers, Method, ResponseBody, ResponseHead, Version};
+use crate::ids::{FileId, Token};
+use crate::limits::{Limits, Timeouts};
+use crate::time::{Now, Time, UnixTime};
+
+// ----- the harness ------------------------------------------------------------------------
+
+fn at(ms: u64) -> Now {
+    Now {
+        mono: Time(ms),
+        unix: UnixTime(1_700_000_000 + i64::try_from(ms / 1000).unwrap_or(0)),
+    }
+}
+
+/// The byte a test file holds at `offset` (the harness "sendfile"s these).
+fn file_byte(file: FileId, offset: u64) -> u8 {
+    b'A' + ((file.0 .0 * 7 + offset) % 26) as u8
+}
+
+fn file_bytes(file: FileId, offset: u64, len: u64) -> Vec<u8> {
+    (offset..offset + len).map(|o| file_byte(file, o)).collect()
+}
+
+fn render(chunk: &Chunk, n: u64) -> Vec<u8> {
+    match chunk {
+        // unwrap-free: n <= chunk length, a usize for Bytes.
+        Chunk::Bytes(b) => b[..n as usize].to_vec(),
+        Chunk::File { file, offset, .. } => file_bytes(*file, *offset, n),
+    }
+}
+
+/// A response as the strict client saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    trailers: Vec<(String, String)>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn count(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
+
+    fn closes(&self) -> bool {
+        self.header("connection") == Some("close")
+    }
+}
+
+/// Splits off one CRLF-terminated line at `pos`, insisting on CRLF.
+fn line(wire: &[u8], pos: &mut usize) -> Option<String> {
+    let rest = &wire[*pos..];
+    let end = rest.windows(2).position(|w| w == b"\r\n")?;
+    let text = &rest[..end];
+    assert!(
+        !text.contains(&b'\r') && !text.contains(&b'\n'),
+        "bare CR or LF in {text:?}"
+    );
+    *pos += end + 2;
+    Some(String::from_utf8(text.to_vec()).expect("head is ASCII"))
+}
+
+fn fields(wire: &[u8], pos: &mut usize) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    loop {
+        let l = line(wire, pos)?;
+        if l.is_empty() {
+            return Some(out);
+        }
+        let (name, value) = l.split_once(": ").expect("field has ': '");
+        assert!(
+            !name.is_empty() && name.bytes().all(crate::http1::parse::is_tchar),
+            "bad field name {name:?}"
+        );
+        out.push((name.to_owned(), value.to_owned()));
+    }
+}
+
+/// The strict client: parses responses from the transmitted bytes, in order.
+#[derive(Default)]
+struct Client {
+    pos: usize,
+    /// For each request sent and not yet answered, whether it was a HEAD.
+    heads: VecDeque<bool>,
+}
+
+impl Client {
+    /// The next complete response, or `None` if more bytes are needed. `closed`: the
+    /// server has finished writing (a close-delimited body ends there).
+    fn next(&mut self, wire: &[u8], closed: bool) -> Option<Response> {
+        let mut pos = self.pos;
+        let status_line = line(wire, &mut pos)?;
+        let status: u16 = status_line
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|s| s.get(..3))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        assert_eq!(status_line.as_bytes()[12], b' ', "{status_line:?}");
+        let headers = fields(wire, &mut pos)?;
+        let mut resp = Response {
+            status,
+            headers,
+            body: Vec::new(),
+            trailers: Vec::new(),
+        };
+        if (100..200).contains(&status) {
+            self.pos = pos;
+            return Some(resp);
+        }
+        assert_eq!(resp.count("date"), 1, "{resp:?}");
+        assert_eq!(resp.header("server"), Some("weir"));
+        assert_eq!(resp.count("server"), 1);
+        assert!(resp.count("content-length") <= 1);
+        assert!(resp.count("connection") <= 1);
+        let chunked = resp.header("transfer-encoding") == Some("chunked");
+        assert!(
+            !(chunked && resp.count("content-length") > 0),
+            "two framings"
+        );
+        let head = self.heads.front().copied().unwrap_or(false);
+        if head || status == 204 || status == 304 {
+            // no body on the wire
+        } else if chunked {
+            loop {
+                let size_line = line(wire, &mut pos)?;
+                let size = u64::from_str_radix(&size_line, 16).expect("chunk size");
+                if size == 0 {
+                    resp.trailers = fields(wire, &mut pos)?;
+                    break;
+                }
+                let end = pos + usize::try_from(size).expect("small");
+                if wire.len() < end + 2 {
+                    return None;
+                }
+                resp.body.extend_from_slice(&wire[pos..end]);
+                assert_eq!(&wire[end..end + 2], b"\r\n", "chunk not followed by CRLF");
+                pos = end + 2;
+            }
+        } else if let Some(cl) = resp.header("content-length") {
+            let n: usize = cl.parse().expect("Content-Length");
+            if wire.len() < pos + n {
+                return None;
+            }
+            resp.body.extend_from_slice(&wire[pos..pos + n]);
+            pos += n;
+        } else {
+            assert!(
+                resp.closes(),
+                "close-delimited body without Connection: close"
+            );
+            if !closed {
+                return None;
+            }
+            resp.body.extend_from_slice(&wire[pos..]);
+            pos = wire.len();
+        }
+        self.heads.pop_front();
+        self.pos = pos;
+        Some(resp)
+    }
+}
+
+/// A connection, a strict client, and a clock.
+struct Pair {
+    conn: Conn,
+    now: Now,
+    wire: Vec<u8>,
+    client: Client,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        Pair::with(Limits::default(), Timeouts::default())
+    }
+
+    fn with(limits: Limits, timeouts: Timeouts) -> Pair {
+        let now = at(1_000);
+        Pair {
+            conn: Conn::new(&limits, &timeouts, now),
+            now,
+            wire: Vec::new(),
+            client: Client::default(),
+        }
+    }
+
+    /// The client sends bytes; `heads` says, per request among them, whether it is HEAD.
+    fn send(&mut self, bytes: &[u8]) {
+        self.conn.receive(bytes, self.now);
+    }
+
+    fn expect_head_response(&mut self) {
+        self.client.heads.push_back(true);
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.conn.poll_event()).collect()
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now = at(self.now.mono.0 + ms);
+        self.conn.handle_timeout(self.now);
+    }
+
+    /// Moves every queued byte to the wire.
+    fn transmit(&mut self) {
+        while let Some(chunk) = self.conn.pending_transmit() {
+            let n = chunk.len();
+            self.wire.extend(render(chunk, n));
+            self.conn.advance_transmit(n, self.now);
+        }
+    }
+
+    /// Moves at most `n` bytes of the front chunk to the wire.
+    fn transmit_some(&mut self, n: u64) -> bool {
+        let Some(chunk) = self.conn.pending_transmit() else {
+            return false;
+        };
+        let n = n.min(chunk.len());
+        self.wire.extend(render(chunk, n));
+        self.conn.advance_transmit(n, self.now);
+        true
+    }
+
+    fn finished_writing(&self) -> bool {
+        matches!(self.conn.state(), ConnState::Lingering | ConnState::Closed)
+            && self.conn.pending_transmit().is_none()
+    }
+
+    fn responses(&mut self) -> Vec<Response> {
+        self.transmit();
+        let closed = self.finished_writing();
+        std::iter::from_fn(|| self.client.next(&self.wire, closed)).collect()
+    }
+
+    fn respond(&mut self, status: u16, body: &[u8]) {
+        let mut head = ResponseHead::new(status, ResponseBody::Length(body.len() as u64));
+        head.headers.push("Content-Type", "text/plain");
+        self.conn.send_head(head, self.now).expect("send_head");
+        self.conn
+            .send_body(Chunk::Bytes(Bytes::copy_from_slice(body)), self.now)
+            .expect("send_body");
+        self.conn.send_end(None, self.now).expect("send_end");
+    }
+}
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: example.com\r\n\r\n").into_bytes()
+}
+
+fn head_of(e: &Event) -> &crate::http1::head::RequestHead {
+    match e {
+        Event::Head(h) => h,
+        other => panic!("expected a head, got {other:?}"),
+    }
+}
+
+/// Merges adjacent body events, so that event lists from different splits compare equal.
+fn normalise(events: Vec<Event>) -> Vec<Event> {
+    let mut out: Vec<Event> = Vec::new();
+    for e in events {
+        if let (Some(Event::Body(prev)), Event::Body(b)) = (out.last_mut(), &e) {
+            let mut v = prev.to_vec();
+            v.extend_from_slice(b);
+            *prev = Bytes::from(v);
+            continue;
+        }
+        out.push(e);
+    }
+    out
+}
+
+// ----- the request/response cycle -----------------------------------------------------
+
+#[test]
+fn simple_exchange_keeps_alive() {
+    let mut p = Pair::new();
+    assert_eq!(p.conn.state(), ConnState::Idle);
+    p.send(GET);
+    let ev = p.events();
+    assert_eq!(ev.len(), 2);
+    let h = head_of(&ev[0]);
+    assert_eq!(h.method, Method::Get);
+    assert_eq!(h.target, "/");
+    assert_eq!(h.host.as_deref(), Some(&b"example.com"[..]));
+    assert_eq!(h.body, BodyKind::None);
+    assert_eq!(ev[1], Event::End);
+    assert_eq!(p.conn.state(), ConnState::AwaitingResponse);
+    p.respond(200, b"hello");
+    // Head and small body were merged into one chunk.
+    assert_eq!(p.conn.pending_transmit().map(|_| ()), Some(()));
+    let queued = p.conn.transmit_queued();
+    assert_eq!(p.conn.pending_transmit().map(Chunk::len), Some(queued));
+    let r = p.responses();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status, 200);
+    assert_eq!(r[0].body, b"hello");
+    assert_eq!(r[0].header("content-length"), Some("5"));
+    assert_eq!(r[0].header("content-type"), Some("text/plain"));
+    assert_eq!(r[0].header("connection"), None);
+    assert_eq!(r[0].header("date"), Some(p.now.unix.http_date().as_str()));
+    assert_eq!(p.conn.state(), ConnState::Idle);
+    assert_eq!(p.conn.transmit_queued(), 0);
+    // And a second request on the same connection.
+    p.send(&get("/two"));
+    assert_eq!(head_of(&p.events()[0]).target, "/two");
+}
+
+#[test]
+fn pipelined_requests_wait_for_the_previous_response() {
+    let mut p = Pair::new();
+    let mut bytes = get("/1");
+    bytes.extend(b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc");
+    bytes.extend(get("/3"));
+    p.send(&bytes);
+    let ev = p.events();
+    assert_eq!(ev.len(), 2, "only the first request: {ev:?}");
+    assert_eq!(head_of(&ev[0]).target, "/1");
+    assert_eq!(p.conn.state(), ConnState::AwaitingResponse);
+    // The head goes out, but the next request waits for the end of the response.
+    p.conn
+        .send_head(ResponseHead::new(200, ResponseBody::Length(1)), p.now)
+        .unwrap();
+    assert!(p.events().is_empty());
+    p.conn
+        .send_body(Chunk::Bytes(Bytes::from_static(b"1")), p.now)
+        .unwrap();
+    assert!(p.events().is_empty());
+    p.conn.send_end(None, p.now).unwrap();
+    let ev = p.events();
+    assert_eq!(head_of(&ev[0]).target, "/2");
+    assert_eq!(
+        ev[1..],
+        [Event::Body(Bytes::from_static(b"abc")), Event::End]
+    );
+    p.respond(201, b"2");
+    let ev = p.events();
+    assert_eq!(head_of(&ev[0]).target, "/3");
+    p.respond(202, b"3");
+    let r = p.responses();
+    let got: Vec<(u16, &[u8])> = r.iter().map(|r| (r.status, &r.body[..])).collect();
+    assert_eq!(got, [(200, &b"1"[..]), (201, b"2"), (202, b"3")]);
+}
+
+#[test]
+fn early_response_keeps_reading_the_body() {
+    let mut p = Pair::new();
+    p.send(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nab");
+    let ev = p.events();
+    assert_eq!(ev.len(), 2);
+    p.respond(405, b"no");
+    assert_eq!(p.conn.state(), ConnState::ReadingBody);
+    p.send(b"cdef");
+    p.send(&get("/next"));
+    let ev = p.events();
+    assert_eq!(ev[0], Event::Body(Bytes::from_static(b"cdef")));
+    assert_eq!(ev[1], Event::End);
+    assert_eq!(head_of(&ev[2]).target, "/next");
+    p.respond(200, b"ok");
+    let r = p.responses();
+    assert_eq!(r.len(), 2);
+    assert!(!r[0].closes());
+}
+
+#[test]
+fn leading_empty_lines_are_ignored() {
+    let mut p = Pair::new();
+    let mut bytes = b"\r\n\r\n".to_vec();
+    bytes.extend(GET);
+    p.send(&bytes);
+    assert_eq!(head_of(&p.events()[0]).target, "/");
+}
+
+#[test]
+fn chunked_request_body_with_trailers() {
+    let mut p = Pair::new();
+    p.send(
+        b"PUT /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Check: 5\r\n\r\n",
+    );
+    let ev = normalise(p.events());
+    assert_eq!(head_of(&ev[0]).body, BodyKind::Chunked);
+    assert_eq!(ev[1], Event::Body(Bytes::from_static(b"abcde")));
+    let Event::Trailers(t) = &ev[2] else {
+        panic!("trailers expected: {ev:?}");
+    };
+    assert_eq!(t.get("x-check").map(|v| &v[..]), Some(&b"5"[..]));
+    assert_eq!(ev[3], Event::End);
+    assert_eq!(ev.len(), 4);
+}
+
+#[test]
+fn absolute_form_target_names_the_host() {
+    let mut p = Pair::new();
+    p.send(b"GET http://other.example:8080/x HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    let ev = p.events();
+    let h = head_of(&ev[0]);
+    assert_eq!(h.host.as_deref(), Some(&b"other.example:8080"[..]));
+    assert_eq!(h.target, "http://other.example:8080/x");
+}
+
+// ----- responses --------------------------------------------------------------------------
+
+#[test]
+fn connection_close_request_closes_after_the_response() {
+    let mut p = Pair::new();
+    p.send(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\n");
+    let ev = p.events();
+    assert!(!head_of(&ev[0]).keep_alive);
+    p.respond(200, b"x");
+    assert_eq!(p.conn.state(), ConnState::Closing);
+    let r = p.responses();
+    assert!(r[0].closes());
+    assert_eq!(p.conn.state(), ConnState::Lingering);
+    assert_eq!(p.conn.read_budget(), crate::http1::conn::LINGER_READ);
+    p.send(b"discarded");
+    assert!(p.events().is_empty());
+    p.conn.receive_eof(p.now);
+    assert_eq!(p.events(), [Event::PeerClosed]);
+    assert_eq!(p.conn.state(), ConnState::Closed);
+}
+
+#[test]
+fn streamed_body_is_chunked_and_files_stay_files() {
+    let mut p = Pair::new();
+    p.send(GET);
+    p.events();
+    p.conn
+        .send_head(ResponseHead::new(200, ResponseBody::Streamed), p.now)
+        .unwrap();
+    p.conn
+        .send_body(Chunk::Bytes(Bytes::from_static(b"hello ")), p.now)
+        .unwrap();
+    let file = FileId(Token(3));
+    p.conn
+        .send_body(
+            Chunk::File {
+                file,
+                offset: 10,
+                len: 40,
+            },
+            p.now,
+        )
+        .unwrap();
+    p.conn.send_body(Chunk::Bytes(Bytes::new()), p.now).unwrap();
+    let mut trailers = Headers::new();
+    trailers.push("X-Digest", "abc");
+    p.conn.send_end(Some(trailers), p.now).unwrap();
+    // head+"6\r\nhello \r\n28\r\n", the file, "\r\n0\r\n…".
+    let mut kinds = Vec::new();
+    while let Some(c) = p.conn.pending_transmit() {
+        let c = c.clone();
+        kinds.push(matches!(c, Chunk::File { .. }));
+        p.wire.extend(render(&c, c.len()));
+        p.conn.advance_transmit(c.len(), p.now);
+    }
+    assert_eq!(kinds, [false, true, false]);
+    let r = p.responses();
+    assert_eq!(r[0].header("transfer-encoding"), Some("chunked"));
+    let mut want = b"hello ".to_vec();
+    want.extend(file_bytes(file, 10, 40));
+    assert_eq!(r[0].body, want);
+    assert_eq!(r[0].trailers, [("X-Digest".to_owned(), "abc".to_owned())]);
+    assert!(!r[0].closes());
+}
+
+#[test]
+fn head_and_bodiless_statuses_carry_no_body() {
+    let mut p = Pair::new();
+    p.send(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
+    p.expect_head_response();
+    assert_eq!(head_of(&p.events()[0]).method, Method::Head);
+    p.respond(200, b"twelve bytes");
+    let r = p.responses();
+    assert_eq!(r[0].header("content-length"), Some("12"));
+    assert!(r[0].body.is_empty());
+    assert_eq!(p.client.pos, p.wire.len(), "no body bytes on the wire");
+
+    p.send(GET);
+    p.events();
+    p.conn
+        .send_head(ResponseHead::new(204, ResponseBody::Empty), p.now)
+        .unwrap();
+    p.conn
+        .send_body(Chunk::Bytes(Bytes::from_static(b"dropped")), p.now)
+        .unwrap();
+    p.conn.send_end(None, p.now).unwrap();
+    let r = p.responses();
+    assert_eq!(r[0].status, 204);
+    assert_eq!(r[0].count("content-length"), 0);
+    assert_eq!(p.client.pos, p.wire.len());
+
+    p.send(GET);
+    p.events();
+    p.conn
+        .send_head(ResponseHead::new(200, ResponseBody::Empty), p.now)
+        .unwrap();
+    p.conn.send_end(None, p.now).unwrap();
+    let r = p.responses();
+    assert_eq!(r[0].header("content-length"), Some("0"));
+}
+
+#[test]
+fn usage_errors() {
+    let mut p = Pair::new();
+    let head = || ResponseHead::new(200, ResponseBody::Length(2));
+    assert_eq!(
+        p.conn.send_head(head(), p.now),
+        Err(UsageError::NoRequestToAnswer)
+    );
+    assert_eq!(
+        p.conn
+            .send_body(Chunk::Bytes(Bytes::from_static(b"x")), p.now),
+        Err(UsageError::HeadNotSent)
+    );
+    assert_eq!(p.conn.send_end(None, p.now), Err(UsageError::HeadNotSent));
+    p.send(GET);
+    p.events();
+    p.conn.send_head(head(), p.now).unwrap();
+    assert_eq!(
+        p.conn.send_head(head(), p.now),
+        Err(UsageError::NoRequestToAnswer)
+    );
+    assert_eq!(
+        p.conn
+            .send_body(Chunk::Bytes(Bytes::from_static(b"xyz")), p.now),
+        Err(UsageError::LengthMismatch)
+    );
+    p.conn
+        .send_body(Chunk::Bytes(Bytes::from_static(b"x")), p.now)
+        .unwrap();
+    assert_eq!(
+        p.conn.send_end(None, p.now),
+        Err(UsageError::LengthMismatch)
+    );
+    p.conn
+        .send_body(Chunk::Bytes(Bytes::from_static(b"y")), p.now)
+        .unwrap();
+    p.conn.send_end(None, p.now).unwrap();
+    assert_eq!(p.responses()[0].body, b"xy");
+    p.conn.abort();
+    assert_eq!(p.conn.state(), ConnState::Closed);
+    assert_eq!(p.conn.send_head(head(), p.now), Err(UsageError::Closed));
+    assert_eq!(p.conn.read_budget(), 0);
+    assert_eq!(p.conn.poll_timeout(), None);
+}
+
+// ----- HTTP/1.0 ---------------------------------------------------------------------------
+
+#[test]
+fn http10_closes_unless_asked_to_keep_alive() {
+    let mut p = Pair::new();
+    p.send(b"GET / HTTP/1.0\r\n\r\n");
+    let ev = p.events();
+    assert_eq!(head_of(&ev[0]).version, Version::Http10);
+    assert!(!head_of(&ev[0]).keep_alive);
+    p.respond(200, b"a");
+    let r = p.responses();
+    assert!(r[0].closes());
+    assert_eq!(p.conn.state(), ConnState::Lingering);
+
+    let mut p = Pair::new();
+    p.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert!(head_of(&p.events()[0]).keep_alive);
+    p.respond(200, b"a");
+    let r = p.responses();
+    assert_eq!(r[0].header("connection"), Some("keep-alive"));
+    assert_eq!(p.conn.state(), ConnState::Idle);
+}
+
+#[test]
+fn http10_streamed_body_is_close_delimited() {
+    let mut p = Pair::new();
+    p.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    p.events();
+    p.conn
+        .send_head(ResponseHead::new(200, ResponseBody::Streamed), p.now)
+        .unwrap();
+    p.conn
+        .send_body(Chunk::Bytes(Bytes::from_static(b"raw ")), p.now)
+        .unwrap();
+    p.conn
+        .send_body(Chunk::Bytes(Bytes::from_static(b"bytes")), p.now)
+        .unwrap();
+    p.conn.send_end(None, p.now).unwrap();
+    let r = p.responses();
+    assert_eq!(r.len(), 1);
+    assert!(r[0].closes());
+    assert_eq!(r[0].count("transfer-encoding"), 0);
+    assert_eq!(r[0].count("content-length"), 0);
+    assert_eq!(r[0].body, b"raw bytes");
+    assert_eq!(p.conn.state(), ConnState::Lingering);
+}
+
+// ----- 100-continue -----------------------------------------------------------------------
+
+const EXPECT: &[u8] =
+    b"PUT /u HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
+
+#[test]
+fn continue_is_sent_once_on_accept_body() {
+    let mut p = Pair::new();
+    p.send(EXPECT);
+    let ev = p.events();
+    assert!(head_of(&ev[0]).expects_continue);
+    assert!(
+        p.conn.pending_transmit().is_none(),
+        "nothing before accept_body"
+    );
+    p.conn.accept_body();
+    p.conn.accept_body();
+    p.transmit();
+    assert_eq!(p.wire, b"HTTP/1.1 100 Continue\r\n\r\n");
+    p.send(b"data");
+    assert_eq!(
+        p.events(),
+        [Event::Body(Bytes::from_static(b"data")), Event::End]
+    );
+    p.conn.accept_body();
+    p.respond(201, b"");
+    let r = p.responses();
+    assert_eq!(r.iter().map(|r| r.status).collect::<Vec<_>>(), [100, 201]);
+    assert!(!r[1].closes());
+    assert_eq!(p.conn.state(), ConnState::Idle);
+}
+
+#[test]
+fn final_response_before_continue_closes_the_connection() {
+    let mut p = Pair::new();
+    p.send(EXPECT);
+    p.events();
+    p.respond(413, b"too big");
+    p.conn.accept_body();
+    let r = p.responses();
+    assert_eq!(r.len(), 1, "no 100 Continue: {r:?}");
+    assert_eq!(r[0].status, 413);
+    assert!(r[0].closes());
+    assert_eq!(p.conn.state(), ConnState::Lingering);
+    // Whatever the client sends now is not parsed.
+    p.send(&get("/smuggled"));
+    assert!(p.events().is_empty());
+}
+
+#[test]
+fn expect_with_body_already_sent_needs_no_close() {
+    let mut p = Pair::new();
+    let mut bytes = EXPECT.to_vec();
+    bytes.extend(b"data");
+    p.send(&bytes);
+    assert_eq!(p.events().len(), 3);
+    p.respond(200, b"ok");
+    let r = p.responses();
+    assert!(!r[0].closes());
+}
+
+// ----- back-pressure ----------------------------------------------------------------------
+
+#[test]
+fn read_budget_follows_the_buffer() {
+    let limits = Limits {
+        header_bytes_max: 1024,
+        ..Limits::default()
+    };
+    let mut p = Pair::with(limits, Timeouts::default());
+    assert_eq!(p.conn.read_budget(), 1025);
+    p.send(b"GET / HT");
+    assert_eq!(p.conn.read_budget(), 1025 - 8);
+    p.send(b"TP/1.1\r\nHost: a\r\n\r\n");
+    p.events();
+    // A complete request waits for its response: up to header_bytes_max of pipelined input.
+    assert_eq!(p.conn.read_budget(), 1024);
+    let mut pipelined = Vec::new();
+    while pipelined.len() < 1024 {
+        pipelined.extend(get("/next"));
+    }
+    pipelined.truncate(1024);
+    p.send(&pipelined);
+    assert_eq!(p.conn.read_budget(), 0);
+    assert!(p.events().is_empty());
+    p.respond(200, b"");
+    assert!(!p.events().is_empty());
+    assert!(p.conn.read_budget() > 0);
+
+    // While reading a body: BODY_BUFFER less what is buffered or not yet polled.
+    let mut p = Pair::new();
+    p.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n");
+    p.events();
+    assert_eq!(p.conn.read_budget(), crate::http1::conn::BODY_BUFFER);
+    p.send(&[b'x'; 1000]);
+    assert_eq!(p.conn.read_budget(), crate::http1::conn::BODY_BUFFER - 1000);
+    p.events();
+    assert_eq!(p.conn.read_budget(), crate::http1::conn::BODY_BUFFER);
+    p.conn.receive_eof(p.now);
+    assert_eq!(p.conn.read_budget(), 0);
+}
+
+// ----- malformed requests -----------------------------------------------------------------
+
+/// Input, expected status.
+const MALFORMED: &[(&str, &[u8], u16)] = &[
+    (
+        "TE and CL",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+        400,
+    ),
+    (
+        "duplicate CL",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+        400,
+    ),
+    (
+        "CL list",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\n",
+        400,
+    ),
+    (
+        "empty CL",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n",
+        400,
+    ),
+    (
+        "non-digit CL",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3a\r\n\r\n",
+        400,
+    ),
+    (
+        "overflowing CL",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n",
+        400,
+    ),
+    (
+        "final coding not chunked",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        400,
+    ),
+    (
+        "unknown coding before chunked",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        501,
+    ),
+    (
+        "chunked twice",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        400,
+    ),
+    (
+        "TE in HTTP/1.0",
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        400,
+    ),
+    (
+        "obs-fold",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n",
+        400,
+    ),
+    ("bare CR", b"GET / HTTP/1.1\r\nHost: a\rX: 1\r\n\r\n", 400),
+    ("bare LF", b"GET / HTTP/1.1\nHost: a\r\n\r\n", 400),
+    (
+        "space before colon",
+        b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+        400,
+    ),
+    ("NUL in value", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", 400),
+    ("CTL in value", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x1bb\r\n\r\n", 400),
+    (
+        "invalid field name",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX[1]: b\r\n\r\n",
+        400,
+    ),
+    (
+        "non-hex chunk size",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        400,
+    ),
+    (
+        "empty chunk size",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\r\n",
+        400,
+    ),
+    (
+        "overflowing chunk size",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1000000000000000000\r\n",
+        400,
+    ),
+    (
+        "no CRLF after chunk data",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n",
+        400,
+    ),
+    ("no Host", b"GET / HTTP/1.1\r\n\r\n", 400),
+    (
+        "two Hosts",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        400,
+    ),
+    ("Host with space", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    ("Host with slash", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+    ("Host with userinfo", b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
+    ("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    ("HTTP/1.2", b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505),
+    ("garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
+    ("garbage line", b"hello\r\n\r\n", 400),
+    (
+        "CL above body_max",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n",
+        413,
+    ),
+    (
+        "chunked above body_max",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n",
+        413,
+    ),
+];
+
+fn small_limits() -> Limits {
+    Limits {
+        request_line_max: 100,
+        header_bytes_max: 300,
+        headers_max: 5,
+        body_max: 1000,
+        ..Limits::default()
+    }
+}
+
+/// Feeds `input` followed by a valid request, and checks the whole rejection contract.
+fn check_rejected(name: &str, input: &[u8], status: u16, piecewise: bool) {
+    let mut p = Pair::with(small_limits(), Timeouts::default());
+    let mut bytes = input.to_vec();
+    bytes.extend(GET);
+    if piecewise {
+        for b in &bytes {
+            p.send(std::slice::from_ref(b));
+        }
+    } else {
+        p.send(&bytes);
+    }
+    let ev = p.events();
+    let rejected: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Rejected(err) => Some(err.status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rejected, [status], "{name}: {ev:?}");
+    assert!(
+        matches!(ev.last(), Some(Event::Rejected(_))),
+        "{name}: nothing after Rejected: {ev:?}"
+    );
+    let heads = ev.iter().filter(|e| matches!(e, Event::Head(_))).count();
+    assert!(
+        heads <= 1,
+        "{name}: the following request was parsed: {ev:?}"
+    );
+    assert_eq!(p.conn.state(), ConnState::Closing, "{name}");
+    let r = p.responses();
+    assert_eq!(r.len(), 1, "{name}: {r:?}");
+    assert_eq!(r[0].status, status, "{name}");
+    assert!(r[0].closes(), "{name}");
+    assert_eq!(
+        r[0].header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert!(
+        String::from_utf8_lossy(&r[0].body).starts_with(&status.to_string()),
+        "{name}"
+    );
+    assert_eq!(p.conn.state(), ConnState::Lingering, "{name}");
+    p.send(GET);
+    assert!(p.events().is_empty(), "{name}");
+    p.conn.receive_eof(p.now);
+    assert_eq!(p.conn.state(), ConnState::Closed, "{name}");
+    assert_eq!(
+        p.wire.len(),
+        p.client.pos,
+        "{name}: nothing after the canned response"
+    );
+}
+
+#[test]
+fn malformed_requests_are_rejected_and_nothing_follows() {
+    for (name, input, status) in MALFORMED {
+        check_rejected(name, input, *status, false);
+        check_rejected(name, input, *status, true);
+    }
+}
+
+#[test]
+fn oversized_heads_are_rejected() {
+    let long_line = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(100));
+    check_rejected("long request line", long_line.as_bytes(), 414, false);
+    check_rejected("long request line", long_line.as_bytes(), 414, true);
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+        "b".repeat(300)
+    );
+    check_rejected("big head", big.as_bytes(), 431, false);
+    check_rejected("big head", big.as_bytes(), 431, true);
+    let many = "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\n\r\n";
+    check_rejected("too many fields", many.as_bytes(), 431, false);
+}
+
+#[test]
+fn oversized_head_is_refused_before_it_ends() {
+    let mut p = Pair::with(small_limits(), Timeouts::default());
+    let budget = p.conn.read_budget();
+    assert_eq!(budget, 301);
+    p.send(&[b'G'; 50]);
+    p.send(&[b'G'; 51]);
+    assert_eq!(
+        p.events(),
+        [Event::Rejected(crate::http1::parse::err(
+            414,
+            "request line too long"
+        ))]
+    );
+}
+
+#[test]
+fn error_in_a_body_after_the_response_started_aborts() {
+    let mut p = Pair::new();
+    p.send(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n");
+    assert_eq!(p.events().len(), 2);
+    p.conn
+        .send_head(ResponseHead::new(200, ResponseBody::Streamed), p.now)
+        .unwrap();
+    p.send(b"zz\r\n");
+    let ev = p.events();
+    assert!(matches!(ev[..], [Event::Rejected(ref e)] if e.status == 400));
+    assert_eq!(p.conn.state(), ConnState::Closed);
+    assert!(p.conn.pending_transmit().is_none());
+}
+
+// ----- EOF and close ----------------------------------------------------------------------
+
+#[test]
+fn eof_while_idle_closes() {
+    let mut p = Pair::new();
+    p.conn.receive_eof(p.now);
+    assert_eq!(p.events(), [Event::PeerClosed]);
+    assert_eq!(p.conn.state(), ConnState::Closed);
+}
+
+#[test]
+fn eof_mid_head_closes_without_a_response() {
+    let mut p = Pair::new();
+    p.send(b"GET / HTTP/1.1\r\nHo");
+    assert_eq!(p.conn.state(), ConnState::ReadingHead);
+    p.conn.receive_eof(p.now);
+    assert_eq!(p.events(), [Event::PeerClosed]);
+    assert_eq!(p.conn.state(), ConnState::Closed);
+    assert!(p.conn.pending_transmit().is_none());
+}
+
+#[test]
+fn eof_mid_body_drops_the_request() {
+    let mut p = Pair::new();
+    p.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc");
+    assert_eq!(p.events().len(), 2);
+    p.conn.receive_eof(p.now);
+    assert_eq!(p.events(), [Event::PeerClosed]);
+    assert_eq!(p.conn.state(), ConnState::Closed);
+    assert_eq!(
+        p.conn
+            .send_head(ResponseHead::new(200, ResponseBody::Empty), p.now),
+        Err(UsageError::Closed)
+    );
+
+    // With a response under way, it is finished first.
+    let mut p = Pair::new();
+    p.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc");
+    p.events();
+    p.conn
+        .send_head(ResponseHead::new(200, ResponseBody::Length(2)), p.now)
+        .unwrap();
+    p.conn.receive_eof(p.now);
+    assert_eq!(p.events(), [Event::PeerClosed]);
+    assert_eq!(p.conn.state(), ConnState::SendingResponse);
+    p.conn
+        .send_body(Chunk::Bytes(Bytes::from_static(b"ok")), p.now)
+        .unwrap();
+    p.conn.send_end(None, p.now).unwrap();
+    assert_eq!(p.conn.state(), ConnState::Closing);
+    let r = p.responses();
+    assert_eq!(r[0].body, b"ok");
+    assert_eq!(p.conn.state(), ConnState::Closed);
+}
+
+#[test]
+fn eof_after_a_complete_request_still_gets_the_response() {
+    let mut p = Pair::new();
+    p.send(GET);
+    p.conn.receive_eof(p.now);
+    assert_eq!(p.events().last(), Some(&Event::PeerClosed));
+    assert_eq!(p.conn.read_budget(), 0);
+    p.respond(200, b"late");
+    let r = p.responses();
+    assert_eq!(r[0].body, b"late");
+    assert!(r[0].closes());
+    assert_eq!(p.conn.state(), ConnState::Closed, "no lingering after EOF");
+}
+
+#[test]
+fn eof_after_pipelined_requests_answers_them_all() {
+    let mut p = Pair::new();
+    let mut bytes = get("/1");
+    bytes.extend(get("/2"));
+    bytes.extend(b"GET /3 HTTP/1.1\r\n");
+    p.send(&bytes);
+    p.conn.receive_eof(p.now);
+    let ev = p.events();
+    assert_eq!(head_of(&ev[0]).target, "/1");
+    assert_eq!(ev[1..], [Event::End, Event::PeerClosed]);
+    p.respond(200, b"1");
+    let ev = p.events();
+    assert_eq!(head_of(&ev[0]).target, "/2");
+    p.respond(200, b"2");
+    // The third request never completed: the connection closes after the second response.
+    assert!(p.events().is_empty());
+    let r = p.responses();
+    assert_eq!(r.len(), 2);
+    assert!(!r[0].closes());
+    assert!(r[1].closes(), "the last response says so");
+    assert_eq!(p.conn.state(), ConnState::Closed);
+}
+
+#[test]
+fn close_is_graceful() {
+    let mut p = Pair::new();
+    p.conn.close(p.now);
+    assert_eq!(p.conn.state(), ConnState::Closed);
+
+    let mut p = Pair::new();
+    p.send(GET);
+    p.events();
+    p.conn.close(p.now);
+    assert_eq!(p.conn.state(), ConnState::AwaitingResponse);
+    p.respond(200, b"bye");
+    let r = p.responses();
+    assert!(r[0].closes());
+    assert_eq!(p.conn.state(), ConnState::Lingering);
+}
+
+// ----- timers -----------------------------------------------------------------------------
+
+fn timeouts() -> Timeouts {
+    Timeouts {
+        header: Duration::from_secs(10),
+        body: Duration::from_secs(30),
+        idle: Duration::from_secs(60),
+        send: Duration::from_secs(20),
+        ..Timeouts::default()
+    }
+}
+
+#[test]
+fn idle_timeout_closes_silently() {
+    let mut p = Pair::with(Limits::default(), timeouts());
+    assert_eq!(p.conn.poll_timeout(), Some(Time(61_000)));
+    p.advance(59_999);
+    assert_eq!(p.conn.state(), ConnState::Idle);
+    p.advance(1);
+    assert_eq!(p.conn.state(), ConnState::Closed);
+    assert!(p.events().is_empty());
+    assert!(p.conn.pending_transmit().is_none());
+
+    // After a response, the idle time runs from the end of its transmission.
+    let mut p = Pair::with(Limits::default(), timeouts());
+    p.send(GET);
+    p.events();
+    p.advance(5_000);
+    p.respond(200, b"x");
+    assert_eq!(
+        p.conn.timer(ConnTimer::Idle),
+        None,
+        "not idle while sending"
+    );
+    p.advance(1_000);
+    p.transmit();
+    assert_eq!(p.conn.poll_timeout(), Some(Time(67_000)));
+}
+
+#[test]
+fn header_timeout_is_not_reset_by_trickling_bytes() {
+    let mut p = Pair::with(Limits::default(), timeouts());
+    p.advance(500);
+    p.send(b"G");
+    let deadline = Time(p.now.mono.0 + 10_000);
+    assert_eq!(p.conn.poll_timeout(), Some(deadline));
+    for b in b"ET / HTTP/1.1\r\nHost: a\r\nX-Slow: " {
+        p.advance(300);
+        p.send(std::slice::from_ref(b));
+        assert_eq!(p.conn.poll_timeout(), Some(deadline), "slowloris");
+    }
+    p.now = Now {
+        mono: deadline,
+        unix: p.now.unix,
+    };
+    p.conn.handle_timeout(Now {
+        mono: Time(deadline.0 - 1),
+        unix: p.now.unix,
+    });
+    assert_eq!(
+        p.conn.state(),
+        ConnState::ReadingHead,
+        "early call is harmless"
+    );
+    p.conn.handle_timeout(p.now);
+    assert!(matches!(p.events()[..], [Event::Rejected(ref e)] if e.status == 408));
+    let r = p.responses();
+    assert_eq!(r[0].status, 408);
+    assert!(r[0].closes());
+    assert_eq!(p.conn.state(), ConnState::Lingering);
+    assert_eq!(p.conn.poll_timeout(), Some(p.now.mono.after(LINGER)));
+    p.advance(2_000);
+    assert_eq!(p.conn.state(), ConnState::Closed, "linger expired");
+}
+
+#[test]
+fn pipelined_head_timer_runs_from_the_cycle_start() {
+    let mut p = Pair::with(Limits::default(), timeouts());
+    let mut bytes = GET.to_vec();
+    bytes.extend(b"GET / HT");
+    p.send(&bytes);
+    p.events();
+    assert_eq!(p.conn.timer(ConnTimer::Header), None, "not parsed yet");
+    p.advance(7_000);
+    p.respond(200, b"");
+    assert_eq!(p.conn.timer(ConnTimer::Header), Some(Time(18_000)));
+}
+
+#[test]
+fn body_timeout_gives_408_or_aborts() {
+    let mut p = Pair::with(Limits::default(), timeouts());
+    p.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345");
+    p.events();
+    p.advance(20_000);
+    p.send(b"6");
+    assert_eq!(
+        p.conn.poll_timeout(),
+        Some(Time(51_000)),
+        "progress resets it"
+    );
+    p.advance(30_000);
+    let ev = p.events();
+    assert_eq!(ev[0], Event::Body(Bytes::from_static(b"6")));
+    assert!(matches!(ev[1], Event::Rejected(ref e) if e.status == 408));
+    assert_eq!(p.responses()[0].status, 408);
+
+    let mut p = Pair::with(Limits::default(), timeouts());
+    p.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345");
+    p.events();
+    p.conn
+        .send_head(ResponseHead::new(200, ResponseBody::Streamed), p.now)
+        .unwrap();
+    p.transmit();
+    p.advance(30_000);
+    assert_eq!(p.conn.state(), ConnState::Closed);
+}
+
+#[test]
+fn send_timeout_aborts() {
+    let mut p = Pair::with(Limits::default(), timeouts());
+    p.send(GET);
+    p.events();
+    p.respond(200, &[b'z'; 100]);
+    assert_eq!(p.conn.poll_timeout(), Some(Time(21_000)));
+    p.advance(15_000);
+    p.transmit_some(10);
+    assert_eq!(
+        p.conn.poll_timeout(),
+        Some(Time(36_000)),
+        "progress resets it"
+    );
+    p.advance(20_000);
+    assert_eq!(p.conn.state(), ConnState::Closed);
+    assert!(p.conn.pending_transmit().is_none());
+    assert_eq!(p.conn.transmit_queued(), 0);
+}
+
+#[test]
+fn linger_ends_at_eof() {
+    let mut p = Pair::new();
+    p.send(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    p.events();
+    p.respond(200, b"");
+    p.transmit();
+    assert_eq!(p.conn.state(), ConnState::Lingering);
+    assert_eq!(
+        p.conn.timer(ConnTimer::Linger),
+        Some(p.now.mono.after(LINGER))
+    );
+    p.advance(1_000);
+    p.conn.receive_eof(p.now);
+    assert_eq!(p.conn.state(), ConnState::Closed);
+}
+
+// ----- properties -------------------------------------------------------------------------
+
+/// A request as the generator builds it.
+#[derive(Clone, Debug)]
+struct GenRequest {
+    method: &'static str,
+    target: String,
+    fields: Vec<(String, String)>,
+    body: GenBody,
+}
+
+#[derive(Clone, Debug)]
+enum GenBody {
+    None,
+    Length(Vec<u8>),
+    Chunked {
+        chunks: Vec<(Vec<u8>, &'static str)>,
+        trailers: Vec<(String, String)>,
+    },
+}
+
+impl GenRequest {
+    fn serialise(&self) -> Vec<u8> {
+        let mut out = format!(
+            "{} {} HTTP/1.1\r\nHost: example.com\r\n",
+            self.method, self.target
+        )
+        .into_bytes();
+        for (n, v) in &self.fields {
+            out.extend(format!("{n}:\t{v} \r\n").into_bytes());
+        }
+        match &self.body {
+            GenBody::None => out.extend(b"\r\n"),
+            GenBody::Length(b) => {
+                out.extend(format!("Content-Length: {}\r\n\r\n", b.len()).into_bytes());
+                out.extend(b);
+            }
+            GenBody::Chunked { chunks, trailers } => {
+                out.extend(b"Transfer-Encoding: chunked\r\n\r\n");
+                for (c, ext) in chunks {
+                    out.extend(format!("{:X}{ext}\r\n", c.len()).into_bytes());
+                    out.extend(c);
+                    out.extend(b"\r\n");
+                }
+                out.extend(b"0\r\n");
+                for (n, v) in trailers {
+                    out.extend(format!("{n}: {v}\r\n").into_bytes());
+                }
+                out.extend(b"\r\n");
+            }
+        }
+        out
+    }
+
+    /// The events the connection must report for this request (bodies merged).
+    fn check(&self, events: &[Event]) {
+        let h = head_of(&events[0]);
+        assert_eq!(h.method.as_bytes(), self.method.as_bytes());
+        assert_eq!(h.target, self.target.as_bytes());
+        assert_eq!(h.host.as_deref(), Some(&b"example.com"[..]));
+        let got: Vec<(Vec<u8>, Vec<u8>)> = h
+            .headers
+            .0
+            .iter()
+            .skip(1)
+            .take(self.fields.len())
+            .map(|f| (f.name.to_vec(), f.value.to_vec()))
+            .collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = self
+            .fields
+            .iter()
+            .map(|(n, v)| (n.clone().into_bytes(), v.clone().into_bytes()))
+            .collect();
+        assert_eq!(got, want);
+        let mut rest = &events[1..];
+        let (body, trailers): (Vec<u8>, &[(String, String)]) = match &self.body {
+            GenBody::None => (Vec::new(), &[]),
+            GenBody::Length(b) => (b.clone(), &[]),
+            GenBody::Chunked { chunks, trailers } => (
+                chunks.iter().flat_map(|(c, _)| c.clone()).collect(),
+                trailers,
+            ),
+        };
+        if !body.is_empty() {
+            assert_eq!(rest[0], Event::Body(Bytes::from(body)));
+            rest = &rest[1..];
+        }
+        if !trailers.is_empty() {
+            let Event::Trailers(t) = &rest[0] else {
+                panic!("expected trailers: {rest:?}");
+            };
+            let got: Vec<(String, String)> =
+                t.0.iter()
+                    .map(|f| {
+                        (
+                            String::from_utf8(f.name.to_vec()).unwrap(),
+                            String::from_utf8(f.value.to_vec()).unwrap(),
+                        )
+                    })
+                    .collect();
+            assert_eq!(got, trailers);
+            rest = &rest[1..];
+        }
+        assert_eq!(rest, [Event::End]);
+    }
+}
+
+fn field_strategy() -> impl Strategy<Value = (String, String)> {
+    (
+        "[A-Za-z][A-Za-z0-9-]{0,8}",
+        prop_oneof!["", "[!-~]", "[!-~][ -~]{0,16}[!-~]"],
+    )
+        .prop_map(|(n, v)| (format!("X-{n}"), v))
+}
+
+fn request_strategy() -> impl Strategy<Value = GenRequest> {
+    let method = prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH", "X-CUSTOM"]);
+    let target = "/[a-z0-9/._-]{0,20}(\\?[a-z0-9=&]{0,10})?";
+    let bytes = prop::collection::vec(any::<u8>(), 1..40);
+    let ext = prop::sample::select(vec![
+        "",
+        ";a",
+        ";a=b",
+        " ; name = \"quoted v\\\"\"",
+        ";x;y=z",
+    ]);
+    let body = prop_oneof![
+        Just(GenBody::None),
+        bytes.clone().prop_map(GenBody::Length),
+        (
+            prop::collection::vec((bytes, ext), 0..4),
+            prop::collection::vec(field_strategy(), 0..3)
+        )
+            .prop_map(|(chunks, trailers)| GenBody::Chunked { chunks, trailers }),
+    ];
+    (
+        method,
+        target,
+        prop::collection::vec(field_strategy(), 0..4),
+        body,
+    )
+        .prop_map(|(method, target, fields, body)| GenRequest {
+            method,
+            target,
+            fields,
+            body,
+        })
+}
+
+/// Feeds `stream` in pieces of the given sizes (respecting the read budget, as the shell
+/// does), answering each request as soon as it ends. Returns the events (bodies merged) and
+/// the transmitted bytes.
+fn run(stream: &[u8], splits: &[usize], advances: &[u64]) -> (Vec<Event>, Vec<u8>) {
+    let mut p = Pair::new();
+    let mut events = Vec::new();
+    let mut fed = 0;
+    let mut step = 0;
+    let pump = |p: &mut Pair, events: &mut Vec<Event>, step: usize| {
+        while let Some(e) = p.conn.poll_event() {
+            let end = e == Event::End;
+            events.push(e);
+            if end {
+                let answered = events.iter().filter(|e| **e == Event::End).count();
+                p.respond(200, format!("response {answered}").as_bytes());
+            }
+        }
+        if advances.is_empty() {
+            p.transmit();
+        } else {
+            p.transmit_some(advances[step % advances.len()]);
+        }
+    };
+    while fed < stream.len() {
+        let budget = p.conn.read_budget();
+        assert!(budget > 0, "stuck with {} bytes unsent", stream.len() - fed);
+        let n = splits[step % splits.len()]
+            .min(budget)
+            .min(stream.len() - fed);
+        p.send(&stream[fed..fed + n]);
+        fed += n;
+        pump(&mut p, &mut events, step);
+        step += 1;
+    }
+    pump(&mut p, &mut events, step);
+    p.transmit();
+    (normalise(events), p.wire)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Any split of the same byte stream gives the same events, and they are the requests
+    /// that were serialised (head fields, de-chunked body, trailers) — a round trip.
+    #[test]
+    fn any_split_gives_the_same_events(
+        requests in prop::collection::vec(request_strategy(), 1..5),
+        splits in prop::collection::vec(1usize..60, 1..20),
+    ) {
+        let stream: Vec<u8> = requests.iter().flat_map(GenRequest::serialise).collect();
+        let (whole, whole_wire) = run(&stream, &[stream.len()], &[]);
+        let (split, split_wire) = run(&stream, &splits, &[]);
+        prop_assert_eq!(&whole, &split);
+        prop_assert_eq!(whole_wire, split_wire);
+        // Round trip: the events are exactly the generated requests.
+        let mut rest = &whole[..];
+        for r in &requests {
+            let end = rest.iter().position(|e| *e == Event::End).expect("an End per request");
+            r.check(&rest[..=end]);
+            rest = &rest[end + 1..];
+        }
+        prop_assert!(rest.is_empty());
+    }
+
+    /// Partial transmission in random sizes gives byte-identical output.
+    #[test]
+    fn partial_transmits_give_identical_bytes(
+        requests in prop::collection::vec(request_strategy(), 1..4),
+        splits in prop::collection::vec(1usize..60, 1..10),
+        advances in prop::collection::vec(1u64..50, 1..10),
+    ) {
+        let stream: Vec<u8> = requests.iter().flat_map(GenRequest::serialise).collect();
+        let (_, whole) = run(&stream, &[stream.len()], &[]);
+        let (_, partial) = run(&stream, &splits, &advances);
+        prop_assert_eq!(whole, partial);
+    }
+
+    /// Streamed responses of bytes and file ranges, transmitted in random pieces, reach the
+    /// strict client intact.
+    #[test]
+    fn streamed_responses_round_trip(
+        bodies in prop::collection::vec(
+            prop::collection::vec(
+                prop_oneof![
+                    prop::collection::vec(any::<u8>(), 0..30).prop_map(|b| Chunk::Bytes(Bytes::from(b))),
+                    (0u64..4, 0u64..100, 0u64..60).prop_map(|(f, offset, len)| Chunk::File {
+                        file: FileId(Token(f)),
+                        offset,
+                        len,
+                    }),
+                ],
+                0..5,
+            ),
+            1..4,
+        ),
+        advances in prop::collection::vec(1u64..40, 1..10),
+    ) {
+        let mut p = Pair::new();
+        let mut want = Vec::new();
+        for (i, chunks) in bodies.iter().enumerate() {
+            p.send(GET);
+            let ev = p.events();
+            prop_assert_eq!(ev.len(), 2);
+            p.conn.send_head(ResponseHead::new(200, ResponseBody::Streamed), p.now).unwrap();
+            let mut body = Vec::new();
+            for c in chunks {
+                body.extend(render(c, c.len()));
+                p.conn.send_body(c.clone(), p.now).unwrap();
+                p.transmit_some(advances[i % advances.len()]);
+            }
+            p.conn.send_end(None, p.now).unwrap();
+            while p.transmit_some(advances[(i + 1) % advances.len()]) {}
+            want.push(body);
+        }
+        let got: Vec<Vec<u8>> = p.responses().into_iter().map(|r| r.body).collect();
+        prop_assert_eq!(got, want);
+    }
+
+    /// Whatever the bytes, the connection never panics, and after a rejection it reports
+    /// nothing more than the EOF.
+    #[test]
+    fn arbitrary_input_is_judged_without_panic(
+        chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8),
+    ) {
+        let mut p = Pair::with(small_limits(), Timeouts::default());
+        let mut rejected = false;
+        for c in &chunks {
+            p.send(c);
+            for e in p.events() {
+                prop_assert!(!rejected, "event after Rejected: {:?}", e);
+                match e {
+                    Event::Rejected(_) => rejected = true,
+                    Event::End => p.respond(200, b""),
+                    _ => {}
+                }
+            }
+            p.transmit();
+        }
+        p.conn.receive_eof(p.now);
+        for e in p.events() {
+            prop_assert!(e == Event::PeerClosed || !rejected);
+        }
+    }
+}
+
+/// One step of a randomly driven connection (the shape of the `conn_ops` fuzz target).
+#[derive(Clone, Debug)]
+enum Op {
+    Receive(Vec<u8>),
+    Eof,
+    Transmit(u64),
+    Tick(u64),
+    Respond(u8),
+    AcceptBody,
+    Close,
+}
+
+/// Pieces of requests, valid and not, so that random streams reach deep states.
+const FRAGMENTS: &[&[u8]] = &[
+    b"GET / HTTP/1.1\r\n",
+    b"POST /p HTTP/1.1\r\n",
+    b"GET / HTTP/1.0\r\n",
+    b"Host: a\r\n",
+    b"Content-Length: 3\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"Expect: 100-continue\r\n",
+    b"Connection: close\r\n",
+    b"Connection: keep-alive\r\n",
+    b"\r\n",
+    b"abc",
+    b"5;x=y\r\nhello\r\n",
+    b"0\r\n\r\n",
+    b"0\r\nT: 1\r\n\r\n",
+    b" ",
+    b"\r",
+    b"\n",
+    b"\0",
+];
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => prop::collection::vec(prop::sample::select(FRAGMENTS), 1..4)
+            .prop_map(|f| Op::Receive(f.concat())),
+        1 => Just(Op::Eof),
+        3 => (1u64..200).prop_map(Op::Transmit),
+        2 => (0u64..40_000).prop_map(Op::Tick),
+        3 => (0u8..4).prop_map(Op::Respond),
+        1 => Just(Op::AcceptBody),
+        1 => Just(Op::Close),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Random operations in any order: no panic, one request at a time, nothing parsed
+    /// after a rejection, a closed connection holds nothing, and the output always parses.
+    #[test]
+    fn random_operations_keep_the_invariants(ops in prop::collection::vec(op_strategy(), 1..40)) {
+        let mut p = Pair::with(small_limits(), timeouts());
+        let (mut heads, mut ended, mut rejected) = (0usize, 0usize, false);
+        for op in ops {
+            match op {
+                Op::Receive(bytes) => {
+                    let n = bytes.len().min(p.conn.read_budget());
+                    p.send(&bytes[..n]);
+                }
+                Op::Eof => p.conn.receive_eof(p.now),
+                Op::Transmit(n) => {
+                    p.transmit_some(n);
+                }
+                Op::Tick(ms) => {
+                    p.advance(ms);
+                    // Every expired timer has fired.
+                    prop_assert!(!matches!(p.conn.poll_timeout(), Some(t) if t <= p.now.mono));
+                }
+                Op::Respond(kind) => {
+                    let body = match kind {
+                        0 => ResponseBody::Length(2),
+                        1 => ResponseBody::Streamed,
+                        2 => ResponseBody::Empty,
+                        _ => ResponseBody::Length(0),
+                    };
+                    let status = if kind == 3 { 100 } else { 200 };
+                    if p.conn.send_head(ResponseHead::new(status, body), p.now).is_ok() && status != 100 {
+                        let chunk = Chunk::Bytes(Bytes::from_static(b"ok"));
+                        if kind != 2 {
+                            let _ = p.conn.send_body(chunk, p.now);
+                        }
+                        if p.conn.send_end(None, p.now).is_ok() {
+                            ended += 1;
+                        }
+                    }
+                }
+                Op::AcceptBody => p.conn.accept_body(),
+                Op::Close => p.conn.close(p.now),
+            }
+            for e in p.events() {
+                prop_assert!(!rejected || e == Event::PeerClosed, "after Rejected: {:?}", e);
+                match e {
+                    Event::Head(_) => heads += 1,
+                    Event::Rejected(_) => rejected = true,
+                    _ => {}
+                }
+            }
+            prop_assert!(heads <= ended + 1, "two requests in flight");
+            if p.conn.state() == ConnState::Closed {
+                prop_assert!(p.conn.pending_transmit().is_none());
+                prop_assert_eq!(p.conn.read_budget(), 0);
+                prop_assert_eq!(p.conn.poll_timeout(), None);
+            }
+        }
+        // Whatever went out is a sequence of well-formed responses (the strict client
+        // asserts as it parses; a response cut short by an abort is simply incomplete).
+        let _ = p.responses();
+    }
+}

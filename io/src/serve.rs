@@ -1,0 +1,291 @@
+//! `weir serve`: from arguments to running workers, and from signals to a clean exit.
+//!
+//! Start-up happens entirely in the main thread, and any failure there is one `weir: …`
+//! line and exit status 1: resolve the root, build the configuration, install the signal
+//! handlers (first, so a signal during start-up is not lost), bind every listening socket
+//! for every worker, set up each worker's poll. Only then do the worker threads start and
+//! the start line is printed.
+//!
+//! ```text
+//!   main thread                     signal thread                 workers
+//!   ───────────                     ─────────────                 ───────
+//!   start-up, spawn ───────────────────────────────────────────► run loops
+//!   wait for worker exits ◄─┐       SIGINT/SIGTERM #1 ──stop()──► Shutdown → … → Exit{0}
+//!                           │       SIGINT/SIGTERM #2 → exit(128+sig) at once
+//!                           └───────────────────────────────────── (index, code) on exit
+//!   a worker failed → stop() the others
+//!   all exited → close signals, exit with the worst code
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use weir_core::{Config, ConfigRef};
+
+use crate::cli::ServeArgs;
+use crate::listen;
+use crate::log::log_error;
+use crate::worker::{Stopper, Worker};
+
+/// Exit status reported for a worker thread that panicked (BSD `EX_SOFTWARE`).
+const EXIT_PANIC: i32 = 70;
+
+/// Runs `weir serve`; returns the process exit status.
+pub fn run(args: ServeArgs) -> i32 {
+    match serve(args) {
+        Ok(code) => code,
+        Err(message) => {
+            log_error!("{message}");
+            1
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<i32, String> {
+    let config = build_config(&args)?;
+    let workers = config.workers.unwrap_or(1);
+    let root = config.root.clone();
+
+    let signals = Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let bound = listen::bind_all(&config.listen, workers).map_err(|e| e.to_string())?;
+    let addrs = bound.addrs.clone();
+    let config = ConfigRef::new(1, config);
+
+    let mut built = Vec::with_capacity(workers);
+    for (i, sockets) in bound.sockets.into_iter().enumerate() {
+        let sockets = sockets.into_iter().zip(addrs.iter().copied()).collect();
+        let worker = Worker::new(i, config.clone(), sockets)
+            .map_err(|e| format!("cannot set up worker {i}: {e}"))?;
+        built.push(worker);
+    }
+
+    let (tx, rx) = mpsc::channel();
+    let mut stoppers: Vec<Stopper> = Vec::with_capacity(workers);
+    let mut threads = Vec::with_capacity(workers);
+    for (i, (worker, stopper)) in built.into_iter().enumerate() {
+        let report = ExitReport {
+            tx: tx.clone(),
+            index: i,
+            code: None,
+        };
+        let spawned = thread::Builder::new()
+            .name(format!("weir-worker-{i}"))
+            .spawn(move || report.run(worker));
+        match spawned {
+            Ok(handle) => {
+                threads.push(handle);
+                stoppers.push(stopper);
+            }
+            Err(e) => {
+                stop_all(&stoppers);
+                for t in threads {
+                    let _ = t.join();
+                }
+                return Err(format!("cannot start worker thread {i}: {e}"));
+            }
+        }
+    }
+    // Only the workers' reports hold senders now: the channel ends when the last one exits.
+    drop(tx);
+
+    log_error!(
+        "serving {} on {} ({workers} workers)",
+        root.display(),
+        urls(&addrs)
+    );
+
+    let signal_handle = signals.handle();
+    let signal_stoppers = stoppers.clone();
+    let watcher = thread::Builder::new()
+        .name("weir-signals".into())
+        .spawn(move || watch_signals(signals, &signal_stoppers));
+    let watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            // Without a signal thread nobody could stop us cleanly: stop now.
+            log_error!("cannot start the signal thread: {e}");
+            stop_all(&stoppers);
+            None
+        }
+    };
+
+    let mut worst = 0;
+    for (index, code) in rx {
+        if code != 0 {
+            log_error!("worker {index} stopped with status {code}; stopping the others");
+            stop_all(&stoppers);
+        }
+        worst = worst.max(code);
+    }
+    for t in threads {
+        // A panic was already reported through the worker's ExitReport.
+        let _ = t.join();
+    }
+    signal_handle.close();
+    if let Some(w) = watcher {
+        let _ = w.join();
+    }
+    Ok(worst)
+}
+
+/// The built-in configuration with the command line's changes.
+fn build_config(args: &ServeArgs) -> Result<Config, String> {
+    let asked = args.root.clone().unwrap_or_else(|| PathBuf::from("."));
+    let root = std::fs::canonicalize(&asked)
+        .map_err(|e| format!("cannot serve {}: {e}", asked.display()))?;
+    if !root.is_dir() {
+        return Err(format!("cannot serve {}: not a directory", root.display()));
+    }
+    let mut config = Config::builtin(root);
+    if !args.listen.is_empty() {
+        config.listen = dedup(&args.listen);
+    }
+    let workers = match args.workers {
+        // u32 → usize is lossless on the 64-bit targets weir supports.
+        Some(n) => n as usize,
+        None => config.workers.unwrap_or_else(default_workers),
+    };
+    config.workers = Some(workers);
+    Ok(config)
+}
+
+/// One worker per core the process may use; one if that cannot be known.
+fn default_workers() -> usize {
+    thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The addresses in order, each once (the same address twice would only fail to bind).
+fn dedup(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        if !out.contains(a) {
+            out.push(*a);
+        }
+    }
+    out
+}
+
+/// `http://A, http://B` (an IPv6 `SocketAddr` already prints as `[::1]:8080`).
+fn urls(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(|a| format!("http://{a}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn stop_all(stoppers: &[Stopper]) {
+    for s in stoppers {
+        s.stop();
+    }
+}
+
+/// The first SIGINT/SIGTERM stops the workers cleanly; a second one exits at once.
+fn watch_signals(mut signals: Signals, stoppers: &[Stopper]) {
+    let mut seen = 0;
+    for signal in signals.forever() {
+        seen += 1;
+        let name = if signal == SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        if seen == 1 {
+            log_error!("{name}: finishing requests in flight (again to exit at once)");
+            stop_all(stoppers);
+        } else {
+            log_error!("{name} again: exiting at once");
+            std::process::exit(128 + signal);
+        }
+    }
+}
+
+/// Sends a worker's exit code to the main thread when the worker's thread ends, however it
+/// ends: a panic unwinds through this value's `Drop` and reports `EXIT_PANIC`.
+struct ExitReport {
+    tx: mpsc::Sender<(usize, i32)>,
+    index: usize,
+    code: Option<i32>,
+}
+
+impl ExitReport {
+    /// Runs the worker on this thread. Taking `self` by value moves the whole report into
+    /// the thread (a closure assigning `report.code` would capture only that field and drop
+    /// the report, and send its message, at once in the spawning thread).
+    fn run(mut self, worker: Worker) {
+        self.code = Some(worker.run());
+    }
+}
+
+impl Drop for ExitReport {
+    fn drop(&mut self) {
+        // The receiver lives until every sender is gone; a failed send cannot happen, and
+        // there would be nobody to tell anyway.
+        let _ = self.tx.send((self.index, self.code.unwrap_or(EXIT_PANIC)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(root: Option<&str>, listen: &[&str], workers: Option<u32>) -> ServeArgs {
+        ServeArgs {
+            listen: listen
+                .iter()
+                .map(|a| a.parse().expect("literal address"))
+                .collect(),
+            root: root.map(PathBuf::from),
+            workers,
+        }
+    }
+
+    #[test]
+    fn config_from_arguments() {
+        let tmp = std::env::temp_dir();
+        let c = build_config(&args(
+            tmp.to_str(),
+            &["127.0.0.1:18001", "[::1]:18002", "127.0.0.1:18001"],
+            Some(3),
+        ))
+        .expect("temp dir exists");
+        assert!(c.root.is_absolute());
+        assert_eq!(
+            c.root,
+            std::fs::canonicalize(&tmp).expect("temp dir exists")
+        );
+        assert_eq!(c.listen.len(), 2, "duplicates are dropped");
+        assert_eq!(c.workers, Some(3));
+    }
+
+    #[test]
+    fn defaults_keep_the_builtin_listen_address() {
+        let c = build_config(&args(Some("/"), &[], None)).expect("/ exists");
+        assert_eq!(c.listen, vec![SocketAddr::from(([127, 0, 0, 1], 8080))]);
+        assert!(c.workers.is_some_and(|n| n >= 1));
+    }
+
+    #[test]
+    fn a_missing_root_is_a_clear_error() {
+        let err = build_config(&args(Some("/nonexistent-weir-root"), &[], None))
+            .expect_err("no such directory");
+        assert!(
+            err.starts_with("cannot serve /nonexistent-weir-root: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn urls_are_listed() {
+        let addrs = vec![
+            SocketAddr::from(([127, 0, 0, 1], 80)),
+            "[::1]:8080".parse().expect("literal address"),
+        ];
+        assert_eq!(urls(&addrs), "http://127.0.0.1:80, http://[::1]:8080");
+    }
+}

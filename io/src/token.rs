@@ -1,0 +1,118 @@
+//! What a `mio::Token` stands for, and why a stale one can never reach a new connection.
+//!
+//! Connections live in a `slab`, and a slab reuses the key of a closed connection for the
+//! next one. mio may still hand out an event for the old socket in the same batch (or, per
+//! its docs, sporadically later), so a token that carried only the key could make the new
+//! connection act on the old one's readiness. Each connection therefore also gets a
+//! *generation* (a per-worker counter), and its token carries both:
+//!
+//! ```text
+//!   bit 63        62 ........ 32   31 ......... 0
+//!   0 (conn)      generation (31)  slab key (32)        connection
+//!   1             usize::MAX − 1 − listener index       listener
+//!   all ones                                           the worker's waker
+//! ```
+//!
+//! An event whose generation differs from the slab entry's is ignored.
+
+use mio::Token;
+
+// The layout needs 64-bit tokens; weir targets 64-bit Unix only (it also relies on
+// `sendfile` and 64-bit file offsets).
+const _: () = assert!(usize::BITS == 64, "weir needs a 64-bit target");
+
+const KIND_BIT: usize = 1 << 63;
+const KEY_BITS: u32 = 32;
+const KEY_MASK: usize = (1 << KEY_BITS) - 1;
+/// Generations are counted modulo 2^31 so the kind bit stays clear.
+pub const GENERATION_MASK: u32 = (1 << 31) - 1;
+/// Slab keys must fit in 32 bits; a worker refuses connections beyond that.
+pub const KEY_MAX: usize = KEY_MASK;
+
+/// The token of the worker's `mio::Waker`.
+pub const WAKER: Token = Token(usize::MAX);
+
+/// What an event's token names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The waker: the main thread has something to say.
+    Waker,
+    /// A listening socket, by its index in the listen list.
+    Listener(usize),
+    /// A connection: slab key and generation.
+    Conn {
+        /// The slab key.
+        key: usize,
+        /// The generation the socket was registered with.
+        generation: u32,
+    },
+}
+
+/// The token for listener number `index`.
+#[must_use]
+pub fn listener(index: usize) -> Token {
+    debug_assert!(index < (1 << 32), "listener index out of range");
+    Token(usize::MAX - 1 - index)
+}
+
+/// The token for the connection at `key` with `generation` (`key <= KEY_MAX`).
+#[must_use]
+pub fn conn(key: usize, generation: u32) -> Token {
+    debug_assert!(key <= KEY_MAX, "slab key out of range");
+    let generation = (generation & GENERATION_MASK) as usize;
+    Token((generation << KEY_BITS) | (key & KEY_MASK))
+}
+
+/// Decodes a token.
+#[must_use]
+pub fn decode(token: Token) -> Source {
+    let t = token.0;
+    if token == WAKER {
+        Source::Waker
+    } else if t & KIND_BIT != 0 {
+        Source::Listener(usize::MAX - 1 - t)
+    } else {
+        Source::Conn {
+            key: t & KEY_MASK,
+            // Lossless: the value was masked to 31 bits when encoded.
+            generation: ((t >> KEY_BITS) as u32) & GENERATION_MASK,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        assert_eq!(decode(WAKER), Source::Waker);
+        for i in [0, 1, 7, 65_535] {
+            assert_eq!(decode(listener(i)), Source::Listener(i));
+        }
+        for (key, generation) in [(0, 0), (5, 1), (KEY_MAX, GENERATION_MASK), (42, 123_456)] {
+            assert_eq!(
+                decode(conn(key, generation)),
+                Source::Conn { key, generation }
+            );
+        }
+    }
+
+    #[test]
+    fn generations_wrap_without_touching_the_kind_bit() {
+        let t = conn(3, u32::MAX);
+        assert_eq!(t.0 & KIND_BIT, 0);
+        assert_eq!(
+            decode(t),
+            Source::Conn {
+                key: 3,
+                generation: GENERATION_MASK
+            }
+        );
+    }
+
+    #[test]
+    fn same_key_different_generation_differs() {
+        assert_ne!(conn(9, 1), conn(9, 2));
+    }
+}

@@ -1,0 +1,571 @@
+//! One worker: a thread with its own `mio::Poll`, its own core `Server`, its own listening
+//! sockets, connections and open files. Workers share nothing but the configuration and a
+//! stop flag; the kernel spreads connections between them (`SO_REUSEPORT`, see `listen`).
+//!
+//! # The loop (STYLE.md §3.4)
+//!
+//! ```text
+//!   ┌─► poll(deadline − now)            deadline = server.poll_timeout(), accept back-off;
+//!   │     │                             zero if work is already waiting
+//!   │     ▼
+//!   │   events → readiness flags        (conn.readable / writable, listener.ready)
+//!   │   stop flag set? → feed Shutdown
+//!   │     ▼
+//!   │   rounds (≤ ROUNDS_PER_WAKE):
+//!   │     accept while ready → Accepted ┐
+//!   │     armed ops on ready conns      ├─► pending inputs ─► settle
+//!   │     (read once / send a budget)   ┘
+//!   │     ▼
+//!   │   deadline passed? → handle_timeout, drain, settle
+//!   └── Exit seen? → return its code
+//! ```
+//!
+//! **Settling.** `settle` feeds the pending inputs one at a time: `server.handle(input)`,
+//! then drain `poll_effect()` to `None`, executing each effect. Executing never calls the
+//! server: an effect that completes at once (an `Open`, say) queues its completion in
+//! `pending`, which is fed only after the current drain is over — one mutation, then one
+//! drain (the core's calling contract). `Read` and `Send` only *arm* the connection and put
+//! it in the ready queue; the I/O happens in the next round, so one busy connection gets
+//! one read and one send budget per round, and the others get their turn.
+//!
+//! **Stale names.** A `Close` removes the connection from the slab, deregisters its socket,
+//! and purges any pending input that names it, so no input about a closed `ConnId` can
+//! reach the core. Slab keys are reused, so mio tokens and ready-queue entries carry a
+//! generation as well (see `token`); an entry whose generation does not match is ignored.
+//!
+//! **Accept back-pressure.** `PauseAccept` / `ResumeAccept` set a flag; listeners stay
+//! registered, and edge events while paused just leave `ready` set, so accepting resumes
+//! where it stopped. Running out of descriptors on `accept` (EMFILE, ENFILE, ENOMEM) is
+//! logged once and accepting pauses for `ACCEPT_BACKOFF` instead of spinning on a full
+//! accept queue.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{event::Event, Events, Interest, Poll, Waker};
+use slab::Slab;
+use weir_core::server::{Effect, Input, IoError, Server};
+use weir_core::{ConfigRef, ConnId, ListenerId, Time};
+
+use crate::clock::Clock;
+use crate::conn::Connection;
+use crate::errno;
+use crate::files::Files;
+use crate::log::log_error;
+use crate::token::{self, Source};
+
+/// Events taken from the OS per `poll`.
+const EVENTS_CAPACITY: usize = 1024;
+/// Rounds of I/O per wake-up before polling again, so new events, new connections and
+/// timers are not starved by connections that always have more to do.
+const ROUNDS_PER_WAKE: usize = 16;
+/// Connections accepted per listener per round.
+const ACCEPT_BUDGET: usize = 64;
+/// How long accepting pauses after running out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Size of the read buffer; one read delivers at most this much.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// The main thread's handle to ask a worker to stop.
+#[derive(Clone, Debug)]
+pub struct Stopper {
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl Stopper {
+    /// Asks the worker to shut down cleanly: it feeds `Input::Shutdown` to its server on
+    /// its next turn, and the waker makes that turn come now.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Err(e) = self.waker.wake() {
+            log_error!("cannot wake a worker to stop it: {e}");
+        }
+    }
+}
+
+/// A listening socket and whether it may have connections waiting.
+#[derive(Debug)]
+struct Listener {
+    socket: TcpListener,
+    addr: SocketAddr,
+    ready: bool,
+}
+
+/// One event loop and everything it owns.
+#[derive(Debug)]
+pub struct Worker {
+    index: usize,
+    poll: Poll,
+    clock: Clock,
+    server: Server,
+    listeners: Vec<Listener>,
+    accept_paused: bool,
+    accept_backoff_until: Option<Time>,
+    exhaustion_logged: bool,
+    conns: Slab<Connection>,
+    next_generation: u32,
+    files: Files,
+    /// Inputs waiting to be fed, after the current drain.
+    pending: VecDeque<Input>,
+    /// Connections that may have an armed operation able to run: (slab key, generation).
+    ready: VecDeque<(usize, u32)>,
+    /// The round being run (kept to reuse its allocation).
+    batch: VecDeque<(usize, u32)>,
+    scratch: Vec<u8>,
+    stop: Arc<AtomicBool>,
+    shutdown_fed: bool,
+    exit: Option<i32>,
+}
+
+impl Worker {
+    /// Sets up worker `index`: a poll, a waker, its listening sockets (one per listen
+    /// address, in listen-list order) and a fresh `Server`.
+    pub fn new(
+        index: usize,
+        config: ConfigRef,
+        sockets: Vec<(TcpListener, SocketAddr)>,
+    ) -> io::Result<(Worker, Stopper)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), token::WAKER)?);
+        let mut listeners = Vec::with_capacity(sockets.len());
+        for (i, (mut socket, addr)) in sockets.into_iter().enumerate() {
+            poll.registry()
+                .register(&mut socket, token::listener(i), Interest::READABLE)?;
+            // Presumed ready: connections may have queued between listen() and now.
+            listeners.push(Listener {
+                socket,
+                addr,
+                ready: true,
+            });
+        }
+        let clock = Clock::start();
+        let server = Server::new(config, clock.now());
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = Worker {
+            index,
+            poll,
+            clock,
+            server,
+            listeners,
+            accept_paused: false,
+            accept_backoff_until: None,
+            exhaustion_logged: false,
+            conns: Slab::new(),
+            next_generation: 0,
+            files: Files::new(),
+            pending: VecDeque::new(),
+            ready: VecDeque::new(),
+            batch: VecDeque::new(),
+            scratch: vec![0; SCRATCH_BYTES],
+            stop: Arc::clone(&stop),
+            shutdown_fed: false,
+            exit: None,
+        };
+        Ok((worker, Stopper { stop, waker }))
+    }
+
+    /// Runs the loop until the server says `Exit`; returns its exit code (1 if the poll
+    /// itself fails).
+    pub fn run(mut self) -> i32 {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log_error!("worker {}: poll failed: {e}", self.index);
+                    return 1;
+                }
+            }
+            for event in &events {
+                self.on_event(event);
+            }
+            if !self.shutdown_fed && self.stop.load(Ordering::Acquire) {
+                self.shutdown_fed = true;
+                self.pending.push_back(Input::Shutdown);
+                self.settle();
+            }
+            self.run_rounds();
+            self.fire_timers();
+            if let Some(code) = self.exit {
+                return code;
+            }
+        }
+    }
+
+    /// How long `poll` may sleep: not at all if work is waiting, else until the server's
+    /// next deadline or the end of an accept back-off, else indefinitely.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.ready.is_empty() || !self.pending.is_empty() || self.may_accept() {
+            return Some(Duration::ZERO);
+        }
+        let deadline = match (self.server.poll_timeout(), self.accept_backoff_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        deadline.map(|t| t.since(self.clock.mono()))
+    }
+
+    fn may_accept(&self) -> bool {
+        !self.accept_paused
+            && self.accept_backoff_until.is_none()
+            && self.listeners.iter().any(|l| l.ready)
+    }
+
+    fn on_event(&mut self, event: &Event) {
+        match token::decode(event.token()) {
+            // The stop flag is checked after every poll; the wake-up was all it was for.
+            Source::Waker => {}
+            Source::Listener(i) => {
+                if let Some(l) = self.listeners.get_mut(i) {
+                    l.ready = true;
+                }
+            }
+            Source::Conn { key, generation } => {
+                let Some(c) = self.conns.get_mut(key) else {
+                    return;
+                };
+                if c.generation != generation {
+                    return;
+                }
+                // Closed and error states are readiness too: the next syscall reports them.
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    c.readable = true;
+                }
+                if event.is_writable() || event.is_write_closed() || event.is_error() {
+                    c.writable = true;
+                }
+                self.mark_ready(key);
+            }
+        }
+    }
+
+    /// Queues the connection at `key` if one of its armed operations can run.
+    fn mark_ready(&mut self, key: usize) {
+        if let Some(c) = self.conns.get_mut(key) {
+            if !c.queued && c.has_work() {
+                c.queued = true;
+                self.ready.push_back((key, c.generation));
+            }
+        }
+    }
+
+    /// Accepts and runs armed operations, settling after each round.
+    fn run_rounds(&mut self) {
+        for _ in 0..ROUNDS_PER_WAKE {
+            if self.exit.is_some() {
+                return;
+            }
+            let accepted = self.accept_ready();
+            if self.ready.is_empty() && !accepted {
+                return;
+            }
+            std::mem::swap(&mut self.ready, &mut self.batch);
+            while let Some((key, generation)) = self.batch.pop_front() {
+                self.run_conn(key, generation);
+            }
+            self.settle();
+        }
+    }
+
+    fn run_conn(&mut self, key: usize, generation: u32) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.generation != generation {
+            return;
+        }
+        c.queued = false;
+        let id = conn_id(key);
+        if let Some(input) = c.run_read(id, &mut self.scratch) {
+            self.pending.push_back(input);
+        }
+        if let Some(input) = c.run_send(id, &self.files) {
+            self.pending.push_back(input);
+        }
+    }
+
+    /// Accepts from every ready listener, up to `ACCEPT_BUDGET` each. Returns true if any
+    /// connection was accepted.
+    fn accept_ready(&mut self) -> bool {
+        if self.accept_paused {
+            return false;
+        }
+        if let Some(until) = self.accept_backoff_until {
+            if self.clock.mono() < until {
+                return false;
+            }
+            self.accept_backoff_until = None;
+        }
+        let mut accepted = false;
+        for i in 0..self.listeners.len() {
+            let mut budget = ACCEPT_BUDGET;
+            while self.listeners[i].ready && budget > 0 {
+                match self.listeners[i].socket.accept() {
+                    Ok((stream, peer)) => {
+                        budget -= 1;
+                        self.exhaustion_logged = false;
+                        accepted |= self.admit(i, stream, peer);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.listeners[i].ready = false;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if errno::is_exhaustion(&e) => {
+                        if !self.exhaustion_logged {
+                            self.exhaustion_logged = true;
+                            log_error!(
+                                "worker {}: cannot accept on {}: {e}; pausing accepts for {} ms",
+                                self.index,
+                                self.listeners[i].addr,
+                                ACCEPT_BACKOFF.as_millis()
+                            );
+                        }
+                        self.accept_backoff_until = Some(self.clock.mono().after(ACCEPT_BACKOFF));
+                        return accepted;
+                    }
+                    Err(e) if is_transient_accept_error(&e) => budget -= 1,
+                    Err(e) => {
+                        // Unknown and possibly persistent: back off too, rather than spin.
+                        log_error!(
+                            "worker {}: cannot accept on {}: {e}",
+                            self.index,
+                            self.listeners[i].addr
+                        );
+                        self.accept_backoff_until = Some(self.clock.mono().after(ACCEPT_BACKOFF));
+                        return accepted;
+                    }
+                }
+            }
+        }
+        accepted
+    }
+
+    /// Registers an accepted socket and queues `Accepted`. Returns false if it had to be
+    /// dropped.
+    fn admit(&mut self, listener: usize, stream: TcpStream, peer: SocketAddr) -> bool {
+        // Responses are written whole chunks at a time; Nagle would only delay their tails.
+        // A failure here costs latency, not correctness.
+        let _ = stream.set_nodelay(true);
+        // No local address: the connection died already (reset in the queue).
+        let Ok(local) = stream.local_addr() else {
+            return false;
+        };
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if key > token::KEY_MAX {
+            log_error!("worker {}: too many connections", self.index);
+            return false;
+        }
+        let generation = self.next_generation & token::GENERATION_MASK;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let mut conn = Connection::new(stream, generation);
+        if let Err(e) = self.poll.registry().register(
+            &mut conn.socket,
+            token::conn(key, generation),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log_error!("worker {}: cannot watch a new connection: {e}", self.index);
+            return false;
+        }
+        entry.insert(conn);
+        self.pending.push_back(Input::Accepted {
+            // The listen list is short (it comes from the command line or config file).
+            listener: ListenerId(u32::try_from(listener).unwrap_or(u32::MAX)),
+            conn: conn_id(key),
+            peer,
+            local,
+        });
+        true
+    }
+
+    /// Fires the server's deadlines if one has passed.
+    fn fire_timers(&mut self) {
+        if self.exit.is_some() {
+            return;
+        }
+        let now = self.clock.now();
+        if self.server.poll_timeout().is_some_and(|t| t <= now.mono) {
+            self.server.handle_timeout(now);
+            self.drain();
+            self.settle();
+        }
+    }
+
+    /// Feeds pending inputs one at a time, draining effects after each.
+    fn settle(&mut self) {
+        while self.exit.is_none() {
+            let Some(input) = self.pending.pop_front() else {
+                return;
+            };
+            self.server.handle(input, self.clock.now());
+            self.drain();
+        }
+    }
+
+    /// Executes effects until the server has none left.
+    fn drain(&mut self) {
+        while let Some(effect) = self.server.poll_effect() {
+            self.execute(effect);
+        }
+    }
+
+    fn execute(&mut self, effect: Effect) {
+        match effect {
+            Effect::Read { conn, max } => {
+                let Some(key) = self.known(conn, "Read") else {
+                    return;
+                };
+                if max == 0 {
+                    return self.misuse(key, "Read with max 0");
+                }
+                if let Some(c) = self.conns.get_mut(key) {
+                    debug_assert!(c.armed_read.is_none(), "two reads armed on one connection");
+                    c.armed_read = Some(max);
+                }
+                self.mark_ready(key);
+            }
+            Effect::Send { conn, chunk } => {
+                let Some(key) = self.known(conn, "Send") else {
+                    return;
+                };
+                if chunk.is_empty() {
+                    return self.misuse(key, "Send of an empty chunk");
+                }
+                if let Some(c) = self.conns.get_mut(key) {
+                    debug_assert!(c.in_flight.is_none(), "two sends armed on one connection");
+                    c.in_flight = Some(chunk);
+                }
+                self.mark_ready(key);
+            }
+            Effect::ShutdownWrite { conn } => {
+                if let Some(c) = self
+                    .known(conn, "ShutdownWrite")
+                    .and_then(|k| self.conns.get(k))
+                {
+                    // Fails only if the peer is already gone (ENOTCONN); the next read or
+                    // send reports that, and ShutdownWrite has no answer of its own.
+                    let _ = c.socket.shutdown(Shutdown::Write);
+                }
+            }
+            Effect::Close { conn } => self.close(conn),
+            Effect::PauseAccept => self.accept_paused = true,
+            Effect::ResumeAccept => {
+                self.accept_paused = false;
+                // Connections may have queued while paused without a new edge.
+                for l in &mut self.listeners {
+                    l.ready = true;
+                }
+            }
+            Effect::Open { token, path } => {
+                let result = self.files.open(token, &path);
+                self.pending.push_back(Input::Completed { token, result });
+            }
+            Effect::CloseFile { file } => self.files.close(file),
+            Effect::Exit { code } => {
+                if !self.conns.is_empty() || self.files.len() > 0 {
+                    log_error!(
+                        "worker {}: exiting with {} connections and {} files still open",
+                        self.index,
+                        self.conns.len(),
+                        self.files.len()
+                    );
+                }
+                self.exit = Some(code);
+            }
+        }
+    }
+
+    /// The slab key for `conn`, if the connection exists; logs the core's mistake if not.
+    fn known(&self, conn: ConnId, what: &str) -> Option<usize> {
+        let key = usize::try_from(conn.0)
+            .ok()
+            .filter(|&k| self.conns.contains(k));
+        if key.is_none() {
+            log_error!(
+                "worker {}: internal error: {what} for unknown connection {}",
+                self.index,
+                conn.0
+            );
+        }
+        key
+    }
+
+    /// The core asked for something impossible on a connection: fail the connection (the
+    /// core then closes it) instead of leaving it to hang until a timeout.
+    fn misuse(&mut self, key: usize, what: &str) {
+        log_error!(
+            "worker {}: internal error: {what} on connection {key}",
+            self.index
+        );
+        if let Some(c) = self.conns.get_mut(key) {
+            if !c.failed {
+                c.failed = true;
+                c.armed_read = None;
+                c.in_flight = None;
+                self.pending.push_back(Input::ConnFailed {
+                    conn: conn_id(key),
+                    error: IoError::Other,
+                });
+            }
+        }
+    }
+
+    /// Carries out `Close`: forget the connection and every pending word about it.
+    fn close(&mut self, conn: ConnId) {
+        let Some(key) = self.known(conn, "Close") else {
+            return;
+        };
+        if let Some(mut c) = self.conns.try_remove(key) {
+            // Dropping the socket closes it (and epoll forgets a closed descriptor anyway);
+            // deregistering first keeps mio's bookkeeping exact. Failure changes nothing.
+            let _ = self.poll.registry().deregister(&mut c.socket);
+        }
+        self.pending.retain(|input| input_conn(input) != Some(conn));
+    }
+}
+
+/// The core's name for the connection at slab key `key`.
+fn conn_id(key: usize) -> ConnId {
+    ConnId(key as u64)
+}
+
+/// The connection an input is about, if any.
+fn input_conn(input: &Input) -> Option<ConnId> {
+    match input {
+        Input::Accepted { conn, .. }
+        | Input::Received { conn, .. }
+        | Input::PeerClosed { conn }
+        | Input::Sent { conn, .. }
+        | Input::ConnFailed { conn, .. } => Some(*conn),
+        Input::Completed { .. } | Input::Shutdown => None,
+    }
+}
+
+/// Errors of `accept` that concern only the one connection being accepted (it was reset
+/// or its network went away while queued); accept(2) says to retry on these.
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+                | libc::ENETDOWN
+                | libc::EPERM
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests;
