@@ -1,13 +1,11 @@
 //! The command line, as clap sees it.
 //!
-//! `weir serve [--listen ADDR]… [--root DIR] [--workers N]` (DESIGN.md §5). This module only
-//! describes and parses the arguments; turning them into a `Config` and a running server is
-//! `serve`'s job, so the parsing can be tested without binding anything.
-//!
-//! Configuration files (`-c FILE`) are not accepted yet: the `weir.conf` loader lands with
-//! its own change, and until then the option is absent rather than half-working.
+//! `weir serve [-c FILE] [--listen ADDR]… [--root DIR] [--workers N]`, `weir check [-c FILE]`
+//! and `weir route [-c FILE] [--host H] [--method M] [--peer ADDR] URL` (DESIGN.md §5).
+//! This module only describes and parses the arguments; turning them into a `Config` and a
+//! running server is `serve`'s job, so the parsing can be tested without binding anything.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -28,19 +26,68 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve a directory over HTTP until SIGINT or SIGTERM.
+    /// Serve a directory (or what a configuration file says) until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Check a configuration file and exit 0 if it is valid, 1 if not (like `nginx -t`).
+    Check(CheckArgs),
+    /// Explain how the rules of a configuration treat a URL.
+    Route(RouteArgs),
+}
+
+/// Arguments of `weir check`.
+#[derive(Debug, Parser)]
+pub struct CheckArgs {
+    /// The configuration file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        default_value = "weir.conf"
+    )]
+    pub config: PathBuf,
+}
+
+/// Arguments of `weir route`.
+#[derive(Debug, Parser)]
+pub struct RouteArgs {
+    /// The configuration file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        default_value = "weir.conf"
+    )]
+    pub config: PathBuf,
+
+    /// The request's host (default: the URL's, if it has one).
+    #[arg(long, value_name = "H")]
+    pub host: Option<String>,
+
+    /// The request method.
+    #[arg(long, value_name = "M", default_value = "GET")]
+    pub method: String,
+
+    /// The client's address, for `protect allow=/deny=` rules.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub peer: IpAddr,
+
+    /// The URL: a path (`/a/b?q`) or an absolute URL (`http://host/a/b`).
+    pub url: String,
 }
 
 /// Arguments of `weir serve`.
 #[derive(Debug, Parser)]
 pub struct ServeArgs {
+    /// Configuration file (without it: serve the root with the built-in configuration).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Address to listen on, e.g. 127.0.0.1:8080 or [::1]:8080 (repeatable; replaces the
     /// default 127.0.0.1:8080).
     #[arg(long = "listen", value_name = "ADDR")]
     pub listen: Vec<SocketAddr>,
 
-    /// Directory to serve (default: the current directory).
+    /// Directory to serve (default: the current directory); with -c, replaces its `root`.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
 
@@ -52,11 +99,13 @@ pub struct ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
         let argv = ["weir", "serve"].iter().chain(args);
         Cli::try_parse_from(argv).map(|cli| match cli.command {
             Command::Serve(a) => a,
+            other => panic!("not serve: {other:?}"),
         })
     }
 
@@ -98,6 +147,29 @@ mod tests {
         assert!(serve(&["--workers", "many"]).is_err());
         assert!(serve(&["--workers", "100000"]).is_err());
         assert!(serve(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn check_and_route() {
+        let cli = Cli::try_parse_from(["weir", "check", "-c", "site/weir.conf"]).expect("valid");
+        assert!(
+            matches!(cli.command, Command::Check(CheckArgs { config }) if config == Path::new("site/weir.conf"))
+        );
+        let cli =
+            Cli::try_parse_from(["weir", "route", "--method", "POST", "--peer", "::1", "/a?b"])
+                .expect("valid");
+        let Command::Route(r) = cli.command else {
+            panic!("not route")
+        };
+        assert_eq!(
+            (r.config.as_path(), r.method.as_str(), r.url.as_str()),
+            (Path::new("weir.conf"), "POST", "/a?b")
+        );
+        assert_eq!(r.peer, "::1".parse::<IpAddr>().unwrap());
+        assert!(
+            Cli::try_parse_from(["weir", "route"]).is_err(),
+            "URL is required"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!
 //! * `cli` — the command line (clap).
 //! * `serve` — `weir serve`: configuration, binding, worker threads, signals, exit status.
+//! * `route` — `weir check` and `weir route`; `conffile` — reading `weir.conf`.
 //! * `listen` — the `SO_REUSEPORT` listening sockets, one per worker per address.
 //! * `worker` — one thread's mio loop driving one core `Server`.
 //! * `conn` — a connection's readiness and its armed read and send.
@@ -20,11 +21,13 @@
 
 mod cli;
 mod clock;
+mod conffile;
 mod conn;
 mod errno;
 mod files;
 mod listen;
 mod log;
+mod route;
 mod sendfile;
 mod serve;
 mod token;
@@ -41,6 +44,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Check(args) => route::check(&args),
+        Command::Route(args) => route::route(&args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -18,7 +18,7 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
 
@@ -133,15 +133,18 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     Ok(worst)
 }
 
-/// The built-in configuration with the command line's changes.
+/// The configuration file's (or the built-in) configuration with the command line's changes.
 fn build_config(args: &ServeArgs) -> Result<Config, String> {
-    let asked = args.root.clone().unwrap_or_else(|| PathBuf::from("."));
-    let root = std::fs::canonicalize(&asked)
-        .map_err(|e| format!("cannot serve {}: {e}", asked.display()))?;
-    if !root.is_dir() {
-        return Err(format!("cannot serve {}: not a directory", root.display()));
-    }
-    let mut config = Config::builtin(root);
+    let root = match (&args.root, &args.config) {
+        (Some(asked), _) => Some(canonical_dir(asked)?),
+        (None, Some(_)) => None,
+        (None, None) => Some(canonical_dir(Path::new("."))?),
+    };
+    let mut config = match &args.config {
+        Some(file) => crate::conffile::load(file, root.as_deref())?,
+        // unwrap-free: without -c, root was set just above.
+        None => Config::builtin(root.unwrap_or_default()),
+    };
     if !args.listen.is_empty() {
         config.listen = dedup(&args.listen);
     }
@@ -152,6 +155,16 @@ fn build_config(args: &ServeArgs) -> Result<Config, String> {
     };
     config.workers = Some(workers);
     Ok(config)
+}
+
+/// `dir` made absolute and checked to be a directory.
+fn canonical_dir(dir: &Path) -> Result<PathBuf, String> {
+    let root =
+        std::fs::canonicalize(dir).map_err(|e| format!("cannot serve {}: {e}", dir.display()))?;
+    if !root.is_dir() {
+        return Err(format!("cannot serve {}: not a directory", root.display()));
+    }
+    Ok(root)
 }
 
 /// One worker per core the process may use; one if that cannot be known.
@@ -236,6 +249,7 @@ mod tests {
 
     fn args(root: Option<&str>, listen: &[&str], workers: Option<u32>) -> ServeArgs {
         ServeArgs {
+            config: None,
             listen: listen
                 .iter()
                 .map(|a| a.parse().expect("literal address"))

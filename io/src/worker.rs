@@ -466,6 +466,10 @@ impl Worker {
                 let result = self.files.open(token, &path);
                 self.pending.push_back(Input::Completed { token, result });
             }
+            Effect::ReadDir { token, path } => {
+                let result = Files::read_dir(&path);
+                self.pending.push_back(Input::Completed { token, result });
+            }
             Effect::CloseFile { file } => self.files.close(file),
             Effect::Exit { code } => {
                 if !self.conns.is_empty() || self.files.len() > 0 {

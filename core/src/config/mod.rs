@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::limits::{Limits, Timeouts};
 use crate::rules::Rule;
 
-pub use parse::{parse, Diagnostic};
+pub use parse::{parse, parse_with_root, Diagnostic};
 
 /// Everything the server needs to know to answer requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,7 +150,7 @@ pub struct HostSection {
 
 impl Config {
     /// The built-in configuration `weir serve` uses without `-c`: serve `root` on
-    /// 127.0.0.1:8080 with welcome file `index.html` and the default limits.
+    /// 127.0.0.1:8080 with welcome file `index.html`, listings on and the default limits.
     #[must_use]
     pub fn builtin(root: PathBuf) -> Config {
         Config {
@@ -163,7 +163,7 @@ impl Config {
             access_log: None,
             error_log: None,
             welcome: vec!["index.html".to_string()],
-            listing: false,
+            listing: true,
             types: BTreeMap::new(),
             cache: Some(CacheSettings::default()),
             limits: Limits::default(),

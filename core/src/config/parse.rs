@@ -64,6 +64,18 @@ pub fn parse(
     dir: &Path,
     load: &mut Loader<'_>,
 ) -> Result<Config, Vec<Diagnostic>> {
+    parse_with_root(file, text, dir, None, load)
+}
+
+/// Like `parse`, but `root` (when given, e.g. by `weir serve --root`) replaces the file's
+/// own `root` before any relative path is resolved against it.
+pub fn parse_with_root(
+    file: &str,
+    text: &str,
+    dir: &Path,
+    root: Option<&Path>,
+    load: &mut Loader<'_>,
+) -> Result<Config, Vec<Diagnostic>> {
     let mut p = Parser {
         file: file.to_string(),
         diags: Vec::new(),
@@ -96,6 +108,9 @@ pub fn parse(
             p.at(*n, line);
             p.root(words, dir);
         }
+    }
+    if let Some(root) = root {
+        p.config.root = root.to_path_buf();
     }
     for (n, line, words) in &lines {
         p.at(*n, line);

@@ -256,8 +256,19 @@ fn httparse_error(e: httparse::Error, head: &[u8]) -> ProtocolError {
     }
 }
 
+/// The index of the minor digit if the request line ends in `HTTP/1.D` with D ≥ 2.
+fn later_minor_version(head: &[u8]) -> Option<usize> {
+    let line_end = head.windows(2).position(|w| w == b"\r\n")?;
+    let line = &head[..line_end];
+    (line.len() >= 9
+        && line[line_end - 9] == b' '
+        && line[line_end - 8..].starts_with(b"HTTP/1.")
+        && (b'2'..=b'9').contains(&line[line_end - 1]))
+    .then_some(line_end - 1)
+}
+
 /// httparse only knows `HTTP/1.0` and `HTTP/1.1`. A request line that is well formed but
-/// names another version (`HTTP/2.0`, `HTTP/1.2`, `HTTP/0.9`) gets 505 (RFC 9110 §15.6.6);
+/// names another major version (`HTTP/2.0`, `HTTP/0.9`) gets 505 (RFC 9110 §15.6.6);
 /// anything else that failed on the version is garbage and gets 400.
 fn version_error(head: &[u8]) -> ProtocolError {
     let line_end = head
@@ -289,6 +300,13 @@ fn version_error(head: &[u8]) -> ProtocolError {
 ///
 /// `head` holds exactly the bytes [`HeadScan`] delimited, from `start` to `end`.
 pub fn parse_head(head: &Bytes, limits: &Limits) -> Result<RequestHead, ProtocolError> {
+    // RFC 9110 §2.5: a higher minor version of a major version we implement is processed as
+    // the highest minor version we know, so `HTTP/1.2` is read as `HTTP/1.1`.
+    if let Some(at) = later_minor_version(head) {
+        let mut patched = head.to_vec();
+        patched[at] = b'1';
+        return parse_head(&Bytes::from(patched), limits);
+    }
     let mut slots = vec![httparse::EMPTY_HEADER; limits.headers_max];
     let mut req = httparse::Request::new(&mut slots);
     match req.parse(head) {
@@ -666,7 +684,8 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\tb\r\n\r\n", Ok(())),
             (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", Err(400)),
             (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", Err(505)),
-            (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", Err(505)),
+            (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", Ok(())),
+            (b"GET / HTTP/1.2\r\n\r\n", Err(400)),
             (b"GET / HTTP/0.9\r\n\r\n", Err(505)),
             (b"GET / HTTP/1.10\r\n\r\n", Err(400)),
             (b"GET / http/1.1\r\n\r\n", Err(400)),

@@ -822,7 +822,7 @@ const MALFORMED: &[(&str, &[u8], u16)] = &[
     ("Host with slash", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
     ("Host with userinfo", b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
     ("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
-    ("HTTP/1.2", b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505),
+    ("HTTP/3.0", b"GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505),
     ("garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
     ("garbage line", b"hello\r\n\r\n", 400),
     (
@@ -1624,5 +1624,17 @@ proptest! {
         // Whatever went out is a sequence of well-formed responses (the strict client
         // asserts as it parses; a response cut short by an abort is simply incomplete).
         let _ = p.responses();
+    }
+}
+
+/// RFC 9110 §2.5: a later minor version of HTTP/1 is processed as HTTP/1.1.
+#[test]
+fn later_minor_versions_are_read_as_1_1() {
+    let limits = Limits::default();
+    let mut conn = Conn::new(&limits, &Timeouts::default(), Now::default());
+    conn.receive(b"GET / HTTP/1.7\r\nHost: a\r\n\r\n", Now::default());
+    match conn.poll_event() {
+        Some(Event::Head(h)) => assert_eq!(h.version, Version::Http11),
+        other => panic!("{other:?}"),
     }
 }

@@ -13,7 +13,7 @@ pub mod template;
 use std::path::PathBuf;
 
 pub use cidr::Cidr;
-pub use route::{route, Gateway, Outcome, Route, RouteRequest, Step};
+pub use route::{explain_request, route, Gateway, Outcome, Route, RouteRequest, Step};
 pub use template::{substitute, Template, TemplateError};
 
 /// One rule as written in the configuration.

@@ -500,3 +500,50 @@ impl Route {
         out
     }
 }
+
+/// What `weir route` prints for a request: the target's normalisation, then the same
+/// `route` the server runs, explained, with what the method changes.
+#[must_use]
+pub fn explain_request(
+    config: &Config,
+    method: &crate::http1::Method,
+    target: &[u8],
+    host: Option<&[u8]>,
+    peer: IpAddr,
+) -> String {
+    use crate::http1::Method;
+    let shown = String::from_utf8_lossy(target);
+    let mut out = format!(
+        "{} {shown} (host {}, peer {peer})\n",
+        String::from_utf8_lossy(method.as_bytes()),
+        host.map_or("none".into(), |h| String::from_utf8_lossy(h).into_owned())
+    );
+    let target = match crate::path::normalize(&bytes::Bytes::copy_from_slice(target)) {
+        Ok(t) => t,
+        Err(e) => {
+            out.push_str(&format!("outcome: 400: {}\n", e.reason()));
+            return out;
+        }
+    };
+    out.push_str(&format!(
+        "path: {}\n",
+        String::from_utf8_lossy(&target.path)
+    ));
+    let routed = route(
+        config,
+        &RouteRequest {
+            path: &target.path,
+            query: target.query.as_deref(),
+            host,
+            peer,
+            authorization: None,
+        },
+    );
+    out.push_str(&routed.explain());
+    if matches!(routed.outcome, Outcome::File { .. })
+        && !matches!(method, Method::Get | Method::Head | Method::Options)
+    {
+        out.push_str("but: documents answer only GET, HEAD and OPTIONS, so this method gets 405\n");
+    }
+    out
+}

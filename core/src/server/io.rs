@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 use crate::chunk::Chunk;
+pub use crate::document::listing::DirEntry;
 use crate::ids::{ConnId, FileId, ListenerId, Token};
 use crate::time::UnixTime;
 
@@ -78,9 +79,15 @@ pub enum Input {
 pub enum Completion {
     /// `Open` succeeded: the file (or directory) is open as `FileId(token)`.
     Opened(FileMeta),
+    /// `ReadDir` succeeded: the directory's entries (at most `LISTING_MAX`, unordered).
+    Listing(Vec<DirEntry>),
     /// The operation failed.
     Failed(IoError),
 }
+
+/// The most entries a `ReadDir` reports; a larger directory is listed in part (the shell
+/// stops reading), which bounds the memory a listing can take.
+pub const LISTING_MAX: usize = 10_000;
 
 /// What the shell learned from `fstat` on an opened file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -160,6 +167,15 @@ pub enum Effect {
         /// Names the request and the file.
         token: Token,
         /// Absolute path.
+        path: PathBuf,
+    },
+    /// List the directory `path`: each entry's name, and (following symbolic links) whether
+    /// it is a directory, its size and its mtime; entries whose metadata cannot be read are
+    /// left out (answer: `Completed { token, Listing | Failed }`).
+    ReadDir {
+        /// Names the request.
+        token: Token,
+        /// Absolute path of the directory.
         path: PathBuf,
     },
     /// Close an open file (no answer).

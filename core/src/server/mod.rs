@@ -40,7 +40,7 @@ use crate::config::ConfigRef;
 use crate::http1::{Conn, ConnState};
 use crate::ids::{ConnId, FileId, Token};
 use crate::time::{Now, Time};
-pub use io::{Completion, Effect, FileKind, FileMeta, Input, IoError};
+pub use io::{Completion, DirEntry, Effect, FileKind, FileMeta, Input, IoError, LISTING_MAX};
 use request::Waiting;
 pub use status::Counters;
 

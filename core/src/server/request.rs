@@ -57,6 +57,8 @@ enum Stage {
     Primary,
     /// The directory's welcome file number `i`.
     Welcome(usize),
+    /// The directory's entries, for a listing.
+    Listing,
     /// A precompressed variant `codings[next]` of the open `original`.
     Variant {
         /// The document's own path, to which each coding's suffix is added.
@@ -242,6 +244,10 @@ impl Server {
         match result {
             Completion::Opened(meta) => self.opened(id, w, FileId(token), meta, now),
             Completion::Failed(err) => self.open_failed(id, w, err, now),
+            Completion::Listing(entries) => {
+                let page = crate::document::listing::render(&w.url_path, &entries);
+                self.respond_bytes(id, 200, "text/html; charset=utf-8", &[], page, now);
+            }
         }
         self.pump(id, now);
     }
@@ -252,8 +258,7 @@ impl Server {
                 if i + 1 < self.config.welcome.len() {
                     self.try_welcome(id, w, i + 1);
                 } else {
-                    // No welcome file, and listings are not served: not browsable.
-                    self.error(id, 403, &[], now);
+                    self.no_welcome(id, w, now);
                 }
             }
             Stage::Variant {
@@ -368,7 +373,7 @@ impl Server {
                     return self.redirect(id, 301, location, now);
                 }
                 if self.config.welcome.is_empty() {
-                    return self.error(id, 403, &[], now);
+                    return self.no_welcome(id, w, now);
                 }
                 self.try_welcome(id, w, 0);
             }
@@ -439,6 +444,27 @@ impl Server {
             vary,
         });
         self.respond(id, head, body, Some(file), now);
+    }
+
+    /// A directory without a welcome file: its listing when `listing on`, else 403.
+    fn no_welcome(&mut self, id: ConnId, mut w: Waiting, now: Now) {
+        if !self.config.listing {
+            return self.error(id, 403, &[], now);
+        }
+        if matches!(w.stage, Stage::Welcome(_)) {
+            w.fs_path = w.fs_path.parent().map(PathBuf::from).unwrap_or_default();
+        }
+        w.stage = Stage::Listing;
+        let token = self.token();
+        w.token = token;
+        self.effects.push_back(Effect::ReadDir {
+            token,
+            path: w.fs_path.clone(),
+        });
+        self.parked.insert(token, id);
+        if let Some(slot) = self.conns.get_mut(&id) {
+            slot.waiting = Some(w);
+        }
     }
 
     fn try_welcome(&mut self, id: ConnId, mut w: Waiting, i: usize) {

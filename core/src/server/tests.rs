@@ -226,6 +226,29 @@ impl World {
                 self.server
                     .handle(Input::Completed { token, result }, self.now);
             }
+            Effect::ReadDir { token, path } => {
+                let prefix = format!("{}/", path.display().to_string().trim_end_matches('/'));
+                let entries: Vec<DirEntry> = self
+                    .files
+                    .iter()
+                    .filter_map(|(p, (kind, data, mtime))| {
+                        let rest = p.to_str()?.strip_prefix(&prefix)?;
+                        (!rest.is_empty() && !rest.contains('/')).then(|| DirEntry {
+                            name: rest.as_bytes().to_vec(),
+                            is_dir: *kind == FileKind::Dir,
+                            len: data.len() as u64,
+                            mtime: *mtime,
+                        })
+                    })
+                    .collect();
+                let result = if self.files.contains_key(&path) {
+                    Completion::Listing(entries)
+                } else {
+                    Completion::Failed(IoError::NotFound)
+                };
+                self.server
+                    .handle(Input::Completed { token, result }, self.now);
+            }
             Effect::CloseFile { file } => {
                 assert!(
                     self.open.remove(&file).is_some(),
@@ -307,7 +330,7 @@ fn conditional_get_gives_304() {
 
 #[test]
 fn directories_redirect_then_welcome_then_forbid() {
-    let mut w = World::new();
+    let mut w = World::with_config(|c| c.listing = false);
     w.dir("docs");
     w.file("docs/index.html", b"<p>docs</p>");
     w.dir("empty");
@@ -702,4 +725,26 @@ fn ranges_through_the_server() {
         "{out}"
     );
     assert!(w.open.is_empty());
+}
+
+#[test]
+fn listings_when_no_welcome_file() {
+    let mut w = World::new();
+    w.dir("d");
+    w.file("d/b <x>.txt", b"12345");
+    w.dir("d/sub");
+    let out = w.get("/d/");
+    assert_eq!(status(&out), 200, "{out}");
+    assert!(out.contains("<title>Index of /d/</title>"), "{out}");
+    assert!(
+        out.contains("<a href=\"b%20%3Cx%3E.txt\">b &lt;x&gt;.txt</a></td><td>5</td>"),
+        "{out}"
+    );
+    assert!(out.contains("<a href=\"sub/\">sub/</a>"), "{out}");
+    let mut w = World::with_config(|c| c.welcome.clear());
+    w.dir("d");
+    assert_eq!(status(&w.get("/d/")), 200);
+    let mut w = World::with_config(|c| c.listing = false);
+    w.dir("d");
+    assert_eq!(status(&w.get("/d/")), 403);
 }
