@@ -9,6 +9,7 @@
 mod framing;
 mod load;
 mod purity;
+mod rules;
 mod support;
 
 use support::{assert_date_and_server, get, request, Expect, Weir};

@@ -214,7 +214,27 @@ impl Weir {
 
     /// `weir serve --workers N` on a fresh document root.
     pub fn start_with_workers(workers: usize) -> Weir {
+        Weir::start_with(workers, None, &[])
+    }
+
+    /// `weir serve -c FILE` with one worker on a fresh document root, FILE holding `conf`
+    /// with every `{root}` replaced by the document root's path and every `{base}` by the
+    /// directory that holds it (the file itself lives in `{base}`).
+    pub fn start_with_config(conf: &str) -> Weir {
+        Weir::start_with_config_and_files(conf, &[])
+    }
+
+    /// Like `start_with_config`, with extra files written first in `{base}` (e.g. an
+    /// htpasswd file the configuration names): (file name, contents).
+    pub fn start_with_config_and_files(conf: &str, files: &[(&str, &str)]) -> Weir {
+        Weir::start_with(1, Some(conf), files)
+    }
+
+    fn start_with(workers: usize, conf: Option<&str>, files: &[(&str, &str)]) -> Weir {
         let mut docs = DocRoot::new();
+        for (name, text) in files {
+            write(&docs.base().join(name), text.as_bytes());
+        }
         let mut last_failure = String::new();
         // A port picked by binding port 0 can be taken by someone else before weir binds
         // it; when weir exits early saying so, try again with another port.
@@ -224,10 +244,22 @@ impl Weir {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             let stderr_path = docs.base().join(format!("weir-{port}.stderr"));
             let stderr = fs::File::create(&stderr_path).expect("create the stderr file");
-            let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-                .arg("serve")
-                .arg("--root")
-                .arg(docs.root())
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+            cmd.arg("serve");
+            match conf {
+                Some(text) => {
+                    let file = docs.base().join("weir.conf");
+                    let text = text
+                        .replace("{root}", &docs.root().display().to_string())
+                        .replace("{base}", &docs.base().display().to_string());
+                    fs::write(&file, text).expect("write weir.conf");
+                    cmd.arg("-c").arg(file);
+                }
+                None => {
+                    cmd.arg("--root").arg(docs.root());
+                }
+            }
+            let child = cmd
                 .arg("--listen")
                 .arg(addr.to_string())
                 .arg("--workers")
