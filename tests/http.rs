@@ -2,10 +2,12 @@
 //!
 //! Each test starts its own server on its own temporary document root (see
 //! `support::DocRoot` for the files), so tests are independent and run in parallel. The
-//! modules beside this file hold the rest: `framing` (malformed requests and limits), `load`
+//! modules beside this file hold the rest: `cgi` (scripts through `exec` rules, git
+//! http-backend), `framing` (malformed requests and limits), `load`
 //! (concurrency, slow and vanishing clients, signals, curl) and `purity` (the CI script that
 //! keeps weir-core free of I/O).
 
+mod cgi;
 mod framing;
 mod load;
 mod purity;

@@ -373,3 +373,46 @@ fn route_explains_the_demo_configuration() {
     );
     let _ = out;
 }
+
+#[test]
+fn access_log_has_one_line_per_response_and_is_flushed_on_shutdown() {
+    let mut weir = weir_with("access-log {base}/logs/access.log\npass /* {root}/*\n");
+    let mut c = weir.connect();
+    ask(
+        &mut c,
+        "GET",
+        "/hello.txt",
+        "User-Agent: e2e/1\r\nReferer: http://r/\r\n",
+    )
+    .assert_status(200);
+    ask(&mut c, "HEAD", "/hello.txt", "").assert_status(200);
+    ask(&mut c, "GET", "/missing\"quote", "").assert_status(404);
+    drop(c);
+    weir.signal("TERM");
+    let status = weir
+        .wait_exit(std::time::Duration::from_secs(10))
+        .expect("weir exits");
+    assert!(status.success(), "{status}");
+    let text = fs::read_to_string(weir.docs.base().join("logs/access.log")).expect("the log file");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let size = weir.docs.bytes("hello.txt").len();
+    assert!(lines[0].starts_with("127.0.0.1 - - ["), "{}", lines[0]);
+    assert!(
+        lines[0].ends_with(&format!(
+            "\"GET /hello.txt HTTP/1.1\" 200 {size} \"http://r/\" \"e2e/1\""
+        )),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("\"HEAD /hello.txt HTTP/1.1\" 200 0 "),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("\"GET /missing\\\"quote HTTP/1.1\" 404 "),
+        "{}",
+        lines[2]
+    );
+}

@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cgi;
 pub mod chunk;
 pub mod config;
 pub mod document;

@@ -12,7 +12,9 @@
 //! * `listen` — the `SO_REUSEPORT` listening sockets, one per worker per address.
 //! * `worker` — one thread's mio loop driving one core `Server`.
 //! * `conn` — a connection's readiness and its armed read and send.
+//! * `logger` — the access-log thread.
 //! * `files` — open files by `FileId`; `sendfile` — file ranges to sockets.
+//! * `process` — CGI children by `ProcId`: spawning, their pipes, `Kill`, reaping.
 //! * `token` — mio tokens with generations; `clock` — `Now`; `errno` — OS errors to
 //!   `IoError`; `log` — `weir: …` lines on standard error.
 //!
@@ -27,6 +29,8 @@ mod errno;
 mod files;
 mod listen;
 mod log;
+mod logger;
+mod process;
 mod route;
 mod sendfile;
 mod serve;

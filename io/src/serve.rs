@@ -56,10 +56,18 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     let addrs = bound.addrs.clone();
     let config = ConfigRef::new(1, config);
 
+    let (log_tx, logger) = match &config.access_log {
+        Some(log) => {
+            let (tx, handle) = crate::logger::start(&log.path)
+                .map_err(|e| format!("cannot open the access log {}: {e}", log.path.display()))?;
+            (Some(tx), Some(handle))
+        }
+        None => (None, None),
+    };
     let mut built = Vec::with_capacity(workers);
     for (i, sockets) in bound.sockets.into_iter().enumerate() {
         let sockets = sockets.into_iter().zip(addrs.iter().copied()).collect();
-        let worker = Worker::new(i, config.clone(), sockets)
+        let worker = Worker::new(i, config.clone(), sockets, log_tx.clone())
             .map_err(|e| format!("cannot set up worker {i}: {e}"))?;
         built.push(worker);
     }
@@ -125,6 +133,11 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     for t in threads {
         // A panic was already reported through the worker's ExitReport.
         let _ = t.join();
+    }
+    // The workers have dropped their senders; this one goes too, and the logger flushes.
+    drop(log_tx);
+    if let Some(logger) = logger {
+        let _ = logger.join();
     }
     signal_handle.close();
     if let Some(w) = watcher {

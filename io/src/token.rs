@@ -1,19 +1,22 @@
-//! What a `mio::Token` stands for, and why a stale one can never reach a new connection.
+//! What a `mio::Token` stands for, and why a stale one can never reach a new connection or
+//! process.
 //!
-//! Connections live in a `slab`, and a slab reuses the key of a closed connection for the
-//! next one. mio may still hand out an event for the old socket in the same batch (or, per
-//! its docs, sporadically later), so a token that carried only the key could make the new
-//! connection act on the old one's readiness. Each connection therefore also gets a
+//! Connections and processes live in `slab`s, and a slab reuses the key of a closed entry
+//! for the next one. mio may still hand out an event for the old descriptor in the same
+//! batch (or, per its docs, sporadically later), so a token that carried only the key could
+//! make the new entry act on the old one's readiness. Each entry therefore also gets a
 //! *generation* (a per-worker counter), and its token carries both:
 //!
 //! ```text
-//!   bit 63        62 ........ 32   31 ......... 0
-//!   0 (conn)      generation (31)  slab key (32)        connection
-//!   1             usize::MAX − 1 − listener index       listener
+//!   63  62  61 60   59 ...... 32   31 ......... 0
+//!   0   generation (31) ........   slab key (32)        connection
+//!   1   0   part    generation(28) slab key (32)        a process's pipe or pidfd
+//!   1   1   usize::MAX − 1 − listener index             listener (index < 2^32)
 //!   all ones                                           the worker's waker
 //! ```
 //!
-//! An event whose generation differs from the slab entry's is ignored.
+//! A process registers up to four descriptors, told apart by `part` (`Part`). An event
+//! whose generation differs from the slab entry's is ignored.
 
 use mio::Token;
 
@@ -22,12 +25,18 @@ use mio::Token;
 const _: () = assert!(usize::BITS == 64, "weir needs a 64-bit target");
 
 const KIND_BIT: usize = 1 << 63;
+/// With `KIND_BIT`: set for listeners and the waker, clear for processes.
+const LISTENER_BIT: usize = 1 << 62;
+const PART_SHIFT: u32 = 60;
+const PART_MASK: usize = 0b11;
 const KEY_BITS: u32 = 32;
 const KEY_MASK: usize = (1 << KEY_BITS) - 1;
 /// Generations are counted modulo 2^31 so the kind bit stays clear.
 pub const GENERATION_MASK: u32 = (1 << 31) - 1;
 /// Slab keys must fit in 32 bits; a worker refuses connections beyond that.
 pub const KEY_MAX: usize = KEY_MASK;
+/// Process generations are counted modulo 2^28 (the kind and part bits stay clear).
+pub const PROC_GENERATION_MASK: u32 = (1 << 28) - 1;
 
 /// The token of the worker's `mio::Waker`.
 pub const WAKER: Token = Token(usize::MAX);
@@ -46,6 +55,41 @@ pub enum Source {
         /// The generation the socket was registered with.
         generation: u32,
     },
+    /// One of a process's descriptors: slab key, generation and which descriptor.
+    Proc {
+        /// The process slab key.
+        key: usize,
+        /// The generation the descriptor was registered with.
+        generation: u32,
+        /// Which descriptor.
+        part: Part,
+    },
+}
+
+/// The descriptors of one process that are registered with the poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Our end of its standard input.
+    Stdin,
+    /// Our end of its standard output.
+    Stdout,
+    /// Our end of its standard error.
+    Stderr,
+    /// Its pidfd, readable once it has exited.
+    Exit,
+}
+
+impl Part {
+    const ALL: [Part; 4] = [Part::Stdin, Part::Stdout, Part::Stderr, Part::Exit];
+
+    fn index(self) -> usize {
+        match self {
+            Part::Stdin => 0,
+            Part::Stdout => 1,
+            Part::Stderr => 2,
+            Part::Exit => 3,
+        }
+    }
 }
 
 /// The token for listener number `index`.
@@ -63,14 +107,30 @@ pub fn conn(key: usize, generation: u32) -> Token {
     Token((generation << KEY_BITS) | (key & KEY_MASK))
 }
 
+/// The token for descriptor `part` of the process at `key` with `generation`
+/// (`key <= KEY_MAX`).
+#[must_use]
+pub fn proc(key: usize, generation: u32, part: Part) -> Token {
+    debug_assert!(key <= KEY_MAX, "slab key out of range");
+    let generation = (generation & PROC_GENERATION_MASK) as usize;
+    Token(KIND_BIT | (part.index() << PART_SHIFT) | (generation << KEY_BITS) | (key & KEY_MASK))
+}
+
 /// Decodes a token.
 #[must_use]
 pub fn decode(token: Token) -> Source {
     let t = token.0;
     if token == WAKER {
         Source::Waker
-    } else if t & KIND_BIT != 0 {
+    } else if t & KIND_BIT != 0 && t & LISTENER_BIT != 0 {
         Source::Listener(usize::MAX - 1 - t)
+    } else if t & KIND_BIT != 0 {
+        Source::Proc {
+            key: t & KEY_MASK,
+            // Lossless: the value was masked to 28 bits when encoded.
+            generation: ((t >> KEY_BITS) as u32) & PROC_GENERATION_MASK,
+            part: Part::ALL[(t >> PART_SHIFT) & PART_MASK],
+        }
     } else {
         Source::Conn {
             key: t & KEY_MASK,
@@ -96,6 +156,38 @@ mod tests {
                 Source::Conn { key, generation }
             );
         }
+    }
+
+    #[test]
+    fn process_tokens_round_trip_and_differ_from_the_rest() {
+        for (key, generation) in [(0, 0), (5, 1), (KEY_MAX, PROC_GENERATION_MASK), (42, 99)] {
+            for part in Part::ALL {
+                let t = proc(key, generation, part);
+                assert_eq!(
+                    decode(t),
+                    Source::Proc {
+                        key,
+                        generation,
+                        part
+                    }
+                );
+                assert_ne!(t, WAKER);
+                assert_ne!(t, conn(key, generation));
+            }
+        }
+        assert_eq!(
+            decode(listener(u32::MAX as usize)),
+            Source::Listener(u32::MAX as usize)
+        );
+        let wrapped = proc(1, u32::MAX, Part::Exit);
+        assert_eq!(
+            decode(wrapped),
+            Source::Proc {
+                key: 1,
+                generation: PROC_GENERATION_MASK,
+                part: Part::Exit
+            }
+        );
     }
 
     #[test]

@@ -8,13 +8,16 @@
 //!   ┌─► poll(deadline − now)            deadline = server.poll_timeout(), accept back-off;
 //!   │     │                             zero if work is already waiting
 //!   │     ▼
-//!   │   events → readiness flags        (conn.readable / writable, listener.ready)
+//!   │   events → readiness flags        (conn.readable / writable, listener.ready,
+//!   │                                    process pipes, pidfds)
 //!   │   stop flag set? → feed Shutdown
 //!   │     ▼
 //!   │   rounds (≤ ROUNDS_PER_WAKE):
 //!   │     accept while ready → Accepted ┐
-//!   │     armed ops on ready conns      ├─► pending inputs ─► settle
-//!   │     (read once / send a budget)   ┘
+//!   │     armed ops on ready conns      │
+//!   │     (read once / send a budget)   ├─► pending inputs ─► settle
+//!   │     armed ops on ready processes, │
+//!   │     exit checks (see `process`)   ┘
 //!   │     ▼
 //!   │   deadline passed? → handle_timeout, drain, settle
 //!   └── Exit seen? → return its code
@@ -30,8 +33,10 @@
 //!
 //! **Stale names.** A `Close` removes the connection from the slab, deregisters its socket,
 //! and purges any pending input that names it, so no input about a closed `ConnId` can
-//! reach the core. Slab keys are reused, so mio tokens and ready-queue entries carry a
-//! generation as well (see `token`); an entry whose generation does not match is ignored.
+//! reach the core; a `Release` does the same for a process (`input_proc`), whose child
+//! the process table still reaps later. Slab keys are reused, so mio tokens and ready-queue
+//! entries carry a generation as well (see `token`); an entry whose generation does not
+//! match is ignored.
 //!
 //! **Accept back-pressure.** `PauseAccept` / `ResumeAccept` set a flag; listeners stay
 //! registered, and edge events while paused just leave `ready` set, so accepting resumes
@@ -49,7 +54,7 @@ use std::time::Duration;
 use mio::net::{TcpListener, TcpStream};
 use mio::{event::Event, Events, Interest, Poll, Waker};
 use slab::Slab;
-use weir_core::server::{Effect, Input, IoError, Server};
+use weir_core::server::{Completion, Effect, Input, IoError, ProcId, Server};
 use weir_core::{ConfigRef, ConnId, ListenerId, Time};
 
 use crate::clock::Clock;
@@ -57,6 +62,8 @@ use crate::conn::Connection;
 use crate::errno;
 use crate::files::Files;
 use crate::log::log_error;
+use crate::logger::LogSender;
+use crate::process::Processes;
 use crate::token::{self, Source};
 
 /// Events taken from the OS per `poll`.
@@ -111,6 +118,10 @@ pub struct Worker {
     conns: Slab<Connection>,
     next_generation: u32,
     files: Files,
+    /// Child processes (CGI scripts), and children released but not yet reaped.
+    procs: Processes,
+    /// The access logger, when there is an access log.
+    access_log: Option<LogSender>,
     /// Inputs waiting to be fed, after the current drain.
     pending: VecDeque<Input>,
     /// Connections that may have an armed operation able to run: (slab key, generation).
@@ -130,6 +141,7 @@ impl Worker {
         index: usize,
         config: ConfigRef,
         sockets: Vec<(TcpListener, SocketAddr)>,
+        access_log: Option<LogSender>,
     ) -> io::Result<(Worker, Stopper)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token::WAKER)?);
@@ -159,6 +171,8 @@ impl Worker {
             conns: Slab::new(),
             next_generation: 0,
             files: Files::new(),
+            procs: Processes::new(),
+            access_log,
             pending: VecDeque::new(),
             ready: VecDeque::new(),
             batch: VecDeque::new(),
@@ -185,6 +199,7 @@ impl Worker {
             for event in &events {
                 self.on_event(event);
             }
+            self.procs.poll_unwatched();
             if !self.shutdown_fed && self.stop.load(Ordering::Acquire) {
                 self.shutdown_fed = true;
                 self.pending.push_back(Input::Shutdown);
@@ -199,16 +214,25 @@ impl Worker {
     }
 
     /// How long `poll` may sleep: not at all if work is waiting, else until the server's
-    /// next deadline or the end of an accept back-off, else indefinitely.
+    /// next deadline or the end of an accept back-off (and at most the process table's
+    /// exit-polling interval, when a child has no pidfd), else indefinitely.
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ready.is_empty() || !self.pending.is_empty() || self.may_accept() {
+        if !self.ready.is_empty()
+            || !self.pending.is_empty()
+            || self.procs.has_ready()
+            || self.may_accept()
+        {
             return Some(Duration::ZERO);
         }
         let deadline = match (self.server.poll_timeout(), self.accept_backoff_until) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        deadline.map(|t| t.since(self.clock.mono()))
+        let sleep = deadline.map(|t| t.since(self.clock.mono()));
+        match (sleep, self.procs.max_sleep()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn may_accept(&self) -> bool {
@@ -242,6 +266,11 @@ impl Worker {
                 }
                 self.mark_ready(key);
             }
+            Source::Proc {
+                key,
+                generation,
+                part,
+            } => self.procs.on_event(key, generation, part, event),
         }
     }
 
@@ -262,13 +291,15 @@ impl Worker {
                 return;
             }
             let accepted = self.accept_ready();
-            if self.ready.is_empty() && !accepted {
+            if self.ready.is_empty() && !self.procs.has_ready() && !accepted {
                 return;
             }
             std::mem::swap(&mut self.ready, &mut self.batch);
             while let Some((key, generation)) = self.batch.pop_front() {
                 self.run_conn(key, generation);
             }
+            self.procs
+                .run_ready(self.poll.registry(), &mut self.scratch, &mut self.pending);
             self.settle();
         }
     }
@@ -471,15 +502,45 @@ impl Worker {
                 self.pending.push_back(Input::Completed { token, result });
             }
             Effect::CloseFile { file } => self.files.close(file),
+            Effect::Spawn { token, spec } => {
+                self.procs
+                    .spawn(self.poll.registry(), token, &spec, &mut self.pending);
+            }
+            Effect::WriteStdin { proc, data } => {
+                self.procs.write_stdin(proc, data, &mut self.pending);
+            }
+            Effect::CloseStdin { proc } => self.procs.close_stdin(self.poll.registry(), proc),
+            Effect::ReadOutput { proc, stream, max } => {
+                self.procs.read_output(proc, stream, max, &mut self.pending);
+            }
+            Effect::Kill { proc } => self.procs.kill(proc),
+            Effect::Release { proc } => {
+                self.procs.release(self.poll.registry(), proc);
+                self.pending.retain(|input| input_proc(input) != Some(proc));
+            }
+            Effect::ErrorLog { line } => log_error!("{line}"),
+            Effect::AccessLog { line } => {
+                // Blocks while the logger is behind: back-pressure, never a lost line.
+                if let Some(log) = &self.access_log {
+                    if log.send(line).is_err() {
+                        log_error!("worker {}: the access logger has stopped", self.index);
+                        self.access_log = None;
+                    }
+                }
+            }
             Effect::Exit { code } => {
-                if !self.conns.is_empty() || self.files.len() > 0 {
+                if !self.conns.is_empty() || self.files.len() > 0 || self.procs.live() > 0 {
                     log_error!(
-                        "worker {}: exiting with {} connections and {} files still open",
+                        "worker {}: exiting with {} connections, {} files and {} processes \
+                         still open",
                         self.index,
                         self.conns.len(),
-                        self.files.len()
+                        self.files.len(),
+                        self.procs.live()
                     );
                 }
+                // Children still running (released ones the core killed, typically) are
+                // killed and reaped when the table drops, as the worker returns.
                 self.exit = Some(code);
             }
         }
@@ -547,7 +608,35 @@ fn input_conn(input: &Input) -> Option<ConnId> {
         | Input::PeerClosed { conn }
         | Input::Sent { conn, .. }
         | Input::ConnFailed { conn, .. } => Some(*conn),
-        Input::Completed { .. } | Input::Shutdown => None,
+        Input::Completed { .. }
+        | Input::StdinWritten { .. }
+        | Input::StdinClosed { .. }
+        | Input::Output { .. }
+        | Input::OutputEof { .. }
+        | Input::Exited { .. }
+        | Input::Shutdown => None,
+    }
+}
+
+/// The process an input is about, if any (a spawn's success names the process it made).
+fn input_proc(input: &Input) -> Option<ProcId> {
+    match input {
+        Input::StdinWritten { proc, .. }
+        | Input::StdinClosed { proc }
+        | Input::Output { proc, .. }
+        | Input::OutputEof { proc, .. }
+        | Input::Exited { proc, .. } => Some(*proc),
+        Input::Completed {
+            token,
+            result: Completion::Spawned,
+        } => Some(ProcId(*token)),
+        Input::Accepted { .. }
+        | Input::Received { .. }
+        | Input::PeerClosed { .. }
+        | Input::Sent { .. }
+        | Input::ConnFailed { .. }
+        | Input::Completed { .. }
+        | Input::Shutdown => None,
     }
 }
 

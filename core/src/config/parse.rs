@@ -748,13 +748,25 @@ impl Parser {
                 }
             }
             "exec" => {
-                let (pos, opts) = self.split(words, &["service"]);
-                if let Some(o) = opts.first() {
+                let (pos, opts) = self.split(words, &["service", "env"]);
+                let mut env = Vec::new();
+                let mut service = None;
+                for o in &opts {
+                    match o.option().unwrap_or_default() {
+                        ("env", v) => match v.split_once('=') {
+                            Some((k, val)) if !k.is_empty() && !k.contains('\0') => {
+                                env.push((k.to_string(), val.to_string()));
+                            }
+                            _ => self.error(o, "expected env=NAME=VALUE"),
+                        },
+                        (_, v) => service = Some((v.to_string(), *o)),
+                    }
+                }
+                if let Some((service, o)) = service {
                     if !self.arity(words, &pos, 1, 2, "exec TEMPLATE service=NAME [SCRIPT]") {
                         return None;
                     }
                     let template = self.template(pos[0])?;
-                    let service = o.option().unwrap_or_default().1.to_string();
                     self.service_uses.push((
                         service.clone(),
                         self.line,
@@ -766,6 +778,7 @@ impl Parser {
                         template,
                         service,
                         script: pos.get(1).map(|w| w.text.clone()),
+                        env,
                     }
                 } else {
                     if !self.arity(
@@ -773,7 +786,7 @@ impl Parser {
                         &pos,
                         2,
                         2,
-                        "exec TEMPLATE SCRIPT | exec TEMPLATE service=NAME [SCRIPT]",
+                        "exec TEMPLATE SCRIPT [env=K=V]… | exec TEMPLATE service=NAME [SCRIPT]",
                     ) {
                         return None;
                     }
@@ -781,6 +794,7 @@ impl Parser {
                     Action::Exec {
                         template,
                         script: pos[1].text.clone(),
+                        env,
                     }
                 }
             }

@@ -555,6 +555,26 @@ impl Conn {
         Ok(())
     }
 
+    /// Starts a response whose bytes the application provides whole, status line and header
+    /// section included (a CGI `nph-` script's output). Nothing is added to it, body chunks
+    /// pass unframed, and the connection closes after the response: only the close can
+    /// delimit bytes the connection does not look into.
+    ///
+    /// Errors as for `send_head`.
+    pub fn send_raw(&mut self, now: Now) -> Result<(), UsageError> {
+        self.note_now(now);
+        if self.phase != Phase::Open {
+            return Err(UsageError::Closed);
+        }
+        if self.request.is_none() || self.write != Write::Waiting {
+            return Err(UsageError::NoRequestToAnswer);
+        }
+        self.must_close = true;
+        self.write = Write::Sending(OutFraming::Close);
+        self.settle(now);
+        Ok(())
+    }
+
     /// Queues body bytes of the current response.
     ///
     /// Chunks for a response without a body on the wire (HEAD, 204, 304) are accepted and

@@ -1638,3 +1638,42 @@ fn later_minor_versions_are_read_as_1_1() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `send_raw`: the application's bytes go out as they are, and the connection closes.
+#[test]
+fn raw_responses_pass_unframed_and_close() {
+    let limits = Limits::default();
+    let now = Now::default();
+    let mut conn = Conn::new(&limits, &Timeouts::default(), now);
+    conn.receive(
+        b"GET /nph HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n",
+        now,
+    );
+    assert!(matches!(conn.poll_event(), Some(Event::Head(_))));
+    assert!(matches!(conn.poll_event(), Some(Event::End)));
+    conn.send_raw(now).unwrap();
+    conn.send_body(
+        Chunk::Bytes(Bytes::from_static(b"HTTP/1.1 299 Odd\r\nX: y\r\n\r\nraw")),
+        now,
+    )
+    .unwrap();
+    conn.send_end(None, now).unwrap();
+    let mut out = Vec::new();
+    while let Some(c) = conn.pending_transmit() {
+        let Chunk::Bytes(b) = c.clone() else {
+            panic!("a file chunk")
+        };
+        out.extend_from_slice(&b);
+        conn.advance_transmit(b.len() as u64, now);
+    }
+    assert_eq!(out, b"HTTP/1.1 299 Odd\r\nX: y\r\n\r\nraw");
+    assert!(
+        matches!(conn.state(), ConnState::Lingering | ConnState::Closed),
+        "{:?}",
+        conn.state()
+    );
+    assert!(
+        !matches!(conn.poll_event(), Some(Event::Head(_))),
+        "nothing after a raw response"
+    );
+}

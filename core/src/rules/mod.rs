@@ -13,7 +13,9 @@ pub mod template;
 use std::path::PathBuf;
 
 pub use cidr::Cidr;
-pub use route::{explain_request, route, Gateway, Outcome, Route, RouteRequest, Step};
+pub use route::{
+    explain_request, presentation_for, route, Gateway, Outcome, Route, RouteRequest, Step,
+};
 pub use template::{substitute, Template, TemplateError};
 
 /// One rule as written in the configuration.
@@ -66,6 +68,8 @@ pub enum Action {
         template: Template,
         /// The script (relative to `root`), maybe with a `*`.
         script: String,
+        /// Extra environment variables for the script (`env=K=V`).
+        env: Vec<(String, String)>,
     },
     /// `exec TEMPLATE service=NAME [SCRIPT]`: a FastCGI service.
     ExecService {
@@ -75,6 +79,8 @@ pub enum Action {
         service: String,
         /// SCRIPT_FILENAME template, if given.
         script: Option<String>,
+        /// Extra parameters for the service (`env=K=V`).
+        env: Vec<(String, String)>,
     },
     /// `protect TEMPLATE [users=FILE] [realm=TEXT] [allow=…] [deny=…]`
     Protect {

@@ -94,6 +94,8 @@ pub struct Gateway {
     pub script_name: Vec<u8>,
     /// `PATH_INFO` (empty when none).
     pub path_info: Vec<u8>,
+    /// Extra variables from the rule (`env=K=V`).
+    pub env: Vec<(String, String)>,
 }
 
 /// The result of routing: the outcome, the response headers added by `header` rules, and
@@ -137,6 +139,26 @@ fn rules_for<'c>(config: &'c Config, host: Option<&[u8]>) -> impl Iterator<Item 
         .rules
         .iter()
         .chain(section.into_iter().flat_map(|s| s.rules.iter()))
+}
+
+/// The `presentation` script for documents of type `mime` on `host`, if a rule names one
+/// (compared without parameters: `text/html; charset=utf-8` is `text/html`).
+#[must_use]
+pub fn presentation_for(config: &Config, host: Option<&[u8]>, mime: &str) -> Option<PathBuf> {
+    let base = |m: &str| {
+        m.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
+    let want = base(mime);
+    rules_for(config, host).find_map(|r| match &r.action {
+        Action::Presentation { mime, script } if base(mime) == want => {
+            Some(resolve(config, script.as_bytes()))
+        }
+        _ => None,
+    })
 }
 
 /// Routes a request (see the module documentation).
@@ -226,9 +248,14 @@ pub fn route(config: &Config, req: &RouteRequest<'_>) -> Route {
                     break;
                 }
             }
-            Action::Exec { template, script } => {
+            Action::Exec {
+                template,
+                script,
+                env,
+            } => {
                 if let Some(star) = template.matches(&path) {
-                    let gw = cgi_gateway(config, &path, template.prefix.len(), star, script);
+                    let mut gw = cgi_gateway(config, &path, template.prefix.len(), star, script);
+                    gw.env.clone_from(env);
                     steps.push(step(
                         rule,
                         format!(
@@ -244,6 +271,7 @@ pub fn route(config: &Config, req: &RouteRequest<'_>) -> Route {
                 template,
                 service,
                 script,
+                env,
             } => {
                 if let Some(star) = template.matches(&path) {
                     let gateway = match script {
@@ -251,9 +279,12 @@ pub fn route(config: &Config, req: &RouteRequest<'_>) -> Route {
                             script: Some(resolve(config, &substitute(s.as_bytes(), star))),
                             script_name: path.clone(),
                             path_info: Vec::new(),
+                            env: Vec::new(),
                         },
                         None => split_at_star(&path, template.prefix.len(), None),
                     };
+                    let mut gateway = gateway;
+                    gateway.env.clone_from(env);
                     steps.push(step(rule, format!("hand to service {service}")));
                     outcome = Outcome::Service {
                         name: service.clone(),
@@ -430,6 +461,7 @@ fn split_at_star(path: &[u8], star_start: usize, keep: Option<usize>) -> Gateway
         script: None,
         script_name: name.to_vec(),
         path_info,
+        env: Vec::new(),
     }
 }
 

@@ -70,8 +70,80 @@ pub enum Input {
         /// Its outcome.
         result: Completion,
     },
+    /// An outstanding `WriteStdin` wrote the first `n` bytes of its data (`n ≥ 1`; the core
+    /// writes the rest again if `n` is short).
+    StdinWritten {
+        /// The process.
+        proc: ProcId,
+        /// How many bytes were written.
+        n: u64,
+    },
+    /// The process's standard input can take no more (it closed its end: `EPIPE`). Any
+    /// outstanding `WriteStdin` is over; the pipe is closed.
+    StdinClosed {
+        /// The process.
+        proc: ProcId,
+    },
+    /// Bytes read for an outstanding `ReadOutput` (never empty, never more than its `max`).
+    Output {
+        /// The process.
+        proc: ProcId,
+        /// Which stream.
+        stream: OutStream,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// An outstanding `ReadOutput` found the end of the stream.
+    OutputEof {
+        /// The process.
+        proc: ProcId,
+        /// Which stream.
+        stream: OutStream,
+    },
+    /// The process ended (reported once, after it was reaped).
+    Exited {
+        /// The process.
+        proc: ProcId,
+        /// How it ended.
+        status: ExitStatus,
+    },
     /// Stop: accept nothing new, finish what is in flight within the grace time, then exit.
     Shutdown,
+}
+
+/// A process started by `Spawn`, named by the spawn's token for life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcId(pub Token);
+
+/// One of a process's output streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OutStream {
+    /// Standard output: the CGI response.
+    Stdout,
+    /// Standard error: lines for the error log.
+    Stderr,
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+/// What to run for a `Spawn`: no shell, nothing inherited.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SpawnSpec {
+    /// The program (absolute path).
+    pub program: PathBuf,
+    /// Arguments after the program name (`argv[1..]`).
+    pub args: Vec<Vec<u8>>,
+    /// The whole environment: the process gets these variables and no others.
+    pub env: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Working directory.
+    pub cwd: PathBuf,
 }
 
 /// The outcome of an effect that carried a token.
@@ -79,6 +151,9 @@ pub enum Input {
 pub enum Completion {
     /// `Open` succeeded: the file (or directory) is open as `FileId(token)`.
     Opened(FileMeta),
+    /// `Spawn` succeeded: the process runs as `ProcId(token)`, in a process group of its
+    /// own, with pipes on its standard input, output and error.
+    Spawned,
     /// `ReadDir` succeeded: the directory's entries (at most `LISTING_MAX`, unordered).
     Listing(Vec<DirEntry>),
     /// The operation failed.
@@ -182,6 +257,60 @@ pub enum Effect {
     CloseFile {
         /// The file.
         file: FileId,
+    },
+    /// Start a process (answer: `Completed { token, Spawned | Failed }`). `Failed(NotFound)`
+    /// when the program does not exist, `PermissionDenied` when it may not be run.
+    Spawn {
+        /// Names the request and, for life, the process (`ProcId(token)`).
+        token: Token,
+        /// What to run.
+        spec: SpawnSpec,
+    },
+    /// Write `data` to the process's standard input (answer: `StdinWritten` or
+    /// `StdinClosed`). At most one is outstanding per process.
+    WriteStdin {
+        /// The process.
+        proc: ProcId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Close the process's standard input (no answer): the script sees end of file.
+    CloseStdin {
+        /// The process.
+        proc: ProcId,
+    },
+    /// Read at most `max` bytes from one of the process's outputs (answer: `Output` or
+    /// `OutputEof`). At most one is outstanding per stream.
+    ReadOutput {
+        /// The process.
+        proc: ProcId,
+        /// Which stream.
+        stream: OutStream,
+        /// The most bytes to deliver.
+        max: usize,
+    },
+    /// Send SIGKILL to the process's whole group (no answer; `Exited` follows).
+    Kill {
+        /// The process.
+        proc: ProcId,
+    },
+    /// The core is done with the process: close its pipes and forget it. No input names it
+    /// afterwards; if it has not exited yet, the shell still reaps it when it does (the core
+    /// sends `Kill` first when it wants it gone).
+    Release {
+        /// The process.
+        proc: ProcId,
+    },
+    /// Append a line to the access log (no answer; never dropped: the shell waits rather
+    /// than lose a line).
+    AccessLog {
+        /// The line, without its newline.
+        line: String,
+    },
+    /// Write a line to the error log.
+    ErrorLog {
+        /// The line, without its newline.
+        line: String,
     },
     /// Exit the process with `code`; every connection and file has been closed.
     Exit {

@@ -28,6 +28,8 @@
 //! `(Time, ConnId)`, so `poll_timeout` is O(log n) and `handle_timeout` visits only the
 //! connections that are due. Shutdown adds one more deadline, the end of the grace time.
 
+pub mod accesslog;
+mod gateway;
 pub mod io;
 mod request;
 mod respond;
@@ -40,7 +42,10 @@ use crate::config::ConfigRef;
 use crate::http1::{Conn, ConnState};
 use crate::ids::{ConnId, FileId, Token};
 use crate::time::{Now, Time};
-pub use io::{Completion, DirEntry, Effect, FileKind, FileMeta, Input, IoError, LISTING_MAX};
+pub use io::{
+    Completion, DirEntry, Effect, ExitStatus, FileKind, FileMeta, Input, IoError, OutStream,
+    ProcId, SpawnSpec, LISTING_MAX,
+};
 use request::Waiting;
 pub use status::Counters;
 
@@ -58,6 +63,13 @@ pub struct Server {
     shutdown: Option<Time>,
     exited: bool,
     counters: Counters,
+    /// Running CGI scripts.
+    procs: BTreeMap<ProcId, gateway::Cgi>,
+    proc_deadlines: BTreeSet<(Time, ProcId)>,
+    /// Scripts counted against `limit cgi=`.
+    cgi_running: usize,
+    /// Connections whose script waits for a place in the farm.
+    cgi_queue: VecDeque<ConnId>,
 }
 
 /// One connection and what the server is doing for it.
@@ -78,6 +90,14 @@ struct Slot {
     waiting: Option<Waiting>,
     /// Header fields that `header` rules add to the current response.
     extra_headers: Vec<(String, String)>,
+    /// The current request's head (for a script's local redirect).
+    request: Option<crate::http1::RequestHead>,
+    /// The user a `protect` rule authenticated for the current request.
+    user: Option<String>,
+    /// Local redirects followed for the current request.
+    redirects: u8,
+    /// What a CGI gateway is doing for the current request.
+    gateway: Option<gateway::GatewayState>,
     deadline: Option<Time>,
 }
 
@@ -96,6 +116,10 @@ impl Server {
             shutdown: None,
             exited: false,
             counters: Counters::new(now),
+            procs: BTreeMap::new(),
+            proc_deadlines: BTreeSet::new(),
+            cgi_running: 0,
+            cgi_queue: VecDeque::new(),
         }
     }
 
@@ -139,6 +163,11 @@ impl Server {
             }
             Input::Completed { token, result } => self.completed(token, result, now),
             Input::Shutdown => self.begin_shutdown(now),
+            Input::StdinWritten { .. }
+            | Input::StdinClosed { .. }
+            | Input::Output { .. }
+            | Input::OutputEof { .. }
+            | Input::Exited { .. } => self.gateway_input(input, now),
         }
         self.check_exit();
     }
@@ -152,11 +181,14 @@ impl Server {
     /// The earliest time at which `handle_timeout` has work to do.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        let conn = self.deadlines.first().map(|(t, _)| *t);
-        match (conn, self.shutdown) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.deadlines.first().map(|(t, _)| *t),
+            self.proc_deadlines.first().map(|(t, _)| *t),
+            self.shutdown,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Fires every deadline at or before `now`. Calling it early is harmless.
@@ -173,6 +205,7 @@ impl Server {
                 self.pump(id, now);
             }
         }
+        self.gateway_timeouts(now);
         if self.shutdown.is_some_and(|t| t <= now.mono) {
             // Grace is over: whatever is still in flight is cut off.
             let ids: Vec<ConnId> = self.conns.keys().copied().collect();
@@ -181,6 +214,11 @@ impl Server {
                     slot.conn.abort();
                 }
                 self.pump(id, now);
+            }
+            // Scripts whose spawn has not even completed are let go too.
+            let procs: Vec<ProcId> = self.procs.keys().copied().collect();
+            for proc in procs {
+                self.kill_proc(proc, now);
             }
         }
         self.check_exit();
@@ -224,6 +262,10 @@ impl Server {
                 files: VecDeque::new(),
                 waiting: None,
                 extra_headers: Vec::new(),
+                request: None,
+                user: None,
+                redirects: 0,
+                gateway: None,
                 deadline: None,
             },
         );
@@ -253,7 +295,8 @@ impl Server {
     }
 
     fn check_exit(&mut self) {
-        if self.shutdown.is_some() && self.conns.is_empty() && !self.exited {
+        if self.shutdown.is_some() && self.conns.is_empty() && self.procs.is_empty() && !self.exited
+        {
             self.exited = true;
             self.shutdown = None;
             self.effects.push_back(Effect::Exit { code: 0 });
@@ -269,6 +312,9 @@ impl Server {
     /// Turns the connection's state into effects (see the module documentation).
     fn pump(&mut self, id: ConnId, now: Now) {
         loop {
+            if self.body_blocked(id) {
+                break;
+            }
             let Some(slot) = self.conns.get_mut(&id) else {
                 return;
             };
@@ -287,6 +333,7 @@ impl Server {
                 self.effects.push_back(Effect::CloseFile { file });
             }
             let waiting = slot.waiting.take();
+            let gateway = slot.gateway.take();
             if let Some(t) = slot.deadline.take() {
                 self.deadlines.remove(&(t, id));
             }
@@ -296,6 +343,7 @@ impl Server {
                 // is closed when it does.
                 self.release(w);
             }
+            self.gateway_conn_closed(id, gateway, now);
             if self.accept_paused
                 && self.shutdown.is_none()
                 && self.conns.len() < self.config.limits.connections_max
@@ -321,6 +369,13 @@ impl Server {
                 });
             }
         }
+        if let Some(gateway::GatewayState::Running(proc)) = slot.gateway {
+            // Room on the connection may let the script's output be read again.
+            self.pump_proc(proc, now);
+        }
+        let Some(slot) = self.conns.get_mut(&id) else {
+            return;
+        };
         while let Some(&(file, until)) = slot.files.front() {
             if slot.transmitted < until {
                 break;

@@ -76,16 +76,40 @@ impl Server {
         match event {
             Event::Head(req) => {
                 self.counters.requests += 1;
+                if let Some(slot) = self.conns.get_mut(&id) {
+                    slot.request = Some(req.clone());
+                    slot.redirects = 0;
+                    slot.user = None;
+                }
                 self.route_request(id, req, now);
             }
-            // Documents take no body: it is read and dropped so the connection can carry
-            // the next request.
-            Event::Body(_) | Event::Trailers(_) | Event::End => {}
+            // A gateway takes the body; documents take none: it is read and dropped so the
+            // connection can carry the next request.
+            Event::Body(data) => {
+                self.gateway_body(id, Some(data), now);
+            }
+            Event::End => {
+                self.gateway_body(id, None, now);
+            }
+            Event::Trailers(_) => {}
             Event::Rejected(e) => {
                 self.counters.response(e.status);
+                if let Some(slot) = self.conns.get_mut(&id) {
+                    // The head that failed was never a request.
+                    slot.request = None;
+                }
+                if let Some(line) = self.access_line(id, e.status, 0, now) {
+                    self.effects.push_back(Effect::AccessLog { line });
+                }
                 self.abandon(id);
             }
-            Event::PeerClosed => self.abandon(id),
+            Event::PeerClosed => {
+                // A client that hangs up while its script runs takes the script with it
+                // (DESIGN.md §4). End of input cannot tell a half-close from a close; like
+                // nginx, weir takes it as the client going away.
+                self.gateway_peer_closed(id, now);
+                self.abandon(id);
+            }
         }
     }
 
@@ -117,7 +141,7 @@ impl Server {
         }
     }
 
-    fn route_request(&mut self, id: ConnId, req: RequestHead, now: Now) {
+    pub(super) fn route_request(&mut self, id: ConnId, req: RequestHead, now: Now) {
         match req.method {
             Method::Other(_) => return self.error(id, 501, &[], now),
             Method::Trace | Method::Connect => {
@@ -149,8 +173,30 @@ impl Server {
         );
         if let Some(slot) = self.conns.get_mut(&id) {
             slot.extra_headers = routed.headers;
+            slot.user = routed.user;
         }
         match routed.outcome {
+            Outcome::File {
+                path,
+                search: Some(script),
+                url_path,
+            } if req.method == Method::Get && target.query.is_some() => {
+                // OSU's search: a GET with a query on a document goes to the search script.
+                let gw = rules::Gateway {
+                    script: Some(script),
+                    script_name: url_path,
+                    path_info: Vec::new(),
+                    env: Vec::new(),
+                };
+                self.start_cgi(
+                    id,
+                    &req,
+                    target.query.as_deref().unwrap_or(b""),
+                    &gw,
+                    Some(&path),
+                    now,
+                );
+            }
             Outcome::File { path, .. } => match req.method {
                 Method::Get | Method::Head => {
                     let w = Waiting {
@@ -197,9 +243,17 @@ impl Server {
                 let challenge = format!("Basic realm=\"{realm}\", charset=\"UTF-8\"");
                 self.error(id, 401, &[("WWW-Authenticate", challenge)], now);
             }
-            // Gateways (CGI, FastCGI services) are not part of this build yet: say so
-            // plainly instead of pretending.
-            Outcome::Cgi(_) | Outcome::Service { .. } => self.error(id, 501, &[], now),
+            Outcome::Cgi(gw) => self.start_cgi(
+                id,
+                &req,
+                target.query.as_deref().unwrap_or(b""),
+                &gw,
+                None,
+                now,
+            ),
+            // FastCGI services are not part of this build yet: say so plainly instead of
+            // pretending.
+            Outcome::Service { .. } => self.error(id, 501, &[], now),
         }
     }
 
@@ -223,6 +277,9 @@ impl Server {
     }
 
     pub(super) fn completed(&mut self, token: crate::ids::Token, result: Completion, now: Now) {
+        if self.spawn_completed(token, &result, now) {
+            return;
+        }
         let opened = matches!(result, Completion::Opened(_)).then_some(FileId(token));
         let waiting = self.parked.remove(&token).and_then(|id| {
             let slot = self.conns.get_mut(&id)?;
@@ -244,6 +301,8 @@ impl Server {
         match result {
             Completion::Opened(meta) => self.opened(id, w, FileId(token), meta, now),
             Completion::Failed(err) => self.open_failed(id, w, err, now),
+            // Only a shell bug could answer an Open with Spawned.
+            Completion::Spawned => self.error(id, 500, &[], now),
             Completion::Listing(entries) => {
                 let page = crate::document::listing::render(&w.url_path, &entries);
                 self.respond_bytes(id, 200, "text/html; charset=utf-8", &[], page, now);
@@ -337,6 +396,20 @@ impl Server {
         match meta.kind {
             FileKind::File => {
                 let mime = negotiate::content_type(&w.fs_path, &self.config.types);
+                if let Some(script) =
+                    rules::presentation_for(&self.config, w.req.host.as_deref(), &mime)
+                {
+                    // OSU's presentation rule: the document is handed to a script instead.
+                    self.effects.push_back(Effect::CloseFile { file });
+                    let gw = rules::Gateway {
+                        script: Some(script),
+                        script_name: Vec::new(),
+                        path_info: w.url_path.clone(),
+                        env: Vec::new(),
+                    };
+                    let query = w.query.clone().unwrap_or_default();
+                    return self.start_cgi(id, &w.req, &query, &gw, Some(&w.fs_path), now);
+                }
                 if w.req.method != Method::Head
                     && w.req
                         .headers

@@ -23,6 +23,17 @@ impl Server {
         file: Option<FileId>,
         now: Now,
     ) {
+        let status = head.status;
+        let head_method = self
+            .conns
+            .get(&id)
+            .and_then(|s| s.request.as_ref())
+            .is_some_and(|r| r.method == crate::http1::Method::Head);
+        let bytes = match head.body {
+            ResponseBody::Length(n) if !(head_method || status == 204 || status == 304) => n,
+            _ => 0,
+        };
+        let line = self.access_line(id, status, bytes, now);
         let Some(slot) = self.conns.get_mut(&id) else {
             if let Some(f) = file {
                 self.effects.push_back(super::Effect::CloseFile { file: f });
@@ -32,11 +43,13 @@ impl Server {
         for (name, value) in std::mem::take(&mut slot.extra_headers) {
             head.headers.push(name, value);
         }
-        let status = head.status;
         // The Conn refuses out-of-turn calls (it was rejected meanwhile): then nobody is
         // waiting for this answer and it is dropped on purpose.
         if slot.conn.send_head(head, now).is_ok() {
             self.counters.response(status);
+            if let Some(line) = line {
+                self.effects.push_back(super::Effect::AccessLog { line });
+            }
             for piece in body {
                 let chunk = match piece {
                     Piece::Bytes(b) => Chunk::Bytes(b),
@@ -53,6 +66,29 @@ impl Server {
             let until = slot.transmitted + slot.conn.transmit_queued();
             slot.files.push_back((f, until));
         }
+    }
+
+    /// The access-log line for the response on `id`, if there is an access log.
+    pub(super) fn access_line(
+        &self,
+        id: ConnId,
+        status: u16,
+        bytes: u64,
+        now: Now,
+    ) -> Option<String> {
+        let format = self.config.access_log.as_ref()?.format;
+        let slot = self.conns.get(&id)?;
+        Some(super::accesslog::line(
+            format,
+            &super::accesslog::Entry {
+                peer: slot.peer.ip(),
+                user: slot.user.as_deref(),
+                time: now.unix,
+                request: slot.request.as_ref(),
+                status,
+                bytes,
+            },
+        ))
     }
 
     /// Sends a body held in memory.

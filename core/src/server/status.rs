@@ -29,7 +29,8 @@ impl Counters {
         }
     }
 
-    /// Counts a response with `status`.
+    /// Counts a response with `status` (0 for one whose status weir does not see: an `nph-`
+    /// script's, counted as a request only).
     pub fn response(&mut self, status: u16) {
         if let Some(c) = self
             .responses

@@ -35,6 +35,9 @@ struct World {
     next_conn: u64,
     exit: Option<i32>,
     paused: bool,
+    log: Vec<String>,
+    access: Vec<String>,
+    procs: Procs,
 }
 
 const ROOT: &str = "/srv/www";
@@ -61,6 +64,9 @@ impl World {
             next_conn: 0,
             exit: None,
             paused: false,
+            log: Vec::new(),
+            access: Vec::new(),
+            procs: Procs::default(),
         };
         w.dir("");
         w
@@ -144,6 +150,9 @@ impl World {
             while let Some(e) = self.server.poll_effect() {
                 moved = true;
                 self.apply(e);
+            }
+            if self.procs.step(&mut self.server, self.now) {
+                moved = true;
             }
             let ids: Vec<ConnId> = self.clients.keys().copied().collect();
             for id in ids {
@@ -257,6 +266,14 @@ impl World {
                 assert!(self.ever_closed.insert(file));
             }
             Effect::PauseAccept => self.paused = true,
+            Effect::ErrorLog { line } => self.log.push(line),
+            Effect::AccessLog { line } => self.access.push(line),
+            e @ (Effect::Spawn { .. }
+            | Effect::WriteStdin { .. }
+            | Effect::CloseStdin { .. }
+            | Effect::ReadOutput { .. }
+            | Effect::Kill { .. }
+            | Effect::Release { .. }) => self.procs.apply(e, &mut self.server, self.now),
             Effect::ResumeAccept => self.paused = false,
             Effect::Exit { code } => self.exit = Some(code),
         }
@@ -747,4 +764,422 @@ fn listings_when_no_welcome_file() {
     let mut w = World::with_config(|c| c.listing = false);
     w.dir("d");
     assert_eq!(status(&w.get("/d/")), 403);
+}
+
+/// What a fake script does.
+#[derive(Clone, Debug)]
+enum Script {
+    /// Reads all of standard input, then prints a header section and echoes the input.
+    Echo,
+    /// Prints this to standard output and this to standard error, then exits with 0.
+    Prints(&'static [u8], &'static [u8]),
+    /// Prints nothing and never exits (until killed).
+    Hangs,
+}
+
+#[derive(Debug)]
+struct Running {
+    script: Script,
+    stdin: Vec<u8>,
+    stdin_closed: bool,
+    out: [Vec<u8>; 2],
+    out_ready: bool,
+    reads: [Option<usize>; 2],
+    eof_sent: [bool; 2],
+    exit_reported: bool,
+    killed: bool,
+}
+
+/// Scripted processes: the world's answer to the process effects.
+#[derive(Debug, Default)]
+struct Procs {
+    scripts: BTreeMap<PathBuf, Script>,
+    running: BTreeMap<ProcId, Running>,
+    spawned: Vec<SpawnSpec>,
+    released: BTreeSet<ProcId>,
+    kills: usize,
+}
+
+impl Procs {
+    fn apply(&mut self, e: Effect, server: &mut Server, now: Now) {
+        match e {
+            Effect::Spawn { token, spec } => {
+                let proc = ProcId(token);
+                let result = match self.scripts.get(&spec.program) {
+                    Some(s) => {
+                        self.running.insert(
+                            proc,
+                            Running {
+                                script: s.clone(),
+                                stdin: Vec::new(),
+                                stdin_closed: false,
+                                out: [Vec::new(), Vec::new()],
+                                out_ready: false,
+                                reads: [None, None],
+                                eof_sent: [false, false],
+                                exit_reported: false,
+                                killed: false,
+                            },
+                        );
+                        Completion::Spawned
+                    }
+                    None => Completion::Failed(IoError::NotFound),
+                };
+                self.spawned.push(spec);
+                server.handle(Input::Completed { token, result }, now);
+            }
+            Effect::WriteStdin { proc, data } => {
+                let r = self.running.get_mut(&proc).expect("write to unknown proc");
+                assert!(!r.stdin_closed, "write after CloseStdin");
+                r.stdin.extend_from_slice(&data);
+                server.handle(
+                    Input::StdinWritten {
+                        proc,
+                        n: data.len() as u64,
+                    },
+                    now,
+                );
+            }
+            Effect::CloseStdin { proc } => {
+                self.running
+                    .get_mut(&proc)
+                    .expect("close of unknown proc")
+                    .stdin_closed = true;
+            }
+            Effect::ReadOutput { proc, stream, max } => {
+                let r = self.running.get_mut(&proc).expect("read of unknown proc");
+                let i = if stream == OutStream::Stdout { 0 } else { 1 };
+                assert!(r.reads[i].is_none(), "two reads on one stream");
+                r.reads[i] = Some(max);
+            }
+            Effect::Kill { proc } => {
+                self.kills += 1;
+                if let Some(r) = self.running.get_mut(&proc) {
+                    r.killed = true;
+                }
+            }
+            Effect::Release { proc } => {
+                assert!(self.released.insert(proc), "released twice");
+                self.running.remove(&proc);
+            }
+            other => panic!("not a process effect: {other:?}"),
+        }
+    }
+
+    /// Moves scripts along; true if anything happened.
+    fn step(&mut self, server: &mut Server, now: Now) -> bool {
+        let ids: Vec<ProcId> = self.running.keys().copied().collect();
+        for proc in ids {
+            let r = self.running.get_mut(&proc).unwrap();
+            if !r.out_ready && !r.killed {
+                match &r.script {
+                    Script::Echo if r.stdin_closed => {
+                        let mut out = format!(
+                            "Content-Type: text/plain\r\nX-Len: {}\r\n\r\n",
+                            r.stdin.len()
+                        )
+                        .into_bytes();
+                        out.extend_from_slice(&r.stdin);
+                        r.out = [out, b"echoed\n".to_vec()];
+                        r.out_ready = true;
+                    }
+                    Script::Prints(o, e) => {
+                        r.out = [o.to_vec(), e.to_vec()];
+                        r.out_ready = true;
+                    }
+                    _ => {}
+                }
+            }
+            let done = r.out_ready || r.killed;
+            for (i, stream) in [OutStream::Stdout, OutStream::Stderr]
+                .into_iter()
+                .enumerate()
+            {
+                let r = self.running.get_mut(&proc).unwrap();
+                let Some(max) = r.reads[i] else { continue };
+                if !r.out[i].is_empty() {
+                    let n = max.min(r.out[i].len());
+                    let data = Bytes::from(r.out[i].drain(..n).collect::<Vec<u8>>());
+                    r.reads[i] = None;
+                    server.handle(Input::Output { proc, stream, data }, now);
+                    return true;
+                }
+                if done && !r.eof_sent[i] {
+                    r.reads[i] = None;
+                    r.eof_sent[i] = true;
+                    server.handle(Input::OutputEof { proc, stream }, now);
+                    return true;
+                }
+            }
+            let r = self.running.get_mut(&proc).unwrap();
+            if done && r.eof_sent == [true, true] && !r.exit_reported {
+                r.exit_reported = true;
+                let status = if r.killed {
+                    ExitStatus::Signal(9)
+                } else {
+                    ExitStatus::Code(0)
+                };
+                server.handle(Input::Exited { proc, status }, now);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+fn cgi_world(conf: &str) -> World {
+    let mut w = configured(conf);
+    w.procs
+        .scripts
+        .insert(PathBuf::from("/srv/www/cgi-bin/echo"), Script::Echo);
+    w.procs.scripts.insert(
+        PathBuf::from("/srv/www/cgi-bin/hello"),
+        Script::Prints(b"Content-Type: text/plain\n\nhello\n", b"a warning\n"),
+    );
+    w.procs.scripts.insert(
+        PathBuf::from("/srv/www/cgi-bin/bad"),
+        Script::Prints(b"no header section at all", b""),
+    );
+    w.procs.scripts.insert(
+        PathBuf::from("/srv/www/cgi-bin/moved"),
+        Script::Prints(b"Location: /hello.txt\n\n", b""),
+    );
+    w.procs
+        .scripts
+        .insert(PathBuf::from("/srv/www/cgi-bin/hang"), Script::Hangs);
+    w.file("hello.txt", b"static hello");
+    w
+}
+
+fn env_of(spec: &SpawnSpec, k: &str) -> Option<String> {
+    spec.env
+        .iter()
+        .find(|(n, _)| n == k.as_bytes())
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+}
+
+#[test]
+fn cgi_scripts_get_their_environment_and_stream_their_answer() {
+    let mut w = cgi_world("exec /cgi-bin/* cgi-bin/*\npass /*\n");
+    let out = request(
+        &mut w,
+        "GET /cgi-bin/hello/extra?a=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.contains("Transfer-Encoding: chunked"),
+        "{out}"
+    );
+    assert!(out.contains("\r\n\r\n6\r\nhello\n\r\n0\r\n\r\n"), "{out}");
+    let spec = &w.procs.spawned[0];
+    assert_eq!(spec.cwd, PathBuf::from("/srv/www/cgi-bin"));
+    assert!(spec.args.is_empty(), "nothing from the query in argv");
+    assert_eq!(
+        env_of(spec, "SCRIPT_NAME").as_deref(),
+        Some("/cgi-bin/hello")
+    );
+    assert_eq!(env_of(spec, "PATH_INFO").as_deref(), Some("/extra"));
+    assert_eq!(env_of(spec, "QUERY_STRING").as_deref(), Some("a=1"));
+    assert!(
+        w.log
+            .iter()
+            .any(|l| l.ends_with("/cgi-bin/hello: a warning")),
+        "{:?}",
+        w.log
+    );
+    assert_eq!(w.procs.released.len(), 1);
+    assert!(w.procs.running.is_empty());
+}
+
+#[test]
+fn cgi_post_bodies_reach_standard_input() {
+    let mut w = cgi_world("exec /cgi-bin/* cgi-bin/*\n");
+    let out = request(
+        &mut w,
+        "POST /cgi-bin/echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nabcde",
+    );
+    assert!(
+        out.contains("X-Len: 5\r\n") && out.contains("5\r\nabcde\r\n0\r\n\r\n"),
+        "{out}"
+    );
+    assert_eq!(
+        env_of(&w.procs.spawned[0], "CONTENT_LENGTH").as_deref(),
+        Some("5")
+    );
+    let out = request(&mut w, "POST /cgi-bin/echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+    assert!(
+        out.contains("X-Len: 5\r\n") && out.contains("abcde"),
+        "{out}"
+    );
+    assert_eq!(
+        env_of(&w.procs.spawned[1], "CONTENT_LENGTH").as_deref(),
+        Some("5"),
+        "a chunked body is spooled"
+    );
+}
+
+#[test]
+fn cgi_failures() {
+    let mut w = cgi_world("timeout gateway=2s\nexec /cgi-bin/* cgi-bin/*\npass /*\n");
+    let out = request(&mut w, "GET /cgi-bin/bad HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&out), 502, "{out}");
+    assert!(
+        w.log.iter().any(|l| l.contains("bad output")),
+        "{:?}",
+        w.log
+    );
+    assert_eq!(
+        status(&request(
+            &mut w,
+            "GET /cgi-bin/missing HTTP/1.1\r\nHost: h\r\n\r\n"
+        )),
+        404
+    );
+    let out = request(&mut w, "GET /cgi-bin/moved HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("static hello"),
+        "a local Location re-runs the rules: {out}"
+    );
+    let id = w.connect();
+    w.send(id, b"GET /cgi-bin/hang HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(w.take_output(id).is_empty());
+    w.advance(Duration::from_secs(3));
+    let out = w.take_output(id);
+    assert_eq!(status(&out), 504, "{out}");
+    assert!(w.procs.kills >= 1 && w.procs.running.is_empty());
+}
+
+#[test]
+fn the_cgi_farm_queues_then_refuses() {
+    let mut w = cgi_world("limit cgi=1\nexec /cgi-bin/* cgi-bin/*\n");
+    let a = w.connect();
+    w.send(a, b"GET /cgi-bin/hang HTTP/1.1\r\nHost: h\r\n\r\n");
+    let b = w.connect();
+    w.send(b, b"GET /cgi-bin/hello HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(w.procs.spawned.len(), 1, "the second waits");
+    let c = w.connect();
+    w.send(c, b"GET /cgi-bin/hello HTTP/1.1\r\nHost: h\r\n\r\n");
+    let out = w.take_output(c);
+    assert!(
+        out.starts_with("HTTP/1.1 503") && out.contains("Retry-After: 1\r\n"),
+        "{out}"
+    );
+    // The client of the hanging script goes away: its script is killed, the next one runs.
+    w.server.handle(
+        Input::ConnFailed {
+            conn: a,
+            error: IoError::Reset,
+        },
+        w.now,
+    );
+    w.run();
+    assert_eq!(w.procs.kills, 1);
+    assert!(w.take_output(b).contains("hello"));
+}
+
+#[test]
+fn nph_scripts_answer_raw() {
+    let mut w = cgi_world("exec /cgi-bin/* cgi-bin/*\n");
+    w.procs.scripts.insert(
+        PathBuf::from("/srv/www/cgi-bin/nph-raw"),
+        Script::Prints(b"HTTP/1.1 299 Own Words\r\nX-Raw: 1\r\n\r\nraw body", b""),
+    );
+    let id = w.connect();
+    w.send(id, b"GET /cgi-bin/nph-raw HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(
+        w.take_output(id),
+        "HTTP/1.1 299 Own Words\r\nX-Raw: 1\r\n\r\nraw body"
+    );
+    assert!(
+        w.clients[&id].shut_down_write,
+        "the close delimits the raw response"
+    );
+}
+
+#[test]
+fn presentation_and_search_scripts() {
+    let mut w = cgi_world("presentation text/markdown cgi-bin/hello\nsearch /docs/* cgi-bin/echo\ntype .md text/markdown\npass /*\n");
+    w.file("readme.md", b"# title");
+    w.file("docs/a.html", b"<p>doc</p>");
+    let out = request(&mut w, "GET /readme.md HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(
+        out.contains("hello"),
+        "a markdown file goes to its presentation script: {out}"
+    );
+    let spec = w.procs.spawned.last().unwrap();
+    assert_eq!(
+        env_of(spec, "PATH_TRANSLATED").as_deref(),
+        Some("/srv/www/readme.md")
+    );
+    assert_eq!(env_of(spec, "PATH_INFO").as_deref(), Some("/readme.md"));
+    let out = request(&mut w, "GET /docs/a.html HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(
+        out.ends_with("<p>doc</p>"),
+        "no query: the document itself: {out}"
+    );
+    let out = request(
+        &mut w,
+        "GET /docs/a.html?q=weir HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
+    assert!(
+        out.contains("X-Len: 0"),
+        "a query: the search script: {out}"
+    );
+    let spec = w.procs.spawned.last().unwrap();
+    assert_eq!(env_of(spec, "QUERY_STRING").as_deref(), Some("q=weir"));
+    assert_eq!(
+        env_of(spec, "PATH_TRANSLATED").as_deref(),
+        Some("/srv/www/docs/a.html")
+    );
+    assert!(w.open.is_empty());
+}
+
+#[test]
+fn one_access_log_line_per_response() {
+    let mut w = cgi_world("access-log /var/log/weir.log\nexec /cgi-bin/* cgi-bin/*\npass /*\n");
+    request(
+        &mut w,
+        "GET /hello.txt HTTP/1.1\r\nHost: h\r\nUser-Agent: t/1\r\n\r\n",
+    );
+    request(&mut w, "HEAD /hello.txt HTTP/1.1\r\nHost: h\r\n\r\n");
+    request(&mut w, "GET /nope HTTP/1.0\r\n\r\n");
+    request(&mut w, "GET /cgi-bin/hello HTTP/1.1\r\nHost: h\r\n\r\n");
+    request(
+        &mut w,
+        "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n",
+    );
+    assert_eq!(w.access.len(), 5, "{:#?}", w.access);
+    assert!(w.access[0].starts_with("127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] \"GET /hello.txt HTTP/1.1\" 200 12 \"-\" \"t/1\""), "{}", w.access[0]);
+    assert!(
+        w.access[1].contains("\"HEAD /hello.txt HTTP/1.1\" 200 0 "),
+        "{}",
+        w.access[1]
+    );
+    assert!(
+        w.access[2].contains("\"GET /nope HTTP/1.0\" 404 "),
+        "{}",
+        w.access[2]
+    );
+    assert!(
+        w.access[3].contains("\"GET /cgi-bin/hello HTTP/1.1\" 200 6 "),
+        "{}",
+        w.access[3]
+    );
+    assert!(w.access[4].contains("\"-\" 400 0 "), "{}", w.access[4]);
+}
+
+#[test]
+fn a_client_that_hangs_up_takes_its_script_with_it() {
+    let mut w = cgi_world("exec /cgi-bin/* cgi-bin/*\n");
+    let id = w.connect();
+    w.send(id, b"GET /cgi-bin/hang HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(w.procs.running.len(), 1);
+    w.clients.get_mut(&id).unwrap().eof_to_send = true;
+    w.run();
+    assert_eq!(w.procs.kills, 1);
+    assert!(w.procs.running.is_empty() && w.clients[&id].closed);
+    assert!(
+        w.log.iter().any(|l| l.contains("client went away")),
+        "{:?}",
+        w.log
+    );
 }

@@ -41,7 +41,7 @@ impl Running {
             .map(|s| (s, addr))
             .collect();
         let config = ConfigRef::new(1, Config::builtin(root.clone()));
-        let (worker, stopper) = Worker::new(0, config, sockets).expect("worker setup");
+        let (worker, stopper) = Worker::new(0, config, sockets, None).expect("worker setup");
         let thread = std::thread::spawn(move || worker.run());
         Running {
             addr,
@@ -165,4 +165,49 @@ fn stops_with_idle_connections_open() {
     // The server closed it: reading ends (cleanly or with a reset).
     let mut buf = [0u8; 16];
     assert!(matches!(idle.read(&mut buf), Ok(0) | Err(_)));
+}
+
+#[test]
+fn inputs_name_their_process() {
+    use weir_core::server::{Completion, ExitStatus, OutStream};
+    use weir_core::Token;
+
+    let p = ProcId(Token(7));
+    let about_p = [
+        Input::StdinWritten { proc: p, n: 1 },
+        Input::StdinClosed { proc: p },
+        Input::Output {
+            proc: p,
+            stream: OutStream::Stderr,
+            data: bytes::Bytes::from_static(b"x"),
+        },
+        Input::OutputEof {
+            proc: p,
+            stream: OutStream::Stdout,
+        },
+        Input::Exited {
+            proc: p,
+            status: ExitStatus::Code(0),
+        },
+        // A spawn's success names the process it created, so a Release purges it too.
+        Input::Completed {
+            token: Token(7),
+            result: Completion::Spawned,
+        },
+    ];
+    for input in &about_p {
+        assert_eq!(input_proc(input), Some(p), "{input:?}");
+        assert_eq!(input_conn(input), None, "{input:?}");
+    }
+    let not_a_process = [
+        Input::Completed {
+            token: Token(7),
+            result: Completion::Failed(IoError::NotFound),
+        },
+        Input::PeerClosed { conn: ConnId(7) },
+        Input::Shutdown,
+    ];
+    for input in &not_a_process {
+        assert_eq!(input_proc(input), None, "{input:?}");
+    }
 }

@@ -1,0 +1,300 @@
+//! The shape of one run, drawn from its seed ("swarm" testing, as TigerBeetle's VOPR does).
+//!
+//! A fixed mix of faults finds the bugs that mix is good at and misses the rest; drawing
+//! the mix itself from the seed means that over a range of seeds some runs have many tiny
+//! network splits and no file changes, others large files, slow readers and resets, others
+//! tight limits and short timeouts. Everything here comes from the run's one RNG, before
+//! the world starts, so `--seed N` alone reproduces it; the command line can pin the fault
+//! level and the step count, and both are echoed in the replay command.
+//!
+//! The timeouts and the world's delays are drawn together so that what the oracle treats
+//! as "the server must not give up here" really is: every network or disk delay is far
+//! shorter than the send timeout, so a connection cut for being slow is always a bug,
+//! while a header or body timeout (408) can happen and is judged against the clock.
+
+use core::fmt;
+use core::str::FromStr;
+
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+
+/// How hostile the world is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultLevel {
+    /// Splits and delays only: no resets, short writes, stalls or failed opens.
+    None,
+    /// A few faults of every kind.
+    Light,
+    /// Many faults of every kind.
+    Heavy,
+}
+
+impl FromStr for FaultLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(FaultLevel::None),
+            "light" => Ok(FaultLevel::Light),
+            "heavy" => Ok(FaultLevel::Heavy),
+            _ => Err(format!("unknown fault level `{s}` (none, light, heavy)")),
+        }
+    }
+}
+
+impl fmt::Display for FaultLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FaultLevel::None => "none",
+            FaultLevel::Light => "light",
+            FaultLevel::Heavy => "heavy",
+        })
+    }
+}
+
+/// A bug planted on purpose in the world's side of the interface, to show that the oracle
+/// notices it (the core itself is never changed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inject {
+    /// Sometimes hold a `Send`'s bytes back and deliver them after the next `Send`'s.
+    ReorderSends,
+    /// Sometimes lose the last byte of a file chunk while reporting it sent.
+    DropFinalChunk,
+    /// Serve file chunks from the version the path had before the open descriptor's, as
+    /// a shell caching content by path and missing a change would.
+    StaleFile,
+    /// Sometimes ignore a `CloseFile`, leaking the descriptor.
+    LoseCloseFile,
+}
+
+impl Inject {
+    /// Every injectable bug, for tests and `--help`.
+    pub const ALL: [Inject; 4] = [
+        Inject::ReorderSends,
+        Inject::DropFinalChunk,
+        Inject::StaleFile,
+        Inject::LoseCloseFile,
+    ];
+}
+
+impl FromStr for Inject {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Inject::ALL
+            .into_iter()
+            .find(|i| i.to_string() == s)
+            .ok_or_else(|| {
+                format!("unknown bug `{s}` (reorder-sends, drop-final-chunk, stale-file, lose-closefile)")
+            })
+    }
+}
+
+impl fmt::Display for Inject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Inject::ReorderSends => "reorder-sends",
+            Inject::DropFinalChunk => "drop-final-chunk",
+            Inject::StaleFile => "stale-file",
+            Inject::LoseCloseFile => "lose-closefile",
+        })
+    }
+}
+
+/// What the caller fixes; everything else is drawn from the seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Args {
+    /// The seed.
+    pub seed: u64,
+    /// World events in the safety phase.
+    pub steps: u64,
+    /// The fault level; `None` = drawn from the seed.
+    pub faults: Option<FaultLevel>,
+    /// A bug to plant, if any.
+    pub inject: Option<Inject>,
+}
+
+/// Default number of safety-phase steps.
+pub const STEPS_DEFAULT: u64 = 3_000;
+
+impl Args {
+    /// The one command that replays this run.
+    #[must_use]
+    pub fn replay_command(&self, faults: FaultLevel) -> String {
+        let mut s = format!(
+            "weir-sim --seed {} --steps {} --faults {faults}",
+            self.seed, self.steps
+        );
+        if let Some(i) = self.inject {
+            s.push_str(&format!(" --inject {i}"));
+        }
+        s
+    }
+}
+
+/// Per-mille probability (an integer, so that options print and compare exactly).
+pub type Permille = u32;
+
+/// Every knob of one run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// What the caller fixed.
+    pub args: Args,
+    /// The fault level in force.
+    pub faults: FaultLevel,
+    /// Clients open at once during the safety phase.
+    pub clients_max: usize,
+    /// Requests one client makes at most.
+    pub requests_per_client_max: usize,
+    /// Chance a client pipelines (writes every request at once) instead of waiting.
+    pub pipeline: Permille,
+    /// Chance a request is malformed or hostile.
+    pub hostile: Permille,
+    /// Largest piece a client writes at once.
+    pub split_max: usize,
+    /// Longest one-way network delay.
+    pub net_delay_max_ms: u64,
+    /// Longest a client thinks between two requests.
+    pub think_max_ms: u64,
+    /// Longest an `Open` takes.
+    pub open_delay_max_ms: u64,
+    /// Chance a `Send` is answered with a short write.
+    pub short_write: Permille,
+    /// Chance a client resets its connection at some point.
+    pub reset: Permille,
+    /// Chance a client stalls in the middle of a request for longer than the timeouts.
+    pub stall: Permille,
+    /// Chance an `Open` fails with "too many open files".
+    pub open_exhausted: Permille,
+    /// Mean time between two file-system changes.
+    pub fs_change_every_ms: u64,
+    /// Largest file.
+    pub file_size_max: usize,
+    /// `limit request-line=`.
+    pub request_line_max: usize,
+    /// `limit header-bytes=`.
+    pub header_bytes_max: usize,
+    /// `limit headers=`.
+    pub headers_max: usize,
+    /// `limit body=`.
+    pub body_max: u64,
+    /// `limit connections=`.
+    pub connections_max: usize,
+    /// `timeout header=`.
+    pub header_timeout_ms: u64,
+    /// `timeout body=`.
+    pub body_timeout_ms: u64,
+    /// `timeout idle=`.
+    pub idle_timeout_ms: u64,
+    /// `timeout send=`.
+    pub send_timeout_ms: u64,
+}
+
+impl Options {
+    /// Draws the options; the RNG is the run's only one, so this is its first use.
+    pub fn draw(args: Args, rng: &mut ChaCha8Rng) -> Options {
+        let drawn = match rng.random_range(0..3u32) {
+            0 => FaultLevel::None,
+            1 => FaultLevel::Light,
+            _ => FaultLevel::Heavy,
+        };
+        let faults = args.faults.unwrap_or(drawn);
+        // The fault rates: zero, or a per-seed rate within the level's range.
+        let mut rate = |light: Permille, heavy: Permille| match faults {
+            FaultLevel::None => 0,
+            FaultLevel::Light => rng.random_range(0..=light),
+            FaultLevel::Heavy => rng.random_range(light..=heavy),
+        };
+        let short_write = rate(200, 800);
+        let reset = rate(50, 300);
+        let stall = rate(20, 100);
+        let open_exhausted = rate(10, 80);
+        let net_delay_max_ms = rng.random_range(0..=50);
+        let open_delay_max_ms = rng.random_range(0..=20);
+        let header_timeout_ms = rng.random_range(1_000..=10_000);
+        // The head limit leaves room for the longest request line, so that a line just
+        // past its own limit is judged as a line (414), not as a head (431).
+        let request_line_max = rng.random_range(256..=8_192);
+        let header_bytes_max = rng.random_range(request_line_max + 1_024..=40_000);
+        Options {
+            args,
+            faults,
+            clients_max: rng.random_range(1..=12),
+            requests_per_client_max: rng.random_range(1..=8),
+            pipeline: rng.random_range(0..=1000),
+            hostile: rng.random_range(0..=200),
+            split_max: *[1, 7, 64, 512, 1 << 16]
+                .get(rng.random_range(0..5))
+                .unwrap_or(&64),
+            net_delay_max_ms,
+            think_max_ms: rng.random_range(0..=500),
+            open_delay_max_ms,
+            short_write,
+            reset,
+            stall,
+            open_exhausted,
+            fs_change_every_ms: rng.random_range(20..=2_000),
+            file_size_max: *[16, 300, 4_096, 70_000]
+                .get(rng.random_range(0..4))
+                .unwrap_or(&300),
+            request_line_max,
+            header_bytes_max,
+            headers_max: rng.random_range(16..=100),
+            body_max: rng.random_range(1_024..=1 << 20),
+            connections_max: rng.random_range(2..=16),
+            header_timeout_ms,
+            body_timeout_ms: rng.random_range(1_000..=10_000),
+            idle_timeout_ms: rng.random_range(500..=60_000),
+            // Far beyond any delay the world makes: a send timeout is never legitimate.
+            send_timeout_ms: 60_000,
+        }
+    }
+
+    /// The longest the world ever keeps the server waiting on one operation, when no
+    /// stall is planned: the send timeout must stay well above it.
+    #[must_use]
+    pub fn world_delay_max_ms(&self) -> u64 {
+        self.net_delay_max_ms + self.open_delay_max_ms + self.think_max_ms
+    }
+}
+
+impl fmt::Display for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed={} steps={} faults={} inject={} clients_max={} requests_per_client_max={} \
+             pipeline={}‰ hostile={}‰ split_max={} net_delay_max={}ms think_max={}ms \
+             open_delay_max={}ms short_write={}‰ reset={}‰ stall={}‰ open_exhausted={}‰ \
+             fs_change_every={}ms file_size_max={} request_line_max={} header_bytes_max={} \
+             headers_max={} body_max={} connections_max={} header_timeout={}ms \
+             body_timeout={}ms idle_timeout={}ms send_timeout={}ms",
+            self.args.seed,
+            self.args.steps,
+            self.faults,
+            self.args
+                .inject
+                .map_or_else(|| "none".to_string(), |i| i.to_string()),
+            self.clients_max,
+            self.requests_per_client_max,
+            self.pipeline,
+            self.hostile,
+            self.split_max,
+            self.net_delay_max_ms,
+            self.think_max_ms,
+            self.open_delay_max_ms,
+            self.short_write,
+            self.reset,
+            self.stall,
+            self.open_exhausted,
+            self.fs_change_every_ms,
+            self.file_size_max,
+            self.request_line_max,
+            self.header_bytes_max,
+            self.headers_max,
+            self.body_max,
+            self.connections_max,
+            self.header_timeout_ms,
+            self.body_timeout_ms,
+            self.idle_timeout_ms,
+            self.send_timeout_ms,
+        )
+    }
+}

@@ -1,0 +1,231 @@
+//! The response checker: each final response against what the reference model allows.
+//!
+//! # Theory of operation
+//!
+//! A response passes if it matches one prediction of the model entirely: its status, every
+//! header check, and its body. Three answers are judged against the world's record rather
+//! than the model, because they depend on timing or on faults the model does not see:
+//! `408` is legitimate only if a header or body timeout could really have expired (see
+//! `Entry::timeout_legit`), `503` only if an `Open` failed with "too many open files"
+//! while the request was being served, and a hostile request only gets the statuses the
+//! workload names for it, with `Connection: close`.
+//!
+//! Entity tags are checked across responses: the `TagBook` binds each tag to the one
+//! version whose bytes were served with it, and any second version under the same tag (a
+//! stale validator) or second tag for one version is a failure.
+
+use core::net::Ipv4Addr;
+
+use weir_core::Time;
+
+use super::ledger::Entry;
+use super::model::{self, Ask, Body, Field, Prediction, Site, TagBook};
+use super::parse::{self, Response};
+use crate::fs::SimFs;
+use crate::workload::{Expect, Memory};
+
+/// What the judge reads and writes.
+pub struct Judge<'a> {
+    /// The site.
+    pub site: &'a Site,
+    /// The file system and its history.
+    pub fs: &'a SimFs,
+    /// Entity tags seen.
+    pub tags: &'a mut TagBook,
+    /// Validators clients remember.
+    pub memory: &'a mut Memory,
+    /// `timeout header=`, `timeout body=`.
+    pub timeouts_ms: (u64, u64),
+    /// When `Open`s failed with `Exhausted`.
+    pub exhausted: &'a [Time],
+    /// The time now.
+    pub now: Time,
+    /// Unix seconds at `Time(0)`.
+    pub unix_base: i64,
+    /// The client's address.
+    pub peer: Ipv4Addr,
+    /// The server has seen the client's half-close (it may then close after any answer).
+    pub half_closed: bool,
+}
+
+impl Judge<'_> {
+    /// Checks one final response to `e`.
+    pub fn judge(&mut self, e: &Entry, r: &Response) -> Result<(), String> {
+        self.date(e, r)?;
+        if r.status == 408 {
+            let (h, b) = self.timeouts_ms;
+            return if e.timeout_legit(self.now, h, b) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "408 but no timeout can have expired (first byte at {:?}, head at {:?}, \
+                     all at {:?}, longest body gap {}ms; header={h}ms body={b}ms)",
+                    e.first, e.head, e.all, e.body_gap_max_ms
+                ))
+            };
+        }
+        let from = e.head.or(e.first).unwrap_or(e.written_at);
+        let open_faults = self.exhausted.iter().any(|t| *t >= from && *t <= self.now);
+        if r.status == 503 && open_faults {
+            return Ok(());
+        }
+        match &e.req.expect {
+            Expect::Reject {
+                statuses,
+                says_close,
+                ..
+            } => {
+                if !statuses.is_empty() && !statuses.contains(&r.status) {
+                    return Err(format!("expected one of {statuses:?}"));
+                }
+                if r.status < 400 {
+                    return Err("a hostile request was accepted".into());
+                }
+                if *says_close && !r.closes() {
+                    return Err(
+                        "a rejected request must close the connection (Connection: close)".into(),
+                    );
+                }
+                Ok(())
+            }
+            Expect::Model => {
+                let ask = Ask {
+                    method: &e.req.method,
+                    target: &e.req.target,
+                    headers: &e.req.headers,
+                    peer: self.peer,
+                    open_faults,
+                };
+                let predictions =
+                    model::predict(self.site, self.fs, self.tags, &ask, from, self.now);
+                let mut why = Vec::new();
+                let mut versions = Vec::new();
+                for p in &predictions {
+                    match matches(p, r) {
+                        Ok(()) => versions.push(p.version),
+                        Err(m) => why.push(format!("not {} ({}): {m}", p.status, p.why)),
+                    }
+                }
+                if versions.is_empty() {
+                    return Err(format!(
+                        "the model allows none of it:\n      {}",
+                        why.join("\n      ")
+                    ));
+                }
+                persistence(e, r, open_faults || self.half_closed)?;
+                let etag = r.field("etag");
+                if let (Some(tag), [Some(v), rest @ ..]) = (etag, versions.as_slice()) {
+                    if rest.iter().all(|x| *x == Some(*v)) {
+                        self.tags.bind(tag, *v)?;
+                    }
+                }
+                self.memory.remember(etag, r.field("last-modified"));
+                Ok(())
+            }
+        }
+    }
+
+    /// `Date` is the time the response was made: between the request and now.
+    fn date(&self, e: &Entry, r: &Response) -> Result<(), String> {
+        let Some(d) = r.field("date") else {
+            return Ok(());
+        };
+        let secs = httpdate::parse_http_date(d)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        let lo = self.unix_base + (e.written_at.0 / 1000) as i64;
+        let hi = self.unix_base + (self.now.0 / 1000) as i64;
+        if secs < lo || secs > hi {
+            return Err(format!("Date {d} is outside the exchange ({lo}..={hi})"));
+        }
+        Ok(())
+    }
+}
+
+/// RFC 9112 §9.3 and §9.6: a client that asked to close is told so, an HTTP/1.0 client
+/// that asked to keep the connection is told so, and a persistent connection is not
+/// closed after an ordinary exchange (a request without a body, which leaves nothing
+/// ambiguous on the wire; timeouts, 5xx, a client's half-close and shutdown are other
+/// matters).
+fn persistence(e: &Entry, r: &Response, excused: bool) -> Result<(), String> {
+    let req = &e.req;
+    if req.close && !req.http10 && !r.closes() {
+        return Err("the client sent Connection: close and the answer does not say close".into());
+    }
+    if req.http10 && !req.close && !r.closes() {
+        let keep = r
+            .fields_named("connection")
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("keep-alive"));
+        if !keep {
+            return Err(
+                "an HTTP/1.0 keep-alive request kept open without Connection: keep-alive".into(),
+            );
+        }
+    }
+    let bodyless = req.bytes.len() == req.head_len;
+    if !req.close && bodyless && r.closes() && r.status < 500 && !excused {
+        return Err("a persistent connection closed after an ordinary exchange".into());
+    }
+    Ok(())
+}
+
+/// Does `r` match prediction `p`? `Err` says the first difference.
+fn matches(p: &Prediction, r: &Response) -> Result<(), String> {
+    if p.status != r.status {
+        return Err(format!("status {}", r.status));
+    }
+    for f in &p.fields {
+        let ok = match f {
+            Field::Is(n, v) => r.fields_named(n).any(|x| x == v),
+            Field::OneOf(n, vs) => r.field(n).is_some_and(|x| vs.iter().any(|v| v == x)),
+            Field::Prefix(n, pre) => r.field(n).is_some_and(|x| x.starts_with(pre.as_str())),
+            Field::Tokens(n, ts) => {
+                let have: Vec<String> = r
+                    .fields_named(n)
+                    .flat_map(|v| v.split(','))
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .collect();
+                ts.iter().all(|t| have.contains(&t.to_ascii_lowercase()))
+            }
+            Field::Absent(n) => r.field(n).is_none(),
+            Field::Present(n) => r.field(n).is_some(),
+            Field::Rule(n, v) => r.fields_named(&n.to_ascii_lowercase()).any(|x| x == v),
+        };
+        if !ok {
+            return Err(format!("field check {f:?} fails"));
+        }
+    }
+    match &p.body {
+        Body::Any => Ok(()),
+        Body::Empty if r.body.is_empty() => Ok(()),
+        Body::Empty => Err(format!("body of {} bytes where none is due", r.body.len())),
+        Body::Exact(b) if r.body == b[..] => Ok(()),
+        Body::Exact(b) => Err(format!(
+            "body differs from the version's {} bytes{}",
+            b.len(),
+            first_difference(b, &r.body)
+        )),
+        Body::Names(present, absent) => {
+            let text = String::from_utf8_lossy(&r.body);
+            if let Some(n) = present.iter().find(|n| !text.contains(n.as_str())) {
+                return Err(format!("listing lacks {n}"));
+            }
+            if let Some(n) = absent.iter().find(|n| text.contains(n.as_str())) {
+                return Err(format!("listing names {n}, which did not exist"));
+            }
+            Ok(())
+        }
+        Body::Multipart(parts, len) => {
+            parse::multipart(&r.body, r.field("content-type").unwrap_or(""), parts, *len)
+        }
+    }
+}
+
+fn first_difference(want: &[u8], got: &[u8]) -> String {
+    match want.iter().zip(got).position(|(a, b)| a != b) {
+        Some(i) => format!(" (first difference at byte {i})"),
+        None => format!(" (got {} bytes)", got.len()),
+    }
+}

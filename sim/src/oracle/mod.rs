@@ -1,0 +1,22 @@
+//! The oracle: independent checkers that watch the run and say what broke.
+//!
+//! Each checker has one job and its own type (TigerBeetle's checkers, STYLE.md §3.5):
+//!
+//! * `contract` — the core keeps the `Input`/`Effect` protocol (streams, lifetimes,
+//!   tokens, buffer limits, exit);
+//! * `parse` — every byte a client receives parses strictly as HTTP/1.1 responses;
+//! * `ledger` — every complete request gets exactly one response, in order, and nothing
+//!   comes after a connection's last response;
+//! * `judge` with `model` — each response is one the reference model allows for the rules
+//!   and the file versions that existed while it was served, never two versions mixed;
+//! * liveness (in `world`) — after the faults heal, everything started finishes and every
+//!   connection, descriptor and timer is released.
+//!
+//! None of them reads the core's state or code paths: they see only what a shell and its
+//! clients would see.
+
+pub mod contract;
+pub mod judge;
+pub mod ledger;
+pub mod model;
+pub mod parse;

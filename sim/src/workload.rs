@@ -1,0 +1,658 @@
+//! The workload: random valid configurations, and requests of every kind weir serves,
+//! together with malformed and hostile ones.
+//!
+//! # Theory of operation
+//!
+//! A *site* is a rules file drawn from a small vocabulary of rules over a small set of
+//! path prefixes, so that rules overlap, shadow and chain (`map` into a `pass`, `header`
+//! on what a `redirect` catches, a catch-all `pass` that is sometimes not last). It is
+//! written out as `weir.conf` text and parsed by the real `weir_core::config::parse`, and
+//! kept as the model's own `Rule` list, so the oracle never reads the core's parse.
+//!
+//! A *request* is generated at the moment a client writes it, so conditional requests can
+//! use entity tags and dates seen in earlier responses (`Memory`). Each carries what the
+//! oracle needs to judge its answer: valid ones are judged by the reference model; hostile
+//! ones name the statuses DESIGN.md §4 prescribes and whether the connection must close
+//! afterwards (every framing error closes: nothing that could smuggle a request).
+
+use core::net::Ipv4Addr;
+use core::time::Duration;
+use std::fmt::Write as _;
+
+use rand::seq::IndexedRandom;
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+
+use crate::options::Options;
+use crate::oracle::model::{Net, Rule, Site, Tpl};
+
+/// The site's root directory in the simulated file system.
+pub const ROOT: &str = "/sim";
+
+/// Paths clients ask for (before any mangling).
+pub const PATHS: &[&str] = &[
+    "/",
+    "/a.txt",
+    "/b.html",
+    "/c.png",
+    "/d.js",
+    "/e.bin",
+    "/f.sim",
+    "/empty.txt",
+    "/new.txt",
+    "/noperm.txt",
+    "/missing",
+    "/a.txt/",
+    "/index.htm",
+    "/docs",
+    "/docs/",
+    "/docs/a.txt",
+    "/docs/g.css",
+    "/docs/new.txt",
+    "/sub",
+    "/sub/",
+    "/sub/x.css",
+    "/private/a.txt",
+    "/old/a.txt",
+    "/old/",
+    "/new/a.txt",
+    "/new/",
+    "/static/a.txt",
+    "/static/",
+    "/admin/a.txt",
+    "/alias",
+    "/server-status",
+];
+
+fn tpl(s: &str) -> Tpl {
+    Tpl(s.to_string())
+}
+
+/// Draws a site and writes its configuration text.
+pub fn site(rng: &mut ChaCha8Rng, o: &Options) -> (Site, String) {
+    let mut rules: Vec<Rule> = Vec::new();
+    let candidates: Vec<Rule> = vec![
+        Rule::Fail(
+            tpl("/private/*"),
+            *[None, Some(403), Some(404), Some(410), Some(451)]
+                .choose(rng)
+                .unwrap_or(&None),
+        ),
+        Rule::Redirect(
+            tpl("/old/*"),
+            ["/docs/*", "http://elsewhere.test/x/*"]
+                .choose(rng)
+                .unwrap_or(&"/docs/*")
+                .to_string(),
+            *[None, Some(301), Some(302), Some(303), Some(307), Some(308)]
+                .choose(rng)
+                .unwrap_or(&None),
+        ),
+        Rule::Map(tpl("/new/*"), "/docs/*".into()),
+        Rule::Map(tpl("/alias"), "/a.txt".into()),
+        Rule::Header(tpl("/docs/*"), "X-Sim-Docs".into(), "yes".into()),
+        Rule::Header(tpl("/*"), "X-Sim-All".into(), "1".into()),
+        Rule::Header(tpl("/*.txt"), "X-Sim-Text".into(), "plain text".into()),
+        Rule::Protect(
+            tpl("/admin/*"),
+            vec![Net {
+                addr: Ipv4Addr::new(10, 0, 0, 0),
+                bits: 8,
+            }],
+            Vec::new(),
+        ),
+        Rule::Protect(
+            tpl("/docs/*"),
+            Vec::new(),
+            vec![Net {
+                addr: Ipv4Addr::new(192, 168, 1, 0),
+                bits: 24,
+            }],
+        ),
+        Rule::Status(tpl("/server-status")),
+        Rule::Pass(tpl("/static/*"), Some("docs/*".into())),
+        Rule::Pass(tpl("/admin/*"), Some("docs/*".into())),
+        Rule::Pass(tpl("/*.png"), None),
+        Rule::Fail(tpl("/*.bin"), Some(404)),
+    ];
+    for r in candidates {
+        if rng.random_bool(0.6) {
+            rules.push(r);
+        }
+    }
+    // A little disorder: rules shadow each other differently from seed to seed.
+    for i in (1..rules.len()).rev() {
+        if rng.random_bool(0.3) {
+            let j = rng.random_range(0..=i);
+            rules.swap(i, j);
+        }
+    }
+    let catch_all = Rule::Pass(tpl("/*"), None);
+    match rng.random_range(0..10) {
+        0 => {}
+        1 => {
+            let at = rng.random_range(0..=rules.len());
+            rules.insert(at, catch_all);
+        }
+        _ => rules.push(catch_all),
+    }
+    let welcome: Vec<String> = if rng.random_bool(0.3) {
+        vec!["index.htm".into(), "index.html".into()]
+    } else {
+        vec!["index.html".into()]
+    };
+    let types = if rng.random_bool(0.5) {
+        vec![(".sim".to_string(), "text/x-sim".to_string())]
+    } else {
+        Vec::new()
+    };
+    let listing = rng.random_bool(0.5);
+    let ms = |v: u64| format!("{v}ms");
+    let mut text = String::new();
+    let _ = writeln!(text, "# weir-sim seed {}", o.args.seed);
+    let _ = writeln!(text, "root {ROOT}");
+    let _ = writeln!(text, "welcome {}", welcome.join(" "));
+    for (suffix, mime) in &types {
+        let _ = writeln!(text, "type {suffix} {mime}");
+    }
+    let _ = writeln!(text, "listing {}", if listing { "on" } else { "off" });
+    if rng.random_bool(0.5) {
+        let _ = writeln!(text, "cache 1M max-file=64K revalidate=250ms");
+    }
+    let _ = writeln!(
+        text,
+        "timeout header={} body={} idle={} send={}",
+        ms(o.header_timeout_ms),
+        ms(o.body_timeout_ms),
+        ms(o.idle_timeout_ms),
+        ms(o.send_timeout_ms)
+    );
+    let _ = writeln!(
+        text,
+        "limit request-line={} header-bytes={} headers={} body={} connections={}",
+        o.request_line_max, o.header_bytes_max, o.headers_max, o.body_max, o.connections_max
+    );
+    for r in &rules {
+        let _ = writeln!(text, "{}", rule_text(r));
+    }
+    (
+        Site {
+            root: ROOT.to_string(),
+            rules,
+            welcome,
+            types,
+            listing,
+        },
+        text,
+    )
+}
+
+fn quote(s: &str) -> String {
+    if s.contains(' ') {
+        format!("\"{s}\"")
+    } else {
+        s.to_string()
+    }
+}
+
+fn rule_text(r: &Rule) -> String {
+    let opt = |s: &Option<u16>| s.map_or(String::new(), |s| format!(" {s}"));
+    let nets = |v: &[Net]| {
+        v.iter()
+            .map(|n| format!("{}/{}", n.addr, n.bits))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match r {
+        Rule::Map(t, res) => format!("map {} {res}", t.0),
+        Rule::Pass(t, res) => format!(
+            "pass {}{}",
+            t.0,
+            res.as_ref().map_or(String::new(), |r| format!(" {r}"))
+        ),
+        Rule::Fail(t, s) => format!("fail {}{}", t.0, opt(s)),
+        Rule::Redirect(t, url, s) => format!("redirect {} {url}{}", t.0, opt(s)),
+        Rule::Header(t, n, v) => format!("header {} {n} {}", t.0, quote(v)),
+        Rule::Protect(t, allow, deny) => {
+            let mut s = format!("protect {}", t.0);
+            if !allow.is_empty() {
+                s.push_str(&format!(" allow={}", nets(allow)));
+            }
+            if !deny.is_empty() {
+                s.push_str(&format!(" deny={}", nets(deny)));
+            }
+            s
+        }
+        Rule::Status(t) => format!("status {}", t.0),
+    }
+}
+
+/// What the oracle should expect for a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Judged by the reference model.
+    Model,
+    /// Malformed or hostile: one of `statuses` (any final status if empty), then close.
+    Reject {
+        /// What is wrong with it.
+        what: &'static str,
+        /// Acceptable statuses.
+        statuses: Vec<u16>,
+        /// The answer must say `Connection: close`: false only when the error is in a
+        /// body, which the server may find after it has answered the head (the
+        /// connection then ends without a word, DESIGN.md §4).
+        says_close: bool,
+    },
+}
+
+/// One request, as bytes and as the oracle understands it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Method token as sent.
+    pub method: String,
+    /// Target as sent.
+    pub target: String,
+    /// HTTP/1.0?
+    pub http10: bool,
+    /// Header fields as sent.
+    pub headers: Vec<(String, String)>,
+    /// The whole request on the wire.
+    pub bytes: Vec<u8>,
+    /// Length of the head (through the empty line) within `bytes`.
+    pub head_len: usize,
+    /// How to judge the answer.
+    pub expect: Expect,
+    /// The client will not send more on this connection after it (asked to close).
+    pub close: bool,
+    /// The client stops for a long while after this many bytes.
+    pub stall_at: Option<usize>,
+    /// The client asked for `100 Continue`.
+    pub expects_continue: bool,
+}
+
+impl Request {
+    /// A one-line description for reports.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        let fields: Vec<String> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n != "Host" && n != "User-Agent")
+            .map(|(n, v)| format!("{n}: {v}"))
+            .collect();
+        let shown: String = self.target.chars().take(80).collect();
+        format!(
+            "{} {} HTTP/1.{} [{}]{}",
+            self.method,
+            shown,
+            if self.http10 { 0 } else { 1 },
+            fields.join("; "),
+            match &self.expect {
+                Expect::Model => String::new(),
+                Expect::Reject { what, .. } => format!(" (hostile: {what})"),
+            }
+        )
+    }
+}
+
+/// What clients remember from earlier responses, to make conditional requests.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Entity tags seen.
+    pub tags: Vec<String>,
+    /// `Last-Modified` values seen.
+    pub dates: Vec<String>,
+}
+
+impl Memory {
+    /// Remembers a validator (bounded: the newest few hundred are enough).
+    pub fn remember(&mut self, tag: Option<&str>, date: Option<&str>) {
+        if let Some(t) = tag {
+            if !self.tags.iter().any(|x| x == t) {
+                self.tags.push(t.to_string());
+            }
+        }
+        if let Some(d) = date {
+            if !self.dates.iter().any(|x| x == d) {
+                self.dates.push(d.to_string());
+            }
+        }
+        for v in [&mut self.tags, &mut self.dates] {
+            if v.len() > 300 {
+                v.drain(..100);
+            }
+        }
+    }
+}
+
+fn mangle(rng: &mut ChaCha8Rng, path: &str) -> String {
+    match rng.random_range(0..12) {
+        // Equivalent spellings that normalise to the same path.
+        0 => path.replacen('a', "%61", 1),
+        1 => path.replacen('/', "//", 1),
+        2 => format!("/./{}", path.trim_start_matches('/')),
+        3 => format!("/zz/..{path}"),
+        4 => format!("http://sim.test{path}"),
+        // Targets the normaliser refuses (400).
+        5 => format!("{path}%2Fx"),
+        6 => format!("{path}%00"),
+        7 => format!("/..{path}"),
+        8 => format!("{path}%zz"),
+        _ => path.to_string(),
+    }
+}
+
+fn range_field(rng: &mut ChaCha8Rng, size: usize) -> String {
+    let n = |rng: &mut ChaCha8Rng| rng.random_range(0..=(size as u64 * 6 / 5 + 2));
+    match rng.random_range(0..7) {
+        0 => {
+            let a = n(rng);
+            let b = a + rng.random_range(0..50);
+            format!("bytes={a}-{b}")
+        }
+        1 => format!("bytes={}-", n(rng)),
+        2 => format!("bytes=-{}", rng.random_range(1..100)),
+        3 => {
+            let a = rng.random_range(0..10);
+            let b = a + rng.random_range(0..5);
+            let c = b + 2 + n(rng);
+            let d = c + rng.random_range(0..40);
+            format!("bytes={a}-{b}, {c}-{d}")
+        }
+        4 => "bytes=99999999-".into(),
+        5 => "items=0-1".into(),
+        _ => "bytes=5-2".into(),
+    }
+}
+
+/// A valid request (it may still be refused by the rules or name a bad path).
+pub fn valid(rng: &mut ChaCha8Rng, o: &Options, memory: &Memory) -> Request {
+    // unwrap: constant non-empty lists.
+    let path = *PATHS.choose(rng).unwrap();
+    let mut target = if rng.random_bool(0.2) {
+        mangle(rng, path)
+    } else {
+        path.to_string()
+    };
+    if rng.random_bool(0.15) {
+        target.push_str(&format!("?q={}", rng.random_range(0..100)));
+    }
+    let method = match rng.random_range(0..100) {
+        0..=54 => "GET",
+        55..=69 => "HEAD",
+        70..=79 => "POST",
+        80..=84 => "OPTIONS",
+        85..=87 => "PUT",
+        88..=89 => "DELETE",
+        90..=91 => "TRACE",
+        92..=93 => "BREW",
+        94 => "get",
+        95 => {
+            target = "*".into();
+            "OPTIONS"
+        }
+        _ => "GET",
+    };
+    let http10 = rng.random_bool(0.1);
+    let mut h: Vec<(String, String)> = Vec::new();
+    let mut add = |n: &str, v: String| h.push((n.to_string(), v));
+    if !http10 || rng.random_bool(0.5) {
+        add("Host", "sim.test".into());
+    }
+    if rng.random_bool(0.5) {
+        add("User-Agent", "weir-sim".into());
+    }
+    let mut close = false;
+    if http10 {
+        if rng.random_bool(0.5) {
+            add("Connection", "keep-alive".into());
+        } else {
+            close = true;
+        }
+    } else if rng.random_bool(0.08) {
+        add("Connection", "close".into());
+        close = true;
+    }
+    if rng.random_bool(0.2) {
+        let accept = [
+            "*/*",
+            "text/*",
+            "text/html",
+            "image/png",
+            "text/*;q=0, */*",
+            "application/json, */*;q=0.1",
+        ];
+        add("Accept", accept.choose(rng).unwrap_or(&"*/*").to_string());
+    }
+    if rng.random_bool(0.3) {
+        let enc = ["gzip", "br, gzip", "gzip;q=0", "identity", "*", "br"];
+        add(
+            "Accept-Encoding",
+            enc.choose(rng).unwrap_or(&"gzip").to_string(),
+        );
+    }
+    if rng.random_bool(0.15) {
+        let tag = match memory.tags.choose(rng) {
+            Some(t) if rng.random_bool(0.8) => {
+                if rng.random_bool(0.2) {
+                    format!("W/{t}")
+                } else {
+                    t.clone()
+                }
+            }
+            _ if rng.random_bool(0.3) => "*".into(),
+            _ => "\"no-such-tag\"".into(),
+        };
+        add("If-None-Match", tag);
+    }
+    if rng.random_bool(0.1) {
+        let date = match memory.dates.choose(rng) {
+            Some(d) if rng.random_bool(0.8) => d.clone(),
+            _ => "not a date".into(),
+        };
+        add("If-Modified-Since", date);
+    }
+    if rng.random_bool(0.05) {
+        let tag = memory
+            .tags
+            .choose(rng)
+            .cloned()
+            .unwrap_or_else(|| "*".into());
+        add("If-Match", tag);
+    }
+    if rng.random_bool(0.15) {
+        add("Range", range_field(rng, o.file_size_max));
+    }
+    if rng.random_bool(0.1) {
+        add("X-Junk", format!("{}", rng.random_range(0..1000)));
+    }
+    let mut body = Vec::new();
+    let mut expects_continue = false;
+    if matches!(method, "POST" | "PUT") || (method == "GET" && rng.random_bool(0.05)) {
+        let len = rng.random_range(0..300usize);
+        let data: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        if !http10 && rng.random_bool(0.4) {
+            h.push(("Transfer-Encoding".into(), "chunked".into()));
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let n = rng.random_range(1..=rest.len());
+                let ext = if rng.random_bool(0.2) { ";e=1" } else { "" };
+                body.extend_from_slice(format!("{n:x}{ext}\r\n").as_bytes());
+                body.extend_from_slice(&rest[..n]);
+                body.extend_from_slice(b"\r\n");
+                rest = &rest[n..];
+            }
+            body.extend_from_slice(b"0\r\n");
+            if rng.random_bool(0.2) {
+                body.extend_from_slice(b"X-Trailer: t\r\n");
+            }
+            body.extend_from_slice(b"\r\n");
+        } else {
+            h.push(("Content-Length".into(), len.to_string()));
+            body = data;
+        }
+        if !http10 && rng.random_bool(0.1) {
+            h.push(("Expect".into(), "100-continue".into()));
+            expects_continue = true;
+        }
+    }
+    let version = if http10 { "HTTP/1.0" } else { "HTTP/1.1" };
+    let mut bytes = format!("{method} {target} {version}\r\n").into_bytes();
+    for (n, v) in &h {
+        bytes.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+    }
+    bytes.extend_from_slice(b"\r\n");
+    let head_len = bytes.len();
+    bytes.extend_from_slice(&body);
+    Request {
+        method: method.to_string(),
+        target,
+        http10,
+        headers: h,
+        bytes,
+        head_len,
+        expect: Expect::Model,
+        close,
+        stall_at: None,
+        expects_continue,
+    }
+}
+
+/// A malformed or hostile request.
+pub fn hostile(rng: &mut ChaCha8Rng, o: &Options) -> Request {
+    let host = "Host: sim.test\r\n";
+    let (what, statuses, text): (&'static str, Vec<u16>, Vec<u8>) = match rng.random_range(0..17)
+    {
+        0 => ("Content-Length with Transfer-Encoding", vec![400],
+            format!("POST /a.txt HTTP/1.1\r\n{host}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").into()),
+        1 => ("two Content-Lengths", vec![400],
+            format!("POST /a.txt HTTP/1.1\r\n{host}Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc").into()),
+        2 => ("Content-Length not a number", vec![400],
+            format!("POST /a.txt HTTP/1.1\r\n{host}Content-Length: 1x\r\n\r\n").into()),
+        3 => ("negative Content-Length", vec![400],
+            format!("POST /a.txt HTTP/1.1\r\n{host}Content-Length: -1\r\n\r\n").into()),
+        4 => ("obs-fold", vec![400],
+            format!("GET /a.txt HTTP/1.1\r\n{host}X-A: b\r\n c\r\n\r\n").into()),
+        5 => ("bare CR in a field", vec![400],
+            format!("GET /a.txt HTTP/1.1\r\n{host}X-A: b\rc\r\n\r\n").into()),
+        6 => ("bare LF line ends", vec![400],
+            b"GET /a.txt HTTP/1.1\nHost: sim.test\n\n".to_vec()),
+        7 => ("invalid chunk size", Vec::new(),
+            format!("POST /a.txt HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n").into()),
+        8 => ("request line too long", vec![414], {
+            let long = "a".repeat(o.request_line_max + 1);
+            format!("GET /{long} HTTP/1.1\r\n{host}\r\n").into()
+        }),
+        9 => ("head too large", vec![431], {
+            let big = "b".repeat(o.header_bytes_max);
+            format!("GET /a.txt HTTP/1.1\r\n{host}X-Big: {big}\r\n\r\n").into()
+        }),
+        10 => ("too many fields", vec![431], {
+            let mut s = format!("GET /a.txt HTTP/1.1\r\n{host}");
+            for i in 0..=o.headers_max {
+                s.push_str(&format!("X-{i}: v\r\n"));
+            }
+            s.push_str("\r\n");
+            s.into()
+        }),
+        11 => ("body over the limit", vec![413],
+            format!("POST /a.txt HTTP/1.1\r\n{host}Content-Length: {}\r\n\r\n", o.body_max + 1).into()),
+        12 => ("HTTP/2.0 request line", vec![505],
+            format!("GET /a.txt HTTP/2.0\r\n{host}\r\n").into()),
+        13 => ("HTTP/1.1 without Host", vec![400], b"GET /a.txt HTTP/1.1\r\n\r\n".to_vec()),
+        14 => ("two Host fields", vec![400],
+            format!("GET /a.txt HTTP/1.1\r\n{host}Host: other.test\r\n\r\n").into()),
+        15 => ("Transfer-Encoding not ending in chunked", vec![400],
+            format!("POST /a.txt HTTP/1.1\r\n{host}Transfer-Encoding: gzip\r\n\r\n").into()),
+        _ => ("binary garbage", vec![400], b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec()),
+    };
+    let says_close = !statuses.is_empty();
+    let head_len = text
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(text.len(), |i| i + 4);
+    Request {
+        method: String::from_utf8_lossy(text.split(|&b| b == b' ').next().unwrap_or(b"?"))
+            .into_owned(),
+        target: "(hostile)".into(),
+        http10: false,
+        headers: Vec::new(),
+        bytes: text,
+        head_len,
+        expect: Expect::Reject {
+            what,
+            statuses,
+            says_close,
+        },
+        close: true,
+        stall_at: None,
+        expects_continue: false,
+    }
+}
+
+/// How a client ends when it has nothing more to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Shut its write side as soon as everything is written (answers still due).
+    HalfClose,
+    /// Close once every answer has arrived.
+    CloseWhenDone,
+    /// Stay silent until the server's idle timeout closes the connection.
+    Linger,
+}
+
+/// One client's plan.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The client's address.
+    pub peer: Ipv4Addr,
+    /// Requests it will make.
+    pub requests: usize,
+    /// Writes every request without waiting for answers.
+    pub pipelined: bool,
+    /// What it does at the end.
+    pub end: End,
+    /// When (after connecting) it resets the connection, if it does.
+    pub reset_after: Option<Duration>,
+}
+
+/// Draws a client plan.
+pub fn plan(rng: &mut ChaCha8Rng, o: &Options) -> Plan {
+    let peers = [
+        Ipv4Addr::new(10, 0, 0, 7),
+        Ipv4Addr::new(10, 1, 2, 3),
+        Ipv4Addr::new(192, 168, 1, 20),
+        Ipv4Addr::new(127, 0, 0, 1),
+    ];
+    Plan {
+        peer: *peers.choose(rng).unwrap_or(&peers[0]),
+        requests: rng.random_range(1..=o.requests_per_client_max),
+        pipelined: rng.random_range(0..1000) < o.pipeline,
+        end: *[
+            End::HalfClose,
+            End::CloseWhenDone,
+            End::CloseWhenDone,
+            End::Linger,
+        ]
+        .choose(rng)
+        .unwrap_or(&End::CloseWhenDone),
+        reset_after: (rng.random_range(0..1000) < o.reset)
+            .then(|| Duration::from_millis(rng.random_range(0..3_000))),
+    }
+}
+
+/// The next request a client writes.
+pub fn request(rng: &mut ChaCha8Rng, o: &Options, memory: &Memory) -> Request {
+    let mut r = if rng.random_range(0..1000) < o.hostile {
+        hostile(rng, o)
+    } else {
+        valid(rng, o, memory)
+    };
+    if rng.random_range(0..1000) < o.stall {
+        // Strictly inside the request, so the server sees half of it and waits.
+        if r.bytes.len() > 1 {
+            r.stall_at = Some(rng.random_range(1..r.bytes.len()));
+        }
+    }
+    r
+}
