@@ -19,7 +19,8 @@ use std::path::Path;
 
 use std::os::unix::ffi::OsStringExt;
 
-use weir_core::server::{Completion, DirEntry, FileKind, FileMeta, LISTING_MAX};
+use bytes::Bytes;
+use weir_core::server::{Completion, DirEntry, FileKind, FileMeta, IoError, LISTING_MAX};
 use weir_core::{FileId, Token, UnixTime};
 
 use crate::errno;
@@ -73,6 +74,31 @@ impl Files {
             });
         }
         Completion::Listing(entries)
+    }
+
+    /// Carries out `ReadFile`: `len` bytes from `offset` with `pread`, fewer only at end of
+    /// file. The core asks only for files it keeps in its cache (`cache max-file=`), so
+    /// this is a bounded read of a small file.
+    pub fn read(&self, file: FileId, offset: u64, len: u64) -> Completion {
+        use std::os::unix::fs::FileExt;
+        let Some(f) = self.open.get(&file) else {
+            return Completion::Failed(IoError::Other);
+        };
+        let Ok(len) = usize::try_from(len) else {
+            return Completion::Failed(IoError::Exhausted);
+        };
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            match f.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Completion::Failed(errno::classify(&e)),
+            }
+        }
+        buf.truncate(got);
+        Completion::Data(Bytes::from(buf))
     }
 
     /// Carries out `CloseFile`: drops the descriptor. Unknown ids are ignored (closing

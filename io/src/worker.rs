@@ -497,6 +497,15 @@ impl Worker {
                 let result = self.files.open(token, &path);
                 self.pending.push_back(Input::Completed { token, result });
             }
+            Effect::ReadFile {
+                token,
+                file,
+                offset,
+                len,
+            } => {
+                let result = self.files.read(file, offset, len);
+                self.pending.push_back(Input::Completed { token, result });
+            }
             Effect::ReadDir { token, path } => {
                 let result = Files::read_dir(&path);
                 self.pending.push_back(Input::Completed { token, result });

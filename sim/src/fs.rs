@@ -88,10 +88,18 @@ pub const INITIAL_FILES: &[&str] = &[
 pub const APPEARING: &[&str] = &["new.txt", "docs/new.txt", "sub/index.html", "index.htm"];
 
 /// Directories (they never change).
-pub const DIRS: &[&str] = &["", "docs", "sub", "private"];
+pub const DIRS: &[&str] = &["", "docs", "sub", "private", "cgi-bin"];
 
 /// The file the server may not read.
 pub const DENIED: &str = "noperm.txt";
+
+/// The CGI scripts (`cgi-bin/NAME`, see `workload::Script`): regular files that never
+/// change; run, each behaves as its name says; served as documents, they are bytes like
+/// any other file.
+pub const SCRIPT_DIR: &str = "cgi-bin";
+
+/// A script the server may neither read nor run.
+pub const DENIED_SCRIPT: &str = "cgi-bin/locked";
 
 /// The simulated file system.
 #[derive(Debug)]
@@ -126,6 +134,16 @@ impl SimFs {
             fs.set(d, State::Dir(inode), Time(0));
         }
         fs.set(DENIED, State::Denied, Time(0));
+        fs.set(DENIED_SCRIPT, State::Denied, Time(0));
+        for name in crate::workload::Script::NAMES {
+            let age = rng.random_range(0..100_000);
+            fs.write(
+                &format!("{SCRIPT_DIR}/{name}"),
+                rng,
+                Time(0),
+                UnixTime(unix.0 - age),
+            );
+        }
         for f in INITIAL_FILES {
             // Files start a little in the past so that If-Modified-Since has room.
             let age = rng.random_range(0..100_000);
@@ -364,6 +382,14 @@ impl SimFs {
                 (name.to_string(), self.states_during(&full, from, to))
             })
             .collect()
+    }
+
+    /// What `path` (absolute) is now.
+    #[must_use]
+    pub fn state(&self, path: &Path) -> State {
+        self.rel_of(path)
+            .and_then(|rel| self.current.get(&rel).copied())
+            .unwrap_or(State::Missing)
     }
 
     /// A version by inode.

@@ -14,8 +14,11 @@
 //! The world answers the core's effects the way the mio shell does, behind the same
 //! `Input`/`Effect` interface, and the `oracle` watches from outside: the contract of that
 //! interface, strict parsing of every byte clients receive, one response per request in
-//! order, a reference model of rules and documents, and, after a liveness phase with the
-//! faults healed, that everything started has finished and everything held is released.
+//! order, a reference model of rules, documents and CGI scripts, and, after a liveness
+//! phase with the faults healed, that everything started has finished and everything held
+//! (connections, descriptors, processes) is released. Scripts are simulated processes
+//! (`procs`) whose behaviour their names choose: echoing, flooding, stalling, crashing,
+//! writing bad output.
 //!
 //! `run` wraps a whole run in `catch_unwind`: a panic in the core or the world is a
 //! *crash*; a checker's complaint is a *safety* failure; something that never finishes is
@@ -27,6 +30,7 @@
 pub mod fs;
 pub mod options;
 pub mod oracle;
+pub mod procs;
 pub mod trace;
 pub mod workload;
 pub mod world;

@@ -32,9 +32,16 @@ struct Cli {
     #[arg(long)]
     faults: Option<FaultLevel>,
     /// Plant a bug in the world to test the oracle: reorder-sends, drop-final-chunk,
-    /// stale-file, lose-closefile.
+    /// stale-file, lose-closefile, swap-stdin, lose-release.
     #[arg(long)]
     inject: Option<Inject>,
+    /// Also check what today's core is known to get wrong (see the README): a script's
+    /// failure may cut its own response and those after it, never the complete
+    /// responses queued before it; a script's header section over `limit header-bytes=`
+    /// is refused even when it arrives in one read; a script whose spawn completes after
+    /// the gateway timeout still times out.
+    #[arg(long)]
+    strict: bool,
     /// Print every input and effect (single seed).
     #[arg(long)]
     trace: bool,
@@ -75,6 +82,7 @@ fn main() -> ExitCode {
                 steps: cli.steps,
                 faults: cli.faults,
                 inject: cli.inject,
+                strict: cli.strict,
             };
             let outcome = single(args, cli.trace);
             report(&outcome, start, true)
@@ -105,7 +113,8 @@ fn report(o: &Outcome, start: Instant, verbose: bool) -> ExitCode {
             if verbose {
                 println!(
                     "ok seed={} steps={} time={}ms connections={} requests={} responses={} \
-                     fs_changes={} resets={} short_writes={} open_failures={} statuses={:?}",
+                     fs_changes={} resets={} short_writes={} open_failures={} cgi_requests={} \
+                     spawns={} kills={} statuses={:?}",
                     o.options.args.seed,
                     s.stats.steps,
                     s.stats.time.0,
@@ -116,6 +125,9 @@ fn report(o: &Outcome, start: Instant, verbose: bool) -> ExitCode {
                     s.stats.resets,
                     s.stats.short_writes,
                     s.stats.open_failures,
+                    s.stats.cgi_requests,
+                    s.stats.spawns,
+                    s.stats.kills,
                     s.stats.statuses
                 );
                 println!(
@@ -169,6 +181,7 @@ fn seeds(cli: &Cli, a: u64, b: u64, start: Instant) -> ExitCode {
                     steps: cli.steps,
                     faults: cli.faults,
                     inject: cli.inject,
+                    strict: cli.strict,
                 };
                 let o = weir_sim::run(args, false);
                 if o.result.is_err() {

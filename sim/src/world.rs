@@ -37,8 +37,15 @@
 //! what it started, and the world must go quiet within a budget with every connection,
 //! descriptor and timer released, after which `Shutdown` must give `Exit { code: 0 }`.
 //!
-//! Gateways (CGI, FastCGI) will add their own effects; they belong here as a `procs`
-//! field answering spawn/pipe effects with scripted processes, beside `fs`.
+//! * **Scripts** (`procs`): a `Spawn` of a script under `cgi-bin/` starts a simulated
+//!   process whose name says what it does; its pipes answer `WriteStdin` in random
+//!   partial pieces and `ReadOutput` with random slices, and it exits (or is killed)
+//!   with `Exited` before or after its EOFs. Under faults a spawn sometimes fails with
+//!   "too many processes". The gateway book (`oracle::gateway`) checks every process
+//!   effect and input and records, per request, what the judge needs for 503 and 504.
+//!   Around every input the world counts the script requests that wait without a
+//!   process (`farm_waiting`), so the book can tell when the farm and its queue were
+//!   both full.
 
 use core::fmt::Write as _;
 use core::net::SocketAddr;
@@ -51,15 +58,17 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use weir_core::chunk::Chunk;
 use weir_core::config::ConfigRef;
-use weir_core::server::{Completion, Effect, Input, IoError, Server};
+use weir_core::server::{Completion, Effect, Input, IoError, OutStream, ProcId, Server};
 use weir_core::{ConnId, FileId, ListenerId, Now, Time, Token, UnixTime};
 
-use crate::fs::SimFs;
+use crate::fs::{SimFs, State};
 use crate::options::{Inject, Options};
 use crate::oracle::contract::Contract;
+use crate::oracle::gateway::{self, GatewayBook, ProcInput};
 use crate::oracle::judge::Judge;
 use crate::oracle::ledger::{Ledger, Progress};
-use crate::oracle::model::{Site, TagBook};
+use crate::oracle::model::{self, Routed, Site, TagBook};
+use crate::procs::{Knobs, Procs, Wake, Wakes};
 use crate::trace::Fnv;
 use crate::workload::{self, End, Memory, Plan};
 
@@ -124,6 +133,12 @@ pub struct Stats {
     pub open_failures: u64,
     /// Access-log lines written.
     pub access_log_lines: u64,
+    /// Script requests written.
+    pub cgi_requests: u64,
+    /// Processes spawned.
+    pub spawns: u64,
+    /// Processes killed.
+    pub kills: u64,
 }
 
 /// A successful run's summary.
@@ -145,8 +160,11 @@ enum Event {
     SendDone(ConnId),
     OpenDone(Token),
     ListDone(Token),
+    FileRead(Token, FileId, u64, u64),
     FsChange,
     Reset(ConnId),
+    SpawnDone(Token),
+    Proc(ProcId, Wake),
 }
 
 struct PendingSend {
@@ -175,6 +193,8 @@ struct Client {
     ledger: Ledger,
     /// Bytes held back by the `reorder-sends` bug.
     held: Vec<u8>,
+    /// Bytes the server has been told were sent.
+    received: u64,
 }
 
 type Check<T = ()> = Result<T, Failure>;
@@ -212,6 +232,12 @@ pub struct World {
     exit: Option<i32>,
     stuck: u64,
     stats: Stats,
+    procs: Procs,
+    book: GatewayBook,
+    /// Spawn results waiting to be reported.
+    spawns: BTreeMap<Token, Completion>,
+    /// Where each request is: its connection and its index in the ledger.
+    req_at: BTreeMap<u64, (ConnId, usize)>,
 }
 
 impl World {
@@ -252,6 +278,8 @@ impl World {
             && t.header.as_millis() == u128::from(opts.header_timeout_ms)
             && t.body.as_millis() == u128::from(opts.body_timeout_ms)
             && t.idle.as_millis() == u128::from(opts.idle_timeout_ms)
+            && t.gateway.as_millis() == u128::from(opts.gateway_timeout_ms)
+            && l.cgi_max == opts.cgi_max
             && config.root == std::path::Path::new(workload::ROOT)
             && config.welcome == site.welcome
             && config.listing == site.listing
@@ -273,7 +301,18 @@ impl World {
         if print_trace {
             println!("config:\n{text}");
         }
+        let knobs = Knobs {
+            pipe_capacity: opts.pipe_capacity,
+            step_max_ms: opts.script_delay_max_ms,
+            header_bytes_max: opts.header_bytes_max,
+            swap_stdin: opts.args.inject == Some(Inject::SwapStdin),
+            lose_release: opts.args.inject == Some(Inject::LoseRelease),
+        };
         Ok(World {
+            procs: Procs::new(knobs),
+            book: GatewayBook::new(opts.cgi_max, opts.gateway_timeout_ms),
+            spawns: BTreeMap::new(),
+            req_at: BTreeMap::new(),
             server: Server::new(ConfigRef::new(1, config), now),
             contract: Contract::new(read_max, workload::ROOT),
             opts,
@@ -394,11 +433,17 @@ impl World {
             self.advance(t);
             let t = self.now.mono.0;
             self.record(format_args!("{t} timeout"));
+            let waiting = self.farm_waiting();
+            self.book.begin_handle();
             self.server.handle_timeout(self.now);
             self.drain()?;
+            self.book.end_handle(&waiting);
         } else if let Some(Reverse((t, _, e))) = self.queue.pop() {
             self.advance(t);
             self.event(e)?;
+        }
+        if let Some(m) = self.book.overdue(self.now.mono) {
+            return Err(self.safety(m));
         }
         Ok(true)
     }
@@ -416,8 +461,56 @@ impl World {
     fn input(&mut self, input: Input) -> Check {
         let t = self.now.mono.0;
         self.record(format_args!("{t} < {input:?}"));
+        let waiting = self.farm_waiting();
+        self.book.begin_handle();
         self.server.handle(input, self.now);
-        self.drain()
+        self.drain()?;
+        self.book.end_handle(&waiting);
+        Ok(())
+    }
+
+    /// The script requests in the server that have no process (yet): heads delivered,
+    /// not answered, on connections still open. A superset of the farm's queue (plus
+    /// the request being decided), whatever the core's state.
+    fn farm_waiting(&self) -> Vec<u64> {
+        if !self.opts.cgi {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for c in self.clients.values() {
+            if c.closed || c.failed || !c.accepted {
+                continue;
+            }
+            for e in c.ledger.entries.iter().skip_while(|e| e.answered) {
+                if e.req.cgi
+                    && e.head.is_some()
+                    && !e.answered
+                    && self.book.request(e.req.id).procs.is_empty()
+                {
+                    out.push(e.req.id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Does the site run a script for this request? (The model's routing: the world
+    /// must know which requests the farm counts.)
+    fn runs_script(&self, req: &workload::Request, peer: std::net::Ipv4Addr) -> bool {
+        if !matches!(
+            req.method.as_str(),
+            "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "OPTIONS" | "PATCH"
+        ) || !matches!(req.expect, workload::Expect::Model)
+        {
+            return false;
+        }
+        let Some((path, query)) = model::normalize(&req.target) else {
+            return false;
+        };
+        matches!(
+            model::route(&self.site, &path, query.as_deref(), peer).0,
+            Routed::Cgi(_)
+        )
     }
 
     fn drain(&mut self) -> Check {
@@ -505,6 +598,16 @@ impl World {
                 self.lists.insert(token, path);
                 self.schedule(d, Event::ListDone(token));
             }
+            Effect::ReadFile {
+                token,
+                file,
+                offset,
+                len,
+            } => {
+                self.contract.token(token).map_err(|m| self.safety(m))?;
+                let d = self.rng.random_range(0..=self.opts.open_delay_max_ms);
+                self.schedule(d, Event::FileRead(token, file, offset, len));
+            }
             Effect::CloseFile { file } => {
                 if self.opts.args.inject == Some(Inject::LoseCloseFile) && self.rng.random_bool(0.2)
                 {
@@ -527,9 +630,12 @@ impl World {
             | Effect::ReadOutput { .. }
             | Effect::Kill { .. }
             | Effect::Release { .. }) => {
-                return Err(self.safety(format!(
-                    "a gateway effect for a site without gateways: {gateway:?}"
-                )));
+                if !self.opts.cgi {
+                    return Err(self.safety(format!(
+                        "a gateway effect for a site without gateways: {gateway:?}"
+                    )));
+                }
+                self.gateway_effect(gateway)?;
             }
             Effect::Exit { code } => {
                 self.contract.exit(code).map_err(|m| self.safety(m))?;
@@ -616,6 +722,23 @@ impl World {
                 let result = self.fs.list(&path);
                 self.input(Input::Completed { token, result })
             }
+            Event::FileRead(token, file, offset, len) => {
+                // A read from the descriptor's own version, as `pread` on an open file
+                // (the stale-file bug reads the path's previous version instead).
+                let d = self.fs.descriptor(file).ok_or_else(|| {
+                    self.safety(format!("ReadFile of {file:?}, which is not open"))
+                })?;
+                let mut content = d.content.clone();
+                if self.opts.args.inject == Some(Inject::StaleFile) {
+                    if let Some(old) = self.fs.previous_content(d) {
+                        content = old;
+                    }
+                }
+                let start = (offset as usize).min(content.len());
+                let end = (offset.saturating_add(len) as usize).min(content.len());
+                let result = Completion::Data(content.slice(start..end));
+                self.input(Input::Completed { token, result })
+            }
             Event::FsChange => {
                 if self.healed {
                     return Ok(());
@@ -628,6 +751,20 @@ impl World {
                 self.schedule(d, Event::FsChange);
                 Ok(())
             }
+            Event::SpawnDone(token) => {
+                // unwrap: SpawnDone is scheduled only with an entry in `spawns`.
+                let result = self.spawns.remove(&token).unwrap();
+                let proc = ProcId(token);
+                self.book.spawn_completed(proc, &result);
+                if result == Completion::Spawned {
+                    self.book.started(proc, self.now.mono);
+                    let mut wakes = Vec::new();
+                    self.procs.started(proc, &mut self.rng, &mut wakes);
+                    self.schedule_wakes(wakes);
+                }
+                self.input(Input::Completed { token, result })
+            }
+            Event::Proc(proc, wake) => self.proc_event(proc, wake),
             Event::Reset(conn) => {
                 let healed = self.healed;
                 let c = self.client(conn);
@@ -676,6 +813,7 @@ impl World {
                     server_ended: false,
                     ledger: Ledger::default(),
                     held: Vec::new(),
+                    received: 0,
                 },
             );
             self.stats.connections += 1;
@@ -747,10 +885,15 @@ impl World {
                 }
                 return Ok(());
             }
-            let mut req = workload::request(&mut self.rng, &self.opts, &self.memory);
+            let id = self.stats.requests + 1;
+            let mut req = workload::request(&mut self.rng, &self.opts, &self.memory, id);
             if healed {
                 req.stall_at = None;
             }
+            req.cgi = self.runs_script(&req, self.clients[&conn].plan.peer);
+            self.stats.cgi_requests += u64::from(req.cgi);
+            let index = self.clients[&conn].ledger.entries.len();
+            self.req_at.insert(id, (conn, index));
             self.stats.requests += 1;
             let now = self.now.mono;
             let c = self.client(conn);
@@ -824,6 +967,7 @@ impl World {
             c.read_max = None;
             c.ledger.eof_delivered = true;
             self.contract.read_done(conn);
+            self.license_hang_up(conn);
             return self.input(Input::PeerClosed { conn });
         }
         Ok(())
@@ -865,6 +1009,7 @@ impl World {
         }
         self.deliver(conn, &bytes)?;
         self.contract.send_done(conn);
+        self.client(conn).received += s.n;
         self.input(Input::Sent { conn, n: s.n })
     }
 
@@ -889,6 +1034,8 @@ impl World {
             unix_base: self.unix_base,
             peer,
             half_closed: ledger.eof_delivered,
+            gateway: &self.book,
+            cut: false,
         };
         let result = ledger.receive(bytes, &mut |e, r| {
             stats.responses += 1;
@@ -914,20 +1061,240 @@ impl World {
     }
 
     /// The server ended the connection: what is held is delivered, then the ledger checks
-    /// nothing owed is left unanswered, and the client closes its side too.
+    /// nothing owed is left unanswered (judging a response the close delimits), and the
+    /// client closes its side too.
     fn server_end(&mut self, conn: ConnId) -> Check {
         let held = std::mem::take(&mut self.client(conn).held);
         self.deliver(conn, &held)?;
         let (h, b) = (self.opts.header_timeout_ms, self.opts.body_timeout_ms);
         let now = self.now.mono;
+        let mut ledger = std::mem::take(&mut self.client(conn).ledger);
+        let peer = self.clients[&conn].plan.peer;
+        let stats = &mut self.stats;
+        let mut judge = Judge {
+            site: &self.site,
+            fs: &self.fs,
+            tags: &mut self.tags,
+            memory: &mut self.memory,
+            timeouts_ms: (h, b),
+            exhausted: &self.exhausted,
+            now,
+            unix_base: self.unix_base,
+            peer,
+            half_closed: ledger.eof_delivered,
+            gateway: &self.book,
+            cut: false,
+        };
+        let result = ledger.end(now, h, b, &mut |e, r, cut| {
+            stats.responses += 1;
+            *stats.statuses.entry(r.status).or_default() += 1;
+            judge.cut = cut;
+            judge.judge(e, r)
+        });
         let c = self.client(conn);
+        c.ledger = ledger;
         c.server_ended = true;
-        c.ledger
-            .end(now, h, b)
+        result
             .map_err(|m| format!("{conn:?}: {m}"))
             .map_err(|m| self.safety(m))?;
         self.client_eof(conn);
         Ok(())
+    }
+
+    /// The client's end of stream reaches the server: a script still working for one of
+    /// its requests is killed and the connection cut (DESIGN.md §4: a client that goes
+    /// away kills it; the core cannot tell a half-close from a hang-up).
+    fn license_hang_up(&mut self, conn: ConnId) {
+        let c = &self.clients[&conn];
+        let first = c.ledger.entries.iter().position(|e| {
+            e.req.cgi && e.head.is_some() && {
+                let rec = self.book.request(e.req.id);
+                rec.procs.is_empty()
+                    || rec.procs.iter().any(|p| {
+                        !self.book.is_released(*p)
+                            && self.procs.get(*p).is_none_or(|x| !x.stdout_done())
+                    })
+            }
+        });
+        if let Some(i) = first {
+            self.license_cut(conn, i);
+        }
+    }
+
+    /// The server may cut `conn` from request `i` on. Unless `--strict`, the cut may
+    /// also lose the responses queued before it and not yet received (the core drops
+    /// everything it has not sent): the whole unanswered tail is excused.
+    fn license_cut(&mut self, conn: ConnId, i: usize) {
+        let strict = self.opts.args.strict;
+        let c = self.client(conn);
+        let next = c.ledger.entries.iter().take_while(|e| e.answered).count();
+        c.ledger.license_cut(if strict { i } else { i.min(next) });
+    }
+
+    /// The request a process serves, with its connection and ledger index.
+    fn request_of(&self, proc: ProcId) -> Option<(u64, ConnId, usize)> {
+        let id = self.book.request_for(proc)?;
+        let (conn, i) = *self.req_at.get(&id)?;
+        Some((id, conn, i))
+    }
+
+    /// Carries out a process effect (checked by the book first).
+    fn gateway_effect(&mut self, e: Effect) -> Check {
+        let mut wakes: Wakes = Vec::new();
+        match e {
+            Effect::Spawn { token, spec } => {
+                self.contract.token(token).map_err(|m| self.safety(m))?;
+                let proc = ProcId(token);
+                let id = gateway::request_of(&spec);
+                let query = gateway::query_of(&spec);
+                let at = id.and_then(|i| self.req_at.get(&i).copied());
+                let entry = at.and_then(|(c, i)| self.clients[&c].ledger.entries.get(i));
+                let body = entry.map(|e| e.req.body.clone());
+                let method = entry.map(|e| e.req.method.clone());
+                let raw_query = entry.map(|e| {
+                    e.req
+                        .target
+                        .split_once('?')
+                        .map_or(String::new(), |(_, q)| q.to_string())
+                });
+                let base = at.map_or(0, |(c, _)| self.clients[&c].received);
+                self.book
+                    .spawn(
+                        proc,
+                        &spec,
+                        id,
+                        body.as_deref(),
+                        method.as_deref(),
+                        raw_query.as_deref(),
+                        self.now.mono,
+                        base,
+                    )
+                    .map_err(|m| self.safety(m))?;
+                self.stats.spawns += 1;
+                let name = spec
+                    .program
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let in_scripts =
+                    spec.program.parent() == Some(&self.fs.root().join(crate::fs::SCRIPT_DIR));
+                let result = match self.fs.state(&spec.program) {
+                    State::Missing => Completion::Failed(IoError::NotFound),
+                    State::Denied | State::Dir(_) => Completion::Failed(IoError::PermissionDenied),
+                    State::File(_) if !in_scripts || workload::Script::by_name(&name).is_none() => {
+                        // A document that is not executable.
+                        Completion::Failed(IoError::PermissionDenied)
+                    }
+                    State::File(_) if !self.healed && self.chance(self.opts.spawn_exhausted) => {
+                        Completion::Failed(IoError::Exhausted)
+                    }
+                    State::File(_) => {
+                        let n = workload::query_n(&query).unwrap_or(workload::N_DEFAULT);
+                        self.procs.start(proc, &name, id, n, &mut self.rng);
+                        Completion::Spawned
+                    }
+                };
+                self.spawns.insert(token, result);
+                // A fork is quick; with `--strict`, now and then the machine is loaded
+                // and it takes longer than the gateway timeout (a known core bug: the
+                // timeout is then never armed again).
+                let slow = self.opts.args.strict && self.rng.random_bool(0.05);
+                let d = self.rng.random_range(0..=2)
+                    + if slow {
+                        self.opts.gateway_timeout_ms + 50
+                    } else {
+                        0
+                    };
+                self.schedule(d, Event::SpawnDone(token));
+            }
+            Effect::WriteStdin { proc, data } => {
+                self.book
+                    .write_stdin(proc, &data)
+                    .map_err(|m| self.safety(m))?;
+                self.procs
+                    .write_stdin(proc, data, &mut self.rng, &mut wakes);
+            }
+            Effect::CloseStdin { proc } => {
+                self.book.close_stdin(proc).map_err(|m| self.safety(m))?;
+                self.procs.close_stdin(proc, &mut self.rng, &mut wakes);
+            }
+            Effect::ReadOutput { proc, stream, max } => {
+                self.book
+                    .read_output(proc, stream, max)
+                    .map_err(|m| self.safety(m))?;
+                self.procs
+                    .read_output(proc, stream, max, &mut self.rng, &mut wakes);
+            }
+            Effect::Kill { proc } => {
+                let head_read = self.procs.get(proc).is_some_and(|p| p.head_read());
+                self.book
+                    .kill(proc, self.now.mono, head_read)
+                    .map_err(|m| self.safety(m))?;
+                self.stats.kills += 1;
+                let rec = self
+                    .book
+                    .request_for(proc)
+                    .map(|id| self.book.request(id).clone());
+                if rec.is_some_and(|r| r.idle_kill_after_head || r.idle_kill_before_head) {
+                    if let Some((_, conn, i)) = self.request_of(proc) {
+                        self.license_cut(conn, i);
+                    }
+                }
+                self.procs.kill(proc, &mut self.rng, &mut wakes);
+            }
+            Effect::Release { proc } => {
+                self.book.release(proc).map_err(|m| self.safety(m))?;
+                self.procs.release(proc, &mut self.rng);
+            }
+            other => return Err(self.safety(format!("not a process effect: {other:?}"))),
+        }
+        self.schedule_wakes(wakes);
+        Ok(())
+    }
+
+    fn schedule_wakes(&mut self, wakes: Wakes) {
+        for (d, proc, w) in wakes {
+            self.schedule(d, Event::Proc(proc, w));
+        }
+    }
+
+    /// A process event comes due: the input it makes, checked by the book.
+    fn proc_event(&mut self, proc: ProcId, wake: Wake) -> Check {
+        let mut wakes: Wakes = Vec::new();
+        let input = self.procs.wake(proc, wake, &mut self.rng, &mut wakes);
+        self.schedule_wakes(wakes);
+        let Some(input) = input else {
+            return Ok(());
+        };
+        let what = match &input {
+            Input::StdinWritten { n, .. } => ProcInput::StdinWritten(*n),
+            Input::StdinClosed { .. } => ProcInput::StdinClosed,
+            Input::Output { stream, data, .. } => {
+                ProcInput::Output(usize::from(*stream == OutStream::Stderr), data.len())
+            }
+            Input::OutputEof { stream, .. } => {
+                ProcInput::Eof(usize::from(*stream == OutStream::Stderr))
+            }
+            _ => ProcInput::Exited,
+        };
+        let received = self
+            .request_of(proc)
+            .map_or(0, |(_, conn, _)| self.clients[&conn].received);
+        self.book
+            .input(proc, &what, self.now.mono, received)
+            .map_err(|m| self.safety(format!("the world's input: {m}")))?;
+        // A script that ends its output short of its Content-Length: the server can
+        // only cut the connection (the response cannot be completed).
+        if let (ProcInput::Eof(0), Some(p)) = (what, self.procs.get(proc)) {
+            let short = workload::Script::by_name(&p.name)
+                == Some(workload::Script::CrashBody { len: true });
+            if short {
+                if let Some((_, conn, i)) = self.request_of(proc) {
+                    self.license_cut(conn, i);
+                }
+            }
+        }
+        self.input(input)
     }
 
     fn heal(&mut self) {
@@ -957,6 +1324,16 @@ impl World {
         let open = self.fs.open_files();
         if !open.is_empty() {
             return Err(self.liveness(format!("files never closed: {open:?}")));
+        }
+        let held = self.book.held();
+        if !held.is_empty() {
+            return Err(self.liveness(format!("processes spawned and never released: {held:?}")));
+        }
+        let running = self.procs.running();
+        if !running.is_empty() {
+            return Err(self.liveness(format!(
+                "processes the world still runs after their Release: {running:?}"
+            )));
         }
         if let Some((conn, c)) = self
             .clients
@@ -1005,8 +1382,9 @@ impl World {
         }
         let _ = write!(
             s,
-            "  open files {:?}, server poll_timeout {:?}",
+            "  open files {:?}, processes held {:?}, server poll_timeout {:?}",
             self.fs.open_files(),
+            self.book.held(),
             self.server.poll_timeout()
         );
         s

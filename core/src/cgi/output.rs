@@ -94,6 +94,9 @@ impl HeadParser {
                     .map_or(0, |p| p + 1);
                 let line = &self.buf[line_start..i];
                 if line.is_empty() || line == b"\r" {
+                    if line_start > limit {
+                        return Parsed::Bad("the header section is too long");
+                    }
                     let head = parse_fields(&self.buf[..line_start]);
                     let rest = Bytes::copy_from_slice(&self.buf[i + 1..]);
                     return match head {

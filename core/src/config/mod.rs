@@ -85,7 +85,7 @@ pub enum LogFormat {
 }
 
 /// The `cache` directive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CacheSettings {
     /// Total bytes of cached documents.
     pub size: u64,

@@ -740,6 +740,22 @@ impl Conn {
         self.arm_timers();
     }
 
+    /// Ends the connection after what is already queued, for when the response in progress
+    /// cannot be completed (its source failed). The bytes queued so far — earlier complete
+    /// responses and the beginning of this one — still go out; then the connection closes,
+    /// the only sign a client can get that the last response is short. Nothing more is
+    /// parsed or accepted for sending.
+    pub fn cut(&mut self, now: Now) {
+        self.note_now(now);
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.write = Write::Done;
+        self.events.clear();
+        self.enter_closing();
+        self.settle(now);
+    }
+
     /// Where the connection is.
     #[must_use]
     pub fn state(&self) -> ConnState {
@@ -968,7 +984,30 @@ impl Conn {
                 break;
             }
         }
+        self.release_idle_buffers();
         self.arm_timers();
+    }
+
+    /// A kept-alive connection waiting for its next request holds no buffer memory: an
+    /// idle connection costs only this struct (thousands of idle clients are the common
+    /// case), at the price of allocating again when the next request arrives.
+    fn release_idle_buffers(&mut self) {
+        let idle = self.phase == Phase::Open
+            && self.read == Read::Idle
+            && self.input.is_empty()
+            && self.out.is_empty()
+            && self.events.is_empty();
+        if idle {
+            if self.input.capacity() > 0 {
+                self.input = BytesMut::new();
+            }
+            if self.out.capacity() > 0 {
+                self.out = VecDeque::new();
+            }
+            if self.events.capacity() > 0 {
+                self.events = VecDeque::new();
+            }
+        }
     }
 
     fn next_cycle(&mut self, now: Now) {

@@ -172,7 +172,18 @@ impl HeadScan {
                 b' ' | b'\t' if self.pos == self.line_start && !self.in_request_line => {
                     return Err(err(400, "obs-fold or whitespace before a field line"));
                 }
-                _ => self.pos += 1,
+                _ => {
+                    self.pos += 1;
+                    // Limits are judged byte by byte, in order, so that the first violation
+                    // decides whatever the split of the input (a bad byte after the limit
+                    // must not win just because it arrived in the same read).
+                    if self.in_request_line && self.pos - self.line_start > line_max {
+                        return Err(err(414, "request line too long"));
+                    }
+                    if self.pos > bytes_max {
+                        return Err(err(431, "request head too large"));
+                    }
+                }
             }
         }
         if self.in_request_line && !self.leading && self.pos - self.line_start > line_max {

@@ -1677,3 +1677,74 @@ fn raw_responses_pass_unframed_and_close() {
         "nothing after a raw response"
     );
 }
+
+/// The first violation in byte order decides, however the bytes are cut: a long request
+/// line that also holds a bare LF past the limit is 414 whole and in pieces.
+#[test]
+fn limit_verdicts_do_not_depend_on_the_split() {
+    let limits = Limits {
+        request_line_max: 64,
+        ..Limits::default()
+    };
+    let mut line = b"GET /".to_vec();
+    line.extend(std::iter::repeat_n(b'a', 70));
+    line.extend_from_slice(b"\n HTTP/1.1\r\n\r\n");
+    let verdict = |cut: usize| {
+        let mut conn = Conn::new(&limits, &Timeouts::default(), Now::default());
+        conn.receive(&line[..cut], Now::default());
+        conn.receive(&line[cut..], Now::default());
+        std::iter::from_fn(|| conn.poll_event()).find_map(|e| match e {
+            Event::Rejected(p) => Some(p.status),
+            _ => None,
+        })
+    };
+    for cut in 0..line.len() {
+        assert_eq!(verdict(cut), Some(414), "cut at {cut}");
+    }
+}
+
+/// `cut`: what was queued still leaves, then the connection closes; nothing more is sent.
+#[test]
+fn cut_keeps_what_was_queued() {
+    let limits = Limits::default();
+    let now = Now::default();
+    let mut conn = Conn::new(&limits, &Timeouts::default(), now);
+    conn.receive(
+        b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n",
+        now,
+    );
+    assert!(matches!(conn.poll_event(), Some(Event::Head(_))));
+    assert!(matches!(conn.poll_event(), Some(Event::End)));
+    conn.send_head(ResponseHead::new(200, ResponseBody::Length(1)), now)
+        .unwrap();
+    conn.send_body(Chunk::Bytes(Bytes::from_static(b"A")), now)
+        .unwrap();
+    conn.send_end(None, now).unwrap();
+    assert!(matches!(conn.poll_event(), Some(Event::Head(_))));
+    conn.send_head(ResponseHead::new(200, ResponseBody::Streamed), now)
+        .unwrap();
+    conn.send_body(Chunk::Bytes(Bytes::from_static(b"partial")), now)
+        .unwrap();
+    conn.cut(now);
+    assert!(conn
+        .send_body(Chunk::Bytes(Bytes::from_static(b"more")), now)
+        .is_err());
+    let mut out = Vec::new();
+    while let Some(c) = conn.pending_transmit() {
+        let Chunk::Bytes(b) = c.clone() else {
+            panic!("a file chunk")
+        };
+        out.extend_from_slice(&b);
+        conn.advance_transmit(b.len() as u64, now);
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("\r\n\r\nA") && text.ends_with("partial\r\n"),
+        "{text}"
+    );
+    assert!(
+        matches!(conn.state(), ConnState::Lingering | ConnState::Closed),
+        "{:?}",
+        conn.state()
+    );
+}

@@ -352,6 +352,10 @@ impl Server {
             }
             Completion::Spawned => {
                 cgi.spawned = true;
+                // The gateway timeout counts from the start (a slow spawn may have let the
+                // first deadline pass unarmed).
+                let deadline = now.mono.after(self.config.timeouts.gateway);
+                self.set_proc_deadline(proc, Some(deadline));
                 self.pump_proc(proc, now);
             }
             Completion::Failed(err) => {
@@ -569,7 +573,7 @@ impl Server {
             let label = self.procs[&proc].label.clone();
             self.log(format!("cgi {label}: less output than its Content-Length"));
             if let Some(slot) = self.conns.get_mut(&id) {
-                slot.conn.abort();
+                slot.conn.cut(now);
             }
         }
         slot_done(self, id);
@@ -594,7 +598,7 @@ impl Server {
         self.kill_proc(proc, now);
         if let Some(id) = conn {
             if let Some(slot) = self.conns.get_mut(&id) {
-                slot.conn.abort();
+                slot.conn.cut(now);
             }
             slot_done(self, id);
         }
@@ -773,7 +777,7 @@ impl Server {
         if state.is_none() {
             return;
         }
-        slot.conn.abort();
+        slot.conn.cut(now);
         self.gateway_conn_closed(id, state, now);
     }
 
@@ -825,7 +829,7 @@ impl Server {
                 if head_pending {
                     self.error(id, 504, &[], now);
                 } else if let Some(slot) = self.conns.get_mut(&id) {
-                    slot.conn.abort();
+                    slot.conn.cut(now);
                 }
                 slot_done(self, id);
                 self.pump(id, now);

@@ -151,6 +151,8 @@ pub struct SpawnSpec {
 pub enum Completion {
     /// `Open` succeeded: the file (or directory) is open as `FileId(token)`.
     Opened(FileMeta),
+    /// `ReadFile` succeeded: the bytes read (fewer than asked only at end of file).
+    Data(Bytes),
     /// `Spawn` succeeded: the process runs as `ProcId(token)`, in a process group of its
     /// own, with pipes on its standard input, output and error.
     Spawned,
@@ -243,6 +245,18 @@ pub enum Effect {
         token: Token,
         /// Absolute path.
         path: PathBuf,
+    },
+    /// Read `len` bytes of an open file from `offset` (answer: `Completed { token, Data |
+    /// Failed }`; fewer bytes only at end of file). The document cache fills itself this way.
+    ReadFile {
+        /// Names the request.
+        token: Token,
+        /// The open file.
+        file: FileId,
+        /// Where to start.
+        offset: u64,
+        /// How many bytes.
+        len: u64,
     },
     /// List the directory `path`: each entry's name, and (following symbolic links) whether
     /// it is a directory, its size and its mtime; entries whose metadata cannot be read are

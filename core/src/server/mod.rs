@@ -70,6 +70,10 @@ pub struct Server {
     cgi_running: usize,
     /// Connections whose script waits for a place in the farm.
     cgi_queue: VecDeque<ConnId>,
+    /// The document cache (`None` with `cache off`).
+    cache: Option<crate::cache::Cache>,
+    /// `ReadFile`s whose request went away: the file to close when each completes.
+    orphan_reads: BTreeMap<Token, FileId>,
 }
 
 /// One connection and what the server is doing for it.
@@ -105,6 +109,7 @@ impl Server {
     /// A server with no connections.
     #[must_use]
     pub fn new(config: ConfigRef, now: Now) -> Server {
+        let cache = config.cache.map(crate::cache::Cache::new);
         Server {
             config,
             conns: BTreeMap::new(),
@@ -120,6 +125,8 @@ impl Server {
             proc_deadlines: BTreeSet::new(),
             cgi_running: 0,
             cgi_queue: VecDeque::new(),
+            cache,
+            orphan_reads: BTreeMap::new(),
         }
     }
 
@@ -295,8 +302,8 @@ impl Server {
     }
 
     fn check_exit(&mut self) {
-        if self.shutdown.is_some() && self.conns.is_empty() && self.procs.is_empty() && !self.exited
-        {
+        let idle = self.conns.is_empty() && self.procs.is_empty() && self.orphan_reads.is_empty();
+        if self.shutdown.is_some() && idle && !self.exited {
             self.exited = true;
             self.shutdown = None;
             self.effects.push_back(Effect::Exit { code: 0 });
@@ -386,6 +393,15 @@ impl Server {
         if state == ConnState::Lingering && !slot.shutdown_sent && slot.sending.is_none() {
             slot.shutdown_sent = true;
             self.effects.push_back(Effect::ShutdownWrite { conn: id });
+        }
+        if state == ConnState::Idle && slot.waiting.is_none() && slot.gateway.is_none() {
+            // Between requests a connection keeps nothing of the last one (memory per idle
+            // connection is what thousands of keep-alive clients cost).
+            slot.request = None;
+            slot.user = None;
+            if slot.files.is_empty() && slot.files.capacity() > 0 {
+                slot.files = VecDeque::new();
+            }
         }
         let deadline = slot.conn.poll_timeout();
         if deadline != slot.deadline {

@@ -27,15 +27,25 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 use super::{Completion, ConnId, Effect, FileId, FileKind, FileMeta, IoError, Server};
+use crate::cache::Cached;
 use crate::document::negotiate::{self, Coding};
-use crate::document::{self, FileAnswer};
+use crate::document::{self, FileAnswer, Piece};
 use crate::http1::{Event, Method, RequestHead};
 use crate::path;
 use crate::rules::{self, Outcome, RouteRequest};
-use crate::time::Now;
+use crate::time::{Now, Time};
 
 /// The methods a document answers.
 pub const DOCUMENT_ALLOW: &str = "GET, HEAD, OPTIONS";
+
+/// Where a document's bytes come from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Source {
+    /// An open file (sent with `sendfile`; closed when its bytes have left).
+    File(FileId),
+    /// The document cache.
+    Memory(Bytes),
+}
 
 /// A request parked on an `Open`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -48,6 +58,11 @@ pub(super) struct Waiting {
     /// The file-system path being opened.
     fs_path: PathBuf,
     stage: Stage,
+    /// The open file being read into the cache, with its metadata.
+    reading: Option<(FileId, FileMeta)>,
+    /// When the `Open` was issued: a cache entry counts as validated then (the version it
+    /// holds was current at some moment after it), never later.
+    opened_at: Time,
 }
 
 /// Which open a parked request waits for.
@@ -63,7 +78,7 @@ enum Stage {
     Variant {
         /// The document's own path, to which each coding's suffix is added.
         base: PathBuf,
-        original: FileId,
+        original: Source,
         meta: FileMeta,
         mime: String,
         codings: Vec<Coding>,
@@ -136,8 +151,13 @@ impl Server {
     /// it opened) and a file it holds is closed.
     pub(super) fn release(&mut self, w: Waiting) {
         self.parked.remove(&w.token);
-        if let Stage::Variant { original, .. } = w.stage {
-            self.effects.push_back(Effect::CloseFile { file: original });
+        if let Stage::Variant { original, .. } = &w.stage {
+            self.close_source(original);
+        }
+        if let Some((file, _)) = w.reading {
+            // Its ReadFile is still outstanding: the file is closed when that completes,
+            // never under the shell's feet.
+            self.orphan_reads.insert(w.token, file);
         }
     }
 
@@ -206,8 +226,10 @@ impl Server {
                         query: target.query,
                         fs_path: path,
                         stage: Stage::Primary,
+                        reading: None,
+                        opened_at: now.mono,
                     };
-                    self.open(id, w);
+                    self.open(id, w, now);
                 }
                 Method::Options => self.options(id, now),
                 _ => self.error(id, 405, &[("Allow", DOCUMENT_ALLOW.into())], now),
@@ -263,9 +285,27 @@ impl Server {
         self.respond(id, head, Vec::new(), None, now);
     }
 
-    fn open(&mut self, id: ConnId, mut w: Waiting) {
+    /// Opens `w.fs_path` for the request, or answers at once from a fresh cache entry.
+    fn open(&mut self, id: ConnId, mut w: Waiting, now: Now) {
+        if self.cache_usable(id) {
+            let hit = self
+                .cache
+                .as_mut()
+                .and_then(|c| c.fresh(&w.fs_path, now.mono));
+            match hit {
+                Some(Cached::File { meta, body }) => {
+                    return self.opened(id, w, Source::Memory(body), meta, now)
+                }
+                Some(Cached::Dir(meta)) => {
+                    return self.opened(id, w, Source::Memory(Bytes::new()), meta, now)
+                }
+                Some(Cached::Missing) => return self.open_failed(id, w, IoError::NotFound, now),
+                None => {}
+            }
+        }
         let token = self.token();
         w.token = token;
+        w.opened_at = now.mono;
         self.effects.push_back(Effect::Open {
             token,
             path: w.fs_path.clone(),
@@ -278,6 +318,10 @@ impl Server {
 
     pub(super) fn completed(&mut self, token: crate::ids::Token, result: Completion, now: Now) {
         if self.spawn_completed(token, &result, now) {
+            return;
+        }
+        if let Some(file) = self.orphan_reads.remove(&token) {
+            self.effects.push_back(Effect::CloseFile { file });
             return;
         }
         let opened = matches!(result, Completion::Opened(_)).then_some(FileId(token));
@@ -299,8 +343,18 @@ impl Server {
             return;
         };
         match result {
-            Completion::Opened(meta) => self.opened(id, w, FileId(token), meta, now),
-            Completion::Failed(err) => self.open_failed(id, w, err, now),
+            Completion::Opened(meta) => self.opened_fresh(id, w, FileId(token), meta, now),
+            Completion::Data(bytes) => self.read_done(id, w, bytes, now),
+            Completion::Failed(err) => {
+                if let Some((file, _)) = w.reading {
+                    self.effects.push_back(Effect::CloseFile { file });
+                } else if err == IoError::NotFound && self.cache_usable(id) {
+                    if let Some(c) = self.cache.as_mut() {
+                        c.note_open(&w.fs_path, None, w.opened_at);
+                    }
+                }
+                self.open_failed(id, w, err, now);
+            }
             // Only a shell bug could answer an Open with Spawned.
             Completion::Spawned => self.error(id, 500, &[], now),
             Completion::Listing(entries) => {
@@ -315,7 +369,7 @@ impl Server {
         match w.stage {
             Stage::Welcome(i) if err == IoError::NotFound => {
                 if i + 1 < self.config.welcome.len() {
-                    self.try_welcome(id, w, i + 1);
+                    self.try_welcome(id, w, i + 1, now);
                 } else {
                     self.no_welcome(id, w, now);
                 }
@@ -354,7 +408,104 @@ impl Server {
         }
     }
 
-    fn opened(&mut self, id: ConnId, w: Waiting, file: FileId, meta: FileMeta, now: Now) {
+    /// A real open completed: consult and fill the cache, then go on as `opened`.
+    fn opened_fresh(&mut self, id: ConnId, mut w: Waiting, file: FileId, meta: FileMeta, now: Now) {
+        if !self.cache_usable(id) {
+            return self.opened(id, w, Source::File(file), meta, now);
+        }
+        let Some(cache) = self.cache.as_mut() else {
+            return self.opened(id, w, Source::File(file), meta, now);
+        };
+        if meta.kind != FileKind::File || !cache.keeps(meta.len) {
+            cache.note_open(&w.fs_path, Some(&meta), w.opened_at);
+            return self.opened(id, w, Source::File(file), meta, now);
+        }
+        if let Some(body) = cache.same_version(&w.fs_path, &meta) {
+            // Stale but unchanged: fresh again, no read needed.
+            cache.insert(
+                &w.fs_path,
+                Cached::File {
+                    meta,
+                    body: body.clone(),
+                },
+                w.opened_at,
+            );
+            self.effects.push_back(Effect::CloseFile { file });
+            return self.opened(id, w, Source::Memory(body), meta, now);
+        }
+        if meta.len == 0 {
+            cache.insert(
+                &w.fs_path,
+                Cached::File {
+                    meta,
+                    body: Bytes::new(),
+                },
+                w.opened_at,
+            );
+            self.effects.push_back(Effect::CloseFile { file });
+            return self.opened(id, w, Source::Memory(Bytes::new()), meta, now);
+        }
+        // Read it whole into the cache, then answer from memory.
+        let token = self.token();
+        w.token = token;
+        w.reading = Some((file, meta));
+        self.effects.push_back(Effect::ReadFile {
+            token,
+            file,
+            offset: 0,
+            len: meta.len,
+        });
+        self.parked.insert(token, id);
+        if let Some(slot) = self.conns.get_mut(&id) {
+            slot.waiting = Some(w);
+        }
+    }
+
+    /// A `ReadFile` for the cache completed.
+    fn read_done(&mut self, id: ConnId, mut w: Waiting, bytes: Bytes, now: Now) {
+        let Some((file, meta)) = w.reading.take() else {
+            return self.error(id, 500, &[], now);
+        };
+        self.effects.push_back(Effect::CloseFile { file });
+        if bytes.len() as u64 != meta.len {
+            // The file changed while it was read: this read is no version at all.
+            self.log(format!(
+                "{}: changed while being read; try again",
+                w.fs_path.display()
+            ));
+            return self.error(id, 503, &[("Retry-After", "1".into())], now);
+        }
+        if let Some(c) = self.cache.as_mut() {
+            c.insert(
+                &w.fs_path,
+                Cached::File {
+                    meta,
+                    body: bytes.clone(),
+                },
+                w.opened_at,
+            );
+        }
+        self.opened(id, w, Source::Memory(bytes), meta, now);
+    }
+
+    /// True if requests on this connection may use the cache (not a `nocache` port).
+    fn cache_usable(&self, id: ConnId) -> bool {
+        self.cache.is_some()
+            && self.conns.get(&id).is_some_and(|s| {
+                !self.config.nocache.iter().any(|n| {
+                    n.port() == s.local.port()
+                        && (n.ip() == s.local.ip() || n.ip().is_unspecified())
+                })
+            })
+    }
+
+    fn close_source(&mut self, src: &Source) {
+        if let Source::File(file) = src {
+            self.effects.push_back(Effect::CloseFile { file: *file });
+        }
+    }
+
+    fn opened(&mut self, id: ConnId, w: Waiting, file: Source, meta: FileMeta, now: Now) {
         if let Stage::Variant {
             base,
             original,
@@ -366,7 +517,7 @@ impl Server {
         {
             if meta.kind == FileKind::File {
                 // The variant is served; the original is not needed.
-                self.effects.push_back(Effect::CloseFile { file: original });
+                self.close_source(&original);
                 return self.serve_file(
                     id,
                     &w.req,
@@ -378,7 +529,7 @@ impl Server {
                     now,
                 );
             }
-            self.effects.push_back(Effect::CloseFile { file });
+            self.close_source(&file);
             return self.next_variant(
                 id,
                 w.req,
@@ -400,7 +551,7 @@ impl Server {
                     rules::presentation_for(&self.config, w.req.host.as_deref(), &mime)
                 {
                     // OSU's presentation rule: the document is handed to a script instead.
-                    self.effects.push_back(Effect::CloseFile { file });
+                    self.close_source(&file);
                     let gw = rules::Gateway {
                         script: Some(script),
                         script_name: Vec::new(),
@@ -416,7 +567,7 @@ impl Server {
                         .get("accept")
                         .is_some_and(|a| !negotiate::accept_allows(a, &mime))
                 {
-                    self.effects.push_back(Effect::CloseFile { file });
+                    self.close_source(&file);
                     return self.error(id, 406, &[], now);
                 }
                 let codings = if negotiate::compressible(&mime) {
@@ -435,7 +586,7 @@ impl Server {
                 );
             }
             FileKind::Dir if w.stage == Stage::Primary => {
-                self.effects.push_back(Effect::CloseFile { file });
+                self.close_source(&file);
                 if !w.url_path.ends_with(b"/") {
                     let mut location = escape_path(&w.url_path);
                     location.push('/');
@@ -448,11 +599,11 @@ impl Server {
                 if self.config.welcome.is_empty() {
                     return self.no_welcome(id, w, now);
                 }
-                self.try_welcome(id, w, 0);
+                self.try_welcome(id, w, 0, now);
             }
             // A welcome "file" that is a directory, or a device: not served.
             FileKind::Dir | FileKind::Other => {
-                self.effects.push_back(Effect::CloseFile { file });
+                self.close_source(&file);
                 self.error(id, 403, &[], now);
             }
         }
@@ -466,7 +617,7 @@ impl Server {
         url_path: Vec<u8>,
         query: Option<Bytes>,
         fs_path: PathBuf,
-        original: FileId,
+        original: Source,
         meta: FileMeta,
         mime: String,
         codings: Vec<Coding>,
@@ -492,8 +643,10 @@ impl Server {
                 codings,
                 next,
             },
+            reading: None,
+            opened_at: Time(0),
         };
-        self.open(id, w);
+        self.open(id, w, now);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -501,7 +654,7 @@ impl Server {
         &mut self,
         id: ConnId,
         req: &RequestHead,
-        file: FileId,
+        file: Source,
         meta: &FileMeta,
         mime: &str,
         coding: Option<Coding>,
@@ -516,7 +669,22 @@ impl Server {
             coding,
             vary,
         });
-        self.respond(id, head, body, Some(file), now);
+        match file {
+            Source::File(f) => self.respond(id, head, body, Some(f), now),
+            Source::Memory(bytes) => {
+                let body = body
+                    .into_iter()
+                    .map(|p| match p {
+                        // unwrap-free: ranges come from `document::answer`, inside the body.
+                        Piece::File { offset, len } => {
+                            Piece::Bytes(bytes.slice(offset as usize..(offset + len) as usize))
+                        }
+                        other => other,
+                    })
+                    .collect();
+                self.respond(id, head, body, None, now);
+            }
+        }
     }
 
     /// A directory without a welcome file: its listing when `listing on`, else 403.
@@ -540,14 +708,14 @@ impl Server {
         }
     }
 
-    fn try_welcome(&mut self, id: ConnId, mut w: Waiting, i: usize) {
+    fn try_welcome(&mut self, id: ConnId, mut w: Waiting, i: usize, now: Now) {
         let dir = match w.stage {
             Stage::Primary => w.fs_path.clone(),
             _ => w.fs_path.parent().map(PathBuf::from).unwrap_or_default(),
         };
         w.fs_path = dir.join(&self.config.welcome[i]);
         w.stage = Stage::Welcome(i);
-        self.open(id, w);
+        self.open(id, w, now);
     }
 }
 

@@ -37,6 +37,9 @@ struct World {
     paused: bool,
     log: Vec<String>,
     access: Vec<String>,
+    /// `Open` and `ReadFile` effects carried out.
+    opens: usize,
+    reads: usize,
     procs: Procs,
 }
 
@@ -66,6 +69,8 @@ impl World {
             paused: false,
             log: Vec::new(),
             access: Vec::new(),
+            opens: 0,
+            reads: 0,
             procs: Procs::default(),
         };
         w.dir("");
@@ -220,6 +225,7 @@ impl World {
                 c.closed = true;
             }
             Effect::Open { token, path } => {
+                self.opens += 1;
                 let result = match self.files.get(&path) {
                     Some((kind, data, mtime)) => {
                         self.open.insert(FileId(token), data.clone());
@@ -257,6 +263,24 @@ impl World {
                 };
                 self.server
                     .handle(Input::Completed { token, result }, self.now);
+            }
+            Effect::ReadFile {
+                token,
+                file,
+                offset,
+                len,
+            } => {
+                let data = self.open.get(&file).expect("read of a closed file");
+                let end = (offset + len).min(data.len() as u64) as usize;
+                let bytes = Bytes::copy_from_slice(&data[offset as usize..end]);
+                self.reads += 1;
+                self.server.handle(
+                    Input::Completed {
+                        token,
+                        result: Completion::Data(bytes),
+                    },
+                    self.now,
+                );
             }
             Effect::CloseFile { file } => {
                 assert!(
@@ -1182,4 +1206,118 @@ fn a_client_that_hangs_up_takes_its_script_with_it() {
         "{:?}",
         w.log
     );
+}
+
+fn etag_of(resp: &str) -> String {
+    resp.lines()
+        .find_map(|l| l.strip_prefix("ETag: "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn the_cache_answers_without_file_effects_until_revalidation() {
+    let mut w = World::new();
+    w.file("a.txt", b"version one");
+    let first = w.get("/a.txt");
+    assert!(first.ends_with("version one"));
+    assert_eq!(
+        (w.opens, w.reads),
+        (1, 1),
+        "one open and one read fill the cache"
+    );
+    for _ in 0..5 {
+        assert!(w.get("/a.txt").ends_with("version one"));
+    }
+    assert_eq!((w.opens, w.reads), (1, 1), "fresh hits need no effect");
+    // Changed on disk, same length and mtime second: within the revalidate time the old
+    // version is served whole, with its own validators.
+    w.files.insert(
+        PathBuf::from("/srv/www/a.txt"),
+        (
+            FileKind::File,
+            b"version TWO".to_vec(),
+            UnixTime(1_600_000_099),
+        ),
+    );
+    let cached = w.get("/a.txt");
+    assert!(
+        cached.ends_with("version one") && etag_of(&cached) == etag_of(&first),
+        "{cached}"
+    );
+    w.advance(Duration::from_millis(1500));
+    let fresh = w.get("/a.txt");
+    assert!(fresh.ends_with("version TWO"), "{fresh}");
+    assert_ne!(
+        etag_of(&fresh),
+        etag_of(&first),
+        "a changed file never keeps its old validators"
+    );
+    assert!(w.open.is_empty());
+}
+
+#[test]
+fn an_unchanged_file_is_revalidated_without_a_read() {
+    let mut w = World::new();
+    w.file("a.txt", b"same");
+    w.get("/a.txt");
+    w.advance(Duration::from_secs(2));
+    assert!(w.get("/a.txt").ends_with("same"));
+    assert_eq!(
+        (w.opens, w.reads),
+        (2, 1),
+        "reopened to compare, not read again"
+    );
+    assert!(w.open.is_empty());
+}
+
+#[test]
+fn missing_files_and_directories_are_cached_too() {
+    let mut w = World::new();
+    w.dir("d");
+    w.file("d/index.html", b"welcome");
+    for _ in 0..3 {
+        assert_eq!(status(&w.get("/nope")), 404);
+        assert!(w.get("/d/").ends_with("welcome"));
+    }
+    assert_eq!(w.opens, 3, "/nope, /d/ and /d/index.html once each");
+}
+
+#[test]
+fn cache_off_and_nocache_ports_always_open() {
+    let mut w = World::with_config(|c| c.cache = None);
+    w.file("a.txt", b"x");
+    for _ in 0..3 {
+        w.get("/a.txt");
+    }
+    assert_eq!((w.opens, w.reads), (3, 0));
+    let mut w = World::with_config(|c| {
+        c.nocache = vec![core::net::SocketAddr::from(([127, 0, 0, 1], 40000))]
+    });
+    w.file("a.txt", b"x");
+    for _ in 0..3 {
+        w.get("/a.txt");
+    }
+    assert_eq!(
+        (w.opens, w.reads),
+        (3, 0),
+        "the world's connections arrive on the nocache address"
+    );
+    assert!(w.open.is_empty());
+}
+
+#[test]
+fn large_files_are_not_kept() {
+    let mut w = World::with_config(|c| {
+        c.cache = Some(crate::config::CacheSettings {
+            max_file: 4,
+            ..Default::default()
+        })
+    });
+    w.file("big", b"0123456789");
+    for _ in 0..2 {
+        assert!(w.get("/big").ends_with("0123456789"));
+    }
+    assert_eq!((w.opens, w.reads), (2, 0), "sent from the file each time");
+    assert!(w.open.is_empty());
 }

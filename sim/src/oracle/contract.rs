@@ -151,6 +151,14 @@ impl Contract {
         Ok(())
     }
 
+    /// An effect that carries a fresh token (`ReadFile`, `Spawn`).
+    pub fn token(&mut self, token: Token) -> Result<(), String> {
+        if !self.tokens.insert(token) {
+            return Err(format!("token {token:?} used twice"));
+        }
+        Ok(())
+    }
+
     /// Effect `Open`.
     pub fn open(&mut self, token: Token, path: &Path) -> Result<(), String> {
         if !self.tokens.insert(token) {

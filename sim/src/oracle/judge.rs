@@ -10,6 +10,11 @@
 //! while the request was being served, and a hostile request only gets the statuses the
 //! workload names for it, with `Connection: close`.
 //!
+//! A CGI request's `503` and `504` are judged against the gateway book (`gateway`): a 503
+//! only if the farm was full and its queue too while the request waited, or a `Spawn`
+//! failed for want of processes; a 504 only if the script's process was killed after
+//! saying nothing for the whole `gateway` timeout, before its header section was read.
+//!
 //! Entity tags are checked across responses: the `TagBook` binds each tag to the one
 //! version whose bytes were served with it, and any second version under the same tag (a
 //! stale validator) or second tag for one version is a failure.
@@ -18,6 +23,7 @@ use core::net::Ipv4Addr;
 
 use weir_core::Time;
 
+use super::gateway::GatewayBook;
 use super::ledger::Entry;
 use super::model::{self, Ask, Body, Field, Prediction, Site, TagBook};
 use super::parse::{self, Response};
@@ -46,6 +52,11 @@ pub struct Judge<'a> {
     pub peer: Ipv4Addr,
     /// The server has seen the client's half-close (it may then close after any answer).
     pub half_closed: bool,
+    /// What the world recorded of scripts and their requests.
+    pub gateway: &'a GatewayBook,
+    /// The response being judged ended with its connection, which was cut for a reason
+    /// the world recorded: a body delimited by the close may be a prefix.
+    pub cut: bool,
 }
 
 impl Judge<'_> {
@@ -66,7 +77,35 @@ impl Judge<'_> {
         }
         let from = e.head.or(e.first).unwrap_or(e.written_at);
         let open_faults = self.exhausted.iter().any(|t| *t >= from && *t <= self.now);
-        if r.status == 503 && open_faults {
+        if e.req.cgi {
+            let record = self.gateway.request(e.req.id);
+            match r.status {
+                503 if record.spawn_exhausted => return Ok(()),
+                503 if record.farm_full => {
+                    return if r.field("retry-after") == Some("1") {
+                        Ok(())
+                    } else {
+                        Err("the farm's 503 without Retry-After: 1".into())
+                    };
+                }
+                503 => {
+                    return Err(
+                        "503, but the farm and its queue were never both full while the \
+                         request waited, and no spawn failed"
+                            .into(),
+                    )
+                }
+                504 if record.idle_kill_before_head => return Ok(()),
+                504 => {
+                    return Err(format!(
+                        "504, but no process of this request was killed after {}ms without \
+                         output before its header section was read ({record:?})",
+                        self.gateway.timeout_ms
+                    ))
+                }
+                _ => {}
+            }
+        } else if r.status == 503 && open_faults {
             return Ok(());
         }
         match &e.req.expect {
@@ -95,9 +134,24 @@ impl Judge<'_> {
                     headers: &e.req.headers,
                     peer: self.peer,
                     open_faults,
+                    body: &e.req.body,
                 };
-                let predictions =
-                    model::predict(self.site, self.fs, self.tags, &ask, from, self.now);
+                // With the cache on, the answer may come from a version validated up to
+                // `revalidate` before the request: widen the window by that much.
+                let window_start = match self.site.cache_revalidate_ms {
+                    Some(ms) => Time(from.0.saturating_sub(ms)),
+                    None => from,
+                };
+                let mut predictions =
+                    model::predict(self.site, self.fs, self.tags, &ask, window_start, self.now);
+                predictions.retain(|p| self.cut || !p.cut_only);
+                if self.cut {
+                    for p in &mut predictions {
+                        if let Body::Exact(b) = &p.body {
+                            p.body = Body::Prefix(b.clone());
+                        }
+                    }
+                }
                 let mut why = Vec::new();
                 let mut versions = Vec::new();
                 for p in &predictions {
@@ -165,7 +219,12 @@ fn persistence(e: &Entry, r: &Response, excused: bool) -> Result<(), String> {
         }
     }
     let bodyless = req.bytes.len() == req.head_len;
-    if !req.close && bodyless && r.closes() && r.status < 500 && !excused {
+    // A body delimited by the close (a script's, for HTTP/1.0) must close.
+    let delimited_by_close = req.cgi
+        && req.http10
+        && r.field("content-length").is_none()
+        && r.field("transfer-encoding").is_none();
+    if !req.close && bodyless && r.closes() && r.status < 500 && !excused && !delimited_by_close {
         return Err("a persistent connection closed after an ordinary exchange".into());
     }
     Ok(())
@@ -203,7 +262,13 @@ fn matches(p: &Prediction, r: &Response) -> Result<(), String> {
         Body::Empty => Err(format!("body of {} bytes where none is due", r.body.len())),
         Body::Exact(b) if r.body == b[..] => Ok(()),
         Body::Exact(b) => Err(format!(
-            "body differs from the version's {} bytes{}",
+            "body differs from the expected {} bytes{}",
+            b.len(),
+            first_difference(b, &r.body)
+        )),
+        Body::Prefix(b) if b.starts_with(&r.body) => Ok(()),
+        Body::Prefix(b) => Err(format!(
+            "body is not a prefix of the expected {} bytes{}",
             b.len(),
             first_difference(b, &r.body)
         )),

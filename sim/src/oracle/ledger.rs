@@ -15,6 +15,12 @@
 //! connection, every owed request must have been answered and no response may be half
 //! sent. Anything the server sends after a response that closed the connection, or with
 //! no request to answer, is a failure.
+//!
+//! A connection may also be *cut* from some request on (`cut_from`), when the world saw a
+//! reason DESIGN.md §4 gives: the `gateway` timeout after a script's header section was
+//! sent, a script that ended short of its `Content-Length`, a client that hung up while
+//! its script ran. From that request on nothing more is owed, and a response cut short
+//! is no failure; one whose body the close delimits is read whole and judged as cut.
 
 use weir_core::Time;
 
@@ -103,6 +109,8 @@ pub struct Ledger {
     reset: bool,
     /// The server has read the client's end of stream (a half-close).
     pub eof_delivered: bool,
+    /// From this request on, the server may cut the connection (see above).
+    pub cut_from: Option<usize>,
 }
 
 impl Ledger {
@@ -190,6 +198,21 @@ impl Ledger {
         self.void("the client reset the connection");
     }
 
+    /// The world saw a reason for the server to cut the connection at request `index`.
+    pub fn license_cut(&mut self, index: usize) {
+        self.cut_from = Some(self.cut_from.map_or(index, |c| c.min(index)));
+    }
+
+    fn framing(&self, entry: &Entry) -> Framing {
+        // A HEAD's answer has no body only if the server got to read that it was a
+        // HEAD: a 408 or 400 for a head cut short is an ordinary response with a body.
+        Framing {
+            head: entry.req.method == "HEAD" && entry.head.is_some(),
+            http10: entry.req.http10,
+            close_ok: entry.req.cgi,
+        }
+    }
+
     /// Bytes from the server. `judge` checks each final response against its request.
     pub fn receive(
         &mut self,
@@ -216,12 +239,7 @@ impl Ledger {
                     String::from_utf8_lossy(&self.inbox[..self.inbox.len().min(60)])
                 ));
             }
-            // A HEAD's answer has no body only if the server got to read that it was a
-            // HEAD: a 408 or 400 for a head cut short is an ordinary response with a body.
-            let framing = Framing {
-                head: entry.req.method == "HEAD" && entry.head.is_some(),
-                http10: entry.req.http10,
-            };
+            let framing = self.framing(entry);
             let (resp, used) = match parse::next(&self.inbox, framing) {
                 Ok(Some(x)) => x,
                 Ok(None) => break,
@@ -282,23 +300,61 @@ impl Ledger {
 
     /// The server ended the connection (shut down its write side or closed it). A response
     /// cut short is excused only when the client stalled past a timeout (the server then
-    /// aborts, RFC 9112 §9.6 allows no better).
-    pub fn end(&mut self, now: Time, header_ms: u64, body_ms: u64) -> Result<(), String> {
+    /// aborts, RFC 9112 §9.6 allows no better) or the connection was licensed to be cut; a
+    /// response the close delimits is judged now (`judge`'s flag: it was cut).
+    pub fn end(
+        &mut self,
+        now: Time,
+        header_ms: u64,
+        body_ms: u64,
+        judge: &mut dyn FnMut(&Entry, &Response, bool) -> Result<(), String>,
+    ) -> Result<(), String> {
         if self.ended {
             return Ok(());
         }
         self.ended = true;
+        let cut = self.cut_from.is_some_and(|c| self.next >= c);
+        if !self.inbox.is_empty() && self.void_from.is_none_or(|v| self.next < v) {
+            if let Some(entry) = self.entries.get(self.next) {
+                let framing = self.framing(entry);
+                let closed = parse::at_close(&self.inbox, framing).map_err(|e| {
+                    format!(
+                        "not a valid response to request #{} ({}): {e}",
+                        self.next,
+                        entry.req.summary()
+                    )
+                })?;
+                if let Some(resp) = closed {
+                    judge(entry, &resp, cut).map_err(|e| {
+                        format!(
+                            "request #{} {}\n    got {} (delimited by the close)\n    {e}",
+                            self.next,
+                            entry.req.summary(),
+                            resp.summary()
+                        )
+                    })?;
+                    self.inbox.clear();
+                    self.entries[self.next].answered = true;
+                    self.next += 1;
+                    self.void("a response delimited by the close ends the connection");
+                }
+            }
+        }
+        let cut = self.cut_from.is_some_and(|c| self.next >= c);
         let stalled = self
             .current()
             .is_some_and(|e| !e.complete() && e.timeout_legit(now, header_ms, body_ms));
-        if !self.inbox.is_empty() && !stalled && !self.reset {
+        if !self.inbox.is_empty() && !stalled && !self.reset && !cut {
             return Err(format!(
                 "connection ended inside a response ({} bytes unparsed: {:?})",
                 self.inbox.len(),
                 String::from_utf8_lossy(&self.inbox[..self.inbox.len().min(80)])
             ));
         }
-        let owed_to = self.void_from.unwrap_or(self.entries.len());
+        let owed_to = self
+            .void_from
+            .unwrap_or(self.entries.len())
+            .min(self.cut_from.unwrap_or(usize::MAX));
         if let Some((i, e)) = self
             .entries
             .iter()

@@ -5,6 +5,10 @@
 //! * `contract` — the core keeps the `Input`/`Effect` protocol (streams, lifetimes,
 //!   tokens, buffer limits, exit);
 //! * `parse` — every byte a client receives parses strictly as HTTP/1.1 responses;
+//! * `gateway` — the core keeps the process side of the protocol (spawn, standard input
+//!   exactly the request body, output streams, kill, release exactly once), the farm
+//!   limit, the `gateway` timeout and back-pressure; and it records what scripts did, for
+//!   the judge's 503 and 504 and the ledger's cut connections;
 //! * `ledger` — every complete request gets exactly one response, in order, and nothing
 //!   comes after a connection's last response;
 //! * `judge` with `model` — each response is one the reference model allows for the rules
@@ -16,6 +20,7 @@
 //! clients would see.
 
 pub mod contract;
+pub mod gateway;
 pub mod judge;
 pub mod ledger;
 pub mod model;

@@ -20,6 +20,17 @@
 //!             If-Modified-Since (304) ─► Range (206 / 416) ─► 200
 //! ```
 //!
+//! A request the rules send to a CGI script (`exec`) is predicted from the script's
+//! name, which says what it does (`workload::Script`), and from DESIGN.md §4 and RFC 3875
+//! §6: a valid header section and body → 200 with exactly the body the script wrote (for
+//! `echo`, the request body); bad output (no blank line, an invalid field, a bare CR, no
+//! `Content-Type`, a section over the limit) or an exit before the header section ends →
+//! 502; a script that does not exist → 404, one that may not be run → 403. What depends on
+//! timing rather than on the script — the farm's 503, the `gateway` timeout's 504 or cut
+//! connection — is judged against the world's record (`judge`), not predicted here. A
+//! prediction marked `cut_only` is a response that can only look complete because the
+//! connection that delimits it was cut (HTTP/1.0, no length).
+//!
 //! What the model does not know it does not check: error page bodies, the status page's
 //! counters, the exact `Allow` order.
 
@@ -86,6 +97,8 @@ pub enum Rule {
     Protect(Tpl, Vec<Net>, Vec<Net>),
     /// `status TEMPLATE`
     Status(Tpl),
+    /// `exec TEMPLATE SCRIPT` (SCRIPT with one `*`, for the first segment `*` matched)
+    Exec(Tpl, String),
 }
 
 /// The site the model reasons about.
@@ -101,6 +114,10 @@ pub struct Site {
     pub types: Vec<(String, String)>,
     /// `listing on`.
     pub listing: bool,
+    /// The document cache's `revalidate` time in milliseconds, `None` with `cache off`.
+    /// A cached answer may show any version current up to this long before the request
+    /// (README: "a change shows within `revalidate`").
+    pub cache_revalidate_ms: Option<u64>,
 }
 
 /// What the rules decided.
@@ -118,6 +135,8 @@ pub enum Routed {
     NotFound,
     /// A protection refused the address, or the file would leave its directory.
     Forbidden,
+    /// Run the script `rel` (relative to the root).
+    Cgi(String),
 }
 
 /// Normalises a request target (DESIGN.md §3.2): `Some((path, query))`, or `None` where
@@ -248,6 +267,13 @@ pub fn route(
                     break;
                 }
             }
+            Rule::Exec(t, script) => {
+                if let Some(star) = t.matches(&path) {
+                    let name = star.split('/').next().unwrap_or("");
+                    outcome = Routed::Cgi(script.replace('*', name));
+                    break;
+                }
+            }
         }
     }
     if refused && outcome != Routed::NotFound {
@@ -319,6 +345,8 @@ pub enum Body {
     Empty,
     /// Exactly these bytes.
     Exact(Bytes),
+    /// A prefix of these bytes (a body cut short with its connection).
+    Prefix(Bytes),
     /// multipart/byteranges with these parts in order: (first, last, bytes), of a document
     /// of `len` bytes.
     Multipart(Vec<(u64, u64, Bytes)>, u64),
@@ -337,6 +365,8 @@ pub struct Prediction {
     pub body: Body,
     /// The file version shown, for the entity-tag book.
     pub version: Option<u64>,
+    /// Only a response whose end is the connection's cut can look like this.
+    pub cut_only: bool,
     /// How the model got here, for failure reports.
     pub why: String,
 }
@@ -348,6 +378,7 @@ impl Prediction {
             fields: Vec::new(),
             body: Body::Any,
             version: None,
+            cut_only: false,
             why: why.into(),
         }
     }
@@ -400,6 +431,8 @@ pub struct Ask<'a> {
     /// Some `Open` failed for want of descriptors while the request was served: a
     /// precompressed variant may then have been skipped.
     pub open_faults: bool,
+    /// The request body, decoded.
+    pub body: &'a [u8],
 }
 
 impl Ask<'_> {
@@ -469,6 +502,23 @@ pub fn predict(
             "OPTIONS" => vec![allow(Prediction::new(200, "OPTIONS on a document"))],
             _ => vec![allow(Prediction::new(405, "documents take GET and HEAD"))],
         },
+        Routed::Cgi(rel) => {
+            let key = rel.trim_end_matches('/');
+            let mut out = Vec::new();
+            for state in fs.states_during(key, from, to) {
+                match state {
+                    State::Missing => out.push(Prediction::new(404, format!("no script {rel}"))),
+                    State::Denied | State::Dir(_) => {
+                        out.push(Prediction::new(403, format!("{rel} may not be run")));
+                    }
+                    State::File(_) => {
+                        let name = key.rsplit('/').next().unwrap_or("");
+                        out.extend(script(name, ask, query.as_deref()));
+                    }
+                }
+            }
+            out
+        }
     };
     for p in &mut out {
         for (n, v) in &rule_headers {
@@ -476,6 +526,79 @@ pub fn predict(
         }
     }
     out
+}
+
+/// What a script's answer is when it runs undisturbed (RFC 3875 §6, DESIGN.md §4).
+fn script(name: &str, ask: &Ask<'_>, query: Option<&str>) -> Vec<Prediction> {
+    use crate::workload::{flood_body, query_n, Script, N_DEFAULT, SCRIPT_TYPE};
+    let Some(kind) = Script::by_name(name) else {
+        return vec![Prediction::new(
+            500,
+            format!("cgi-bin/{name} is not a script"),
+        )];
+    };
+    let n = query.and_then(query_n).unwrap_or(N_DEFAULT);
+    let head = ask.method == "HEAD";
+    let document = |why: &str, body: Bytes, len: Option<usize>| {
+        let mut p = Prediction::new(200, format!("cgi-bin/{name}: {why}"));
+        p.fields.push(Field::Is("content-type", SCRIPT_TYPE.into()));
+        p.fields.push(Field::Is("x-sim-script", name.into()));
+        if let Some(l) = len.filter(|_| !head) {
+            p.fields.push(Field::Is("content-length", l.to_string()));
+        }
+        p.body = if head { Body::Empty } else { Body::Exact(body) };
+        p
+    };
+    // A document that never ends: only a response delimited by the connection's close,
+    // cut, can look complete, and then shows a prefix of what was written.
+    let unending = |why: &str, written: Bytes| {
+        let mut p = document(why, Bytes::new(), None);
+        if !head {
+            p.body = Body::Prefix(written);
+            p.cut_only = true;
+        }
+        p
+    };
+    let echoed = Bytes::copy_from_slice(ask.body);
+    match kind {
+        Script::Echo { len } => {
+            let l = len.then_some(echoed.len());
+            vec![document("the request body echoed", echoed, l)]
+        }
+        Script::EchoStream => vec![document("the request body streamed back", echoed, None)],
+        Script::Flood { len } => vec![document("a flood", flood_body(n), len.then_some(n))],
+        Script::Stall => Vec::new(),
+        Script::StallBody { len } => {
+            vec![unending("part of a body, then silence", flood_body(n)).len_if(len, n)]
+        }
+        Script::CrashHead => vec![Prediction::new(
+            502,
+            "the script died in its header section",
+        )],
+        Script::CrashBody { len: false } => vec![document(
+            "the script died in its body: its output ended there",
+            flood_body(n),
+            None,
+        )],
+        Script::CrashBody { len: true } => {
+            vec![
+                unending("the script died short of its Content-Length", flood_body(n))
+                    .len_if(true, 2 * n + 10),
+            ]
+        }
+        Script::Bad(b) => vec![Prediction::new(502, format!("bad output: {b:?}"))],
+    }
+}
+
+impl Prediction {
+    /// Adds a `Content-Length` check (`len`: the script said it) unless the body is
+    /// not the script's (HEAD).
+    fn len_if(mut self, len: bool, n: usize) -> Prediction {
+        if len && self.body != Body::Empty {
+            self.fields.push(Field::Is("content-length", n.to_string()));
+        }
+        self
+    }
 }
 
 fn allow(mut p: Prediction) -> Prediction {
@@ -940,6 +1063,7 @@ mod tests {
     #[test]
     fn routing() {
         let site = Site {
+            cache_revalidate_ms: None,
             root: "/sim".into(),
             rules: vec![
                 Rule::Map(Tpl("/new/*".into()), "/docs/*".into()),

@@ -12,7 +12,8 @@
 //! * framing is unambiguous: never both `Content-Length` and `Transfer-Encoding`, one
 //!   decimal `Content-Length`, `Transfer-Encoding` exactly `chunked`, never chunked to an
 //!   HTTP/1.0 client; a body that is not framed at all is an error, because the server
-//!   always knows its lengths;
+//!   knows its lengths — except a script's streamed answer to HTTP/1.0, which only the
+//!   close can delimit (`Framing::close_ok`, read whole by `at_close`);
 //! * a response to HEAD, a 1xx, 204 and 304 carry no body (§6.3 rule 1), whatever their
 //!   fields say (except a 408: the server gave up before it could read the method);
 //! * chunked bodies have hexadecimal sizes, CRLF after each chunk, and end with `0`.
@@ -82,6 +83,8 @@ pub struct Framing {
     pub head: bool,
     /// The request was HTTP/1.0.
     pub http10: bool,
+    /// The body may be delimited by the connection's close (a CGI script's for HTTP/1.0).
+    pub close_ok: bool,
 }
 
 /// Longest head the reader accepts: a server that sends more is broken.
@@ -90,6 +93,16 @@ const HEAD_MAX: usize = 64 * 1024;
 /// Parses one response from the start of `buf`: `Ok(Some((response, bytes used)))`,
 /// `Ok(None)` when more bytes are needed, or what is wrong.
 pub fn next(buf: &[u8], framing: Framing) -> Result<Option<(Response, usize)>, String> {
+    read(buf, framing, false)
+}
+
+/// The connection ended with `buf` unread: a response whose body the close delimits, if
+/// that is what it is (`Ok(None)` if it is incomplete some other way).
+pub fn at_close(buf: &[u8], framing: Framing) -> Result<Option<Response>, String> {
+    Ok(read(buf, framing, true)?.map(|(r, _)| r))
+}
+
+fn read(buf: &[u8], framing: Framing, closed: bool) -> Result<Option<(Response, usize)>, String> {
     let Some(head_end) = find(buf, b"\r\n\r\n") else {
         if buf.len() > HEAD_MAX {
             return Err(format!("response head longer than {HEAD_MAX} bytes"));
@@ -172,6 +185,19 @@ pub fn next(buf: &[u8], framing: Framing) -> Result<Option<(Response, usize)>, S
         }
         r.body = rest[..n].to_vec();
         return Ok(Some((r, body_start + n)));
+    }
+    if te.is_empty() && framing.close_ok && framing.http10 {
+        if !closed {
+            return Ok(None);
+        }
+        if !r.closes()
+            && r.fields_named("connection")
+                .any(|v| v.contains("keep-alive"))
+        {
+            return Err("a body delimited by the close, with Connection: keep-alive".into());
+        }
+        r.body = rest.to_vec();
+        return Ok(Some((r, buf.len())));
     }
     if te.is_empty() {
         return Err(format!(
@@ -364,6 +390,7 @@ mod tests {
     const F: Framing = Framing {
         head: false,
         http10: false,
+        close_ok: false,
     };
     const DATE: &str = "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nServer: weir\r\n";
 
@@ -402,6 +429,7 @@ mod tests {
         let head = Framing {
             head: true,
             http10: false,
+            close_ok: false,
         };
         assert_eq!(next(h.as_bytes(), head).unwrap().unwrap().1, h.len());
     }

@@ -1,0 +1,21 @@
+//! weir-model: stateright models of weir's protocols over the real `weir-core` values.
+//!
+//! # Theory of operation
+//!
+//! Each model's state *is* the core's value (`http1::Conn`, `server::Server`) plus a small
+//! abstract environment — a client script, a shell that answers effects, a clock — and
+//! each action calls the core's real API (STYLE.md §3.7). Nothing of the protocol is
+//! re-implemented; only the client that reads the output ([`wire`]) is written here, and
+//! independently of the core's writer.
+//!
+//! * [`conn`]: one connection, a scripted client, an application and a shell.
+//! * [`server`]: the whole `Server`, with the environment holding its pending effects and
+//!   completing them in every order.
+//!
+//! Every property has a deliberately broken environment that the checker catches with a
+//! counterexample (the `*Fault` enums), so none holds vacuously; the `sometimes`
+//! properties show the interesting cases are reached.
+
+pub mod conn;
+pub mod server;
+pub mod wire;
