@@ -1,6 +1,8 @@
 //! The access logger: one thread that owns the log file (OKWS's oklogd, in miniature).
 //!
-//! Workers hand it finished lines through a bounded channel. When the logger falls behind
+//! Workers hand it finished lines through a bounded channel, one batch per event-loop
+//! turn (each line ending in a newline), so a busy worker pays one channel operation per
+//! turn rather than per request. When the logger falls behind
 //! and the channel is full, a worker's send blocks until there is room: the server slows
 //! down rather than lose a line. The logger writes through a buffer, flushes whenever no
 //! line has arrived for `FLUSH_IDLE` (so `tail -f` sees lines promptly), and flushes and
@@ -16,12 +18,12 @@ use std::time::Duration;
 
 use crate::log::log_error;
 
-/// Lines buffered between the workers and the logger before workers wait.
-pub const CHANNEL_LINES: usize = 16 * 1024;
+/// Batches buffered between the workers and the logger before workers wait.
+pub const CHANNEL_BATCHES: usize = 1024;
 /// Flush after this long without a new line.
 pub const FLUSH_IDLE: Duration = Duration::from_millis(200);
 
-/// A worker's handle on the logger.
+/// A worker's handle on the logger: it sends batches of newline-terminated lines.
 pub type LogSender = SyncSender<String>;
 
 /// Opens (creating, appending) the log file and starts the logger thread. Opening happens
@@ -33,7 +35,7 @@ pub fn start(path: &Path) -> io::Result<(LogSender, JoinHandle<()>)> {
         }
     }
     let file = OpenOptions::new().create(true).append(true).open(path)?;
-    let (tx, rx) = mpsc::sync_channel(CHANNEL_LINES);
+    let (tx, rx) = mpsc::sync_channel(CHANNEL_BATCHES);
     let path = path.to_path_buf();
     let handle = thread::Builder::new()
         .name("weir-access-log".into())
@@ -52,11 +54,8 @@ fn run(file: File, path: &Path, rx: &Receiver<String>) {
     };
     loop {
         match rx.recv_timeout(FLUSH_IDLE) {
-            Ok(line) => {
-                let written = out
-                    .write_all(line.as_bytes())
-                    .and_then(|()| out.write_all(b"\n"));
-                if let Err(e) = written {
+            Ok(batch) => {
+                if let Err(e) = out.write_all(batch.as_bytes()) {
                     report(e, &mut failed);
                 }
             }
@@ -89,7 +88,8 @@ mod tests {
             .enumerate()
             .map(|(t, tx)| {
                 thread::spawn(move || {
-                    (0..5000).for_each(|i| tx.send(format!("t{t} line {i}")).expect("logger alive"))
+                    (0..5000)
+                        .for_each(|i| tx.send(format!("t{t} line {i}\n")).expect("logger alive"))
                 })
             })
             .collect();

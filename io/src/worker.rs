@@ -122,6 +122,8 @@ pub struct Worker {
     procs: Processes,
     /// The access logger, when there is an access log.
     access_log: Option<LogSender>,
+    /// Access-log lines of this loop turn, each ending in a newline.
+    log_batch: String,
     /// Inputs waiting to be fed, after the current drain.
     pending: VecDeque<Input>,
     /// Connections that may have an armed operation able to run: (slab key, generation).
@@ -173,6 +175,7 @@ impl Worker {
             files: Files::new(),
             procs: Processes::new(),
             access_log,
+            log_batch: String::new(),
             pending: VecDeque::new(),
             ready: VecDeque::new(),
             batch: VecDeque::new(),
@@ -207,8 +210,25 @@ impl Worker {
             }
             self.run_rounds();
             self.fire_timers();
+            self.flush_access_log();
             if let Some(code) = self.exit {
                 return code;
+            }
+        }
+    }
+
+    /// Hands the lines of this turn to the logger in one message: one channel operation
+    /// (and at most one wake-up of the logger) per turn instead of per line.
+    fn flush_access_log(&mut self) {
+        if self.log_batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.log_batch);
+        if let Some(log) = &self.access_log {
+            // Blocks while the logger is behind: back-pressure, never a lost line.
+            if log.send(batch).is_err() {
+                log_error!("worker {}: the access logger has stopped", self.index);
+                self.access_log = None;
             }
         }
     }
@@ -529,12 +549,9 @@ impl Worker {
             }
             Effect::ErrorLog { line } => log_error!("{line}"),
             Effect::AccessLog { line } => {
-                // Blocks while the logger is behind: back-pressure, never a lost line.
-                if let Some(log) = &self.access_log {
-                    if log.send(line).is_err() {
-                        log_error!("worker {}: the access logger has stopped", self.index);
-                        self.access_log = None;
-                    }
+                if self.access_log.is_some() {
+                    self.log_batch.push_str(&line);
+                    self.log_batch.push('\n');
                 }
             }
             Effect::Exit { code } => {

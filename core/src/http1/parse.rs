@@ -318,8 +318,17 @@ pub fn parse_head(head: &Bytes, limits: &Limits) -> Result<RequestHead, Protocol
         patched[at] = b'1';
         return parse_head(&Bytes::from(patched), limits);
     }
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.headers_max];
-    let mut req = httparse::Request::new(&mut slots);
+    // Field slots on the stack for the usual limits; a larger `limit headers=` pays for a
+    // heap allocation (httparse wants all slots up front).
+    let mut stack = [httparse::EMPTY_HEADER; 128];
+    let mut heap;
+    let slots: &mut [httparse::Header<'_>] = if limits.headers_max <= stack.len() {
+        &mut stack[..limits.headers_max]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; limits.headers_max];
+        &mut heap
+    };
+    let mut req = httparse::Request::new(slots);
     match req.parse(head) {
         Ok(httparse::Status::Complete(n)) if n == head.len() => {}
         // The scanner found an end httparse does not agree with: never guess.

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 
 pub use cidr::Cidr;
 pub use route::{
-    explain_request, presentation_for, route, Gateway, Outcome, Route, RouteRequest, Step,
+    explain_request, presentation_for, route, route_quiet, Gateway, Outcome, Route, RouteRequest,
+    Step,
 };
 pub use template::{substitute, Template, TemplateError};
 

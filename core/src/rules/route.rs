@@ -161,29 +161,47 @@ pub fn presentation_for(config: &Config, host: Option<&[u8]>, mime: &str) -> Opt
     })
 }
 
-/// Routes a request (see the module documentation).
+/// Routes a request (see the module documentation), recording every rule that matched.
 #[must_use]
 pub fn route(config: &Config, req: &RouteRequest<'_>) -> Route {
+    route_with(config, req, true)
+}
+
+/// `route` without the explanation: the same walk and the same outcome, but no `Step`s
+/// are written (the server's per-request path, where nobody reads them).
+#[must_use]
+pub fn route_quiet(config: &Config, req: &RouteRequest<'_>) -> Route {
+    route_with(config, req, false)
+}
+
+fn route_with(config: &Config, req: &RouteRequest<'_>, explain: bool) -> Route {
     let mut path = req.path.to_vec();
     let mut steps = Vec::new();
     let mut headers = Vec::new();
     let mut protections: Vec<&Protection> = Vec::new();
     let mut outcome = Outcome::NotFound;
     let rules: Vec<&Rule> = rules_for(config, req.host).collect();
-    let step = |rule: &Rule, note: String| Step {
-        line: rule.line,
-        source: rule.source.clone(),
-        note,
-    };
+    // Formats a step only when someone will read it.
+    macro_rules! step {
+        ($rule:expr, $note:expr $(,)?) => {
+            if explain {
+                steps.push(Step {
+                    line: $rule.line,
+                    source: $rule.source.clone(),
+                    note: $note,
+                });
+            }
+        };
+    }
     for rule in &rules {
         match &rule.action {
             Action::Map { template, result } => {
                 if let Some(star) = template.matches(&path) {
                     let new = substitute(result.as_bytes(), star);
-                    steps.push(step(
+                    step!(
                         rule,
                         format!("path becomes {}", String::from_utf8_lossy(&new)),
-                    ));
+                    );
                     path = new;
                 }
             }
@@ -192,10 +210,7 @@ pub fn route(config: &Config, req: &RouteRequest<'_>) -> Route {
                 protection,
             } => {
                 if template.matches(&path).is_some() {
-                    steps.push(step(
-                        rule,
-                        format!("protected (realm \"{}\")", protection.realm),
-                    ));
+                    step!(rule, format!("protected (realm \"{}\")", protection.realm),);
                     protections.push(protection);
                 }
             }
@@ -205,25 +220,27 @@ pub fn route(config: &Config, req: &RouteRequest<'_>) -> Route {
                 value,
             } => {
                 if template.matches(&path).is_some() {
-                    steps.push(step(rule, format!("adds {name}: {value}")));
+                    step!(rule, format!("adds {name}: {value}"));
                     headers.push((name.clone(), value.clone()));
                 }
             }
             Action::Pass { template, result } => {
                 if let Some(star) = template.matches(&path) {
                     outcome = pass(config, &path, star, result.as_deref());
-                    let note = match &outcome {
-                        Outcome::File { path: p, .. } => format!("serve file {}", p.display()),
-                        _ => "refused: the file would lie outside the directory the rule names"
-                            .into(),
-                    };
-                    steps.push(step(rule, note));
+                    step!(
+                        rule,
+                        match &outcome {
+                            Outcome::File { path: p, .. } => format!("serve file {}", p.display()),
+                            _ => "refused: the file would lie outside the directory the rule names"
+                                .into(),
+                        }
+                    );
                     break;
                 }
             }
             Action::Fail { template, status } => {
                 if template.matches(&path).is_some() {
-                    steps.push(step(rule, format!("answer {status}")));
+                    step!(rule, format!("answer {status}"));
                     outcome = Outcome::Fail(*status);
                     break;
                 }
@@ -240,7 +257,7 @@ pub fn route(config: &Config, req: &RouteRequest<'_>) -> Route {
                         location.push(if location.contains('?') { '&' } else { '?' });
                         location.push_str(&String::from_utf8_lossy(q));
                     }
-                    steps.push(step(rule, format!("redirect {status} to {location}")));
+                    step!(rule, format!("redirect {status} to {location}"));
                     outcome = Outcome::Redirect {
                         location,
                         status: *status,
@@ -256,13 +273,13 @@ pub fn route(config: &Config, req: &RouteRequest<'_>) -> Route {
                 if let Some(star) = template.matches(&path) {
                     let mut gw = cgi_gateway(config, &path, template.prefix.len(), star, script);
                     gw.env.clone_from(env);
-                    steps.push(step(
+                    step!(
                         rule,
                         format!(
                             "run CGI script {}",
                             gw.script.as_deref().unwrap_or(Path::new("")).display()
                         ),
-                    ));
+                    );
                     outcome = Outcome::Cgi(gw);
                     break;
                 }
@@ -285,7 +302,7 @@ pub fn route(config: &Config, req: &RouteRequest<'_>) -> Route {
                     };
                     let mut gateway = gateway;
                     gateway.env.clone_from(env);
-                    steps.push(step(rule, format!("hand to service {service}")));
+                    step!(rule, format!("hand to service {service}"));
                     outcome = Outcome::Service {
                         name: service.clone(),
                         gateway,
@@ -295,7 +312,7 @@ pub fn route(config: &Config, req: &RouteRequest<'_>) -> Route {
             }
             Action::Status { template } => {
                 if template.matches(&path).is_some() {
-                    steps.push(step(rule, "answer with the server's counters".into()));
+                    step!(rule, "answer with the server's counters".into());
                     outcome = Outcome::Status;
                     break;
                 }

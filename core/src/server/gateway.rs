@@ -626,7 +626,7 @@ impl Server {
         req.headers.remove("content-length");
         req.headers.remove("content-type");
         req.headers.remove("transfer-encoding");
-        self.route_request(id, req, now);
+        self.route_request(id, *req, now);
     }
 
     /// Sends a response head that a script's body will follow (`respond` does head, body and

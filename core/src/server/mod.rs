@@ -90,12 +90,13 @@ struct Slot {
     transmitted: u64,
     /// Open files, each with the `transmitted` count at which its response has left.
     files: VecDeque<(FileId, u64)>,
-    /// The request waiting on an effect, if any.
-    waiting: Option<Waiting>,
+    /// The request waiting on an effect, if any (boxed, like the other per-request state,
+    /// so that an idle connection's slot stays small).
+    waiting: Option<Box<Waiting>>,
     /// Header fields that `header` rules add to the current response.
     extra_headers: Vec<(String, String)>,
     /// The current request's head (for a script's local redirect).
-    request: Option<crate::http1::RequestHead>,
+    request: Option<Box<crate::http1::RequestHead>>,
     /// The user a `protect` rule authenticated for the current request.
     user: Option<String>,
     /// Local redirects followed for the current request.
@@ -348,7 +349,7 @@ impl Server {
             if let Some(w) = waiting {
                 // The Open may still complete; with nobody parked on its token, its file
                 // is closed when it does.
-                self.release(w);
+                self.release(*w);
             }
             self.gateway_conn_closed(id, gateway, now);
             if self.accept_paused

@@ -92,7 +92,7 @@ impl Server {
             Event::Head(req) => {
                 self.counters.requests += 1;
                 if let Some(slot) = self.conns.get_mut(&id) {
-                    slot.request = Some(req.clone());
+                    slot.request = Some(Box::new(req.clone()));
                     slot.redirects = 0;
                     slot.user = None;
                 }
@@ -142,7 +142,7 @@ impl Server {
                 | crate::http1::ConnState::Lingering
         ) {
             if let Some(w) = slot.waiting.take() {
-                self.release(w);
+                self.release(*w);
             }
         }
     }
@@ -181,7 +181,7 @@ impl Server {
         let Some(slot) = self.conns.get(&id) else {
             return;
         };
-        let routed = rules::route(
+        let routed = rules::route_quiet(
             &self.config,
             &RouteRequest {
                 path: &target.path,
@@ -312,7 +312,7 @@ impl Server {
         });
         self.parked.insert(token, id);
         if let Some(slot) = self.conns.get_mut(&id) {
-            slot.waiting = Some(w);
+            slot.waiting = Some(Box::new(w));
         }
     }
 
@@ -328,7 +328,7 @@ impl Server {
         let waiting = self.parked.remove(&token).and_then(|id| {
             let slot = self.conns.get_mut(&id)?;
             match slot.waiting.take() {
-                Some(w) if w.token == token => Some((id, w)),
+                Some(w) if w.token == token => Some((id, *w)),
                 other => {
                     slot.waiting = other;
                     None
@@ -457,7 +457,7 @@ impl Server {
         });
         self.parked.insert(token, id);
         if let Some(slot) = self.conns.get_mut(&id) {
-            slot.waiting = Some(w);
+            slot.waiting = Some(Box::new(w));
         }
     }
 
@@ -704,7 +704,7 @@ impl Server {
         });
         self.parked.insert(token, id);
         if let Some(slot) = self.conns.get_mut(&id) {
-            slot.waiting = Some(w);
+            slot.waiting = Some(Box::new(w));
         }
     }
 

@@ -84,7 +84,7 @@ impl Server {
                 peer: slot.peer.ip(),
                 user: slot.user.as_deref(),
                 time: now.unix,
-                request: slot.request.as_ref(),
+                request: slot.request.as_deref(),
                 status,
                 bytes,
             },
