@@ -1748,3 +1748,320 @@ fn cut_keeps_what_was_queued() {
         conn.state()
     );
 }
+
+// ----- response heads: serialise with the real `Conn`, parse with httparse ----------------
+
+/// A field as raw bytes: name, value.
+type Field = (Vec<u8>, Vec<u8>);
+
+/// Field names the connection writes itself and drops from the application's fields.
+const CONNECTION_OWNED: [&str; 6] = [
+    "date",
+    "server",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+];
+
+fn owned_by_the_connection(name: &[u8]) -> bool {
+    CONNECTION_OWNED
+        .iter()
+        .any(|o| name.eq_ignore_ascii_case(o.as_bytes()))
+}
+
+/// A field the application gives: a token name (sometimes one the connection owns, in any
+/// case) and a value of visible ASCII, obs-text and inner whitespace.
+fn response_field_strategy() -> impl Strategy<Value = Field> {
+    let name = prop_oneof![
+        4 => "[!#$%&'*+.^_`|~0-9A-Za-z-]{1,12}".prop_map(String::into_bytes),
+        1 => (prop::sample::select(CONNECTION_OWNED.to_vec()), any::<bool>())
+            .prop_map(|(n, upper)| if upper { n.to_ascii_uppercase() } else { n.to_owned() }.into_bytes()),
+    ];
+    let byte = prop_oneof![
+        6 => 0x21u8..=0x7e,
+        1 => 0x80u8..=0xff,
+        1 => Just(b' '),
+        1 => Just(b'\t'),
+    ];
+    let value = prop::collection::vec(byte, 0..24).prop_map(|mut v| {
+        // The value without surrounding whitespace is what any recipient keeps.
+        while matches!(v.first(), Some(b' ' | b'\t')) {
+            v.remove(0);
+        }
+        while matches!(v.last(), Some(b' ' | b'\t')) {
+            v.pop();
+        }
+        v
+    });
+    (name, value)
+}
+
+fn to_headers(fields: &[Field]) -> Headers {
+    let mut h = Headers::new();
+    for (n, v) in fields {
+        h.push(Bytes::from(n.clone()), Bytes::from(v.clone()));
+    }
+    h
+}
+
+/// How the generated response declares its body.
+#[derive(Clone, Debug)]
+enum GenFraming {
+    /// `ResponseBody::Length` of the pieces' total.
+    Length,
+    /// `ResponseBody::Streamed` (chunked to this HTTP/1.1 client), with trailer fields.
+    Streamed(Vec<Field>),
+    /// `ResponseBody::Empty`: no pieces.
+    Empty,
+}
+
+/// One exchange as the generator builds it: interim heads, then a final one and its body.
+#[derive(Clone, Debug)]
+struct GenResponse {
+    interim: Vec<(u16, Vec<Field>)>,
+    status: u16,
+    fields: Vec<Field>,
+    framing: GenFraming,
+    pieces: Vec<Chunk>,
+}
+
+impl GenResponse {
+    fn body_len(&self) -> u64 {
+        self.pieces.iter().map(Chunk::len).sum()
+    }
+
+    fn response_body(&self) -> ResponseBody {
+        match self.framing {
+            GenFraming::Length => ResponseBody::Length(self.body_len()),
+            GenFraming::Streamed(_) => ResponseBody::Streamed,
+            GenFraming::Empty => ResponseBody::Empty,
+        }
+    }
+}
+
+fn response_strategy() -> impl Strategy<Value = GenResponse> {
+    // Every 1xx the API takes, except 101: after it the bytes are another protocol.
+    let interim_status = (100u16..200).prop_filter("101 switches protocols", |s| *s != 101);
+    let interim = prop::collection::vec(
+        (
+            interim_status,
+            prop::collection::vec(response_field_strategy(), 0..4),
+        ),
+        0..3,
+    );
+    let status = prop_oneof![
+        2 => prop::sample::select(vec![200u16, 204, 206, 304, 404, 500, 502]),
+        3 => 200u16..600,
+    ];
+    let piece = prop_oneof![
+        3 => prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| Chunk::Bytes(Bytes::from(b))),
+        1 => (0u64..4, 0u64..100, 0u64..50).prop_map(|(f, offset, len)| Chunk::File {
+            file: FileId(Token(f)),
+            offset,
+            len,
+        }),
+    ];
+    let framing = prop_oneof![
+        Just(GenFraming::Length),
+        prop::collection::vec(response_field_strategy(), 0..3).prop_map(GenFraming::Streamed),
+        Just(GenFraming::Empty),
+    ];
+    (
+        interim,
+        status,
+        prop::collection::vec(response_field_strategy(), 0..6),
+        framing,
+        prop::collection::vec(piece, 0..4),
+    )
+        .prop_map(|(interim, status, fields, framing, pieces)| GenResponse {
+            interim,
+            status,
+            fields,
+            pieces: if matches!(framing, GenFraming::Empty) {
+                Vec::new()
+            } else {
+                pieces
+            },
+            framing,
+        })
+}
+
+/// httparse's view of a field list, as owned bytes.
+fn owned_fields(fields: &[httparse::Header<'_>]) -> Vec<Field> {
+    fields
+        .iter()
+        .map(|h| (h.name.as_bytes().to_vec(), h.value.to_vec()))
+        .collect()
+}
+
+/// The application's fields the connection keeps, in order.
+fn kept(fields: &[Field]) -> Vec<Field> {
+    fields
+        .iter()
+        .filter(|(n, _)| !owned_by_the_connection(n))
+        .cloned()
+        .collect()
+}
+
+/// Parses one response head at the start of `wire` with httparse: status, reason and
+/// fields, and the length of the head.
+fn parse_response_head(wire: &[u8]) -> (u16, String, Vec<Field>, usize) {
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut slots);
+    let len = match resp.parse(wire) {
+        Ok(httparse::Status::Complete(len)) => len,
+        other => panic!(
+            "head does not parse: {other:?} in {:?}",
+            String::from_utf8_lossy(wire)
+        ),
+    };
+    assert_eq!(resp.version, Some(1), "status line says HTTP/1.1");
+    let status = resp.code.expect("status code");
+    let reason = resp.reason.expect("reason phrase").to_owned();
+    (status, reason, owned_fields(resp.headers), len)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Response heads round-trip: whatever the application gives `send_head` / `send_body` /
+    /// `send_end`, an independent parser (httparse, plus RFC 9112 §6.3 framing decided from
+    /// the parsed fields) reads back the status, its reason phrase, the application's fields
+    /// in order (minus the ones the connection owns), exactly one `Date` and `Server`, the
+    /// framing the connection chose, the body and the trailers — for interim heads,
+    /// Content-Length and chunked bodies, on one kept-alive connection transmitted in
+    /// random pieces.
+    #[test]
+    fn response_heads_round_trip(
+        responses in prop::collection::vec(response_strategy(), 1..4),
+        advances in prop::collection::vec(1u64..64, 1..8),
+    ) {
+        let mut p = Pair::new();
+        let requests: Vec<u8> = (0..responses.len()).flat_map(|i| get(&format!("/{i}"))).collect();
+        p.send(&requests);
+        let mut step = 0;
+        let mut transmit_a_little = |p: &mut Pair| {
+            p.transmit_some(advances[step % advances.len()]);
+            step += 1;
+        };
+        for r in &responses {
+            let ev = p.events();
+            prop_assert!(matches!(ev.as_slice(), [Event::Head(_), Event::End]), "{:?}", ev);
+            for (status, fields) in &r.interim {
+                let mut head = ResponseHead::new(*status, ResponseBody::Empty);
+                head.headers = to_headers(fields);
+                p.conn.send_head(head, p.now).unwrap();
+                transmit_a_little(&mut p);
+            }
+            let mut head = ResponseHead::new(r.status, r.response_body());
+            head.headers = to_headers(&r.fields);
+            p.conn.send_head(head, p.now).unwrap();
+            for c in &r.pieces {
+                p.conn.send_body(c.clone(), p.now).unwrap();
+                transmit_a_little(&mut p);
+            }
+            let trailers = match &r.framing {
+                GenFraming::Streamed(t) => Some(to_headers(t)),
+                _ => None,
+            };
+            p.conn.send_end(trailers, p.now).unwrap();
+            transmit_a_little(&mut p);
+        }
+        p.transmit();
+        prop_assert_eq!(p.conn.state(), ConnState::Idle);
+
+        let wire = p.wire.clone();
+        let mut pos = 0;
+        for r in &responses {
+            // Interim heads: the API sends `100` once per request; every other 1xx each time.
+            let mut continue_sent = false;
+            for (status, fields) in &r.interim {
+                if *status == 100 && continue_sent {
+                    continue;
+                }
+                continue_sent |= *status == 100;
+                let (got_status, reason, got_fields, len) = parse_response_head(&wire[pos..]);
+                prop_assert_eq!(got_status, *status);
+                prop_assert_eq!(reason, crate::http1::head::reason_phrase(*status));
+                prop_assert_eq!(got_fields, kept(fields));
+                pos += len;
+            }
+
+            let (status, reason, got, len) = parse_response_head(&wire[pos..]);
+            pos += len;
+            prop_assert_eq!(status, r.status);
+            prop_assert_eq!(reason, crate::http1::head::reason_phrase(r.status));
+            let app = kept(&r.fields);
+            prop_assert_eq!(&got[..app.len()], &app[..]);
+            let own = &got[app.len()..];
+            prop_assert_eq!(&own[0].0[..], b"Date");
+            let date = httpdate::parse_http_date(std::str::from_utf8(&own[0].1).unwrap()).unwrap();
+            let secs = date.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            prop_assert_eq!(i64::try_from(secs).unwrap(), p.now.unix.0);
+            prop_assert_eq!(&own[1], &(b"Server".to_vec(), b"weir".to_vec()));
+            let framing: Vec<(String, String)> = own[2..]
+                .iter()
+                .map(|(n, v)| (String::from_utf8(n.clone()).unwrap(), String::from_utf8(v.clone()).unwrap()))
+                .collect();
+            let bodiless = r.status == 204 || r.status == 304;
+            let body_len = r.body_len();
+            let want_framing: Vec<(String, String)> = match r.framing {
+                GenFraming::Length if r.status == 204 => vec![],
+                GenFraming::Length => vec![("Content-Length".into(), body_len.to_string())],
+                GenFraming::Streamed(_) if bodiless => vec![],
+                GenFraming::Streamed(_) => vec![("Transfer-Encoding".into(), "chunked".into())],
+                GenFraming::Empty if bodiless => vec![],
+                GenFraming::Empty => vec![("Content-Length".into(), "0".into())],
+            };
+            prop_assert_eq!(&framing, &want_framing);
+
+            // The body, delimited as RFC 9112 §6.3 says from the fields just parsed.
+            let mut body = Vec::new();
+            let mut trailers = Vec::new();
+            let te = framing.iter().find(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"));
+            let cl = framing.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-length"));
+            if bodiless {
+                // 204 and 304 end at the head.
+            } else if te.is_some_and(|(_, v)| v == "chunked") {
+                loop {
+                    let (used, size) = match httparse::parse_chunk_size(&wire[pos..]) {
+                        Ok(httparse::Status::Complete(c)) => c,
+                        other => panic!("chunk size: {other:?}"),
+                    };
+                    pos += used;
+                    if size == 0 {
+                        let mut slots = [httparse::EMPTY_HEADER; 16];
+                        let (used, t) = match httparse::parse_headers(&wire[pos..], &mut slots) {
+                            Ok(httparse::Status::Complete(t)) => t,
+                            other => panic!("trailers: {other:?}"),
+                        };
+                        trailers = owned_fields(t);
+                        pos += used;
+                        break;
+                    }
+                    let end = pos + usize::try_from(size).unwrap();
+                    body.extend_from_slice(&wire[pos..end]);
+                    prop_assert_eq!(&wire[end..end + 2], b"\r\n");
+                    pos = end + 2;
+                }
+            } else {
+                let n: usize = cl.expect("a response to keep alive is delimited").1.parse().unwrap();
+                body.extend_from_slice(&wire[pos..pos + n]);
+                pos += n;
+            }
+            let want_body: Vec<u8> = if bodiless {
+                Vec::new()
+            } else {
+                r.pieces.iter().flat_map(|c| render(c, c.len())).collect()
+            };
+            prop_assert_eq!(body, want_body);
+            let want_trailers = match &r.framing {
+                GenFraming::Streamed(t) if !bodiless => kept(t),
+                _ => Vec::new(),
+            };
+            prop_assert_eq!(trailers, want_trailers);
+        }
+        prop_assert_eq!(pos, wire.len(), "bytes after the last response");
+    }
+}
