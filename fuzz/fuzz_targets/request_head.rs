@@ -37,22 +37,14 @@ fuzz_target!(|data: &[u8]| {
         // Found or refused on the prefix: the whole buffer must agree.
         other => other,
     };
-    match (&whole, &stepwise) {
-        // Known core issue (reported, corpus/request_head/verdict_depends_on_cut): the
-        // scanner compares the line and the head with their bounds only after looking at
-        // every buffered byte, so a bad byte past the bound decides (400) when the bytes
-        // arrive whole, and the bound decides (414/431) when they arrive cut before it.
-        // Both refuse; tighten to equality once the scanner stops at the bound.
-        (Err(a), Err(b)) if a.status != b.status => {
-            let size = |s: u16| s == 414 || s == 431;
-            assert!(size(a.status) != size(b.status), "{a:?} vs {b:?}");
-        }
-        _ => assert_eq!(
-            whole.as_ref().map(|o| o.map(|e| (e.start, e.end))),
-            stepwise.as_ref().map(|o| o.map(|e| (e.start, e.end))),
-            "incremental scan disagrees"
-        ),
-    }
+    // corpus/request_head/verdict_depends_on_cut once made the verdict depend on the cut (a
+    // bad byte past a bound beat the bound); the scanner now judges byte by byte, so whole
+    // and stepwise must agree exactly.
+    assert_eq!(
+        whole.as_ref().map(|o| o.map(|e| (e.start, e.end))),
+        stepwise.as_ref().map(|o| o.map(|e| (e.start, e.end))),
+        "incremental scan disagrees"
+    );
     let end = match whole {
         Ok(Some(end)) => end,
         Ok(None) => {

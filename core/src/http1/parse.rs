@@ -119,6 +119,12 @@ impl HeadScan {
     ) -> Result<Option<HeadEnd>, ProtocolError> {
         while self.pos < buf.len() {
             let b = buf[self.pos];
+            // A CR is judged with the byte after it, which may not have arrived yet; the
+            // CR itself counts against the bound first, so that a bad byte past the bound
+            // never decides the verdict when the bytes arrive together.
+            if b == b'\r' && self.pos + 1 > bytes_max {
+                return Err(err(431, "request head too large"));
+            }
             if self.leading {
                 match b {
                     b'\r' => {
@@ -167,6 +173,10 @@ impl HeadScan {
                     }
                     self.pos += 2;
                     self.line_start = self.pos;
+                    // The LF counts too, at once, not when the next byte arrives.
+                    if self.pos > bytes_max {
+                        return Err(err(431, "request head too large"));
+                    }
                 }
                 b'\n' => return Err(err(400, "bare LF in the head")),
                 b' ' | b'\t' if self.pos == self.line_start && !self.in_request_line => {
@@ -607,6 +617,30 @@ mod tests {
             }
         }
         last
+    }
+
+    #[test]
+    fn a_bare_cr_just_past_the_bound_is_judged_by_the_bound_however_cut() {
+        // The CR is byte 201 of a 200-byte bound and is followed by a bad byte: the bound
+        // decides, whether the bytes arrive together or one at a time (found by fuzzing).
+        let mut head = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        head.resize(200, b'a');
+        head.extend_from_slice(b"\rz");
+        assert_eq!(scan_all(&head).unwrap_err().status, 431);
+        assert_eq!(scan_bytewise(&head).unwrap_err().status, 431);
+        let mut trailer = b"X: ".to_vec();
+        trailer.resize(200, b'a');
+        trailer.extend_from_slice(b"\rz");
+        let whole = HeadScan::trailers().scan(&trailer, usize::MAX, 200);
+        assert_eq!(whole.unwrap_err().status, 431);
+        // A field line whose LF is byte 201, followed by a bare LF: the bound again.
+        let mut trailer = b"X: ".to_vec();
+        trailer.resize(199, b'a');
+        trailer.extend_from_slice(b"\r\n\n");
+        let whole = HeadScan::trailers().scan(&trailer, usize::MAX, 200);
+        assert_eq!(whole.unwrap_err().status, 431);
+        let mut s = HeadScan::trailers();
+        assert_eq!(s.scan(&trailer[..201], usize::MAX, 200).unwrap_err().status, 431);
     }
 
     #[test]
