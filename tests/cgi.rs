@@ -442,12 +442,20 @@ fn a_client_that_goes_away_takes_its_script_with_it() {
     weir.connect().get("/hello.txt").assert_status(200);
 }
 
+/// The gateway timeout of the misbehaving-scripts test: long against the few local requests
+/// that must be answered while its hanging script waits for it.
+const HANG_TIMEOUT_S: u32 = 8;
+
 #[test]
 fn misbehaving_scripts_get_502_while_static_files_keep_flowing() {
     const FLOOD: usize = 32 << 20;
     let weir = serve(
-        CGI_CONF,
+        &format!("timeout gateway={HANG_TIMEOUT_S}s\n{CGI_CONF}"),
         &[
+            (
+                "ok.sh",
+                "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'\n",
+            ),
             (
                 "flood.sh",
                 &format!(
@@ -495,7 +503,42 @@ fn misbehaving_scripts_get_502_while_static_files_keep_flowing() {
         })
     };
 
+    // A script that hangs until its gateway timeout (it writes its PID, then sleeps).
+    let hang_pid_file = weir.docs.base().join("hang.pid");
+    install(
+        &weir.docs.root().join("cgi-bin/hang.sh"),
+        &format!(
+            "#!/bin/sh\necho $$ > '{}'\nexec sleep 300\n",
+            hang_pid_file.display()
+        ),
+    );
+    let mut hung = weir.connect();
+    hung.stream()
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("set_read_timeout");
+    hung.send(request("GET", "/cgi-bin/hang.sh", ""));
+    let hang_pid = read_pid(&hang_pid_file);
+    // While it hangs, the one worker serves a static file and another script. The script
+    // being still alive afterwards shows these answers did not wait for the timeout (the
+    // margin is the whole gateway timeout against a few local requests).
     let mut c = weir.connect();
+    for _ in 0..3 {
+        let r = c.get("/hello.txt");
+        r.assert_status(200);
+        assert!(
+            r.body == weir.docs.bytes("hello.txt"),
+            "static body differs"
+        );
+    }
+    let r = ask(&mut c, "GET", "/cgi-bin/ok.sh", "");
+    r.assert_status(200);
+    assert_eq!(r.body, b"ok\n");
+    assert!(
+        matches!(proc_state(hang_pid), Some(s) if s != 'Z'),
+        "the hanging script (PID {hang_pid}) ended before the requests beside it were \
+         answered: they waited for it (gateway={HANG_TIMEOUT_S}s)"
+    );
+
     let r = ask(&mut c, "GET", "/cgi-bin/flood.sh", "");
     r.assert_status(200);
     assert_eq!(r.body.len(), FLOOD, "flood length");
@@ -528,6 +571,11 @@ fn misbehaving_scripts_get_502_while_static_files_keep_flowing() {
     r.assert_status(404);
     let r = ask(&mut c, "GET", "/cgi-bin/noexec.sh", "");
     r.assert_status(403);
+
+    // The hanging script's answer, once its timeout has passed.
+    let r = hung.read_response(Expect::Body);
+    r.assert_status(504);
+    wait_dead(hang_pid, weir.pid(), "the hanging script");
 
     stop.store(true, Ordering::Relaxed);
     let served = neighbour.join().expect("the neighbour saw only 200s");
@@ -761,4 +809,385 @@ fn git_clone_and_push_through_http_backend() {
         &["log", "--format=%s", "main"],
     );
     assert_eq!(log, "second\nfirst\n");
+}
+
+// ---------------------------------------------------------------------------------------
+// nph- scripts, the exact environment, the farm, late timeouts, presentation and search
+// ---------------------------------------------------------------------------------------
+
+/// What the `nph-` script below writes: a whole HTTP response of its own.
+const NPH_OUTPUT: &[u8] =
+    b"HTTP/1.1 299 Raw Reason\r\nX-Nph: yes\r\nContent-Type: text/x-raw\r\n\r\nraw body, no length\n";
+
+#[test]
+fn an_nph_script_reaches_the_client_unchanged() {
+    // A `header` rule matches too: even its field must not be added to a raw response.
+    let weir = serve(
+        &format!("header /* X-Added by-rule\n{CGI_CONF}"),
+        &[(
+            "nph-raw.sh",
+            "#!/bin/sh\nprintf 'HTTP/1.1 299 Raw Reason\\r\\nX-Nph: yes\\r\\nContent-Type: text/x-raw\\r\\n\\r\\nraw body, no length\\n'\n",
+        )],
+    );
+    let mut c = weir.connect();
+    c.send(request("GET", "/cgi-bin/nph-raw.sh", ""));
+    // Nothing delimits the body but the end of the connection, so weir must close it; what
+    // arrives is exactly what the script wrote: no Date, Server, Content-Length,
+    // Transfer-Encoding or Connection added, no chunk framing.
+    let got = c.read_to_close();
+    assert!(
+        got == NPH_OUTPUT,
+        "the nph response was changed on the way:\n got: {}\nwant: {}",
+        crate::support::preview(&got),
+        crate::support::preview(NPH_OUTPUT)
+    );
+    // The same rule does add its field to an ordinary script's response.
+    install(
+        &weir.docs.root().join("cgi-bin/parsed.sh"),
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nparsed\\n'\n",
+    );
+    let r = weir.connect().get("/cgi-bin/parsed.sh");
+    r.assert_status(200);
+    assert_eq!(r.expect_header("x-added"), "by-rule");
+    crate::support::assert_date_and_server(&r);
+    assert_eq!(r.body, b"parsed\n");
+}
+
+/// Prints its argument count, chosen variables, and from its own initial environment
+/// (`/proc/$$/environ`, which shows duplicates a shell would hide) how many `HTTP_X_FOO`
+/// entries it got and how many values say `evil`.
+const EXACT_ENV_SH: &str = r#"#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+echo "ARGC=$#"
+echo "ARG1=${1-unset}"
+for name in HTTP_X_FOO DOCUMENT_ROOT REQUEST_URI SCRIPT_NAME PATH_INFO PATH_TRANSLATED \
+    SCRIPT_FILENAME QUERY_STRING SERVER_NAME REQUEST_METHOD; do
+    eval "isset=\${$name+yes}"
+    if [ "$isset" = yes ]; then eval "printf '%s=%s\n' $name \"\$$name\""; fi
+done
+echo "X_FOO_ENTRIES=$(tr '\0' '\n' < /proc/$$/environ | grep -c '^HTTP_X_FOO=')"
+echo "EVIL_ENTRIES=$(tr '\0' '\n' < /proc/$$/environ | grep -c evil)"
+"#;
+
+#[test]
+fn underscore_fields_are_dropped_and_the_variables_are_exact() {
+    let weir = serve(CGI_CONF, &[("env.sh", EXACT_ENV_SH)]);
+    let script = weir.docs.root().join("cgi-bin/env.sh");
+    let script = script.to_str().expect("UTF-8 path");
+    let base = weir.docs.base().to_str().expect("UTF-8 path").to_string();
+    let mut c = weir.connect();
+    // The spoof comes first and last, around the real field.
+    let r = ask(
+        &mut c,
+        "GET",
+        "/cgi-bin/env.sh/a%20b/c?a+b",
+        "X_Foo: evil\r\nX-Foo: good\r\nx_foo: evil\r\n",
+    );
+    r.assert_status(200);
+    let v = vars(&r.body);
+    let body = String::from_utf8_lossy(&r.body);
+    for (name, want) in [
+        ("HTTP_X_FOO", "good"),
+        ("X_FOO_ENTRIES", "1"),
+        ("EVIL_ENTRIES", "0"),
+        // The configuration has no `root`: it is the configuration file's directory.
+        ("DOCUMENT_ROOT", base.as_str()),
+        // The target as sent, query included; PATH_INFO decoded once.
+        ("REQUEST_URI", "/cgi-bin/env.sh/a%20b/c?a+b"),
+        ("SCRIPT_NAME", "/cgi-bin/env.sh"),
+        ("PATH_INFO", "/a b/c"),
+        ("PATH_TRANSLATED", &format!("{base}/a b/c")),
+        ("SCRIPT_FILENAME", script),
+        ("QUERY_STRING", "a+b"),
+        ("SERVER_NAME", "localhost"),
+        ("REQUEST_METHOD", "GET"),
+        // RFC 3875 §4.4 lets a server put a query without `=` in argv; weir puts nothing
+        // there (weir-core's gateway always spawns with empty `args`).
+        ("ARGC", "0"),
+        ("ARG1", "unset"),
+    ] {
+        assert_eq!(var(&v, name), Some(want), "{name}:\n{body}");
+    }
+
+    // Without PATH_INFO or a query: no PATH_INFO, no PATH_TRANSLATED, an empty QUERY_STRING.
+    let r = ask(&mut c, "GET", "/cgi-bin/env.sh", "");
+    r.assert_status(200);
+    let v = vars(&r.body);
+    let body = String::from_utf8_lossy(&r.body);
+    assert_eq!(var(&v, "PATH_INFO"), None, "{body}");
+    assert_eq!(var(&v, "PATH_TRANSLATED"), None, "{body}");
+    assert_eq!(var(&v, "QUERY_STRING"), Some(""), "{body}");
+    assert_eq!(var(&v, "REQUEST_URI"), Some("/cgi-bin/env.sh"), "{body}");
+    assert_eq!(var(&v, "HTTP_X_FOO"), None, "{body}");
+    assert_eq!(var(&v, "ARGC"), Some("0"), "{body}");
+}
+
+/// Reads one response on a thread, with a read timeout long enough for a queued script.
+fn answer_on_thread(
+    addr: std::net::SocketAddr,
+    label: &'static str,
+    path: String,
+    done: std::sync::mpsc::Sender<(&'static str, Response)>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        c.stream()
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("set_read_timeout");
+        c.send(request("GET", &path, ""));
+        let r = c.read_response(Expect::Body);
+        let _ = done.send((label, r));
+    })
+}
+
+fn lines_in(file: &Path) -> usize {
+    fs::read_to_string(file).map_or(0, |t| t.lines().count())
+}
+
+#[test]
+fn the_farm_runs_limit_scripts_queues_as_many_again_then_answers_503() {
+    let weir = Weir::start_with_config(&format!("limit cgi=1\ntimeout gateway=60s\n{CGI_CONF}"));
+    let base = weir.docs.base().to_path_buf();
+    let started = base.join("started");
+    let release = base.join("release");
+    // Waits (at most about 60 s) for the release file, then answers with its query.
+    install(
+        &weir.docs.root().join("cgi-bin/stall.sh"),
+        &format!(
+            "#!/bin/sh\necho $$ >> '{started}'\ni=0\n\
+             while [ ! -e '{release}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n\
+             printf 'Content-Type: text/plain\\r\\n\\r\\nreleased %s\\n' \"$QUERY_STRING\"\n",
+            started = started.display(),
+            release = release.display()
+        ),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let first = answer_on_thread(weir.addr, "a", "/cgi-bin/stall.sh?a".into(), tx.clone());
+    // The first script holds the only place once it has started.
+    let deadline = Instant::now() + SETTLE;
+    while lines_in(&started) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the first script did not start within {SETTLE:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Two more: one waits in the queue (it holds as many as the limit), one is refused.
+    let b = answer_on_thread(weir.addr, "b", "/cgi-bin/stall.sh?b".into(), tx.clone());
+    let c = answer_on_thread(weir.addr, "c", "/cgi-bin/stall.sh?c".into(), tx.clone());
+    let (refused, r) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("an answer to b or c");
+    assert!(refused == "b" || refused == "c", "{refused} answered first");
+    r.assert_status(503);
+    assert_eq!(r.expect_header("retry-after"), "1", "{}", r.summary());
+    let queued = if refused == "b" { "c" } else { "b" };
+    // Both have been handled by now (the refusal came second); the queued one has not run.
+    assert_eq!(
+        lines_in(&started),
+        1,
+        "a second script started with limit cgi=1"
+    );
+    // The queue is full: a fourth is refused too.
+    let mut d = weir.connect();
+    let r = ask(&mut d, "GET", "/cgi-bin/stall.sh?d", "");
+    r.assert_status(503);
+    assert_eq!(r.expect_header("retry-after"), "1");
+    // Static files do not queue behind the farm.
+    weir.connect().get("/hello.txt").assert_status(200);
+    assert_eq!(lines_in(&started), 1);
+
+    // Release: the running one answers, then the queued one runs and answers.
+    fs::write(&release, b"").expect("create the release file");
+    let mut answered = Vec::new();
+    for _ in 0..2 {
+        let (label, r) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the running and the queued script answer after the release");
+        r.assert_status(200);
+        assert_eq!(
+            String::from_utf8_lossy(&r.body),
+            format!("released {label}\n")
+        );
+        answered.push(label);
+    }
+    answered.sort_unstable();
+    let mut want = vec!["a", queued];
+    want.sort_unstable();
+    assert_eq!(answered, want);
+    assert_eq!(lines_in(&started), 2, "the refused requests never ran");
+    for t in [first, b, c] {
+        t.join().expect("client thread");
+    }
+    // The farm is free again.
+    let r = weir.connect().get("/cgi-bin/stall.sh?e");
+    r.assert_status(200);
+    assert_eq!(r.body, b"released e\n");
+    assert!(
+        weir.stderr().contains("farm full"),
+        "the 503s are not in the error log:\n{}",
+        weir.stderr()
+    );
+}
+
+/// Splits `raw` (what follows a chunked response head) into its chunks' data, and says
+/// whether the last chunk (`0`) was among them.
+fn dechunk(raw: &[u8]) -> (Vec<u8>, bool) {
+    let mut data = Vec::new();
+    let mut rest = raw;
+    loop {
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return (data, false);
+        };
+        let size_text = std::str::from_utf8(&rest[..eol]).expect("ASCII chunk size");
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or(""), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size line {size_text:?}"));
+        if size == 0 {
+            return (data, true);
+        }
+        let start = eol + 2;
+        let end = (start + size).min(rest.len());
+        data.extend_from_slice(&rest[start..end]);
+        if start + size + 2 > rest.len() {
+            return (data, false);
+        }
+        rest = &rest[start + size + 2..];
+    }
+}
+
+#[test]
+fn a_script_that_stalls_after_its_header_has_its_connection_cut() {
+    let weir = Weir::start_with_config(&format!("timeout gateway=1s\n{CGI_CONF}"));
+    let pids = weir.docs.base().join("pids");
+    fs::create_dir_all(&pids).expect("mkdir pids");
+    install(
+        &weir.docs.root().join("cgi-bin/late.sh"),
+        &format!(
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nfirst part\\n'\n\
+             sleep 300 &\necho $! > {dir}/child.pid\necho $$ > {dir}/script.pid\nwait\n",
+            dir = pids.display()
+        ),
+    );
+    let mut c = weir.connect();
+    c.stream()
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set_read_timeout");
+    c.send(request("GET", "/cgi-bin/late.sh", ""));
+    let head = c.read_head_only();
+    head.assert_status(200);
+    assert!(
+        head.has_token("transfer-encoding", "chunked"),
+        "a 1.1 script response without a length is chunked:\n{}",
+        head.summary()
+    );
+    // Then the body so far, and the end of the connection instead of a last chunk (a
+    // 504 can no longer be sent once a 200 has gone out).
+    let rest = c.read_to_close();
+    let (data, finished) = dechunk(&rest);
+    assert_eq!(
+        String::from_utf8_lossy(&data),
+        "first part\n",
+        "raw: {}",
+        crate::support::preview(&rest)
+    );
+    assert!(
+        !finished,
+        "the cut response ended like a complete one: {}",
+        crate::support::preview(&rest)
+    );
+    assert!(!rest.windows(3).any(|w| w == b"504"), "a 504 after a 200");
+    let err = weir.stderr_containing("no output for");
+    let line = err
+        .lines()
+        .find(|l| l.contains("no output for"))
+        .expect("the line is there");
+    assert!(
+        line.contains("late.sh"),
+        "the line names the script: {line}"
+    );
+    wait_dead(
+        read_pid(&pids.join("script.pid")),
+        weir.pid(),
+        "the stalled script",
+    );
+    wait_dead(
+        read_pid(&pids.join("child.pid")),
+        weir.pid(),
+        "the stalled script's child",
+    );
+    weir.connect().get("/hello.txt").assert_status(200);
+}
+
+#[test]
+fn presentation_and_search_rules_hand_documents_to_scripts() {
+    let weir = serve(
+        &format!(
+            "type .wdoc text/x-weir-doc\n\
+             presentation text/x-weir-doc {{root}}/cgi-bin/present.sh\n\
+             search /docs/* {{root}}/cgi-bin/search.sh\n{CGI_CONF}"
+        ),
+        &[
+            (
+                "present.sh",
+                "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\n\
+                 echo \"PATH_TRANSLATED=$PATH_TRANSLATED\"\necho \"PATH_INFO=$PATH_INFO\"\n\
+                 echo \"QUERY_STRING=$QUERY_STRING\"\necho \"METHOD=$REQUEST_METHOD\"\n\
+                 echo \"DOC=$(cat \"$PATH_TRANSLATED\")\"\n",
+            ),
+            (
+                "search.sh",
+                "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\nX-Search: yes\\r\\n\\r\\n'\n\
+                 echo \"PATH_TRANSLATED=$PATH_TRANSLATED\"\necho \"QUERY_STRING=$QUERY_STRING\"\n\
+                 echo \"SCRIPT_NAME=$SCRIPT_NAME\"\necho \"HITS=$(grep -c \"$QUERY_STRING\" \"$PATH_TRANSLATED\")\"\n",
+            ),
+        ],
+    );
+    let root = weir.docs.root().to_path_buf();
+    fs::create_dir_all(root.join("docs")).expect("mkdir docs");
+    fs::write(root.join("docs/page.wdoc"), "the weir document\n").expect("write");
+    fs::write(root.join("docs/notes.txt"), "apple\nbanana\napple pie\n").expect("write");
+    let page = root.join("docs/page.wdoc").display().to_string();
+    let notes = root.join("docs/notes.txt").display().to_string();
+    let mut c = weir.connect();
+
+    // A document of the presentation type is not sent: the script gets its file name.
+    let r = ask(&mut c, "GET", "/docs/page.wdoc", "");
+    r.assert_status(200);
+    let v = vars(&r.body);
+    let body = String::from_utf8_lossy(&r.body);
+    assert_eq!(var(&v, "PATH_TRANSLATED"), Some(page.as_str()), "{body}");
+    assert_eq!(var(&v, "PATH_INFO"), Some("/docs/page.wdoc"), "{body}");
+    assert_eq!(var(&v, "QUERY_STRING"), Some(""), "{body}");
+    assert_eq!(var(&v, "DOC"), Some("the weir document"), "{body}");
+    // HEAD too: the script answers, and the body is dropped.
+    c.send(request("HEAD", "/docs/page.wdoc", ""));
+    let r = c.read_response(Expect::NoBody);
+    r.assert_status(200);
+    assert_eq!(r.expect_header("content-type"), "text/plain");
+    // Other types are documents as usual.
+    let r = ask(&mut c, "GET", "/docs/notes.txt", "");
+    r.assert_status(200);
+    assert_eq!(r.body, b"apple\nbanana\napple pie\n");
+    assert_eq!(r.header("x-search"), None);
+
+    // A GET with a query on a document under /docs/ goes to the search script.
+    let r = ask(&mut c, "GET", "/docs/notes.txt?apple", "");
+    r.assert_status(200);
+    assert_eq!(r.expect_header("x-search"), "yes");
+    let v = vars(&r.body);
+    let body = String::from_utf8_lossy(&r.body);
+    assert_eq!(var(&v, "QUERY_STRING"), Some("apple"), "{body}");
+    assert_eq!(var(&v, "PATH_TRANSLATED"), Some(notes.as_str()), "{body}");
+    assert_eq!(var(&v, "SCRIPT_NAME"), Some("/docs/notes.txt"), "{body}");
+    assert_eq!(var(&v, "HITS"), Some("2"), "{body}");
+    // Not a GET, or no query, or outside the template: the document itself.
+    c.send(request("HEAD", "/docs/notes.txt?apple", ""));
+    let r = c.read_response(Expect::NoBody);
+    r.assert_status(200);
+    assert_eq!(r.header("x-search"), None);
+    assert_eq!(r.expect_header("content-length"), "23");
+    let r = ask(&mut c, "GET", "/hello.txt?apple", "");
+    r.assert_status(200);
+    assert_eq!(r.header("x-search"), None);
+    assert_eq!(r.body, weir.docs.bytes("hello.txt"));
 }
