@@ -4,12 +4,14 @@
 //! `support::DocRoot` for the files), so tests are independent and run in parallel. The
 //! modules beside this file hold the rest: `cgi` (scripts through `exec` rules, git
 //! http-backend), `framing` (malformed requests and limits), `load`
-//! (concurrency, slow and vanishing clients, signals, curl) and `purity` (the CI script that
-//! keeps weir-core free of I/O).
+//! (concurrency, slow and vanishing clients, signals, curl), `ops` (error log, `user`,
+//! `chroot`, serving the current directory) and `purity` (the CI script that keeps
+//! weir-core free of I/O).
 
 mod cgi;
 mod framing;
 mod load;
+mod ops;
 mod purity;
 mod rules;
 mod support;

@@ -16,7 +16,9 @@
 //! * `files` — open files by `FileId`; `sendfile` — file ranges to sockets.
 //! * `process` — CGI children by `ProcId`: spawning, their pipes, `Kill`, reaping.
 //! * `token` — mio tokens with generations; `clock` — `Now`; `errno` — OS errors to
-//!   `IoError`; `log` — `weir: …` lines on standard error.
+//!   `IoError`; `log` — the error log (`weir: …` lines on standard error or in a file).
+//! * `privs` — `user`: resolving the account and dropping root; `jail` — `chroot`:
+//!   checking, entering, and translating the core's paths to paths inside it.
 //!
 //! Exit status: 0 after a clean shutdown, 1 when start-up fails, 2 for a usage error
 //! (clap's convention), 128 + signal when a second SIGINT/SIGTERM cuts the shutdown short.
@@ -27,9 +29,11 @@ mod conffile;
 mod conn;
 mod errno;
 mod files;
+mod jail;
 mod listen;
 mod log;
 mod logger;
+mod privs;
 mod process;
 mod route;
 mod sendfile;

@@ -7,7 +7,8 @@
 //! `clone(CLONE_VM | CLONE_VFORK)`, no page-table copy) whenever nothing forces a fork, and
 //! nothing here does. No shell sits between weir and the program: the program gets exactly
 //! `spec.args` after its own path as `argv[0]`, exactly `spec.env` (`env_clear`), the working
-//! directory `spec.cwd`, a process group of its own (`process_group(0)`, so `Kill` reaches
+//! directory `spec.cwd` (under `chroot DIR`, these paths and the path variables go through
+//! `jail`, which strips DIR), a process group of its own (`process_group(0)`, so `Kill` reaches
 //! whatever it starts), SIGPIPE back at its default and an empty signal mask (std resets
 //! both in the child), and three pipes. Every descriptor std creates is `O_CLOEXEC`, so no
 //! other child — spawned by this worker or by another one at the same moment — inherits
@@ -78,6 +79,7 @@ use slab::Slab;
 use weir_core::server::{Completion, ExitStatus, Input, IoError, OutStream, ProcId, SpawnSpec};
 use weir_core::Token;
 
+use crate::jail;
 use crate::log::log_error;
 use crate::token::{self, Part};
 
@@ -356,16 +358,19 @@ impl Processes {
             log_error!("too many processes");
             return Err(IoError::Exhausted);
         }
-        let mut command = Command::new(&spec.program);
+        // Under `chroot DIR`, the paths (and the variables that hold paths) without DIR.
+        let program = jail::inside(&spec.program)?;
+        let cwd = jail::inside(&spec.cwd)?;
+        let mut command = Command::new(&*program);
         command
             .args(spec.args.iter().map(|a| OsStr::from_bytes(a)))
             .env_clear()
             .envs(
                 spec.env
                     .iter()
-                    .map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))),
+                    .map(|(k, v)| (OsStr::from_bytes(k), jail::env_value(k, v))),
             )
-            .current_dir(&spec.cwd)
+            .current_dir(&*cwd)
             .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

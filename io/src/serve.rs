@@ -1,10 +1,13 @@
 //! `weir serve`: from arguments to running workers, and from signals to a clean exit.
 //!
 //! Start-up happens entirely in the main thread, and any failure there is one `weir: …`
-//! line and exit status 1: resolve the root, build the configuration, install the signal
-//! handlers (first, so a signal during start-up is not lost), bind every listening socket
-//! for every worker, set up each worker's poll. Only then do the worker threads start and
-//! the start line is printed.
+//! line and exit status 1: resolve the root, build the configuration, resolve the `user`
+//! and check the `chroot` against the configuration (so that a mistake there costs
+//! nothing), install the signal handlers (first, so a signal during start-up is not lost),
+//! bind every listening socket for every worker, open the access and error logs, enter the
+//! chroot, drop to the user, set up each worker's poll. Only then do the worker threads
+//! start and the start line is printed (to the error log, and to standard error too when
+//! the error log is a file).
 //!
 //! ```text
 //!   main thread                     signal thread                 workers
@@ -27,9 +30,9 @@ use signal_hook::iterator::Signals;
 use weir_core::{Config, ConfigRef};
 
 use crate::cli::ServeArgs;
-use crate::listen;
-use crate::log::log_error;
+use crate::log::{announce, log_error};
 use crate::worker::{Stopper, Worker};
+use crate::{jail, listen, privs};
 
 /// Exit status reported for a worker thread that panicked (BSD `EX_SOFTWARE`).
 const EXIT_PANIC: i32 = 70;
@@ -39,7 +42,7 @@ pub fn run(args: ServeArgs) -> i32 {
     match serve(args) {
         Ok(code) => code,
         Err(message) => {
-            log_error!("{message}");
+            announce!("{message}");
             1
         }
     }
@@ -49,6 +52,21 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     let config = build_config(&args)?;
     let workers = config.workers.unwrap_or(1);
     let root = config.root.clone();
+
+    let account = match &config.user {
+        Some((user, group)) => Some(privs::resolve(user, group.as_deref())?),
+        None => None,
+    };
+    let as_root = privs::is_root();
+    if let Some(dir) = &config.chroot {
+        jail::check(&config, dir)?;
+        if !as_root {
+            return Err(format!(
+                "chroot {}: only root can chroot; start weir as root or remove the chroot line",
+                dir.display()
+            ));
+        }
+    }
 
     let signals = Signals::new([SIGINT, SIGTERM])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -64,6 +82,23 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
         }
         None => (None, None),
     };
+    if let Some(path) = &config.error_log {
+        crate::log::open_error_log(path)
+            .map_err(|e| format!("cannot open the error log {}: {e}", path.display()))?;
+    }
+    if let Some(dir) = &config.chroot {
+        jail::enter(dir)?;
+    }
+    match &account {
+        Some(account) if as_root => privs::become_user(account)?,
+        Some(account) => announce!(
+            "user {}: ignored, since weir was not started as root (it runs as user ID {})",
+            account.name,
+            // SAFETY: getuid cannot fail and touches no memory.
+            unsafe { libc::getuid() }
+        ),
+        None => {}
+    }
     let mut built = Vec::with_capacity(workers);
     for (i, sockets) in bound.sockets.into_iter().enumerate() {
         let sockets = sockets.into_iter().zip(addrs.iter().copied()).collect();
@@ -101,7 +136,7 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     // Only the workers' reports hold senders now: the channel ends when the last one exits.
     drop(tx);
 
-    log_error!(
+    announce!(
         "serving {} on {} ({workers} workers)",
         root.display(),
         urls(&addrs)

@@ -230,7 +230,23 @@ impl Weir {
         Weir::start_with(1, Some(conf), files)
     }
 
+    /// `weir serve` with neither `-c` nor `--root`, started in the document root (so it
+    /// serves its current directory).
+    pub fn start_in_root_dir() -> Weir {
+        Weir::start_with_options(1, None, &[], true)
+    }
+
     fn start_with(workers: usize, conf: Option<&str>, files: &[(&str, &str)]) -> Weir {
+        Weir::start_with_options(workers, conf, files, false)
+    }
+
+    /// `in_root_dir`: without `conf`, start in the document root and pass no `--root`.
+    fn start_with_options(
+        workers: usize,
+        conf: Option<&str>,
+        files: &[(&str, &str)],
+        in_root_dir: bool,
+    ) -> Weir {
         let mut docs = DocRoot::new();
         for (name, text) in files {
             write(&docs.base().join(name), text.as_bytes());
@@ -255,6 +271,8 @@ impl Weir {
                     fs::write(&file, text).expect("write weir.conf");
                     cmd.arg("-c").arg(file);
                 }
+                // The current directory (set below) is what is served.
+                None if in_root_dir => {}
                 None => {
                     cmd.arg("--root").arg(docs.root());
                 }
@@ -264,7 +282,11 @@ impl Weir {
                 .arg(addr.to_string())
                 .arg("--workers")
                 .arg(workers.to_string())
-                .current_dir(docs.base())
+                .current_dir(if in_root_dir {
+                    docs.root()
+                } else {
+                    docs.base()
+                })
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(stderr))
