@@ -675,6 +675,90 @@ fn settled_fds(pid: u32, want: Option<usize>) -> usize {
 }
 
 // ---------------------------------------------------------------------------------------
+// The demo site
+// ---------------------------------------------------------------------------------------
+
+/// `examples/site`, absolute.
+fn example_site() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/site")
+        .canonicalize()
+        .expect("examples/site exists")
+}
+
+#[test]
+fn the_example_site_runs_its_cgi_script_and_serves_its_pages() {
+    let site = example_site();
+    let conf = fs::read_to_string(site.join("weir.conf")).expect("read examples/site/weir.conf");
+    // The harness writes the configuration into a temporary directory, so the file's
+    // default root (its own directory) is given explicitly; everything else is the bundled
+    // file as it is, and `--listen` (which the harness passes) replaces its `listen` line.
+    let weir = Weir::start_with_config(&format!("root \"{}\"\n{conf}", site.display()));
+    let started = weir.stderr_containing("serving");
+    let line = started
+        .lines()
+        .find(|l| l.contains("serving"))
+        .expect("the start-up line");
+    assert!(
+        line.ends_with(&format!(" on http://{} (1 workers)", weir.addr)),
+        "--listen did not replace the file's listen line: {line}"
+    );
+
+    // What hello.sh prints when run by hand with the variables weir should give it.
+    let script = site.join("cgi-bin/hello.sh");
+    let out = Command::new(&script)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("SCRIPT_NAME", "/cgi-bin/hello.sh")
+        .env("REQUEST_METHOD", "GET")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .env("PATH_INFO", "/extra/path")
+        .env("QUERY_STRING", "name=weir")
+        .env("SERVER_PROTOCOL", "HTTP/1.1")
+        .env(
+            "SERVER_SOFTWARE",
+            concat!("weir/", env!("CARGO_PKG_VERSION")),
+        )
+        .current_dir(site.join("cgi-bin"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hello.sh");
+    assert!(out.status.success(), "hello.sh failed: {}", out.status);
+    let split = out
+        .stdout
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .expect("hello.sh prints a header section and a blank line");
+    let want_body = &out.stdout[split + 2..];
+    assert!(
+        String::from_utf8_lossy(want_body).contains("Hello from a CGI script"),
+        "hello.sh's page changed; update this test"
+    );
+
+    let mut c = weir.connect();
+    let r = ask(&mut c, "GET", "/cgi-bin/hello.sh/extra/path?name=weir", "");
+    r.assert_status(200);
+    assert_eq!(r.expect_header("content-type"), "text/html; charset=utf-8");
+    assert_eq!(r.expect_header("x-content-type-options"), "nosniff");
+    assert!(
+        r.body == want_body,
+        "the page differs from what hello.sh prints:\n got: {}\nwant: {}",
+        String::from_utf8_lossy(&r.body),
+        String::from_utf8_lossy(want_body)
+    );
+
+    // One page of the demo site: the home page, through `pass /* htdocs/*` and `welcome`.
+    let r = c.get("/");
+    r.assert_status(200);
+    assert_eq!(r.expect_header("content-type"), "text/html; charset=utf-8");
+    assert_eq!(r.expect_header("x-content-type-options"), "nosniff");
+    assert!(
+        r.body == fs::read(site.join("htdocs/index.html")).expect("read index.html"),
+        "/ is not htdocs/index.html"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // git http-backend
 // ---------------------------------------------------------------------------------------
 
