@@ -5,7 +5,10 @@
 //! bodies both ways, `Status` and `Location`, 502 for bad output, 504 and a dead process
 //! group for a script that hangs — and what the server's own process shows from outside:
 //! `/proc/PID/fd` does not grow and no child is left a zombie after many scripts, and a
-//! static file keeps being served while scripts misbehave.
+//! static file keeps being served while scripts misbehave or hang. Also: `nph-` scripts
+//! passed through byte for byte, the exact variables (no `_` spoofing, no argv), the farm's
+//! queue and its 503, a connection cut when a script stalls after its header, the
+//! `presentation` and `search` rules, and the demo site's own configuration and script.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -16,7 +19,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{request, Client, Expect, Response, TempDir, Weir};
+use crate::support::{
+    assert_date_and_server, preview, request, Client, Expect, Response, TempDir, Weir,
+};
 
 /// The usual configuration: scripts under `{root}/cgi-bin`, documents under `{root}`.
 const CGI_CONF: &str = "exec /cgi-bin/* {root}/cgi-bin/*\npass /* {root}/*\n";
@@ -922,8 +927,8 @@ fn an_nph_script_reaches_the_client_unchanged() {
     assert!(
         got == NPH_OUTPUT,
         "the nph response was changed on the way:\n got: {}\nwant: {}",
-        crate::support::preview(&got),
-        crate::support::preview(NPH_OUTPUT)
+        preview(&got),
+        preview(NPH_OUTPUT)
     );
     // The same rule does add its field to an ordinary script's response.
     install(
@@ -933,7 +938,7 @@ fn an_nph_script_reaches_the_client_unchanged() {
     let r = weir.connect().get("/cgi-bin/parsed.sh");
     r.assert_status(200);
     assert_eq!(r.expect_header("x-added"), "by-rule");
-    crate::support::assert_date_and_server(&r);
+    assert_date_and_server(&r);
     assert_eq!(r.body, b"parsed\n");
 }
 
@@ -1172,12 +1177,12 @@ fn a_script_that_stalls_after_its_header_has_its_connection_cut() {
         String::from_utf8_lossy(&data),
         "first part\n",
         "raw: {}",
-        crate::support::preview(&rest)
+        preview(&rest)
     );
     assert!(
         !finished,
         "the cut response ended like a complete one: {}",
-        crate::support::preview(&rest)
+        preview(&rest)
     );
     assert!(!rest.windows(3).any(|w| w == b"504"), "a 504 after a 200");
     let err = weir.stderr_containing("no output for");
