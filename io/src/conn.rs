@@ -13,9 +13,14 @@
 //!                                                   EAGAIN ─► stay armed, wait for an event
 //! ```
 //!
-//! and the same for `writable` / `in_flight`. A flag is cleared only by `WouldBlock`, never
-//! by the core's lack of interest, so a read the core postponed (back-pressure) runs as soon
-//! as it asks again, without waiting for an edge that already passed.
+//! and the same for `writable` / `in_flight`. A flag is cleared only by what the socket
+//! said, never by the core's lack of interest, so a read the core postponed (back-pressure)
+//! runs as soon as it asks again, without waiting for an edge that already passed. Besides
+//! `WouldBlock`, a *short* read clears `readable` too (nginx does the same): it emptied the
+//! receive buffer, and any byte that arrives later raises a new edge, so the next read would
+//! only return `EAGAIN` — one system call per request saved. The exception is a peer that
+//! has already half-closed (`read_closed`): its end of stream raises no further edge, so
+//! the next read must go ahead to find it.
 //!
 //! A send writes until the chunk is done, the socket is full, or `SEND_BUDGET` bytes have
 //! gone (fairness between connections); it then reports how much went (`Sent { n }`) and the
@@ -33,7 +38,7 @@ use crate::files::Files;
 use crate::sendfile::send_file;
 
 /// The most bytes one send operation writes before yielding to other connections.
-pub const SEND_BUDGET: usize = 512 * 1024;
+pub const SEND_BUDGET: usize = 2 * 1024 * 1024;
 
 /// A connection and its armed operations.
 #[derive(Debug)]
@@ -54,6 +59,8 @@ pub struct Connection {
     pub queued: bool,
     /// A `ConnFailed` has been reported: no more operations; the core will `Close` it.
     pub failed: bool,
+    /// The OS reported the peer's half-close (or an error): no edge will announce it again.
+    pub read_closed: bool,
 }
 
 impl Connection {
@@ -71,6 +78,7 @@ impl Connection {
             in_flight: None,
             queued: false,
             failed: false,
+            read_closed: false,
         }
     }
 
@@ -98,6 +106,9 @@ impl Connection {
                 }
                 Ok(n) => {
                     self.armed_read = None;
+                    if n < want && !self.read_closed {
+                        self.readable = false;
+                    }
                     return Some(Input::Received {
                         conn: id,
                         data: Bytes::copy_from_slice(&scratch[..n]),

@@ -95,6 +95,10 @@ fn new_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
         // same), so both can be given without a conflict.
         socket.set_only_v6(true)?;
     }
+    // Responses are written whole chunks at a time; Nagle would only delay their tails.
+    // Accepted sockets inherit the option on Linux, so it costs no system call per
+    // connection.
+    socket.set_nodelay(true)?;
     socket.set_nonblocking(true)?;
     Ok(socket)
 }

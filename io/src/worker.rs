@@ -31,8 +31,8 @@
 //! it in the ready queue; the I/O happens in the next round, so one busy connection gets
 //! one read and one send budget per round, and the others get their turn.
 //!
-//! **Stale names.** A `Close` removes the connection from the slab, deregisters its socket,
-//! and purges any pending input that names it, so no input about a closed `ConnId` can
+//! **Stale names.** A `Close` removes the connection from the slab, closes its socket (which
+//! takes it out of the epoll set: no `epoll_ctl(DEL)` is spent on it), and purges any pending input that names it, so no input about a closed `ConnId` can
 //! reach the core; a `Release` does the same for a process (`input_proc`), whose child
 //! the process table still reaps later. Slab keys are reused, so mio tokens and ready-queue
 //! entries carry a generation as well (see `token`); an entry whose generation does not
@@ -281,6 +281,9 @@ impl Worker {
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     c.readable = true;
                 }
+                if event.is_read_closed() || event.is_error() {
+                    c.read_closed = true;
+                }
                 if event.is_writable() || event.is_write_closed() || event.is_error() {
                     c.writable = true;
                 }
@@ -400,12 +403,18 @@ impl Worker {
     /// Registers an accepted socket and queues `Accepted`. Returns false if it had to be
     /// dropped.
     fn admit(&mut self, listener: usize, stream: TcpStream, peer: SocketAddr) -> bool {
-        // Responses are written whole chunks at a time; Nagle would only delay their tails.
-        // A failure here costs latency, not correctness.
-        let _ = stream.set_nodelay(true);
-        // No local address: the connection died already (reset in the queue).
-        let Ok(local) = stream.local_addr() else {
-            return false;
+        // TCP_NODELAY is inherited from the listening socket (`listen::new_socket`). The
+        // local address is the listener's unless it is a wildcard: one `getsockname` saved
+        // per connection in the common case.
+        let listen_addr = self.listeners[listener].addr;
+        let local = if listen_addr.ip().is_unspecified() {
+            // No local address: the connection died already (reset in the queue).
+            let Ok(local) = stream.local_addr() else {
+                return false;
+            };
+            local
+        } else {
+            listen_addr
         };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -612,11 +621,10 @@ impl Worker {
         let Some(key) = self.known(conn, "Close") else {
             return;
         };
-        if let Some(mut c) = self.conns.try_remove(key) {
-            // Dropping the socket closes it (and epoll forgets a closed descriptor anyway);
-            // deregistering first keeps mio's bookkeeping exact. Failure changes nothing.
-            let _ = self.poll.registry().deregister(&mut c.socket);
-        }
+        // Dropping the socket closes it, and epoll forgets a closed descriptor by itself. (A
+        // child being spawned may hold a copy of the descriptor until its exec closes it;
+        // an event that arrives meanwhile carries this slot's old generation and is ignored.)
+        drop(self.conns.try_remove(key));
         self.pending.retain(|input| input_conn(input) != Some(conn));
     }
 }

@@ -103,8 +103,9 @@
 //!
 //! ## Timers (quinn's table)
 //!
-//! Each [`ConnTimer`] has one slot in a fixed table, recomputed from the state after every
-//! call, so a timer can never be left armed in a state that does not want it:
+//! Each [`ConnTimer`] has one slot in a fixed table, derived from the state whenever it is
+//! asked for (nothing is stored), so a timer can never be left armed in a state that does
+//! not want it:
 //!
 //! | timer  | armed while                                  | from                   | expiry            |
 //! |--------|----------------------------------------------|------------------------|-------------------|
@@ -304,7 +305,7 @@ struct Request {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Conn {
     limits: Limits,
-    timeouts: Timeouts,
+    timeouts: ConnTimeouts,
     phase: Phase,
     read: Read,
     write: Write,
@@ -329,16 +330,37 @@ pub struct Conn {
     body_since: Time,
     send_since: Time,
     linger_since: Time,
-    timers: [Option<Time>; 5],
+}
+
+/// The four time limits a connection enforces, in milliseconds: a compact copy of
+/// [`Timeouts`], since every connection carries one (a limit above 49 days is clamped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct ConnTimeouts {
+    header_ms: u32,
+    body_ms: u32,
+    idle_ms: u32,
+    send_ms: u32,
+}
+
+impl ConnTimeouts {
+    fn new(t: &Timeouts) -> ConnTimeouts {
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        ConnTimeouts {
+            header_ms: ms(t.header),
+            body_ms: ms(t.body),
+            idle_ms: ms(t.idle),
+            send_ms: ms(t.send),
+        }
+    }
 }
 
 impl Conn {
     /// A fresh connection, waiting for its first request (the idle timer runs from `now`).
     #[must_use]
     pub fn new(limits: &Limits, timeouts: &Timeouts, now: Now) -> Conn {
-        let mut conn = Conn {
+        Conn {
             limits: *limits,
-            timeouts: *timeouts,
+            timeouts: ConnTimeouts::new(timeouts),
             phase: Phase::Open,
             read: Read::Idle,
             write: Write::Waiting,
@@ -357,10 +379,7 @@ impl Conn {
             body_since: now.mono,
             send_since: now.mono,
             linger_since: now.mono,
-            timers: [None; 5],
-        };
-        conn.arm_timers();
-        conn
+        }
     }
 
     /// How many bytes the application should read for this connection now (0: don't read).
@@ -680,7 +699,7 @@ impl Conn {
     /// The earliest deadline.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.timers.iter().flatten().min().copied()
+        self.timers().into_iter().flatten().min()
     }
 
     /// Fires expired timers (see the table in the module documentation). Calling it early
@@ -691,7 +710,7 @@ impl Conn {
         for _ in 0..ConnTimer::VALUES.len() * 2 {
             let due = ConnTimer::VALUES
                 .iter()
-                .filter_map(|&t| self.timers[t as usize].map(|d| (d, t)))
+                .filter_map(|&t| self.timers()[t as usize].map(|d| (d, t)))
                 .filter(|&(d, _)| d <= now.mono)
                 .min();
             let Some((_, timer)) = due else {
@@ -737,7 +756,6 @@ impl Conn {
         self.input.clear();
         self.out.clear();
         self.out_len = 0;
-        self.arm_timers();
     }
 
     /// Ends the connection after what is already queued, for when the response in progress
@@ -779,7 +797,7 @@ impl Conn {
     /// The deadline of one timer, if armed (for tests and diagnostics).
     #[must_use]
     pub fn timer(&self, timer: ConnTimer) -> Option<Time> {
-        self.timers[timer as usize]
+        self.timers()[timer as usize]
     }
 
     // ----- internals -------------------------------------------------------------------
@@ -942,7 +960,7 @@ impl Conn {
         self.out.push_back(chunk);
     }
 
-    /// Applies the state-triggered transitions to a fixed point, then re-arms the timers.
+    /// Applies the state-triggered transitions to a fixed point, then lets idle buffers go.
     fn settle(&mut self, now: Now) {
         loop {
             let changed = match self.phase {
@@ -985,7 +1003,6 @@ impl Conn {
             }
         }
         self.release_idle_buffers();
-        self.arm_timers();
     }
 
     /// A kept-alive connection waiting for its next request holds no buffer memory: an
@@ -1018,28 +1035,32 @@ impl Conn {
         self.process(now);
     }
 
-    fn arm_timers(&mut self) {
+    /// The armed timers, derived from the state (no copy is stored, so none can go stale):
+    /// one for the read side or the linger, plus `Send` while output is queued.
+    fn timers(&self) -> [Option<Time>; 5] {
         let mut t = [None; 5];
-        let at = |since: Time, d: Duration| Some(since.after(d));
+        let at = |since: Time, ms: u32| Some(Time(since.0.saturating_add(u64::from(ms))));
         match self.phase {
             Phase::Open => match self.read {
                 Read::Idle if self.out.is_empty() => {
-                    t[ConnTimer::Idle as usize] = at(self.idle_since, self.timeouts.idle);
+                    t[ConnTimer::Idle as usize] = at(self.idle_since, self.timeouts.idle_ms);
                 }
                 Read::Head(_) => {
-                    t[ConnTimer::Header as usize] = at(self.head_since, self.timeouts.header);
+                    t[ConnTimer::Header as usize] = at(self.head_since, self.timeouts.header_ms);
                 }
                 Read::Body(_) => {
-                    t[ConnTimer::Body as usize] = at(self.body_since, self.timeouts.body);
+                    t[ConnTimer::Body as usize] = at(self.body_since, self.timeouts.body_ms);
                 }
                 _ => {}
             },
-            Phase::Lingering => t[ConnTimer::Linger as usize] = at(self.linger_since, LINGER),
+            Phase::Lingering => {
+                t[ConnTimer::Linger as usize] = Some(self.linger_since.after(LINGER))
+            }
             Phase::Closing | Phase::Closed => {}
         }
         if self.phase != Phase::Closed && !self.out.is_empty() {
-            t[ConnTimer::Send as usize] = at(self.send_since, self.timeouts.send);
+            t[ConnTimer::Send as usize] = at(self.send_since, self.timeouts.send_ms);
         }
-        self.timers = t;
+        t
     }
 }

@@ -640,7 +640,10 @@ mod tests {
         let whole = HeadScan::trailers().scan(&trailer, usize::MAX, 200);
         assert_eq!(whole.unwrap_err().status, 431);
         let mut s = HeadScan::trailers();
-        assert_eq!(s.scan(&trailer[..201], usize::MAX, 200).unwrap_err().status, 431);
+        assert_eq!(
+            s.scan(&trailer[..201], usize::MAX, 200).unwrap_err().status,
+            431
+        );
     }
 
     #[test]

@@ -592,9 +592,29 @@ impl Server {
         }
     }
 
+    /// A script's response is being cut off after its head went out (timeout, broken
+    /// promise, client gone): it still gets its access-log line, with the status sent and
+    /// the body bytes passed so far, as nginx logs a response cut short. Call it while the
+    /// connection's slot still exists, before `slot_done`.
+    pub(super) fn log_cut_response(&mut self, proc: ProcId, id: ConnId, now: Now) {
+        let Some(cgi) = self.procs.get(&proc) else {
+            return;
+        };
+        if cgi.conn != Some(id) || cgi.head.is_some() || cgi.raw_pending {
+            return;
+        }
+        let (status, bytes) = (cgi.status, cgi.bytes_out);
+        if let Some(line) = self.access_line(id, status, bytes, now) {
+            self.effects.push_back(Effect::AccessLog { line });
+        }
+    }
+
     /// Cuts a running script off after its response head went out: the connection closes.
     fn abort_cgi(&mut self, proc: ProcId, now: Now) {
         let conn = self.procs.get(&proc).and_then(|c| c.conn);
+        if let Some(id) = conn {
+            self.log_cut_response(proc, id, now);
+        }
         self.kill_proc(proc, now);
         if let Some(id) = conn {
             if let Some(slot) = self.conns.get_mut(&id) {
@@ -778,6 +798,9 @@ impl Server {
             return;
         }
         slot.conn.cut(now);
+        if let Some(GatewayState::Running(proc)) = state {
+            self.log_cut_response(proc, id, now);
+        }
         self.gateway_conn_closed(id, state, now);
     }
 
@@ -824,6 +847,9 @@ impl Server {
                 "cgi {label}: no output for {:?}; killing it",
                 self.config.timeouts.gateway
             ));
+            if let Some(id) = conn {
+                self.log_cut_response(proc, id, now);
+            }
             self.kill_proc(proc, now);
             if let Some(id) = conn {
                 if head_pending {

@@ -53,7 +53,9 @@ pub use status::Counters;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Server {
     config: ConfigRef,
-    conns: BTreeMap<ConnId, Slot>,
+    /// Boxed so that the map's nodes, which sequential ids leave about half full, hold
+    /// pointers rather than whole slots (idle memory per connection, bench/RESULTS.md).
+    conns: BTreeMap<ConnId, Box<Slot>>,
     /// Requests parked on an effect, by token.
     parked: BTreeMap<Token, ConnId>,
     effects: VecDeque<Effect>,
@@ -259,7 +261,7 @@ impl Server {
         let conn = Conn::new(&self.config.limits, &self.config.timeouts, now);
         self.conns.insert(
             id,
-            Slot {
+            Box::new(Slot {
                 conn,
                 peer,
                 local,
@@ -275,7 +277,7 @@ impl Server {
                 redirects: 0,
                 gateway: None,
                 deadline: None,
-            },
+            }),
         );
         if self.conns.len() >= self.config.limits.connections_max && !self.accept_paused {
             self.accept_paused = true;
@@ -344,6 +346,9 @@ impl Server {
             let gateway = slot.gateway.take();
             if let Some(t) = slot.deadline.take() {
                 self.deadlines.remove(&(t, id));
+            }
+            if let Some(gateway::GatewayState::Running(proc)) = &gateway {
+                self.log_cut_response(*proc, id, now);
             }
             self.conns.remove(&id);
             if let Some(w) = waiting {

@@ -799,6 +799,8 @@ enum Script {
     Prints(&'static [u8], &'static [u8]),
     /// Prints nothing and never exits (until killed).
     Hangs,
+    /// Prints this to standard output, then says nothing more and never exits.
+    Stalls(&'static [u8]),
 }
 
 #[derive(Debug)]
@@ -812,6 +814,8 @@ struct Running {
     eof_sent: [bool; 2],
     exit_reported: bool,
     killed: bool,
+    /// A `Stalls` script has printed what it prints.
+    stalled: bool,
 }
 
 /// Scripted processes: the world's answer to the process effects.
@@ -843,6 +847,7 @@ impl Procs {
                                 eof_sent: [false, false],
                                 exit_reported: false,
                                 killed: false,
+                                stalled: false,
                             },
                         );
                         Completion::Spawned
@@ -910,6 +915,10 @@ impl Procs {
                     Script::Prints(o, e) => {
                         r.out = [o.to_vec(), e.to_vec()];
                         r.out_ready = true;
+                    }
+                    Script::Stalls(o) if !r.stalled => {
+                        r.out[0] = o.to_vec();
+                        r.stalled = true;
                     }
                     _ => {}
                 }
@@ -1189,6 +1198,48 @@ fn one_access_log_line_per_response() {
         w.access[3]
     );
     assert!(w.access[4].contains("\"-\" 400 0 "), "{}", w.access[4]);
+}
+
+#[test]
+fn a_script_response_cut_short_still_gets_its_access_log_line() {
+    let mut w =
+        cgi_world("access-log /var/log/weir.log\ntimeout gateway=2s\nexec /cgi-bin/* cgi-bin/*\n");
+    w.procs.scripts.insert(
+        PathBuf::from("/srv/www/cgi-bin/late"),
+        Script::Stalls(b"Content-Type: text/plain\n\nfirst part\n"),
+    );
+    // Cut by the gateway timeout after the head went out.
+    let id = w.connect();
+    w.send(id, b"GET /cgi-bin/late HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(w.take_output(id).starts_with("HTTP/1.1 200"));
+    assert!(w.access.is_empty(), "{:?}", w.access);
+    w.advance(Duration::from_secs(3));
+    assert_eq!(w.access.len(), 1, "{:?}", w.access);
+    assert!(
+        w.access[0].contains("\"GET /cgi-bin/late HTTP/1.1\" 200 11 "),
+        "{}",
+        w.access[0]
+    );
+    // Cut by the client hanging up: one line too, and only one.
+    let id = w.connect();
+    w.send(id, b"GET /cgi-bin/late?2 HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(w.take_output(id).starts_with("HTTP/1.1 200"));
+    w.clients.get_mut(&id).unwrap().eof_to_send = true;
+    w.run();
+    w.advance(Duration::from_secs(3));
+    assert_eq!(w.access.len(), 2, "{:?}", w.access);
+    assert!(
+        w.access[1].contains("\"GET /cgi-bin/late?2 HTTP/1.1\" 200 11 "),
+        "{}",
+        w.access[1]
+    );
+    // A script cut before its head answers 504, logged once as such.
+    let id = w.connect();
+    w.send(id, b"GET /cgi-bin/hang HTTP/1.1\r\nHost: h\r\n\r\n");
+    w.advance(Duration::from_secs(3));
+    assert_eq!(status(&w.take_output(id)), 504);
+    assert_eq!(w.access.len(), 3, "{:?}", w.access);
+    assert!(w.access[2].contains(" 504 "), "{}", w.access[2]);
 }
 
 #[test]
