@@ -69,17 +69,21 @@ pub enum Inject {
     SwapStdin,
     /// Sometimes ignore a `Release`, leaking the process and its pipes.
     LoseRelease,
+    /// Sometimes drop an access-log line, as a logger that falls behind and sheds lines
+    /// instead of making the workers wait would.
+    LoseLogRecord,
 }
 
 impl Inject {
     /// Every injectable bug, for tests and `--help`.
-    pub const ALL: [Inject; 6] = [
+    pub const ALL: [Inject; 7] = [
         Inject::ReorderSends,
         Inject::DropFinalChunk,
         Inject::StaleFile,
         Inject::LoseCloseFile,
         Inject::SwapStdin,
         Inject::LoseRelease,
+        Inject::LoseLogRecord,
     ];
 }
 
@@ -92,7 +96,7 @@ impl FromStr for Inject {
             .ok_or_else(|| {
                 format!(
                     "unknown bug `{s}` (reorder-sends, drop-final-chunk, stale-file, \
-                     lose-closefile, swap-stdin, lose-release)"
+                     lose-closefile, swap-stdin, lose-release, lose-log-record)"
                 )
             })
     }
@@ -107,6 +111,28 @@ impl fmt::Display for Inject {
             Inject::LoseCloseFile => "lose-closefile",
             Inject::SwapStdin => "swap-stdin",
             Inject::LoseRelease => "lose-release",
+            Inject::LoseLogRecord => "lose-log-record",
+        })
+    }
+}
+
+/// An access-log format (`access-log FILE format=…`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// NCSA Common Log Format.
+    Common,
+    /// NCSA Combined Log Format (Common plus referer and user agent).
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Common => "common",
+            LogFormat::Combined => "combined",
+            LogFormat::Json => "json",
         })
     }
 }
@@ -223,6 +249,8 @@ pub struct Options {
     pub flood_max: usize,
     /// Chance a `Spawn` fails with "too many processes" (`EAGAIN`).
     pub spawn_exhausted: Permille,
+    /// `access-log sim.log format=…`, or no access log.
+    pub access_log: Option<LogFormat>,
 }
 
 impl Options {
@@ -290,8 +318,10 @@ impl Options {
             pipe_capacity: 4_096,
             flood_max: 0,
             spawn_exhausted: 0,
+            access_log: None,
         }
         .draw_gateways(rng)
+        .draw_logs(rng)
     }
 
     /// The gateway knobs, drawn after everything else so that the older knobs of a seed
@@ -320,6 +350,18 @@ impl Options {
         self
     }
 
+    /// The access log, drawn last for the same reason: off in a quarter of the runs (the
+    /// core must then log nothing), otherwise in one of its formats.
+    fn draw_logs(mut self, rng: &mut ChaCha8Rng) -> Options {
+        self.access_log = match rng.random_range(0..4u32) {
+            0 => None,
+            1 => Some(LogFormat::Common),
+            2 => Some(LogFormat::Combined),
+            _ => Some(LogFormat::Json),
+        };
+        self
+    }
+
     /// The longest the world ever keeps the server waiting on one operation, when no
     /// stall is planned: the send timeout must stay well above it.
     #[must_use]
@@ -339,7 +381,7 @@ impl fmt::Display for Options {
              headers_max={} body_max={} connections_max={} header_timeout={}ms \
              body_timeout={}ms idle_timeout={}ms send_timeout={}ms cgi={} cgi_share={}‰ \
              cgi_max={} gateway_timeout={}ms script_delay_max={}ms pipe_capacity={} \
-             flood_max={} spawn_exhausted={}‰",
+             flood_max={} spawn_exhausted={}‰ access_log={}",
             self.args.seed,
             self.args.steps,
             self.faults,
@@ -377,6 +419,8 @@ impl fmt::Display for Options {
             self.pipe_capacity,
             self.flood_max,
             self.spawn_exhausted,
+            self.access_log
+                .map_or_else(|| "off".to_string(), |l| l.to_string()),
         )
     }
 }

@@ -314,6 +314,9 @@ pub fn site(rng: &mut ChaCha8Rng, o: &Options) -> (Site, String) {
         o.connections_max,
         o.cgi_max
     );
+    if let Some(format) = o.access_log {
+        let _ = writeln!(text, "access-log logs/access.log format={format}");
+    }
     for r in &rules {
         let _ = writeln!(text, "{}", rule_text(r));
     }

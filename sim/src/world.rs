@@ -50,7 +50,7 @@
 use core::fmt::Write as _;
 use core::net::SocketAddr;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::path::PathBuf;
 
 use bytes::Bytes;
@@ -63,6 +63,7 @@ use weir_core::{ConnId, FileId, ListenerId, Now, Time, Token, UnixTime};
 
 use crate::fs::{SimFs, State};
 use crate::options::{Inject, Options};
+use crate::oracle::accesslog::{LogBook, Want};
 use crate::oracle::contract::Contract;
 use crate::oracle::gateway::{self, GatewayBook, ProcInput};
 use crate::oracle::judge::Judge;
@@ -238,6 +239,10 @@ pub struct World {
     spawns: BTreeMap<Token, Completion>,
     /// Where each request is: its connection and its index in the ledger.
     req_at: BTreeMap<u64, (ConnId, usize)>,
+    /// The access-log checker.
+    log: LogBook,
+    /// Requests whose script was killed before the core read the end of its output.
+    unfinished: BTreeSet<u64>,
 }
 
 impl World {
@@ -283,7 +288,12 @@ impl World {
             && config.root == std::path::Path::new(workload::ROOT)
             && config.welcome == site.welcome
             && config.listing == site.listing
-            && config.rules.len() == site.rules.len();
+            && config.rules.len() == site.rules.len()
+            && config
+                .access_log
+                .as_ref()
+                .map(|a| format!("{:?}", a.format).to_lowercase())
+                == opts.access_log.map(|f| f.to_string());
         if !understood {
             return Err(fail(format!(
                 "the parsed configuration differs from its text:\n{text}\n{config:?}"
@@ -313,6 +323,8 @@ impl World {
             book: GatewayBook::new(opts.cgi_max, opts.gateway_timeout_ms),
             spawns: BTreeMap::new(),
             req_at: BTreeMap::new(),
+            log: LogBook::new(opts.access_log),
+            unfinished: BTreeSet::new(),
             server: Server::new(ConfigRef::new(1, config), now),
             contract: Contract::new(read_max, workload::ROOT),
             opts,
@@ -615,11 +627,19 @@ impl World {
                 }
                 self.fs.close(file).map_err(|m| self.safety(m))?;
             }
-            // Log lines are part of the trace; nothing answers them. (A checker for "one
-            // access-log line per response" belongs beside the ledger once the sites the
-            // simulation draws turn `access-log` on.)
+            // Log lines are part of the trace; nothing answers them. Access-log records go
+            // to their checker (unless the `lose-log-record` bug sheds one).
             Effect::ErrorLog { .. } => {}
-            Effect::AccessLog { .. } => self.stats.access_log_lines += 1,
+            Effect::AccessLog { line } => {
+                self.stats.access_log_lines += 1;
+                if self.opts.args.inject == Some(Inject::LoseLogRecord) && self.rng.random_bool(0.1)
+                {
+                    return Ok(());
+                }
+                self.log
+                    .record(&line, self.now)
+                    .map_err(|m| self.safety(m))?;
+            }
             // Gateways: the sites the simulation draws have no `exec` rule yet, so the core
             // has no business starting a process. This is where scripted CGI processes
             // (crashing, hanging, printing bad headers) will be answered, by a `procs`
@@ -1037,10 +1057,15 @@ impl World {
             gateway: &self.book,
             cut: false,
         };
+        let log = &mut self.log;
         let result = ledger.receive(bytes, &mut |e, r| {
             stats.responses += 1;
             *stats.statuses.entry(r.status).or_default() += 1;
-            judge.judge(e, r)
+            judge.judge(e, r)?;
+            if let Some(w) = Want::late_error(peer, e, r) {
+                log.excuse(w);
+            }
+            log.claim(Want::response(peer, e, r, now))
         });
         self.client(conn).ledger = ledger;
         let progress = result.map_err(|m| self.safety(format!("{conn:?}: {m}")))?;
@@ -1085,11 +1110,23 @@ impl World {
             gateway: &self.book,
             cut: false,
         };
+        let log = &mut self.log;
         let result = ledger.end(now, h, b, &mut |e, r, cut| {
             stats.responses += 1;
             *stats.statuses.entry(r.status).or_default() += 1;
             judge.cut = cut;
-            judge.judge(e, r)
+            judge.judge(e, r)?;
+            if let Some(w) = Want::late_error(peer, e, r) {
+                log.excuse(w);
+            }
+            // A response cut short may have been logged or not (its line is written
+            // when a script's output ends).
+            if cut {
+                log.excuse(Want::request(peer, e));
+                Ok(())
+            } else {
+                log.claim(Want::response(peer, e, r, now))
+            }
         });
         let c = self.client(conn);
         c.ledger = ledger;
@@ -1231,6 +1268,11 @@ impl World {
                     .kill(proc, self.now.mono, head_read)
                     .map_err(|m| self.safety(m))?;
                 self.stats.kills += 1;
+                if let (false, Some(id)) =
+                    (self.book.stdout_ended(proc), self.book.request_for(proc))
+                {
+                    self.unfinished.insert(id);
+                }
                 let rec = self
                     .book
                     .request_for(proc)
@@ -1345,8 +1387,22 @@ impl World {
                 c.ledger.unanswered()
             )));
         }
+        // Requests whose answers may have left without their clients seeing them whole
+        // may each account for one access-log record.
+        for c in self.clients.values().filter(|c| c.accepted) {
+            let lost = c.reset || c.failed;
+            for (i, e) in c.ledger.entries.iter().enumerate() {
+                let cut = c.ledger.cut_from.is_some_and(|k| i >= k);
+                if !e.answered && e.first.is_some() && (lost || cut) {
+                    self.log.excuse(Want::request(c.plan.peer, e));
+                }
+            }
+        }
         self.contract.shutdown();
         self.input(Input::Shutdown)?;
+        self.log
+            .settle(&self.unfinished)
+            .map_err(|m| self.safety(m))?;
         if self.exit != Some(0) {
             return Err(self.liveness("Shutdown with nothing open did not give Exit { code: 0 }"));
         }

@@ -34,16 +34,24 @@ fn one_seed_always_gives_one_trace() {
 
 #[test]
 fn the_unmodified_world_passes_a_range_of_seeds() {
-    let mut responses = 0;
+    let (mut responses, mut logged, mut logs) = (0, 0, 0);
     for seed in 0..40 {
         let o = run(args(seed, None), false);
         match &o.result {
-            Ok(s) => responses += s.stats.responses,
+            Ok(s) => {
+                responses += s.stats.responses;
+                logged += s.stats.access_log_lines;
+                logs += u32::from(o.options.access_log.is_some());
+            }
             Err(f) => panic!("seed {seed} failed: {f:?}\nreplay: {}", o.replay()),
         }
     }
-    // The oracle judged real traffic, not an empty run.
+    // The oracle judged real traffic, not an empty run, and paired real log records.
     assert!(responses > 1_000, "only {responses} responses checked");
+    assert!(
+        (10..40).contains(&logs) && logged > 500,
+        "{logs} runs with an access log, {logged} records"
+    );
     for faults in [FaultLevel::None, FaultLevel::Heavy] {
         for seed in 100..110 {
             let mut a = args(seed, None);
@@ -59,7 +67,7 @@ fn the_unmodified_world_passes_a_range_of_seeds() {
 #[test]
 fn the_oracle_catches_every_planted_bug() {
     use Category::{Liveness, Safety};
-    let cases: [(Inject, &[Category]); 6] = [
+    let cases: [(Inject, &[Category]); 7] = [
         (Inject::ReorderSends, &[Safety]),
         (Inject::DropFinalChunk, &[Safety]),
         (Inject::StaleFile, &[Safety]),
@@ -69,6 +77,8 @@ fn the_oracle_catches_every_planted_bug() {
         // A process never let go: an input names it after its Release (safety), or it
         // is still there when the world goes quiet (liveness).
         (Inject::LoseRelease, &[Safety, Liveness]),
+        // A response without its access-log record.
+        (Inject::LoseLogRecord, &[Safety]),
     ];
     for (bug, categories) in cases {
         let mut caught = 0;
@@ -161,6 +171,29 @@ fn the_binary_prints_options_first_and_replays_failures() {
     let (again, _) = sim(&argv);
     assert_eq!(
         again, 4,
+        "the replay command does not reproduce the failure"
+    );
+
+    // A safety failure (a lost access-log record) is status 3, through the binary too,
+    // and its replay command reproduces it.
+    let (code, out) = sim(&[
+        "--seeds",
+        "0..40",
+        "--steps",
+        "1500",
+        "--inject",
+        "lose-log-record",
+    ]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("FAILED (Safety)"), "{out}");
+    let replay = out
+        .lines()
+        .find_map(|l| l.strip_prefix("replay: weir-sim "))
+        .expect("a replay command");
+    let argv: Vec<&str> = replay.split(' ').collect();
+    let (again, _) = sim(&argv);
+    assert_eq!(
+        again, 3,
         "the replay command does not reproduce the failure"
     );
 

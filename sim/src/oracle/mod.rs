@@ -13,12 +13,15 @@
 //!   comes after a connection's last response;
 //! * `judge` with `model` — each response is one the reference model allows for the rules
 //!   and the file versions that existed while it was served, never two versions mixed;
+//! * `accesslog` — one access-log record per response, saying what its client received,
+//!   and none for a request that was never answered;
 //! * liveness (in `world`) — after the faults heal, everything started finishes and every
 //!   connection, descriptor and timer is released.
 //!
 //! None of them reads the core's state or code paths: they see only what a shell and its
 //! clients would see.
 
+pub mod accesslog;
 pub mod contract;
 pub mod gateway;
 pub mod judge;
