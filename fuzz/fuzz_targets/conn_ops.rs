@@ -10,13 +10,26 @@
 //! a closed connection holds nothing, reads nothing and has no deadline; no deadline is
 //! left in the past after `handle_timeout`; what was transmitted reads, with the model's
 //! strict client, as responses in request order (each tagged `X-Request: i` answers head
-//! `i`), with the connection's own error answer only last.
+//! `i`), with the connection's own error answer only last; buffered bytes stay within the
+//! limits.
+//!
+//! The last one is observed as the `conn` model observes it, from outside: the bytes
+//! delivered minus the bytes the events account for (heads and chunk framing found in the
+//! delivered bytes by this harness's own scanning, body data counted from `Body` events).
+//! A receive admitted while no body is being read never takes that above
+//! `header_bytes_max + 1` (the head buffer, or the pipelining budget), and one admitted while
+//! a body is read never above `BODY_BUFFER` plus one chunk-size line (the harness cannot see
+//! framing consumed ahead of the data); an excess left over from a body read may only
+//! shrink. Closing, lingering, or after a rejection the connection discards its input, so
+//! the check stops there.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use weir_core::http1::{Conn, ConnState, Event, ResponseBody, ResponseHead};
+use weir_core::http1::chunked::CHUNK_LINE_MAX;
+use weir_core::http1::conn::BODY_BUFFER;
+use weir_core::http1::{BodyKind, Conn, ConnState, Event, ResponseBody, ResponseHead};
 use weir_core::{Chunk, Limits, Now, Time, Timeouts, UnixTime};
 use weir_model::wire::{next_response, Parsed};
 
@@ -63,8 +76,117 @@ fn at(ms: u64) -> Now {
     }
 }
 
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The body being read: where its head ended, whether it is chunked, and how many data
+/// bytes the `Body` events carried.
+struct Reading {
+    head_end: usize,
+    chunked: bool,
+    data: usize,
+}
+
+/// Every byte delivered to the connection while it reads, and how far the events account
+/// for them (see the module documentation). Lines are CRLF-terminated: a connection that
+/// reported a head or a body checked that, so the first empty line ends a head.
+#[derive(Default)]
+struct Intake {
+    stream: Vec<u8>,
+    /// Where the next (or current) request starts: every earlier byte is accounted for.
+    start: usize,
+    reading: Option<Reading>,
+    /// The connection stopped reading for good (closing, or rejected): no more checks.
+    off: bool,
+}
+
+impl Intake {
+    fn head(&mut self, body: BodyKind) {
+        if self.off {
+            return;
+        }
+        let mut pos = self.start;
+        while self.stream[pos..].starts_with(b"\r\n") {
+            pos += 2;
+        }
+        let end = find(&self.stream[pos..], b"\r\n\r\n")
+            .expect("a head the connection reported was delivered");
+        self.reading = Some(Reading {
+            head_end: pos + end + 4,
+            chunked: body == BodyKind::Chunked,
+            data: 0,
+        });
+    }
+
+    fn data(&mut self, n: usize) {
+        if let Some(r) = &mut self.reading {
+            r.data += n;
+        }
+    }
+
+    fn end(&mut self) {
+        if self.off {
+            return;
+        }
+        self.start = self.accounted(true);
+        self.reading = None;
+    }
+
+    /// Where the bytes the events account for end (never past what the connection
+    /// consumed). `ended`: the request's `End` was seen, so a chunked body's last chunk
+    /// and trailer section are consumed too.
+    fn accounted(&self, ended: bool) -> usize {
+        let Some(r) = &self.reading else {
+            return self.start;
+        };
+        if !r.chunked {
+            return r.head_end + r.data;
+        }
+        let s = &self.stream;
+        let (mut pos, mut left) = (r.head_end, r.data);
+        loop {
+            let Some(line) = find(&s[pos..], b"\r\n") else {
+                return pos;
+            };
+            let size = s[pos..pos + line]
+                .iter()
+                .map_while(|&b| (b as char).to_digit(16))
+                .fold(0usize, |n, d| {
+                    n.saturating_mul(16).saturating_add(d as usize)
+                });
+            if size == 0 {
+                if !ended {
+                    return pos;
+                }
+                pos += line + 2;
+                if s[pos..].starts_with(b"\r\n") {
+                    return pos + 2;
+                }
+                return pos + find(&s[pos..], b"\r\n\r\n").expect("trailers were delivered") + 4;
+            }
+            if left == 0 && !ended {
+                return pos;
+            }
+            if left <= size && !ended {
+                return pos + line + 2 + left;
+            }
+            left -= size;
+            pos += line + 2 + size + 2;
+        }
+    }
+
+    /// Delivered bytes the events do not account for: at least what the connection buffers.
+    fn unparsed(&self) -> usize {
+        self.stream.len() - self.accounted(false)
+    }
+}
+
 struct Harness {
     conn: Conn,
+    header_bytes_max: usize,
+    intake: Intake,
     now: Now,
     heads: usize,
     answered: usize,
@@ -86,15 +208,47 @@ impl Harness {
             );
             match e {
                 Event::Head(h) => {
+                    self.intake.head(h.body);
                     self.heads += 1;
                     self.head_requests
                         .push(h.method == weir_core::http1::Method::Head);
                 }
+                Event::Body(b) => self.intake.data(b.len()),
+                Event::End => self.intake.end(),
                 Event::Rejected(_) => self.rejected = true,
                 _ => {}
             }
         }
         assert!(self.heads <= self.answered + 1, "two requests in flight");
+    }
+
+    /// Delivers as much of `bytes` as the read budget allows, as a shell does, and checks
+    /// that buffered bytes stay within the limits.
+    fn receive(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.conn.read_budget());
+        let before = self.intake.unparsed();
+        let bound = if self.intake.reading.is_some() {
+            BODY_BUFFER + CHUNK_LINE_MAX + 4
+        } else {
+            self.header_bytes_max + 1
+        };
+        self.conn.receive(&bytes[..n], self.now);
+        if !self.intake.off {
+            self.intake.stream.extend_from_slice(&bytes[..n]);
+        }
+        self.drain();
+        self.intake.off |= self.rejected
+            || matches!(
+                self.conn.state(),
+                ConnState::Closing | ConnState::Lingering | ConnState::Closed
+            );
+        if !self.intake.off {
+            let after = self.intake.unparsed();
+            assert!(
+                after <= bound.max(before),
+                "{after} bytes buffered (bound {bound}, {before} before a receive of {n})"
+            );
+        }
     }
 
     fn write(&mut self, n: Option<u64>) {
@@ -186,6 +340,8 @@ fuzz_target!(|ops: Vec<Op>| {
     let now = at(0);
     let mut h = Harness {
         conn: Conn::new(&limits, &timeouts, now),
+        header_bytes_max: limits.header_bytes_max,
+        intake: Intake::default(),
         now,
         heads: 0,
         answered: 0,
@@ -199,17 +355,13 @@ fuzz_target!(|ops: Vec<Op>| {
     };
     for op in ops.into_iter().take(200) {
         match op {
-            Op::Receive(bytes) => {
-                let n = bytes.len().min(h.conn.read_budget());
-                h.conn.receive(&bytes[..n], h.now);
-            }
+            Op::Receive(bytes) => h.receive(&bytes),
             Op::Fragments(picks) => {
                 let bytes: Vec<u8> = picks
                     .iter()
                     .flat_map(|&i| FRAGMENTS[usize::from(i) % FRAGMENTS.len()].to_vec())
                     .collect();
-                let n = bytes.len().min(h.conn.read_budget());
-                h.conn.receive(&bytes[..n], h.now);
+                h.receive(&bytes);
             }
             Op::Eof => {
                 if h.conn.read_budget() > 0 {

@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! weir-model --model conn              # every client script, checked to completion
-//! weir-model --model server            # every server scenario
-//! weir-model --model all               # both (what CI runs, in release)
+//! weir-model --model server            # every server scenario (versions, pipelined, cgi)
+//! weir-model --model server --script cgi --fault output-after-crash
+//! weir-model --model all               # both (what CI runs, in debug)
 //! weir-model --model conn --script keepalive --explore 127.0.0.1:3000
 //! ```
 //!
@@ -44,7 +45,7 @@ struct Cli {
     /// Check a deliberately broken environment instead of the honest one, to see the
     /// counterexample a property finds (conn: reorder-sends, over-report-sent,
     /// recycle-after-reject, write-after-close, ignore-budget, skip-drain; server:
-    /// sendfile-by-path, drop-close-file, answer-read-twice).
+    /// sendfile-by-path, drop-close-file, answer-read-twice, drop-release, output-after-crash).
     #[arg(long)]
     fault: Option<String>,
     /// Checker threads.
@@ -120,6 +121,8 @@ fn server_fault(name: Option<&str>) -> ServerFault {
         Some("sendfile-by-path") => ServerFault::SendfileByPath,
         Some("drop-close-file") => ServerFault::DropCloseFile,
         Some("answer-read-twice") => ServerFault::AnswerReadTwice,
+        Some("drop-release") => ServerFault::DropRelease,
+        Some("output-after-crash") => ServerFault::OutputAfterCrash,
         _ => ServerFault::None,
     }
 }

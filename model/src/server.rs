@@ -24,6 +24,21 @@
 //!   old version, as on POSIX); `Reset(k)` fails a pending `Read` or `Send` with a reset.
 //! * `TimerFires`: `now` jumps to `server.poll_timeout()`.
 //!
+//! Scripts (the `cgi` scenario): the configuration sends `/cgi-bin/*` to a CGI script, and
+//! the shell answers the process effects the way a shell with pipes would. `Spawn`,
+//! `WriteStdin` and `ReadOutput` are pending effects like the others: a spawn succeeds; a
+//! write is taken whole by a live script and breaks (`StdinClosed`, the pipe's `EPIPE`) on
+//! a dead one; a read of standard output gets the script's next piece of output
+//! ([`SCRIPT_OUTPUT`]), or the end of file once the script has written everything or died;
+//! standard error stays silent and ends with the output. The script's own moves are
+//! actions too: `ScriptExits` once it has written everything (or, released, when its pipe
+//! breaks), `ScriptCrashes` (a fault with a budget: it dies by a signal with output still
+//! unwritten, possibly mid-header), and `ExitReported` (the shell reaps it and reports
+//! `Exited`, unless the core has released it: then the reaping is silent). `CloseStdin`,
+//! `Kill` (the script dies) and `Release` (the shell forgets it and drops its pending
+//! effects) need no answer. Which client a script serves is read from its `QUERY_STRING`,
+//! which each client sets to its index.
+//!
 //! An open file is pinned to the version it was opened at, as a descriptor is; a
 //! `Chunk::File` is read from that version. Every version's bytes are its number repeated,
 //! and its entity tag names its inode, so a client can tell whether a response's validators
@@ -31,7 +46,9 @@
 //!
 //! # Bounds
 //!
-//! Two connections with at most two requests between them, one file change, one reset.
+//! Two connections with at most two requests between them, one file change, one reset;
+//! `cgi`: one client posting one byte to one script (three pieces of output), one crash,
+//! one reset.
 //! The graph is acyclic (each action answers an effect, spends a budget or moves time
 //! forward, and `next_state` refuses actions that change nothing), so the `eventually`
 //! property — stable once true, since nothing can reopen a closed world — is sound.
@@ -44,7 +61,9 @@ use core::net::SocketAddr;
 use stateright::{Model, Property};
 use weir_core::config::Config;
 use weir_core::ids::ListenerId;
-use weir_core::server::{Completion, Effect, FileKind, FileMeta, Input, IoError, Server};
+use weir_core::server::{
+    Completion, Effect, ExitStatus, FileKind, FileMeta, Input, IoError, OutStream, ProcId, Server,
+};
 use weir_core::{Chunk, ConfigRef, ConnId, FileId, Now, Time, Token, UnixTime};
 
 use crate::conn::{model_limits, model_timeouts, show};
@@ -70,6 +89,23 @@ fn meta(v: u8) -> FileMeta {
     }
 }
 
+/// What the model's CGI script writes on its standard output, one piece per read: half a
+/// header section, the rest of it and the start of the body, the end of the body.
+pub const SCRIPT_OUTPUT: [&[u8]; 3] = [
+    b"Content-Type: text/plain\nX-Script: s\n",
+    b"\nhi\n",
+    b"there\n",
+];
+
+/// How many pieces of [`SCRIPT_OUTPUT`] hold the header section.
+const HEAD_PIECES: u8 = 2;
+
+/// The body the script's output carries.
+const SCRIPT_BODY: &[u8] = b"hi\nthere\n";
+
+/// The configuration of the `cgi` scenario (relative to [`ROOT`]).
+const CGI_CONFIG: &str = "exec /cgi-bin/* cgi-bin/*\npass /*\n";
+
 /// The connections and what each client sends.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Scenario {
@@ -81,6 +117,10 @@ pub struct Scenario {
     pub max_file_changes: u8,
     /// How many reads or sends may fail with a reset.
     pub max_resets: u8,
+    /// How many scripts may crash.
+    pub max_crashes: u8,
+    /// The configuration file, if not the built-in one (serving [`ROOT`]).
+    pub config: Option<&'static str>,
 }
 
 impl Scenario {
@@ -96,6 +136,8 @@ impl Scenario {
             ],
             max_file_changes: 1,
             max_resets: 1,
+            max_crashes: 0,
+            config: None,
         }
     }
 
@@ -109,13 +151,53 @@ impl Scenario {
             ],
             max_file_changes: 1,
             max_resets: 1,
+            max_crashes: 0,
+            config: None,
+        }
+    }
+
+    /// One client posts a byte to a CGI script, which may crash at any point of its
+    /// output (before it, mid-header, mid-body), while the client may reset the connection
+    /// and the gateway timeout may fire.
+    #[must_use]
+    pub fn cgi() -> Scenario {
+        Scenario {
+            name: "cgi",
+            clients: vec![b"POST /cgi-bin/s?0 HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx"],
+            max_file_changes: 0,
+            max_resets: 1,
+            max_crashes: 1,
+            config: Some(CGI_CONFIG),
+        }
+    }
+
+    /// Two clients want the script while the farm runs one at a time (`limit cgi=1`): the
+    /// second waits in the queue until the first script's end frees its place, however
+    /// that end comes (exit, crash, timeout, a client gone).
+    #[must_use]
+    pub fn cgi_farm() -> Scenario {
+        Scenario {
+            name: "cgi-farm",
+            clients: vec![
+                b"GET /cgi-bin/s?0 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+                b"GET /cgi-bin/s?1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            ],
+            max_file_changes: 0,
+            max_resets: 0,
+            max_crashes: 1,
+            config: Some(CGI_CONFIG),
         }
     }
 
     /// Every scenario `weir-model --model server` checks.
     #[must_use]
     pub fn all() -> Vec<Scenario> {
-        vec![Scenario::versions(), Scenario::pipelined()]
+        vec![
+            Scenario::versions(),
+            Scenario::pipelined(),
+            Scenario::cgi(),
+            Scenario::cgi_farm(),
+        ]
     }
 }
 
@@ -132,6 +214,13 @@ pub enum ServerFault {
     /// The shell answers a `Read` but keeps it as outstanding (and answers it again
     /// later). Breaks "the core keeps the effect contract".
     AnswerReadTwice,
+    /// The shell ignores `Release`: it keeps the script's pipes and never reaps it. Breaks
+    /// "every script is released and has ended".
+    DropRelease,
+    /// The shell's reader does not see a script die: it goes on delivering the output the
+    /// script would have written. Breaks "a script that crashed before its header section
+    /// is answered 502 or 504".
+    OutputAfterCrash,
 }
 
 /// The model: a scenario and a fault (or none).
@@ -184,15 +273,60 @@ pub enum Pending {
         /// The effect's token.
         token: Token,
     },
+    /// Start a script.
+    Spawn {
+        /// The effect's token (the process's name once spawned).
+        token: Token,
+        /// The client whose request it serves (from its `QUERY_STRING`).
+        client: usize,
+    },
+    /// Write to a script's standard input.
+    WriteStdin {
+        /// The process.
+        proc: ProcId,
+        /// How many bytes.
+        len: u64,
+    },
+    /// Read one of a script's outputs.
+    ReadOutput {
+        /// The process.
+        proc: ProcId,
+        /// Which stream.
+        stream: OutStream,
+    },
 }
 
 impl Pending {
     fn conn(&self) -> Option<ConnId> {
         match self {
             Pending::Read { conn, .. } | Pending::Send { conn, .. } => Some(*conn),
-            Pending::Open { .. } | Pending::ReadFile { .. } | Pending::ReadDir { .. } => None,
+            _ => None,
         }
     }
+
+    fn proc(&self) -> Option<ProcId> {
+        match self {
+            Pending::WriteStdin { proc, .. } | Pending::ReadOutput { proc, .. } => Some(*proc),
+            _ => None,
+        }
+    }
+}
+
+/// A script process, as the world and the shell see it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Proc {
+    /// The client whose request it serves.
+    pub client: usize,
+    /// Pieces of [`SCRIPT_OUTPUT`] it has written.
+    pub written: u8,
+    /// How it ended, once it has.
+    pub ended: Option<ExitStatus>,
+    /// The shell reported `Exited`.
+    pub exit_reported: bool,
+    /// The core sent `CloseStdin`.
+    pub stdin_closed: bool,
+    /// The core sent `Release`: the shell has forgotten it.
+    pub released: bool,
 }
 
 /// One client, as the shell and the client see it.
@@ -210,6 +344,8 @@ pub struct Client {
     pub wire: Vec<u8>,
     /// Status of each complete final response, with the file version it served, if any.
     pub responses: Vec<(u16, Option<u8>)>,
+    /// The script serving this client crashed after writing this many pieces of output.
+    pub crash: Option<u8>,
 }
 
 /// The state: the real `Server` and the shell around it.
@@ -231,10 +367,16 @@ pub struct ServerWorld {
     pub changes_left: u8,
     /// Resets left.
     pub resets_left: u8,
+    /// Script crashes left.
+    pub crashes_left: u8,
+    /// Every script spawned, by process.
+    pub procs: BTreeMap<ProcId, Proc>,
     /// The first broken rule of the effect contract, if any.
     pub contract: Option<&'static str>,
     /// Why a response was wrong (mixed versions, garbled), if one was.
     pub bad_response: Option<&'static str>,
+    /// A script's answer reached its client altered (other than cut short by a crash).
+    pub bad_script_answer: bool,
 }
 
 /// What can happen next.
@@ -248,6 +390,13 @@ pub enum ServerAction {
     ChangeFile,
     /// Time jumps to the server's deadline.
     TimerFires(Time),
+    /// A script that has written all its output exits (or a released one dies of its
+    /// broken pipe).
+    ScriptExits(ProcId),
+    /// A script dies by a signal with output still unwritten.
+    ScriptCrashes(ProcId),
+    /// The shell reaps a dead script and reports how it ended.
+    ExitReported(ProcId),
 }
 
 fn now_at(mono: Time) -> Now {
@@ -267,7 +416,14 @@ impl ServerModel {
     /// The model of `scenario` with a broken shell.
     #[must_use]
     pub fn with_fault(scenario: Scenario, fault: ServerFault) -> ServerModel {
-        let mut config = Config::builtin(PathBuf::from(ROOT));
+        let mut config = match scenario.config {
+            None => Config::builtin(PathBuf::from(ROOT)),
+            Some(text) => {
+                let mut load = |_: &std::path::Path| Err("no files to load".to_owned());
+                weir_core::config::parse("model.conf", text, std::path::Path::new(ROOT), &mut load)
+                    .unwrap_or_else(|d| panic!("{}", d[0]))
+            }
+        };
         config.limits = model_limits();
         config.timeouts = model_timeouts();
         ServerModel {
@@ -343,15 +499,77 @@ impl ServerModel {
                         s.contract.get_or_insert("CloseFile for a file not open");
                     }
                 }
+                Effect::Spawn { token, spec } => {
+                    let client = spec
+                        .env
+                        .iter()
+                        .find(|(k, _)| k == b"QUERY_STRING")
+                        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+                        .unwrap_or(usize::MAX);
+                    s.pending.push(Pending::Spawn { token, client });
+                }
+                Effect::WriteStdin { proc, data } => {
+                    match s.procs.get(&proc) {
+                        Some(p) if p.stdin_closed => {
+                            s.contract.get_or_insert("WriteStdin after CloseStdin");
+                        }
+                        Some(p) if !p.released => {}
+                        _ => {
+                            s.contract.get_or_insert("WriteStdin to no live process");
+                        }
+                    }
+                    if s.pending
+                        .iter()
+                        .any(|p| matches!(p, Pending::WriteStdin { proc: q, .. } if *q == proc))
+                    {
+                        s.contract
+                            .get_or_insert("two writes outstanding on one standard input");
+                    }
+                    let len = data.len() as u64;
+                    s.pending.push(Pending::WriteStdin { proc, len });
+                }
+                Effect::ReadOutput { proc, stream, .. } => {
+                    if s.procs.get(&proc).is_none_or(|p| p.released) {
+                        s.contract.get_or_insert("ReadOutput of no live process");
+                    }
+                    if s.pending.iter().any(|p| {
+                        matches!(p, Pending::ReadOutput { proc: q, stream: t } if *q == proc && *t == stream)
+                    }) {
+                        s.contract.get_or_insert("two reads outstanding on one output");
+                    }
+                    s.pending.push(Pending::ReadOutput { proc, stream });
+                }
+                Effect::CloseStdin { proc } => match s.procs.get_mut(&proc) {
+                    Some(p) if !p.released && !p.stdin_closed => p.stdin_closed = true,
+                    _ => {
+                        s.contract
+                            .get_or_insert("CloseStdin twice, or of no live process");
+                    }
+                },
+                Effect::Kill { proc } => match s.procs.get_mut(&proc) {
+                    Some(p) if !p.released => {
+                        p.ended.get_or_insert(ExitStatus::Signal(9));
+                    }
+                    _ => {
+                        s.contract.get_or_insert("Kill of no live process");
+                    }
+                },
+                Effect::Release { .. } if self.fault == ServerFault::DropRelease => {}
+                Effect::Release { proc } => {
+                    match s.procs.get_mut(&proc) {
+                        Some(p) if !p.released => p.released = true,
+                        _ => {
+                            s.contract.get_or_insert("Release twice, or of no process");
+                        }
+                    }
+                    // Its pipes are closed: what was outstanding on them is over.
+                    s.pending.retain(|p| p.proc() != Some(proc));
+                }
                 Effect::PauseAccept
                 | Effect::ResumeAccept
                 | Effect::Exit { .. }
+                | Effect::AccessLog { .. }
                 | Effect::ErrorLog { .. } => {}
-                // Gateways: the model's configuration routes nothing to a script.
-                _ => {
-                    s.contract
-                        .get_or_insert("an effect the configuration cannot cause");
-                }
             }
         }
     }
@@ -403,6 +621,50 @@ impl ServerModel {
                 token.0
             ),
             Pending::ReadDir { token } => format!("list a directory (token {})", token.0),
+            Pending::Spawn { token, client } => {
+                format!("spawn the script for conn {client} (token {})", token.0)
+            }
+            Pending::WriteStdin { proc, len } => {
+                let to = if s.procs.get(proc).is_some_and(|p| p.ended.is_none()) {
+                    "taken"
+                } else {
+                    "a broken pipe"
+                };
+                format!("script {}: stdin write of {len} bytes: {to}", proc.0 .0)
+            }
+            Pending::ReadOutput { proc, stream } => {
+                let what = match (stream, self.next_output(s, *proc)) {
+                    (OutStream::Stderr, _) | (OutStream::Stdout, None) => "EOF".to_owned(),
+                    (OutStream::Stdout, Some(piece)) => format!("\"{}\"", show(piece)),
+                };
+                format!("script {}: read {stream:?}: {what}", proc.0 .0)
+            }
+        }
+    }
+
+    /// The piece a read of `proc`'s standard output gets, or `None` for the end of file.
+    fn next_output(&self, s: &ServerWorld, proc: ProcId) -> Option<&'static [u8]> {
+        let p = s.procs.get(&proc)?;
+        let crashed = matches!(p.ended, Some(ExitStatus::Signal(11)));
+        let alive = p.ended.is_none() || (crashed && self.fault == ServerFault::OutputAfterCrash);
+        if alive {
+            SCRIPT_OUTPUT.get(usize::from(p.written)).copied()
+        } else {
+            None
+        }
+    }
+
+    /// True if pending effect `p` can be answered now: a read of a live script's standard
+    /// error waits until it has written everything (then it ends with the output).
+    fn answerable(s: &ServerWorld, p: &Pending) -> bool {
+        match p {
+            Pending::ReadOutput {
+                proc,
+                stream: OutStream::Stderr,
+            } => s.procs.get(proc).is_some_and(|p| {
+                p.ended.is_some() || usize::from(p.written) == SCRIPT_OUTPUT.len()
+            }),
+            _ => true,
         }
     }
 
@@ -496,6 +758,50 @@ impl ServerModel {
                 let result = Completion::Failed(IoError::PermissionDenied);
                 self.handle(s, Input::Completed { token, result });
             }
+            Pending::Spawn { token, client } => {
+                s.procs.insert(
+                    ProcId(token),
+                    Proc {
+                        client,
+                        written: 0,
+                        ended: None,
+                        exit_reported: false,
+                        stdin_closed: false,
+                        released: false,
+                    },
+                );
+                let result = Completion::Spawned;
+                self.handle(s, Input::Completed { token, result });
+            }
+            Pending::WriteStdin { proc, len } => {
+                let live = s.procs.get(&proc).is_some_and(|p| p.ended.is_none());
+                let input = if live {
+                    Input::StdinWritten { proc, n: len }
+                } else {
+                    Input::StdinClosed { proc }
+                };
+                self.handle(s, input);
+            }
+            Pending::ReadOutput { proc, stream } => {
+                let piece = match stream {
+                    OutStream::Stdout => self.next_output(s, proc),
+                    OutStream::Stderr => None,
+                };
+                let input = match piece {
+                    Some(data) => {
+                        if let Some(p) = s.procs.get_mut(&proc) {
+                            p.written += 1;
+                        }
+                        Input::Output {
+                            proc,
+                            stream,
+                            data: Bytes::from_static(data),
+                        }
+                    }
+                    None => Input::OutputEof { proc, stream },
+                };
+                self.handle(s, input);
+            }
         }
     }
 }
@@ -521,7 +827,15 @@ fn read_responses(s: &mut ServerWorld, conn: ConnId) {
                     continue;
                 }
                 let mut served = None;
-                if r.status == 200 {
+                if r.header("x-script").is_some() {
+                    // A script's answer: its body whole, or cut short by its crash.
+                    let whole = r.status == 200 && r.body == SCRIPT_BODY;
+                    let cut =
+                        r.status == 200 && c.crash.is_some() && SCRIPT_BODY.starts_with(&r.body);
+                    if !whole && !cut {
+                        s.bad_script_answer = true;
+                    }
+                } else if r.status == 200 {
                     // The tag is "MTIME-LEN-INODE" in hex; the inode names the version.
                     let inode = r
                         .header("etag")
@@ -561,8 +875,11 @@ impl Model for ServerModel {
             clients: Vec::new(),
             changes_left: self.scenario.max_file_changes,
             resets_left: self.scenario.max_resets,
+            crashes_left: self.scenario.max_crashes,
+            procs: BTreeMap::new(),
             contract: None,
             bad_response: None,
+            bad_script_answer: false,
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], 40000));
         for i in 0..self.scenario.clients.len() {
@@ -573,6 +890,7 @@ impl Model for ServerModel {
                 shut: false,
                 wire: Vec::new(),
                 responses: Vec::new(),
+                crash: None,
             });
             let input = Input::Accepted {
                 listener: ListenerId(0),
@@ -587,7 +905,21 @@ impl Model for ServerModel {
 
     fn actions(&self, s: &ServerWorld, actions: &mut Vec<ServerAction>) {
         for (k, p) in s.pending.iter().enumerate() {
-            actions.push(ServerAction::Complete(k, self.describe(s, p)));
+            if Self::answerable(s, p) {
+                actions.push(ServerAction::Complete(k, self.describe(s, p)));
+            }
+        }
+        for (&proc, p) in &s.procs {
+            let done = usize::from(p.written) == SCRIPT_OUTPUT.len();
+            if p.ended.is_none() && (done || p.released) {
+                actions.push(ServerAction::ScriptExits(proc));
+            }
+            if p.ended.is_none() && !done && s.crashes_left > 0 {
+                actions.push(ServerAction::ScriptCrashes(proc));
+            }
+            if p.ended.is_some() && !p.exit_reported && !p.released {
+                actions.push(ServerAction::ExitReported(proc));
+            }
         }
         if s.resets_left > 0 {
             for (k, p) in s.pending.iter().enumerate() {
@@ -626,6 +958,30 @@ impl Model for ServerModel {
                 s.server.handle_timeout(s.now);
                 self.drain(&mut s);
             }
+            ServerAction::ScriptExits(proc) => {
+                let p = s.procs.get_mut(&proc)?;
+                let status = if p.released {
+                    ExitStatus::Signal(13)
+                } else {
+                    ExitStatus::Code(0)
+                };
+                p.ended = Some(status);
+            }
+            ServerAction::ScriptCrashes(proc) => {
+                s.crashes_left -= 1;
+                let p = s.procs.get_mut(&proc)?;
+                p.ended = Some(ExitStatus::Signal(11));
+                let (client, written) = (p.client, p.written);
+                if let Some(c) = s.clients.get_mut(client) {
+                    c.crash = Some(written);
+                }
+            }
+            ServerAction::ExitReported(proc) => {
+                let p = s.procs.get_mut(&proc)?;
+                p.exit_reported = true;
+                let status = p.ended?;
+                self.handle(&mut s, Input::Exited { proc, status });
+            }
         }
         (s != *last).then_some(s)
     }
@@ -636,11 +992,14 @@ impl Model for ServerModel {
             ServerAction::Reset(_, what) => what.clone(),
             ServerAction::ChangeFile => format!("{FILE} is replaced by its next version"),
             ServerAction::TimerFires(t) => format!("timer fires at {t}"),
+            ServerAction::ScriptExits(p) => format!("script {} exits", p.0 .0),
+            ServerAction::ScriptCrashes(p) => format!("script {} crashes", p.0 .0),
+            ServerAction::ExitReported(p) => format!("the shell reaps script {}", p.0 .0),
         }
     }
 
     fn properties(&self) -> Vec<Property<ServerModel>> {
-        vec![
+        let mut properties = vec![
             Property::<ServerModel>::always(
                 "a response never mixes two versions of a file",
                 |_, s| s.bad_response.is_none(),
@@ -657,21 +1016,80 @@ impl Model for ServerModel {
                         && s.clients.iter().all(|c| c.closed)
                 },
             ),
-            Property::<ServerModel>::sometimes("a new version is served after a change", |_, s| {
-                s.clients
-                    .iter()
-                    .any(|c| c.responses.iter().any(|r| r.1 == Some(2)))
-            }),
-            Property::<ServerModel>::sometimes(
-                "an old version is served after a change",
+            Property::<ServerModel>::always(
+                "a script that crashed before its header section is answered 502 or 504",
                 |_, s| {
-                    s.version == 2
-                        && s.clients
-                            .iter()
-                            .any(|c| c.responses.iter().any(|r| r.1 == Some(1)))
+                    s.clients.iter().all(|c| match c.crash {
+                        Some(w) if w < HEAD_PIECES => {
+                            c.responses.iter().all(|r| matches!(r.0, 502 | 504))
+                        }
+                        _ => true,
+                    })
                 },
             ),
-        ]
+            Property::<ServerModel>::always(
+                "a script's answer arrives whole, or cut short by its crash",
+                |_, s| !s.bad_script_answer,
+            ),
+            Property::<ServerModel>::eventually(
+                "every script is released and has ended",
+                // Checked once the world is over (an empty list would hold at the start).
+                |_, s| {
+                    s.clients.iter().all(|c| c.closed)
+                        && s.procs.values().all(|p| p.released && p.ended.is_some())
+                },
+            ),
+        ];
+        // What each scenario must show it reaches, so that no property holds vacuously.
+        if self.scenario.config.is_some() {
+            properties.extend([
+                Property::<ServerModel>::sometimes(
+                    "a script crash is answered with 502",
+                    |_, s| {
+                        s.clients.iter().any(|c| {
+                            matches!(c.crash, Some(w) if w < HEAD_PIECES)
+                                && c.responses.iter().any(|r| r.0 == 502)
+                        })
+                    },
+                ),
+                Property::<ServerModel>::sometimes(
+                    "a silent script is killed and answered 504",
+                    |_, s| {
+                        s.clients
+                            .iter()
+                            .any(|c| c.responses.iter().any(|r| r.0 == 504))
+                    },
+                ),
+                Property::<ServerModel>::sometimes("a script's answer is served whole", |_, s| {
+                    s.clients
+                        .iter()
+                        .any(|c| c.crash.is_none() && c.responses.iter().any(|r| r.0 == 200))
+                        && !s.procs.is_empty()
+                }),
+            ]);
+        }
+        if self.scenario.max_file_changes > 0 {
+            properties.extend([
+                Property::<ServerModel>::sometimes(
+                    "a new version is served after a change",
+                    |_, s| {
+                        s.clients
+                            .iter()
+                            .any(|c| c.responses.iter().any(|r| r.1 == Some(2)))
+                    },
+                ),
+                Property::<ServerModel>::sometimes(
+                    "an old version is served after a change",
+                    |_, s| {
+                        s.version == 2
+                            && s.clients
+                                .iter()
+                                .any(|c| c.responses.iter().any(|r| r.1 == Some(1)))
+                    },
+                ),
+            ]);
+        }
+        properties
     }
 }
 
@@ -704,6 +1122,72 @@ mod tests {
             checker.assert_properties();
             assert_eq!(checker.unique_state_count(), unique, "{name}");
         }
+    }
+
+    #[test]
+    fn the_cgi_model_holds_and_its_state_count_is_pinned() {
+        let checker = ServerModel::new(Scenario::cgi())
+            .checker()
+            .spawn_bfs()
+            .join();
+        checker.assert_properties();
+        assert_eq!(checker.unique_state_count(), 2_173);
+        // The crash the `sometimes` property found: the script died before its header
+        // section ended, and the client got a 502.
+        let path = checker
+            .discovery("a script crash is answered with 502")
+            .expect("a crash answered 502");
+        let t: Vec<String> = path
+            .into_actions()
+            .iter()
+            .map(|a| checker.model().format_action(a))
+            .collect();
+        let crash = t
+            .iter()
+            .position(|a| a.ends_with("crashes"))
+            .expect("a crash");
+        assert!(
+            t[crash..].iter().any(|a| a.ends_with("read Stdout: EOF")),
+            "the crash is seen as the end of the output: {t:?}"
+        );
+    }
+
+    #[test]
+    fn the_cgi_farm_model_holds_and_its_state_count_is_pinned() {
+        let checker = ServerModel::new(Scenario::cgi_farm())
+            .checker()
+            .spawn_bfs()
+            .join();
+        checker.assert_properties();
+        assert_eq!(checker.unique_state_count(), 347_044);
+    }
+
+    #[test]
+    fn output_after_a_crash_turns_it_into_a_success() {
+        let t = caught(
+            Scenario::cgi(),
+            ServerFault::OutputAfterCrash,
+            "a script that crashed before its header section is answered 502 or 504",
+        );
+        let crash = t
+            .iter()
+            .position(|a| a.ends_with("crashes"))
+            .expect("a crash");
+        assert!(
+            t[crash..]
+                .iter()
+                .any(|a| a.contains("read Stdout: \"\\nhi")),
+            "the rest of the header section was read after the crash: {t:?}"
+        );
+    }
+
+    #[test]
+    fn a_dropped_release_leaves_a_script_behind() {
+        caught(
+            Scenario::cgi(),
+            ServerFault::DropRelease,
+            "every script is released and has ended",
+        );
     }
 
     #[test]
