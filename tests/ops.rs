@@ -1,10 +1,10 @@
-//! Operations end to end: `error-log FILE`, `user NAME`, `chroot DIR`, and `weir serve` with
-//! neither `-c` nor `--root`.
+//! Operations end to end: `error-log FILE`, `user NAME`, `chroot DIR`, reopening the logs
+//! on SIGUSR1 (logrotate), and `weir serve` with neither `-c` nor `--root`.
 //!
-//! What is checked is what an operator sees from outside: the error log's file, the running
-//! server's `/proc/PID/status` (user and group IDs, every thread) and `/proc/PID/root`,
-//! what a CGI script reports about itself, and the exit status and message of a start-up
-//! that must fail. CI runs these as root; run as another user, the `user` and `chroot`
+//! What is checked is what an operator sees from outside: the log files (before and after
+//! a logrotate-style rename and SIGUSR1), the running server's `/proc/PID/status` (user
+//! and group IDs, every thread) and `/proc/PID/root`, what a CGI script reports about
+//! itself, and the exit status and message of a start-up that must fail. CI runs these as root; run as another user, the `user` and `chroot`
 //! tests check the non-root behaviour instead (a warning, a refusal), so every branch
 //! asserts something.
 
@@ -186,6 +186,133 @@ fn error_log_that_cannot_be_opened_stops_start_up() {
     assert!(
         err.contains("weir: cannot open the error log ") && err.contains("secret.txt/error.log"),
         "{err}"
+    );
+}
+
+/// Waits (bounded) until `path` exists.
+fn appears(path: &Path) {
+    let deadline = Instant::now() + SETTLE;
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} still missing after {SETTLE:?}",
+            path.display()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+const LOGS_CONF: &str = "access-log {base}/logs/access.log\nerror-log {base}/logs/error.log\n\
+                         exec /cgi-bin/* {root}/cgi-bin/*\npass /* {root}/*\n";
+
+/// Renames both logs to `NAME.1`, as logrotate does, and sends SIGUSR1.
+fn rotate(weir: &mut Weir) -> [(PathBuf, PathBuf); 2] {
+    let logs = weir.docs.base().join("logs");
+    let files =
+        ["access.log", "error.log"].map(|name| (logs.join(name), logs.join(format!("{name}.1"))));
+    for (path, rotated) in &files {
+        fs::rename(path, rotated).unwrap_or_else(|e| panic!("rename {}: {e}", path.display()));
+    }
+    weir.signal("USR1");
+    files
+}
+
+#[test]
+fn sigusr1_reopens_both_logs_after_logrotate_renamed_them() {
+    let mut weir = Weir::start_with_config(LOGS_CONF);
+    install(&weir.docs.root().join("cgi-bin/err.sh"), ERR_SH);
+    let logs = weir.docs.base().join("logs");
+    let (access, error) = (logs.join("access.log"), logs.join("error.log"));
+
+    let mut c = weir.connect();
+    c.get("/hello.txt?before").assert_status(200);
+    // The line has reached the file (it is flushed when the logger goes idle), so it
+    // belongs to the file that is about to be rotated.
+    file_containing(&access, "GET /hello.txt?before ");
+    file_containing(&error, "weir: serving ");
+
+    let [(_, old_access), (_, old_error)] = rotate(&mut weir);
+    appears(&access);
+    appears(&error);
+    weir.assert_running();
+    file_containing(&error, "weir: SIGUSR1: reopening the logs");
+
+    // The same connection goes on; its lines go to the new files.
+    c.get("/hello.txt?after").assert_status(200);
+    let r = c.get("/cgi-bin/err.sh");
+    r.assert_status(200);
+    assert_eq!(r.body, b"ok\n");
+    let new_access = file_containing(&access, "GET /hello.txt?after ");
+    let new_error = file_containing(&error, "a line the script wrote on stderr");
+    weir.assert_running();
+
+    let old_access = read(&old_access);
+    assert!(
+        old_access.contains("GET /hello.txt?before "),
+        "{old_access}"
+    );
+    assert!(!old_access.contains("/hello.txt?after"), "{old_access}");
+    assert!(!new_access.contains("/hello.txt?before"), "{new_access}");
+    assert_eq!(
+        new_access.lines().count(),
+        2,
+        "the second request and the script's: {new_access}"
+    );
+    let old_error = read(&old_error);
+    assert!(old_error.contains("weir: serving "), "{old_error}");
+    assert!(
+        !old_error.contains("a line the script wrote"),
+        "{old_error}"
+    );
+    assert!(!new_error.contains("weir: serving "), "{new_error}");
+    assert!(
+        !new_error.contains("cannot reopen") && !old_error.contains("cannot reopen"),
+        "{old_error}{new_error}"
+    );
+
+    // Rotating again works the same way, and SIGTERM still ends weir cleanly.
+    rotate(&mut weir);
+    appears(&access);
+    file_containing(&error, "weir: SIGUSR1: reopening the logs");
+    weir.signal("TERM");
+    let status = weir.wait_exit(SETTLE).expect("weir exits after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+#[test]
+fn sigusr1_without_rights_to_reopen_keeps_the_old_files() {
+    let mut weir = Weir::start_with_config(&format!("user nobody\n{LOGS_CONF}"));
+    world_readable(&weir.docs);
+    let logs = weir.docs.base().join("logs");
+    let (access, error) = (logs.join("access.log"), logs.join("error.log"));
+    file_containing(&error, "weir: serving ");
+    let [(_, old_access), (_, old_error)] = rotate(&mut weir);
+    if !running_as_root() {
+        // `user` was ignored: weir can create files where it created the logs.
+        appears(&access);
+        file_containing(&error, "weir: SIGUSR1: reopening the logs");
+        return;
+    }
+    // Now `nobody`, weir may not create files in root's 755 directory: it says so and
+    // keeps writing to the files it has (nginx without its master process does the same).
+    let text = file_containing(&old_error, "cannot reopen the access log");
+    assert!(
+        text.contains("weir: SIGUSR1: cannot reopen the error log ")
+            && text.contains("still writing to the old file")
+            && text.contains("weir: SIGUSR1: reopening the logs"),
+        "{text}"
+    );
+    weir.assert_running();
+    let mut c = weir.connect();
+    c.get("/hello.txt?after").assert_status(200);
+    file_containing(&old_access, "GET /hello.txt?after ");
+    assert!(
+        !access.exists() && !error.exists(),
+        "new files were created"
     );
 }
 

@@ -12,22 +12,54 @@
 //! that is a file, to standard error as well.
 //!
 //! Each line is formatted first and written with one `write` on a descriptor opened with
-//! `O_APPEND`, so lines from several threads never interleave. `eprintln!` panics when
-//! standard error is a pipe whose reader has gone (EPIPE, since SIGPIPE is ignored); a
-//! server must not die because its log reader did, so failures to write are dropped.
+//! `O_APPEND`, so lines never interleave. `eprintln!` panics when standard error is a pipe
+//! whose reader has gone (EPIPE, since SIGPIPE is ignored); a server must not die because
+//! its log reader did, so failures to write are dropped.
 //!
-//! The file is opened once and never reopened: weir does not handle SIGUSR1 yet (for the
-//! access log either); rotate with copy-and-truncate until it does.
+//! Reopening (SIGUSR1, after logrotate has renamed the file): the file and its path live
+//! in one `Mutex<Option<ErrorLog>>` — error lines are rare, so a lock per line costs
+//! nothing that matters, and it makes the switch exact: a line is written either to the
+//! old file before `reopen_error_log` swaps it or to the new one after, never lost. The
+//! path is opened again (created if missing, appending) through `open_append`, which under
+//! `chroot DIR` strips DIR first (a log outside DIR cannot be reached any more). If the
+//! open fails — typically after `user` has dropped root and the directory is root's —
+//! the old file is kept and written to, and the caller says so in it.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The `error-log FILE`, once opened; unset = standard error.
-static ERROR_LOG: OnceLock<File> = OnceLock::new();
+use crate::jail;
+
+/// The `error-log FILE`: the path as configured and the file open now.
+struct ErrorLog {
+    path: PathBuf,
+    file: File,
+}
+
+/// The error log file, once opened; `None` = standard error.
+static ERROR_LOG: Mutex<Option<ErrorLog>> = Mutex::new(None);
+
+/// The error log, whatever a panicking holder left (a `File` has no invariant to break).
+fn error_log() -> MutexGuard<'static, Option<ErrorLog>> {
+    ERROR_LOG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Opens `path` for appending, creating it if missing; under `chroot DIR`, the path as
+/// seen from inside (a path outside DIR is an error). Used for both logs, at start-up (not
+/// yet in the chroot) and on reopen.
+pub fn open_append(path: &Path) -> io::Result<File> {
+    let inside = jail::inside(path).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "it lies outside the chroot directory",
+        )
+    })?;
+    OpenOptions::new().create(true).append(true).open(inside)
+}
 
 /// Opens (creating it, and its directory, if missing; appending) the error log file and
 /// sends every later line there. Called once, at start-up; a second call is an error.
@@ -37,26 +69,56 @@ pub fn open_error_log(path: &Path) -> io::Result<()> {
             std::fs::create_dir_all(dir)?;
         }
     }
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
-    ERROR_LOG
-        .set(file)
-        .map_err(|_| io::Error::other("the error log is already open"))
+    let file = open_append(path)?;
+    let mut log = error_log();
+    if log.is_some() {
+        return Err(io::Error::other("the error log is already open"));
+    }
+    *log = Some(ErrorLog {
+        path: path.to_path_buf(),
+        file,
+    });
+    Ok(())
+}
+
+/// Opens the error log's path again and writes every later line to the new file (SIGUSR1).
+/// `None` when the log is standard error (nothing to reopen); on failure, the path and the
+/// error, and the old file stays in use.
+pub fn reopen_error_log() -> Option<Result<(), (PathBuf, io::Error)>> {
+    let path = error_log().as_ref()?.path.clone();
+    // Opened without the lock, so that other threads' lines are not held up by the open;
+    // only the swap is under it (the old file is closed when dropped).
+    let opened = open_append(&path);
+    let mut log = error_log();
+    let current = log.as_mut()?;
+    Some(match opened {
+        Ok(file) => {
+            current.file = file;
+            Ok(())
+        }
+        Err(e) => Err((path, e)),
+    })
 }
 
 /// Whether the error log is a file (rather than standard error).
 fn to_file() -> bool {
-    ERROR_LOG.get().is_some()
+    error_log().is_some()
 }
 
 /// Writes `weir: <message>` and a newline to the error log, ignoring failures.
 pub fn error(message: fmt::Arguments<'_>) {
-    match ERROR_LOG.get() {
-        Some(file) => {
-            let line = format!("{} weir: {message}\n", utc_stamp(now_secs()));
+    // Formatted before the lock is taken: nothing the message's values do can wait on it.
+    let line = format!("{} weir: {message}\n", utc_stamp(now_secs()));
+    let mut log = error_log();
+    match log.as_mut() {
+        Some(log) => {
             // Nothing sensible can be done if the file cannot be written: the line is dropped.
-            let _ = (&*file).write_all(line.as_bytes());
+            let _ = log.file.write_all(line.as_bytes());
         }
-        None => to_stderr(message),
+        None => {
+            drop(log);
+            to_stderr(message);
+        }
     }
 }
 

@@ -8,68 +8,145 @@
 //! line has arrived for `FLUSH_IDLE` (so `tail -f` sees lines promptly), and flushes and
 //! ends when the last worker has dropped its sender: on shutdown every line reaches the
 //! file before weir exits.
+//!
+//! Reopening (SIGUSR1, after logrotate has renamed the file): the signal thread sets the
+//! logger's `Reopen` flag, and the logger looks at it after every batch and every idle
+//! timeout, so it acts within `FLUSH_IDLE` even when no line comes. It opens the path
+//! again (created if missing, appending; under `chroot DIR` with DIR stripped, see
+//! `log::open_append`), flushes what it holds to the old file, and writes every later
+//! batch to the new one. The logger is the only writer and a batch is never split, so
+//! each line lands in exactly one of the two files: whatever it received before the
+//! switch in the old one, the rest in the new one. Should the old file refuse the final
+//! flush, the bytes it did not take go to the new file rather than be lost. If the open
+//! fails (after `user` has dropped root, a root-owned directory refuses the new file), the
+//! logger says so in the error log and goes on with the old file.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::log::log_error;
+use crate::log::{log_error, open_append};
 
 /// Batches buffered between the workers and the logger before workers wait.
 pub const CHANNEL_BATCHES: usize = 1024;
-/// Flush after this long without a new line.
+/// Flush after this long without a new line; also the longest a reopen waits.
 pub const FLUSH_IDLE: Duration = Duration::from_millis(200);
+/// The logger's write buffer.
+const BUFFER: usize = 64 * 1024;
 
 /// A worker's handle on the logger: it sends batches of newline-terminated lines.
 pub type LogSender = SyncSender<String>;
 
+/// Asks the logger to reopen its file (SIGUSR1); any thread may hold a clone.
+#[derive(Clone, Debug, Default)]
+pub struct Reopen(Arc<AtomicBool>);
+
+impl Reopen {
+    /// The logger will reopen its path within `FLUSH_IDLE`; several requests before it
+    /// does are one reopen.
+    pub fn request(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a reopen was asked for since the last call (which clears the request).
+    fn take(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// The running logger: the sender the workers clone, its thread, and its reopen flag.
+pub struct Logger {
+    pub tx: LogSender,
+    pub thread: JoinHandle<()>,
+    pub reopen: Reopen,
+}
+
 /// Opens (creating, appending) the log file and starts the logger thread. Opening happens
 /// here, in the caller's thread, so that a bad path is a start-up error.
-pub fn start(path: &Path) -> io::Result<(LogSender, JoinHandle<()>)> {
+pub fn start(path: &Path) -> io::Result<Logger> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             std::fs::create_dir_all(dir)?;
         }
     }
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let file = open_append(path)?;
     let (tx, rx) = mpsc::sync_channel(CHANNEL_BATCHES);
     let path = path.to_path_buf();
-    let handle = thread::Builder::new()
+    let reopen = Reopen::default();
+    let flag = reopen.clone();
+    let thread = thread::Builder::new()
         .name("weir-access-log".into())
-        .spawn(move || run(file, &path, &rx))?;
-    Ok((tx, handle))
+        .spawn(move || run(file, &path, &rx, &flag))?;
+    Ok(Logger { tx, thread, reopen })
 }
 
-fn run(file: File, path: &Path, rx: &Receiver<String>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, file);
+fn run(file: File, path: &Path, rx: &Receiver<String>, reopen: &Reopen) {
+    let mut out = BufWriter::with_capacity(BUFFER, file);
+    // A write error is reported once per file, not once per batch.
     let mut failed = false;
-    let report = |e: io::Error, failed: &mut bool| {
-        if !*failed {
-            log_error!("access log {}: {e}", path.display());
-            *failed = true;
-        }
-    };
     loop {
         match rx.recv_timeout(FLUSH_IDLE) {
             Ok(batch) => {
                 if let Err(e) = out.write_all(batch.as_bytes()) {
-                    report(e, &mut failed);
+                    report(path, e, &mut failed);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
                 if let Err(e) = out.flush() {
-                    report(e, &mut failed);
+                    report(path, e, &mut failed);
                 }
             }
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        if reopen.take() {
+            out = switch(out, path, &mut failed);
+        }
     }
     if let Err(e) = out.flush() {
-        report(e, &mut failed);
+        report(path, e, &mut failed);
     }
+}
+
+fn report(path: &Path, e: io::Error, failed: &mut bool) {
+    if !*failed {
+        log_error!("access log {}: {e}", path.display());
+        *failed = true;
+    }
+}
+
+/// Opens `path` anew and moves `out` over to it: what `out` holds is flushed to the old
+/// file first (or, if the old file refuses it, written to the new one). If the path cannot
+/// be opened, `out` is kept as it is.
+fn switch(mut out: BufWriter<File>, path: &Path, failed: &mut bool) -> BufWriter<File> {
+    let file = match open_append(path) {
+        Ok(file) => file,
+        Err(e) => {
+            log_error!(
+                "cannot reopen the access log {}: {e}; still writing to the old file",
+                path.display()
+            );
+            return out;
+        }
+    };
+    let flushed = out.flush();
+    // On a failed flush the buffer still holds exactly the bytes the old file did not take.
+    let (old, unwritten) = out.into_parts();
+    let unwritten = unwritten.unwrap_or_else(|panicked| panicked.into_inner());
+    drop(old);
+    if let Err(e) = flushed {
+        report(path, e, failed);
+    }
+    *failed = false;
+    let mut out = BufWriter::with_capacity(BUFFER, file);
+    if let Err(e) = out.write_all(&unwritten) {
+        report(path, e, failed);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -80,7 +157,9 @@ mod tests {
     fn every_line_reaches_the_file_in_order() {
         let dir = std::env::temp_dir().join(format!("weir-logger-{}", std::process::id()));
         let path = dir.join("sub/access.log");
-        let (tx, handle) = start(&path).expect("start");
+        let Logger {
+            tx, thread: handle, ..
+        } = start(&path).expect("start");
         let senders: Vec<_> = (0..4).map(|_| tx.clone()).collect();
         drop(tx);
         let threads: Vec<_> = senders
@@ -111,6 +190,136 @@ mod tests {
                 "order kept per sender"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A fresh directory for one test.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("weir-logger-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    /// Waits (at most 10 s) until `path`'s text satisfies `done`; returns it.
+    fn wait_for(path: &Path, done: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: still {text:?}",
+                path.display()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn lines(from: &str, range: std::ops::Range<usize>) -> String {
+        range.map(|i| format!("{from} {i}\n")).collect()
+    }
+
+    #[test]
+    fn a_reopen_moves_later_lines_to_the_new_file() {
+        let dir = scratch("reopen");
+        let path = dir.join("access.log");
+        let rotated = dir.join("access.log.1");
+        let logger = start(&path).expect("start");
+        for i in 0..100 {
+            logger
+                .tx
+                .send(lines("before", i * 10..i * 10 + 10))
+                .expect("send");
+        }
+        // Everything sent so far has reached the file (flushed when the logger went idle).
+        wait_for(&path, |t| t.ends_with("before 999\n"));
+        std::fs::rename(&path, &rotated).expect("rotate");
+        logger.reopen.request();
+        logger.reopen.request();
+        wait_for(&path, |_| path.exists());
+        for i in 0..100 {
+            logger
+                .tx
+                .send(lines("after", i * 10..i * 10 + 10))
+                .expect("send");
+        }
+        drop(logger.tx);
+        logger.thread.join().expect("logger thread");
+        assert_eq!(
+            std::fs::read_to_string(&rotated).expect("old file"),
+            lines("before", 0..1000)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("new file"),
+            lines("after", 0..1000)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn reopens_under_load_lose_and_repeat_no_line() {
+        let dir = scratch("load");
+        let path = dir.join("access.log");
+        let logger = start(&path).expect("start");
+        let tx = logger.tx;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_sender = Arc::clone(&stop);
+        // Lines flow until the rotations are done (and at least 1000 of them).
+        let sender = thread::spawn(move || {
+            let mut n = 0;
+            while n < 1000 || !stop_sender.load(Ordering::Relaxed) {
+                tx.send(lines("line", n..n + 1)).expect("logger alive");
+                n += 1;
+                if n % 500 == 0 {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+            n
+        });
+        // Rotate as logrotate does, while lines flow: rename, then ask for a reopen.
+        let mut rotated = Vec::new();
+        for n in 0..5 {
+            let to = dir.join(format!("access.log.{n}"));
+            std::fs::rename(&path, &to).expect("rotate");
+            rotated.push(to);
+            logger.reopen.request();
+            wait_for(&path, |_| path.exists());
+        }
+        stop.store(true, Ordering::Relaxed);
+        let sent = sender.join().expect("sender thread");
+        logger.thread.join().expect("logger thread");
+        let mut all = String::new();
+        for file in rotated.iter().chain([&path]) {
+            all.push_str(&std::fs::read_to_string(file).expect("a log file"));
+        }
+        assert!(all == lines("line", 0..sent), "every line once, in order");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_reopen_keeps_the_old_file() {
+        let dir = scratch("failed");
+        let path = dir.join("logs/access.log");
+        let logger = start(&path).expect("start");
+        logger.tx.send(lines("before", 0..10)).expect("send");
+        wait_for(&path, |t| t.ends_with("before 9\n"));
+        // The directory goes away: the path cannot be opened again (a reopen creates no
+        // directory).
+        std::fs::rename(dir.join("logs"), dir.join("old")).expect("move the directory");
+        logger.reopen.request();
+        // Long enough for the logger to have tried.
+        thread::sleep(FLUSH_IDLE * 2);
+        logger.tx.send(lines("after", 0..10)).expect("send");
+        drop(logger.tx);
+        logger.thread.join().expect("logger thread");
+        assert!(!path.exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("old/access.log")).expect("old file"),
+            lines("before", 0..10) + &lines("after", 0..10)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

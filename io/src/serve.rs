@@ -15,22 +15,32 @@
 //!   start-up, spawn ───────────────────────────────────────────► run loops
 //!   wait for worker exits ◄─┐       SIGINT/SIGTERM #1 ──stop()──► Shutdown → … → Exit{0}
 //!                           │       SIGINT/SIGTERM #2 → exit(128+sig) at once
+//!                           │       SIGUSR1 → reopen the error log; Reopen ──► access logger
 //!                           └───────────────────────────────────── (index, code) on exit
 //!   a worker failed → stop() the others
 //!   all exited → close signals, exit with the worst code
 //! ```
+//!
+//! SIGUSR1 reopens the logs, for logrotate's `postrotate` (as nginx's USR1): the signal
+//! thread reopens the error log itself (`log::reopen_error_log`, a swap under its lock)
+//! and sets the access logger's `Reopen` flag, which the logger thread acts on within
+//! `logger::FLUSH_IDLE`; then it writes `SIGUSR1: reopening the logs`, already to the
+//! new error log. A log that cannot be opened again (after `user` has dropped root, a
+//! root-owned directory refuses a new file; under `chroot`, a path outside it) stays on
+//! its old file, and the error log says so. The workers are not involved.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 use weir_core::{Config, ConfigRef};
 
 use crate::cli::ServeArgs;
 use crate::log::{announce, log_error};
+use crate::logger::Reopen;
 use crate::worker::{Stopper, Worker};
 use crate::{jail, listen, privs};
 
@@ -68,19 +78,19 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
         }
     }
 
-    let signals = Signals::new([SIGINT, SIGTERM])
+    let signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let bound = listen::bind_all(&config.listen, workers).map_err(|e| e.to_string())?;
     let addrs = bound.addrs.clone();
     let config = ConfigRef::new(1, config);
 
-    let (log_tx, logger) = match &config.access_log {
+    let (log_tx, logger, reopen) = match &config.access_log {
         Some(log) => {
-            let (tx, handle) = crate::logger::start(&log.path)
+            let logger = crate::logger::start(&log.path)
                 .map_err(|e| format!("cannot open the access log {}: {e}", log.path.display()))?;
-            (Some(tx), Some(handle))
+            (Some(logger.tx), Some(logger.thread), Some(logger.reopen))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     if let Some(path) = &config.error_log {
         crate::log::open_error_log(path)
@@ -146,7 +156,7 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     let signal_stoppers = stoppers.clone();
     let watcher = thread::Builder::new()
         .name("weir-signals".into())
-        .spawn(move || watch_signals(signals, &signal_stoppers));
+        .spawn(move || watch_signals(signals, &signal_stoppers, reopen.as_ref()));
     let watcher = match watcher {
         Ok(w) => Some(w),
         Err(e) => {
@@ -247,9 +257,14 @@ fn stop_all(stoppers: &[Stopper]) {
 }
 
 /// The first SIGINT/SIGTERM stops the workers cleanly; a second one exits at once.
-fn watch_signals(mut signals: Signals, stoppers: &[Stopper]) {
+/// SIGUSR1 reopens the logs (`access`: the access logger's flag, if there is one).
+fn watch_signals(mut signals: Signals, stoppers: &[Stopper], access: Option<&Reopen>) {
     let mut seen = 0;
     for signal in signals.forever() {
+        if signal == SIGUSR1 {
+            reopen_logs(access);
+            continue;
+        }
         seen += 1;
         let name = if signal == SIGINT {
             "SIGINT"
@@ -264,6 +279,21 @@ fn watch_signals(mut signals: Signals, stoppers: &[Stopper]) {
             std::process::exit(128 + signal);
         }
     }
+}
+
+/// SIGUSR1: the error log is reopened here and now, the access log by its thread soon
+/// after; a log that cannot be reopened keeps its old file.
+fn reopen_logs(access: Option<&Reopen>) {
+    if let Some(Err((path, e))) = crate::log::reopen_error_log() {
+        log_error!(
+            "SIGUSR1: cannot reopen the error log {}: {e}; still writing to the old file",
+            path.display()
+        );
+    }
+    if let Some(access) = access {
+        access.request();
+    }
+    log_error!("SIGUSR1: reopening the logs");
 }
 
 /// Sends a worker's exit code to the main thread when the worker's thread ends, however it
