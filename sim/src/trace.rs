@@ -1,4 +1,8 @@
-//! The trace hash: FNV-1a (64-bit) over the text of every input and effect, in order.
+//! The trace hash: FNV-1a (64-bit) over every input and effect, in order, fed through
+//! their derived `Hash` (the world's own events go in as text). Formatting each input and
+//! effect with `Debug`, as `--trace` prints them, was most of the cost of a run; hashing
+//! the values themselves, eight bytes at a time, is nearly free and as deterministic: the
+//! derived `Hash` of these types depends only on their values (and on the build).
 //!
 //! Two runs of one seed must print the same hash; if they do not, something in the world
 //! or the core depends on more than the seed (a hash map's order, an address, a clock).
@@ -26,9 +30,34 @@ impl Fnv {
         }
     }
 
+    /// Adds bytes eight at a time (FNV-1a over little-endian words, then the rest byte
+    /// by byte): for payloads of kilobytes, where byte-wise FNV's chain of multiplies
+    /// shows in a profile. Not the same hash as `write` over the same bytes.
+    pub fn write_wide(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            self.0 ^= u64::from_le_bytes(word);
+            self.0 = self.0.wrapping_mul(Self::PRIME);
+        }
+        self.write(words.remainder());
+    }
+
     /// The hash so far.
     #[must_use]
     pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// For `Hash::hash`: every field's bytes go in through `write_wide`.
+impl core::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        self.write_wide(bytes);
+    }
+
+    fn finish(&self) -> u64 {
         self.0
     }
 }
@@ -53,5 +82,13 @@ mod tests {
         let mut h = Fnv::new();
         h.write(b"foobar");
         assert_eq!(h.finish(), 0x8594_4171_f739_67e8);
+        // Under eight bytes, the wide form is plain FNV-1a; past that, words count.
+        let mut w = Fnv::new();
+        w.write_wide(b"foobar");
+        assert_eq!(w.finish(), h.finish());
+        let (mut a, mut b) = (Fnv::new(), Fnv::new());
+        a.write_wide(b"0123456789abcdef!");
+        b.write_wide(b"0123456789abcdeg!");
+        assert_ne!(a.finish(), b.finish());
     }
 }

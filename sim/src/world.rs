@@ -48,6 +48,7 @@
 //!   both full.
 
 use core::fmt::Write as _;
+use core::hash::Hash as _;
 use core::net::SocketAddr;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -470,9 +471,30 @@ impl World {
         }
     }
 
-    fn input(&mut self, input: Input) -> Check {
+    /// Records an input: its derived `Hash` goes into the trace hash (see `trace`);
+    /// `--trace` prints it whole.
+    fn record_input(&mut self, input: &Input) {
+        self.record_io('<', input);
+        input.hash(&mut self.trace);
+    }
+
+    /// Records an effect, as inputs are recorded.
+    fn record_effect(&mut self, e: &Effect) {
+        self.record_io('>', e);
+        e.hash(&mut self.trace);
+    }
+
+    fn record_io(&mut self, arrow: char, item: &dyn core::fmt::Debug) {
         let t = self.now.mono.0;
-        self.record(format_args!("{t} < {input:?}"));
+        self.trace.write(&t.to_le_bytes());
+        self.trace.write(&[arrow as u8]);
+        if self.print_trace {
+            println!("{t} {arrow} {item:?}");
+        }
+    }
+
+    fn input(&mut self, input: Input) -> Check {
+        self.record_input(&input);
         let waiting = self.farm_waiting();
         self.book.begin_handle();
         self.server.handle(input, self.now);
@@ -527,8 +549,7 @@ impl World {
 
     fn drain(&mut self) -> Check {
         while let Some(e) = self.server.poll_effect() {
-            let t = self.now.mono.0;
-            self.record(format_args!("{t} > {e:?}"));
+            self.record_effect(&e);
             self.effect(e)?;
         }
         Ok(())
