@@ -47,10 +47,35 @@ pub enum State {
 pub struct Version {
     /// The path it was written at (relative to the root, no leading slash).
     pub path: String,
-    /// Its bytes.
-    pub content: Bytes,
+    /// Its inode.
+    inode: u64,
+    /// Its length.
+    len: usize,
+    /// Its bytes, made the first time they are asked for: most versions of a busy file
+    /// are replaced before anyone reads them.
+    body: std::cell::OnceCell<Bytes>,
     /// Its modification time.
     pub mtime: UnixTime,
+}
+
+impl Version {
+    /// Its bytes (`content(inode, len)`).
+    #[must_use]
+    pub fn content(&self) -> &Bytes {
+        self.body.get_or_init(|| content(self.inode, self.len))
+    }
+
+    /// Its length.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if it is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// An open descriptor: a snapshot of what `Open` found.
@@ -189,7 +214,9 @@ impl SimFs {
             inode,
             Version {
                 path: rel.to_string(),
-                content: content(inode, len),
+                inode,
+                len,
+                body: std::cell::OnceCell::new(),
                 mtime,
             },
         );
@@ -236,7 +263,7 @@ impl SimFs {
             State::File(inode) => {
                 // unwrap: every File state names a version written before it.
                 let v = self.versions.get(&inode).unwrap();
-                (FileKind::File, inode, v.content.clone(), v.mtime)
+                (FileKind::File, inode, v.content().clone(), v.mtime)
             }
             State::Dir(inode) => (FileKind::Dir, inode, Bytes::new(), UnixTime(1_600_000_000)),
         };
@@ -293,7 +320,7 @@ impl SimFs {
                 State::File(inode) => {
                     // unwrap: every File state names a version written before it.
                     let v = self.versions.get(inode).unwrap();
-                    (false, v.content.len() as u64, v.mtime)
+                    (false, v.len() as u64, v.mtime)
                 }
             };
             entries.push(DirEntry {
@@ -322,7 +349,7 @@ impl SimFs {
             .range(..d.inode)
             .rev()
             .find(|(_, v)| v.path == rel)
-            .map(|(_, v)| v.content.clone())
+            .map(|(_, v)| v.content().clone())
     }
 
     /// Closes `file`. Errors say what was wrong (never open, or closed twice).

@@ -930,7 +930,7 @@ fn answer(
 ) -> Vec<Prediction> {
     // unwrap: the file system names only versions it wrote.
     let ver = fs.version(x).unwrap();
-    let len = ver.content.len() as u64;
+    let len = ver.len() as u64;
     let why = format!(
         "{} inode {x}, {len} bytes{}",
         ver.path,
@@ -991,12 +991,12 @@ fn answer(
     let asked = ask
         .header("range")
         .map_or(Ranges::Whole, |r| ranges(r, len));
-    let slice = |f: u64, l: u64| ver.content.slice(f as usize..=l as usize);
+    let slice = |f: u64, l: u64| ver.content().slice(f as usize..=l as usize);
     match asked {
         Ranges::Whole => {
             base.fields
                 .push(Field::Is("content-type", mime.to_string()));
-            base.body = Body::Exact(ver.content.clone());
+            base.body = Body::Exact(ver.content().clone());
             vec![base]
         }
         Ranges::Unsatisfiable => {
