@@ -1409,12 +1409,17 @@ impl World {
             )));
         }
         // Requests whose answers may have left without their clients seeing them whole
-        // may each account for one access-log record.
+        // may each account for one access-log record: on a connection the client reset,
+        // or that was cut there, or whose bytes never all arrived.
         for c in self.clients.values().filter(|c| c.accepted) {
             let lost = c.reset || c.failed;
             for (i, e) in c.ledger.entries.iter().enumerate() {
                 let cut = c.ledger.cut_from.is_some_and(|k| i >= k);
-                if !e.answered && e.first.is_some() && (lost || cut) {
+                // A request whose bytes never all arrived may have been answered (a
+                // script or a document answers before the body ends) and its connection
+                // then aborted for the stall.
+                let partial = !e.complete();
+                if !e.answered && e.first.is_some() && (lost || cut || partial) {
                     self.log.excuse(Want::request(c.plan.peer, e));
                 }
             }

@@ -18,8 +18,10 @@
 //! * a record that no received response claims is allowed only for a request that may
 //!   have been answered without its client seeing the whole answer: the client reset the
 //!   connection, or the world saw a reason for the server to cut it there
-//!   (`Ledger::cut_from`; a response judged as cut is such a request too). Each such
-//!   request excuses at most one record, with its address and request line;
+//!   (`Ledger::cut_from`; a response judged as cut is such a request too), or not all of
+//!   the request arrived (an answer may start before the body ends, and the connection
+//!   then be aborted for the stall). Each such request excuses at most one record, with
+//!   its address and request line;
 //! * anything else is a failure: a response without a record, a second record for one
 //!   response, a record for a request never answered, any record while the log is off.
 //!

@@ -324,7 +324,12 @@ impl Ledger {
             return Ok(());
         }
         self.ended = true;
-        let cut = self.cut_from.is_some_and(|c| self.next >= c);
+        // A client that stalled inside its request past a timeout: the server may abort
+        // an answer it had begun, so one the close delimits may be a prefix (cut).
+        let stalled = self
+            .current()
+            .is_some_and(|e| !e.complete() && e.timeout_legit(now, header_ms, body_ms));
+        let cut = stalled || self.cut_from.is_some_and(|c| self.next >= c);
         if !self.inbox.is_empty() && self.void_from.is_none_or(|v| self.next < v) {
             if let Some(entry) = self.entries.get(self.next) {
                 let framing = self.framing(entry);
