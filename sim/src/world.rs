@@ -1083,7 +1083,7 @@ impl World {
             stats.responses += 1;
             *stats.statuses.entry(r.status).or_default() += 1;
             judge.judge(e, r)?;
-            if let Some(w) = Want::late_error(peer, e, r) {
+            if let Some(w) = Want::late_error(peer, e, Some(r.status)) {
                 log.excuse(w);
             }
             log.claim(Want::response(peer, e, r, now))
@@ -1137,7 +1137,7 @@ impl World {
             *stats.statuses.entry(r.status).or_default() += 1;
             judge.cut = cut;
             judge.judge(e, r)?;
-            if let Some(w) = Want::late_error(peer, e, r) {
+            if let Some(w) = Want::late_error(peer, e, Some(r.status)) {
                 log.excuse(w);
             }
             // A response cut short may have been logged or not (its line is written
@@ -1421,6 +1421,9 @@ impl World {
                 let partial = !e.complete();
                 if !e.answered && e.first.is_some() && (lost || cut || partial) {
                     self.log.excuse(Want::request(c.plan.peer, e));
+                    if let Some(w) = Want::late_error(c.plan.peer, e, None) {
+                        self.log.excuse(w);
+                    }
                 }
             }
         }

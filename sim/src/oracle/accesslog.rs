@@ -190,17 +190,18 @@ impl Want {
 
     /// Known deviation: a request whose body breaks the protocol after it was answered
     /// (`Expect::Reject` without `says_close`, answered with anything but the protocol's
-    /// own 400) has a second record, `-` with that error's status, for the answer the
-    /// connection could no longer write. `None` for any other response.
+    /// own 400, or with an answer the client did not see whole: `status` `None`) has a
+    /// second record, `-` with that error's status, for the answer the connection could
+    /// no longer write. `None` for any other request.
     #[must_use]
-    pub fn late_error(peer: Ipv4Addr, e: &Entry, r: &Response) -> Option<Want> {
+    pub fn late_error(peer: Ipv4Addr, e: &Entry, status: Option<u16>) -> Option<Want> {
         let late = matches!(
             e.req.expect,
             Expect::Reject {
                 says_close: false,
                 ..
             }
-        ) && r.status != 400;
+        ) && status != Some(400);
         late.then(|| Want {
             dash: true,
             dash_only: true,

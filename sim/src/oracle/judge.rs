@@ -171,6 +171,12 @@ impl Judge<'_> {
                 if let (Some(tag), [Some(v), rest @ ..]) = (etag, versions.as_slice()) {
                     if rest.iter().all(|x| *x == Some(*v)) {
                         self.tags.bind(tag, *v)?;
+                    } else {
+                        self.tags
+                            .maybe
+                            .entry(tag.to_string())
+                            .or_default()
+                            .extend(versions.iter().flatten());
                     }
                 }
                 self.memory.remember(etag, r.field("last-modified"));

@@ -35,7 +35,7 @@
 //! counters, the exact `Allow` order.
 
 use core::net::Ipv4Addr;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
@@ -392,6 +392,9 @@ pub struct TagBook {
     pub by_tag: BTreeMap<String, u64>,
     /// Inode → tag.
     pub by_version: BTreeMap<u64, String>,
+    /// Tags served with a body that several versions share (two empty files, say), not
+    /// bound yet: the versions each may name.
+    pub maybe: BTreeMap<String, BTreeSet<u64>>,
 }
 
 impl TagBook {
@@ -956,9 +959,23 @@ fn answer(
         });
         p.version = Some(x);
     };
+    // A tag the book has not bound to one version (two versions served with it were
+    // alike in every byte the clients saw, such as two empty files) may name this
+    // version or not: then both outcomes of the condition are allowed.
+    let unsure = |list: &str| {
+        list.split(',').map(str::trim).any(|t| {
+            let t = t.trim_start_matches("W/");
+            !tags.by_tag.contains_key(t) && tags.maybe.get(t).is_some_and(|v| v.contains(&x))
+        })
+    };
+    let mut also = Vec::new();
     if let Some(im) = ask.header("if-match") {
         if !names_x(im, false) {
-            return vec![Prediction::new(412, format!("{why}: If-Match fails"))];
+            let p = Prediction::new(412, format!("{why}: If-Match fails"));
+            if !unsure(im) {
+                return vec![p];
+            }
+            also.push(p);
         }
     }
     let not_modified = match ask.header("if-none-match") {
@@ -968,75 +985,84 @@ fn answer(
             .and_then(parse_date)
             .is_some_and(|d| ver.mtime.0 <= d),
     };
-    if not_modified {
+    let maybe = ask.header("if-none-match").is_some_and(unsure);
+    if not_modified || maybe {
         let mut p = Prediction::new(304, format!("{why}: not modified"));
         validators(&mut p);
         p.body = Body::Empty;
-        return vec![p];
+        if not_modified {
+            also.push(p);
+            return also;
+        }
+        also.push(p);
     }
-    let mut base = Prediction::new(200, why.clone());
-    validators(&mut base);
-    base.fields.push(match coding {
-        Some(c) => Field::Is("content-encoding", c.to_string()),
-        None => Field::Absent("content-encoding"),
-    });
-    if ask.method == "HEAD" {
-        base.fields
-            .push(Field::Is("content-type", mime.to_string()));
-        base.fields
-            .push(Field::Is("content-length", len.to_string()));
-        base.body = Body::Empty;
-        return vec![base];
-    }
-    let asked = ask
-        .header("range")
-        .map_or(Ranges::Whole, |r| ranges(r, len));
-    let slice = |f: u64, l: u64| ver.content().slice(f as usize..=l as usize);
-    match asked {
-        Ranges::Whole => {
+    let mut out = (|| -> Vec<Prediction> {
+        let mut base = Prediction::new(200, why.clone());
+        validators(&mut base);
+        base.fields.push(match coding {
+            Some(c) => Field::Is("content-encoding", c.to_string()),
+            None => Field::Absent("content-encoding"),
+        });
+        if ask.method == "HEAD" {
             base.fields
                 .push(Field::Is("content-type", mime.to_string()));
-            base.body = Body::Exact(ver.content().clone());
-            vec![base]
-        }
-        Ranges::Unsatisfiable => {
-            base.status = 416;
-            base.why.push_str(": range unsatisfiable");
             base.fields
-                .push(Field::Is("content-range", format!("bytes */{len}")));
-            vec![base]
+                .push(Field::Is("content-length", len.to_string()));
+            base.body = Body::Empty;
+            return vec![base];
         }
-        Ranges::Some(list, asked_for) => {
-            let mut out = Vec::new();
-            if list.len() == 1 {
-                let (f, l) = list[0];
-                let mut p = base.clone();
-                p.status = 206;
-                p.why.push_str(&format!(": bytes {f}-{l}"));
-                p.fields.push(Field::Is("content-type", mime.to_string()));
-                p.fields
-                    .push(Field::Is("content-range", format!("bytes {f}-{l}/{len}")));
-                p.body = Body::Exact(slice(f, l));
-                out.push(p);
+        let asked = ask
+            .header("range")
+            .map_or(Ranges::Whole, |r| ranges(r, len));
+        let slice = |f: u64, l: u64| ver.content().slice(f as usize..=l as usize);
+        match asked {
+            Ranges::Whole => {
+                base.fields
+                    .push(Field::Is("content-type", mime.to_string()));
+                base.body = Body::Exact(ver.content().clone());
+                vec![base]
             }
-            // One satisfiable range out of several may be sent either way (RFC 9110 §14.6).
-            if list.len() > 1 || asked_for > 1 {
-                let mut p = base;
-                p.status = 206;
-                p.why.push_str(": multipart");
-                p.fields.push(Field::Prefix(
-                    "content-type",
-                    "multipart/byteranges; boundary=".into(),
-                ));
-                p.body = Body::Multipart(
-                    list.iter().map(|&(f, l)| (f, l, slice(f, l))).collect(),
-                    len,
-                );
-                out.push(p);
+            Ranges::Unsatisfiable => {
+                base.status = 416;
+                base.why.push_str(": range unsatisfiable");
+                base.fields
+                    .push(Field::Is("content-range", format!("bytes */{len}")));
+                vec![base]
             }
-            out
+            Ranges::Some(list, asked_for) => {
+                let mut out = Vec::new();
+                if list.len() == 1 {
+                    let (f, l) = list[0];
+                    let mut p = base.clone();
+                    p.status = 206;
+                    p.why.push_str(&format!(": bytes {f}-{l}"));
+                    p.fields.push(Field::Is("content-type", mime.to_string()));
+                    p.fields
+                        .push(Field::Is("content-range", format!("bytes {f}-{l}/{len}")));
+                    p.body = Body::Exact(slice(f, l));
+                    out.push(p);
+                }
+                // One satisfiable range out of several may be sent either way (RFC 9110 §14.6).
+                if list.len() > 1 || asked_for > 1 {
+                    let mut p = base;
+                    p.status = 206;
+                    p.why.push_str(": multipart");
+                    p.fields.push(Field::Prefix(
+                        "content-type",
+                        "multipart/byteranges; boundary=".into(),
+                    ));
+                    p.body = Body::Multipart(
+                        list.iter().map(|&(f, l)| (f, l, slice(f, l))).collect(),
+                        len,
+                    );
+                    out.push(p);
+                }
+                out
+            }
         }
-    }
+    })();
+    out.append(&mut also);
+    out
 }
 
 #[cfg(test)]
@@ -1058,6 +1084,53 @@ mod tests {
         assert!(n("/a%2Fb").is_none());
         assert!(n("/a%00").is_none());
         assert!(n("/a%zz").is_none());
+    }
+
+    #[test]
+    fn a_tag_shared_by_alike_versions_allows_both_outcomes() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let fs = SimFs::new(
+            "/sim".into(),
+            300,
+            &mut rng,
+            weir_core::UnixTime(1_700_000_000),
+        );
+        let crate::fs::State::File(x) = fs.state(std::path::Path::new("/sim/a.txt")) else {
+            panic!("a.txt is a file at the start");
+        };
+        let statuses = |tags: &TagBook, name: &str, tag: &str| {
+            let headers = vec![(name.to_string(), tag.to_string())];
+            let a = Ask {
+                method: "GET",
+                target: "/a.txt",
+                headers: &headers,
+                peer: Ipv4Addr::new(10, 0, 0, 1),
+                open_faults: false,
+                body: b"",
+            };
+            let mut s: Vec<u16> = answer(&fs, tags, &a, x, "text/plain", None, false)
+                .iter()
+                .map(|p| p.status)
+                .collect();
+            s.sort_unstable();
+            s
+        };
+        let mut tags = TagBook::default();
+        // A tag never seen names no version: If-Match fails, If-None-Match does not match.
+        assert_eq!(statuses(&tags, "If-Match", "\"t\""), vec![412]);
+        assert_eq!(statuses(&tags, "If-None-Match", "\"t\""), vec![200]);
+        // Served with a body this version shares with another: either may be meant.
+        tags.maybe
+            .entry("\"t\"".into())
+            .or_default()
+            .extend([x, x + 1_000]);
+        assert_eq!(statuses(&tags, "If-Match", "\"t\""), vec![200, 412]);
+        assert_eq!(statuses(&tags, "If-None-Match", "\"t\""), vec![200, 304]);
+        // Bound to this version: the condition is decided.
+        tags.bind("\"t\"", x).unwrap();
+        assert_eq!(statuses(&tags, "If-Match", "\"t\""), vec![200]);
+        assert_eq!(statuses(&tags, "If-None-Match", "\"t\""), vec![304]);
     }
 
     #[test]
