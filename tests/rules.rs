@@ -371,7 +371,64 @@ fn route_explains_the_demo_configuration() {
             && out4.contains("htdocs/static/sample-100k.txt"),
         "{out4}"
     );
+    // A map rewrites the path, and the walk goes on to the rule that serves it.
+    let (_, out5, _) = weir_cmd(&["route", "-c", conf, "/about"]);
+    assert!(
+        out5.contains("map         /about")
+            && out5.contains("path becomes /about.html")
+            && out5.contains("htdocs/about.html"),
+        "{out5}"
+    );
     let _ = out;
+}
+
+#[test]
+fn route_takes_the_host_and_the_method_into_account() {
+    let dir = std::env::temp_dir().join(format!("weir-route-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("temp dir");
+    let conf = dir.join("weir.conf");
+    fs::write(
+        &conf,
+        "fail /secret\nhost a.example b.example\npass /* a/*\nhost *\nfail /* 404\n",
+    )
+    .expect("write config");
+    let conf = conf.to_str().expect("utf-8 path");
+    let file = format!("outcome: serve the file {}/a/x.html", dir.display());
+    let route = |args: &[&str]| {
+        let mut all = vec!["route", "-c", conf];
+        all.extend_from_slice(args);
+        let (code, out, err) = weir_cmd(&all);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    // The host picks the section; any other host falls to `*`.
+    let out = route(&["--host", "a.example", "/x.html"]);
+    assert!(
+        out.contains("line   3: pass /* a/*") && out.contains(&file),
+        "{out}"
+    );
+    let out = route(&["--host", "other.example", "/x.html"]);
+    assert!(out.contains("outcome: answer 404"), "{out}");
+    // An absolute URL names the host itself.
+    let out = route(&["http://b.example/x.html"]);
+    assert!(
+        out.contains("(host b.example,") && out.contains(&file),
+        "{out}"
+    );
+    // Rules before the first host line apply to every host.
+    let out = route(&["--host", "a.example", "/secret"]);
+    assert!(out.contains("outcome: answer 403"), "{out}");
+    // The method: documents answer GET and HEAD only; unknown methods are 501, TRACE 405.
+    let out = route(&["--host", "a.example", "--method", "POST", "/x.html"]);
+    assert!(
+        out.contains(&file) && out.contains("this method gets 405"),
+        "{out}"
+    );
+    let out = route(&["--host", "a.example", "--method", "BREW", "/x.html"]);
+    assert!(out.contains("outcome: 501"), "{out}");
+    let out = route(&["--host", "a.example", "--method", "TRACE", "/x.html"]);
+    assert!(out.contains("outcome: 405"), "{out}");
+    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -38,13 +38,106 @@ impl fmt::Display for Time {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UnixTime(pub i64);
 
+/// The latest time the four-digit date formats can show: 9999-12-31 23:59:59 UTC.
+const UNIX_MAX: i64 = 253_402_300_799;
+
+const WEEKDAYS: [&[u8; 3]; 7] = [b"Sun", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat"];
+const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+
+/// A time's calendar fields in UTC (proleptic Gregorian).
+struct Civil {
+    year: u32,
+    /// 0 = January.
+    month: usize,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    /// 0 = Sunday.
+    weekday: usize,
+}
+
+impl Civil {
+    /// Clamped to 1970..=9999, the range the formats can show (HTTP dates before 1970 do
+    /// not occur; a file's mtime that far off is shown at the nearest end).
+    fn of(t: UnixTime) -> Civil {
+        // unwrap-free: the clamp keeps every quantity below non-negative and small.
+        let secs = t.0.clamp(0, UNIX_MAX).unsigned_abs();
+        let days = secs / 86_400;
+        let rem = secs % 86_400;
+        // Howard Hinnant's civil_from_days, for days since 1970-01-01 (non-negative here).
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 2 } else { mp - 10 };
+        let year = yoe + era * 400 + u64::from(month <= 1);
+        Civil {
+            year: year as u32,
+            month: month as usize,
+            day: day as u32,
+            hour: (rem / 3600) as u32,
+            minute: (rem / 60 % 60) as u32,
+            second: (rem % 60) as u32,
+            // 1970-01-01 was a Thursday.
+            weekday: ((days + 4) % 7) as usize,
+        }
+    }
+}
+
+fn two(out: &mut [u8], v: u32) {
+    out[0] = b'0' + (v / 10 % 10) as u8;
+    out[1] = b'0' + (v % 10) as u8;
+}
+
+fn four(out: &mut [u8], v: u32) {
+    two(&mut out[..2], v / 100);
+    two(&mut out[2..], v % 100);
+}
+
 impl UnixTime {
+    /// The IMF-fixdate (RFC 9110 §5.6.7) as bytes, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`,
+    /// written without allocating (every response carries one).
+    #[must_use]
+    pub fn http_date_bytes(self) -> [u8; 29] {
+        let c = Civil::of(self);
+        let mut out = *b"Sun, 00 Jan 0000 00:00:00 GMT";
+        out[..3].copy_from_slice(WEEKDAYS[c.weekday]);
+        two(&mut out[5..7], c.day);
+        out[8..11].copy_from_slice(MONTHS[c.month]);
+        four(&mut out[12..16], c.year);
+        two(&mut out[17..19], c.hour);
+        two(&mut out[20..22], c.minute);
+        two(&mut out[23..25], c.second);
+        out
+    }
+
     /// Formats as an IMF-fixdate (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
     #[must_use]
     pub fn http_date(self) -> String {
-        // Building a SystemTime from a number reads no clock; httpdate only formats it.
-        let secs = self.0.max(0) as u64;
-        httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+        self.http_date_bytes()
+            .iter()
+            .map(|&b| char::from(b))
+            .collect()
+    }
+
+    /// The time of a Common Log Format line, e.g. `10/Oct/2000:13:55:36 +0000`.
+    #[must_use]
+    pub fn clf_bytes(self) -> [u8; 26] {
+        let c = Civil::of(self);
+        let mut out = *b"00/Jan/0000:00:00:00 +0000";
+        two(&mut out[..2], c.day);
+        out[3..6].copy_from_slice(MONTHS[c.month]);
+        four(&mut out[7..11], c.year);
+        two(&mut out[12..14], c.hour);
+        two(&mut out[15..17], c.minute);
+        two(&mut out[18..20], c.second);
+        out
     }
 
     /// Parses any of the three HTTP date formats RFC 9110 §5.6.7 asks recipients to accept.
@@ -80,6 +173,40 @@ mod tests {
             Some(t)
         );
         assert_eq!(UnixTime::parse_http_date(b"garbage"), None);
+    }
+
+    proptest::proptest! {
+        /// The hand-written formatter agrees with httpdate's over the whole range both can
+        /// show (httpdate is the independent oracle here).
+        #[test]
+        fn http_dates_agree_with_httpdate(secs in 0..=UNIX_MAX) {
+            let want = httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs()),
+            );
+            proptest::prop_assert_eq!(UnixTime(secs).http_date(), want);
+        }
+    }
+
+    #[test]
+    fn dates_at_the_edges_and_in_log_lines() {
+        assert_eq!(UnixTime(0).http_date(), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(UnixTime(-5).http_date(), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            UnixTime(UNIX_MAX).http_date(),
+            "Fri, 31 Dec 9999 23:59:59 GMT"
+        );
+        assert_eq!(
+            UnixTime(i64::MAX).http_date(),
+            "Fri, 31 Dec 9999 23:59:59 GMT"
+        );
+        assert_eq!(
+            UnixTime(951_782_400).http_date(),
+            "Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+        assert_eq!(
+            &UnixTime(971_186_136).clf_bytes(),
+            b"10/Oct/2000:13:55:36 +0000"
+        );
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub fn final_head(
     let mut out = Vec::with_capacity(256);
     push_status_line(&mut out, status);
     push_application_fields(&mut out, app);
-    push_field(&mut out, b"Date", date.http_date().as_bytes());
+    push_field(&mut out, b"Date", &date.http_date_bytes());
     push_field(&mut out, b"Server", SERVER.as_bytes());
     for (name, value) in fields {
         push_field(&mut out, name.as_bytes(), value.as_bytes());

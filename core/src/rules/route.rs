@@ -400,6 +400,46 @@ fn lexical(p: &Path) -> PathBuf {
     out
 }
 
+/// True if `p` is absolute and none of its segments is empty, `.` or `..` (a trailing
+/// slash is allowed): then [`lexical`] would return it unchanged, less the trailing slash.
+fn is_plain(p: &[u8]) -> bool {
+    let Some(rest) = p.strip_prefix(b"/") else {
+        return false;
+    };
+    let rest = rest.strip_suffix(b"/").unwrap_or(rest);
+    rest.is_empty()
+        || rest
+            .split(|&b| b == b'/')
+            .all(|seg| !matches!(seg, b"" | b"." | b".."))
+}
+
+/// Whether `file` lies in (or is) `dir`, decided on the bytes when both are plain paths;
+/// `None` when one is not, and the lexical walk must decide.
+fn plainly_inside(file: &Path, dir: &Path) -> Option<bool> {
+    let (f, d) = (
+        file.as_os_str().as_encoded_bytes(),
+        dir.as_os_str().as_encoded_bytes(),
+    );
+    if !is_plain(f) || !is_plain(d) {
+        return None;
+    }
+    let f = f.strip_suffix(b"/").filter(|x| !x.is_empty()).unwrap_or(f);
+    let d = d.strip_suffix(b"/").filter(|x| !x.is_empty()).unwrap_or(d);
+    Some(d == b"/" || f == d || (f.starts_with(d) && f.get(d.len()) == Some(&b'/')))
+}
+
+/// `p` without a trailing slash (as `lexical` would give it), keeping a lone `/`.
+fn trim_trailing_slash(p: PathBuf) -> PathBuf {
+    let bytes = p.as_os_str().as_encoded_bytes();
+    match bytes.strip_suffix(b"/") {
+        Some(rest) if !rest.is_empty() => {
+            use std::os::unix::ffi::OsStrExt;
+            PathBuf::from(std::ffi::OsStr::from_bytes(rest))
+        }
+        _ => p,
+    }
+}
+
 fn pass(config: &Config, path: &[u8], star: &[u8], result: Option<&str>) -> Outcome {
     let (file, allowed_dir) = match result {
         None => {
@@ -422,11 +462,19 @@ fn pass(config: &Config, path: &[u8], star: &[u8], result: Option<&str>) -> Outc
             (file, dir)
         }
     };
-    let file = lexical(&file);
-    let allowed_dir = lexical(&allowed_dir);
-    if !file.starts_with(&allowed_dir) {
-        return Outcome::Escapes;
-    }
+    let file = match plainly_inside(&file, &allowed_dir) {
+        // The common case (no dot segment, no empty segment in either path): the
+        // lexical form is the path itself, so the walk over components is not needed.
+        Some(true) => trim_trailing_slash(file),
+        Some(false) => return Outcome::Escapes,
+        None => {
+            let file = lexical(&file);
+            if !file.starts_with(lexical(&allowed_dir)) {
+                return Outcome::Escapes;
+            }
+            file
+        }
+    };
     // A trailing slash is meaningful (it names a directory) and `Path` drops it.
     let mut file = file.into_os_string();
     if path.ends_with(b"/") && result.is_none_or(|r| r.ends_with('*') || r.ends_with('/')) {
@@ -567,6 +615,18 @@ pub fn explain_request(
         String::from_utf8_lossy(method.as_bytes()),
         host.map_or("none".into(), |h| String::from_utf8_lossy(h).into_owned())
     );
+    // The server judges the method before the target (server::request::route_request).
+    match method {
+        Method::Other(_) => {
+            out.push_str("outcome: 501: weir does not implement this method\n");
+            return out;
+        }
+        Method::Trace | Method::Connect => {
+            out.push_str("outcome: 405: TRACE and CONNECT are always refused\n");
+            return out;
+        }
+        _ => {}
+    }
     let target = match crate::path::normalize(&bytes::Bytes::copy_from_slice(target)) {
         Ok(t) => t,
         Err(e) => {

@@ -36,80 +36,123 @@ pub struct Entry<'a> {
 }
 
 fn escape(out: &mut String, b: &[u8], json: bool) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
     for &c in b {
         match c {
             b'"' | b'\\' => {
                 out.push('\\');
-                out.push(c as char);
+                out.push(char::from(c));
             }
-            0x20..=0x7e => out.push(c as char),
-            _ if json => out.push_str(&format!("\\u{c:04x}")),
-            _ => out.push_str(&format!("\\x{c:02X}")),
+            0x20..=0x7e => out.push(char::from(c)),
+            _ if json => {
+                out.push_str("\\u00");
+                out.push(char::from(HEX_LOWER[usize::from(c >> 4)]));
+                out.push(char::from(HEX_LOWER[usize::from(c & 15)]));
+            }
+            _ => {
+                out.push_str("\\x");
+                out.push(char::from(HEX[usize::from(c >> 4)]));
+                out.push(char::from(HEX[usize::from(c & 15)]));
+            }
         }
     }
 }
 
-fn escaped(b: &[u8], json: bool) -> String {
-    let mut s = String::with_capacity(b.len());
-    escape(&mut s, b, json);
-    s
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
-/// `[10/Oct/2000:13:55:36 +0000]`'s inside, from the IMF-fixdate of `t`.
-fn clf_time(t: UnixTime) -> String {
-    // "Sun, 06 Nov 1994 08:49:37 GMT" → "06/Nov/1994:08:49:37 +0000"
-    let d = t.http_date();
-    let p: Vec<&str> = d.split(' ').collect();
-    match p.as_slice() {
-        [_, day, mon, year, hms, _] => format!("{day}/{mon}/{year}:{hms} +0000"),
-        _ => d,
+/// A request header's value, escaped, or `missing` when the request lacks it.
+fn push_field(out: &mut String, e: &Entry<'_>, name: &str, missing: &str, json: bool) {
+    match e.request.and_then(|r| r.headers.get(name)) {
+        Some(v) => escape(out, v, json),
+        None => out.push_str(missing),
     }
 }
 
-/// Formats one line (without its newline).
+fn push_request(out: &mut String, r: &RequestHead, json: bool) {
+    escape(out, r.method.as_bytes(), json);
+    out.push(' ');
+    escape(out, &r.target, json);
+    out.push(' ');
+    out.push_str(r.version.as_str());
+}
+
+fn push_user(out: &mut String, e: &Entry<'_>, json: bool) {
+    match e.user {
+        Some(u) => escape(out, u.as_bytes(), json),
+        None => out.push('-'),
+    }
+}
+
+/// Formats one line (without its newline). The line is built in one buffer, with no
+/// intermediate strings: one runs per response.
 #[must_use]
 pub fn line(format: LogFormat, e: &Entry<'_>) -> String {
-    let json = format == LogFormat::Json;
-    let request = e.request.map_or_else(String::new, |r| {
-        let mut s = String::new();
-        escape(&mut s, r.method.as_bytes(), json);
-        s.push(' ');
-        escape(&mut s, &r.target, json);
-        s.push(' ');
-        s.push_str(r.version.as_str());
-        s
-    });
-    let field = |name: &str| {
-        e.request
-            .and_then(|r| r.headers.get(name))
-            .map(|v| escaped(v, json))
-    };
-    let user = e
-        .user
-        .map_or_else(|| "-".to_string(), |u| escaped(u.as_bytes(), json));
-    let time = clf_time(e.time);
+    use core::fmt::Write as _;
+    let time = e.time.clf_bytes();
+    let time: String = time.iter().map(|&b| char::from(b)).collect();
+    let mut out = String::with_capacity(192);
     match format {
         LogFormat::Common | LogFormat::Combined => {
-            let request = if request.is_empty() { "-".to_string() } else { request };
-            let mut out = format!("{} - {user} [{time}] \"{request}\" {} {}", e.peer, e.status, e.bytes);
-            if format == LogFormat::Combined {
-                out.push_str(&format!(
-                    " \"{}\" \"{}\"",
-                    field("referer").unwrap_or_else(|| "-".into()),
-                    field("user-agent").unwrap_or_else(|| "-".into())
-                ));
+            // unwrap-free: writing to a String cannot fail.
+            let _ = write!(out, "{}", e.peer);
+            out.push_str(" - ");
+            push_user(&mut out, e, false);
+            out.push_str(" [");
+            out.push_str(&time);
+            out.push_str("] \"");
+            match e.request {
+                Some(r) => push_request(&mut out, r, false),
+                None => out.push('-'),
             }
-            out
+            out.push_str("\" ");
+            push_decimal(&mut out, u64::from(e.status));
+            out.push(' ');
+            push_decimal(&mut out, e.bytes);
+            if format == LogFormat::Combined {
+                out.push_str(" \"");
+                push_field(&mut out, e, "referer", "-", false);
+                out.push_str("\" \"");
+                push_field(&mut out, e, "user-agent", "-", false);
+                out.push('"');
+            }
         }
-        LogFormat::Json => format!(
-            "{{\"time\":\"{time}\",\"remote\":\"{}\",\"user\":\"{user}\",\"request\":\"{request}\",\"status\":{},\"bytes\":{},\"referer\":\"{}\",\"user_agent\":\"{}\"}}",
-            e.peer,
-            e.status,
-            e.bytes,
-            field("referer").unwrap_or_default(),
-            field("user-agent").unwrap_or_default()
-        ),
+        LogFormat::Json => {
+            out.push_str("{\"time\":\"");
+            out.push_str(&time);
+            out.push_str("\",\"remote\":\"");
+            let _ = write!(out, "{}", e.peer);
+            out.push_str("\",\"user\":\"");
+            push_user(&mut out, e, true);
+            out.push_str("\",\"request\":\"");
+            if let Some(r) = e.request {
+                push_request(&mut out, r, true);
+            }
+            out.push_str("\",\"status\":");
+            push_decimal(&mut out, u64::from(e.status));
+            out.push_str(",\"bytes\":");
+            push_decimal(&mut out, e.bytes);
+            out.push_str(",\"referer\":\"");
+            push_field(&mut out, e, "referer", "", true);
+            out.push_str("\",\"user_agent\":\"");
+            push_field(&mut out, e, "user-agent", "", true);
+            out.push_str("\"}");
+        }
     }
+    out
 }
 
 #[cfg(test)]

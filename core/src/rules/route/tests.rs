@@ -272,3 +272,32 @@ fn explanations_name_each_rule_and_the_outcome() {
     );
     assert_eq!(go(&c, "/zzz").explain(), "  line   2: header /* X-A b\n             -> adds X-A: b\noutcome: 404: no stopping rule matched\nheader: X-A: b\n");
 }
+
+fn joined(segs: &[String], trailing: bool) -> String {
+    let mut p = format!("/{}", segs.join("/"));
+    if trailing {
+        p.push('/');
+    }
+    p
+}
+
+proptest! {
+    /// The byte-level confinement check agrees with the lexical walk whenever it answers,
+    /// and its trimmed path is the lexical form.
+    #[test]
+    fn the_plain_path_shortcut_agrees_with_the_lexical_walk(
+        file in proptest::collection::vec(prop_oneof!["a", "ab", "b", "", ".", "..", "a.b"], 0..6),
+        dir in proptest::collection::vec(prop_oneof!["a", "ab", "b", "", ".", ".."], 0..4),
+        ft in any::<bool>(),
+        dt in any::<bool>(),
+    ) {
+        let f = joined(&file, ft);
+        let d = joined(&dir, dt);
+        let (f, d) = (Path::new(&f), Path::new(&d));
+        let slow = lexical(f).starts_with(lexical(d));
+        if let Some(fast) = plainly_inside(f, d) {
+            prop_assert_eq!(fast, slow, "{:?} in {:?}", f, d);
+            prop_assert_eq!(trim_trailing_slash(f.to_path_buf()), lexical(f));
+        }
+    }
+}
