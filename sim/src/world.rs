@@ -171,7 +171,7 @@ enum Event {
 
 struct PendingSend {
     n: u64,
-    bytes: Vec<u8>,
+    bytes: Bytes,
 }
 
 struct Client {
@@ -587,7 +587,7 @@ impl World {
                     && n == len
                     && self.rng.random_bool(0.3)
                 {
-                    bytes.pop();
+                    bytes.truncate(bytes.len().saturating_sub(1));
                 }
                 self.client(conn).send = Some(PendingSend { n, bytes });
                 let d = self.rng.random_range(0..=self.opts.net_delay_max_ms / 2);
@@ -686,10 +686,11 @@ impl World {
         Ok(())
     }
 
-    /// The bytes a chunk stands for, read from the open descriptor for file chunks.
-    fn chunk_bytes(&self, chunk: &Chunk) -> Check<Vec<u8>> {
+    /// The bytes a chunk stands for, read from the open descriptor for file chunks (a
+    /// slice of the version's bytes, not a copy).
+    fn chunk_bytes(&self, chunk: &Chunk) -> Check<Bytes> {
         match chunk {
-            Chunk::Bytes(b) => Ok(b.to_vec()),
+            Chunk::Bytes(b) => Ok(b.clone()),
             Chunk::File { file, offset, len } => {
                 let d = self
                     .fs
@@ -709,6 +710,9 @@ impl World {
                         d.content.len()
                     )));
                 }
+                if end <= content.len() as u64 {
+                    return Ok(content.slice(*offset as usize..end as usize));
+                }
                 // The stale-file bug may read past a shorter old version: pad, as a
                 // shell reading a truncated file would send whatever it got.
                 let mut out: Vec<u8> = content
@@ -716,7 +720,7 @@ impl World {
                     .unwrap_or(&[])
                     .to_vec();
                 out.resize(*len as usize, b'\0');
-                Ok(out)
+                Ok(Bytes::from(out))
             }
         }
     }
@@ -1042,10 +1046,12 @@ impl World {
         if self.opts.args.inject == Some(Inject::ReorderSends) {
             let c = self.client(conn);
             if !c.held.is_empty() {
-                bytes.append(&mut c.held);
+                let mut both = bytes.to_vec();
+                both.append(&mut c.held);
+                bytes = Bytes::from(both);
             } else if self.rng.random_bool(0.25) {
-                self.client(conn).held = bytes;
-                bytes = Vec::new();
+                self.client(conn).held = bytes.to_vec();
+                bytes = Bytes::new();
             }
         }
         self.deliver(conn, &bytes)?;
