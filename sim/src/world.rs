@@ -51,7 +51,7 @@ use core::fmt::Write as _;
 use core::hash::Hash as _;
 use core::net::SocketAddr;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::path::PathBuf;
 
 use bytes::Bytes;
@@ -242,8 +242,6 @@ pub struct World {
     req_at: BTreeMap<u64, (ConnId, usize)>,
     /// The access-log checker.
     log: LogBook,
-    /// Requests whose script was killed before the core read the end of its output.
-    unfinished: BTreeSet<u64>,
 }
 
 impl World {
@@ -325,7 +323,6 @@ impl World {
             spawns: BTreeMap::new(),
             req_at: BTreeMap::new(),
             log: LogBook::new(opts.access_log),
-            unfinished: BTreeSet::new(),
             server: Server::new(ConfigRef::new(1, config), now),
             contract: Contract::new(read_max, workload::ROOT),
             opts,
@@ -1295,11 +1292,6 @@ impl World {
                     .kill(proc, self.now.mono, head_read)
                     .map_err(|m| self.safety(m))?;
                 self.stats.kills += 1;
-                if let (false, Some(id)) =
-                    (self.book.stdout_ended(proc), self.book.request_for(proc))
-                {
-                    self.unfinished.insert(id);
-                }
                 let rec = self
                     .book
                     .request_for(proc)
@@ -1435,9 +1427,7 @@ impl World {
         }
         self.contract.shutdown();
         self.input(Input::Shutdown)?;
-        self.log
-            .settle(&self.unfinished)
-            .map_err(|m| self.safety(m))?;
+        self.log.settle().map_err(|m| self.safety(m))?;
         if self.exit != Some(0) {
             return Err(self.liveness("Shutdown with nothing open did not give Exit { code: 0 }"));
         }

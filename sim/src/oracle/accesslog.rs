@@ -36,10 +36,9 @@
 //! has gone quiet (`settle`).
 //!
 //! A script's answer is handed to its connection piece by piece, and its line is written
-//! when the script's output ends: if the script is killed before that (its client hung up,
-//! or the `gateway` timeout struck), the answer may have no record even when the client
-//! saw all of it (a HEAD's, or one with `Content-Length`), and counts as a request whose
-//! answer may have gone unseen.
+//! when it ends: when the script's output ends, or when the script is killed or its
+//! answer cut short. Its record may therefore come after the client has the whole answer
+//! (one with `Content-Length`, or a HEAD's), but it must come.
 //!
 //! Four deviations of today's core from the README are tolerated, narrowly, and marked
 //! "known deviation" below: a request the protocol layer refused (its record says `-` for
@@ -50,7 +49,6 @@
 //! standard input is full may have no record. Everything else is exact.
 
 use core::net::Ipv4Addr;
-use std::collections::BTreeSet;
 
 use weir_core::{Now, Time};
 
@@ -84,8 +82,6 @@ pub struct Record {
 /// client's sight).
 #[derive(Clone, Debug)]
 pub struct Want {
-    /// The request's number.
-    id: u64,
     peer: Ipv4Addr,
     /// The request line as the client wrote it.
     line: Vec<u8>,
@@ -170,7 +166,6 @@ impl Want {
             .find(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
             .map(|(_, v)| v.as_bytes().to_vec());
         Want {
-            id: e.req.id,
             peer,
             what: format!(
                 "{} {peer} {:?} (answer not seen whole)",
@@ -334,17 +329,11 @@ impl LogBook {
     }
 
     /// The world is quiet: every claim has its record, and every other record is excused.
-    /// `unfinished`: the requests whose script was killed before the core read the end
-    /// of its output (see the module documentation).
-    pub fn settle(&mut self, unfinished: &BTreeSet<u64>) -> Result<(), String> {
+    pub fn settle(&mut self) -> Result<(), String> {
         let Some(format) = self.format else {
             return Ok(());
         };
-        let (excused, waiting): (Vec<Want>, Vec<Want>) = std::mem::take(&mut self.waiting)
-            .into_iter()
-            .partition(|w| unfinished.contains(&w.id));
-        self.excuses.extend(excused);
-        if let Some(w) = waiting.first() {
+        if let Some(w) = self.waiting.first() {
             return Err(format!(
                 "no access-log record for the response {}; records not paired: {}",
                 w.what,

@@ -142,12 +142,6 @@ impl GatewayBook {
         self.requests.get(&id).unwrap_or(&self.empty)
     }
 
-    /// The core has read the end of the process's standard output (false once released).
-    #[must_use]
-    pub fn stdout_ended(&self, proc: ProcId) -> bool {
-        self.procs.get(&proc).is_some_and(|p| p.eof[0])
-    }
-
     /// The request a process serves.
     #[must_use]
     pub fn request_for(&self, proc: ProcId) -> Option<u64> {
