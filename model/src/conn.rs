@@ -878,8 +878,8 @@ mod tests {
     #[test]
     fn honest_models_hold_and_their_state_counts_are_pinned() {
         for (script, unique) in [
-            (Script::keepalive(), 169_253),
-            (Script::chunked(), 4_826),
+            (Script::keepalive(), 176_093),
+            (Script::chunked(), 4_820),
             (Script::smuggle(), 688),
         ] {
             let name = script.name;

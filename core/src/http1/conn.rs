@@ -80,11 +80,18 @@
 //! ## Closing (RFC 9112 §9.6)
 //!
 //! When the last response is queued and the connection must close, it stays `Closing` until
-//! the output queue is empty, then `Lingering`: the shell shuts down the write side and keeps
-//! reading (and the connection discards) until the peer's EOF or [`LINGER`] runs out. Closing
-//! the socket at once could make the kernel answer unread input with a reset that destroys
-//! the response still in flight to the client. If the peer's EOF was already seen there is
-//! nothing to wait for, so `Closing` goes straight to `Closed`.
+//! the output queue is empty, then `Lingering` if the peer may still be sending: the shell
+//! shuts down the write side and keeps reading (and the connection discards) until the
+//! peer's EOF or [`LINGER`] runs out. Closing the socket at once could make the kernel
+//! answer unread input with a reset that destroys the response still in flight to the
+//! client. The peer may still be sending after a protocol error, a response given before
+//! the body was read, a cut response, a `close()`, or when bytes past the last request are
+//! buffered. Otherwise — the last request was read whole, answered, and nothing followed it
+//! (the usual `Connection: close` or HTTP/1.0 exchange) — there is nothing to wait for, and
+//! `Closing` goes straight to `Closed`, as nginx's `lingering_close on` does: a shutdown and
+//! a read of the end of stream saved per connection. A peer that sends more after its own
+//! `Connection: close` may get a reset instead of the tail of its response. If the peer's
+//! EOF was already seen, `Closing` goes straight to `Closed` too.
 //!
 //! EOF from the peer: while idle, or in the middle of a head, the connection closes (after
 //! the output already queued, if any) with no response; in the middle of a body the request
@@ -323,6 +330,8 @@ pub struct Conn {
     must_close: bool,
     /// `close()` was called.
     close_requested: bool,
+    /// Closing must linger (see "Closing"): the peer may still be sending.
+    linger: bool,
     /// The latest time any call told us.
     now: Now,
     idle_since: Time,
@@ -373,6 +382,7 @@ impl Conn {
             eof: false,
             must_close: false,
             close_requested: false,
+            linger: false,
             now,
             idle_since: now.mono,
             head_since: now.mono,
@@ -742,7 +752,7 @@ impl Conn {
             if self.out.is_empty() {
                 self.abort();
             } else {
-                self.enter_closing();
+                self.enter_closing(true);
             }
         }
         self.settle(now);
@@ -770,7 +780,7 @@ impl Conn {
         }
         self.write = Write::Done;
         self.events.clear();
-        self.enter_closing();
+        self.enter_closing(true);
         self.settle(now);
     }
 
@@ -923,16 +933,19 @@ impl Conn {
         self.events.push_back(Event::Rejected(e));
         match self.write {
             Write::Waiting => {
-                self.enter_closing();
+                self.enter_closing(true);
                 self.write = Write::Done;
                 self.queue(Chunk::Bytes(write::canned(status, now.unix)));
             }
             Write::Sending(_) => self.abort(),
-            Write::Done => self.enter_closing(),
+            Write::Done => self.enter_closing(true),
         }
     }
 
-    fn enter_closing(&mut self) {
+    /// `linger`: whether the peer may still be sending, so that closing must wait for its
+    /// end of stream (see "Closing" in the module documentation).
+    fn enter_closing(&mut self, linger: bool) {
+        self.linger = linger;
         self.phase = Phase::Closing;
         self.read = Read::Stopped;
         self.must_close = true;
@@ -971,20 +984,29 @@ impl Conn {
                         self.next_cycle(now);
                         true
                     }
-                    (Read::Done | Read::Stopped, Write::Done) | (Read::Stopped, Write::Waiting) => {
-                        self.enter_closing();
+                    // The whole request was read and answered: the peer has nothing more to
+                    // send unless it pipelined past its own `Connection: close`.
+                    (Read::Done, Write::Done) => {
+                        // A close the application asked for may meet a keep-alive peer's
+                        // next request at any moment.
+                        let linger = !self.input.is_empty() || self.close_requested;
+                        self.enter_closing(linger);
+                        true
+                    }
+                    (Read::Stopped, Write::Done | Write::Waiting) => {
+                        self.enter_closing(true);
                         true
                     }
                     // Answered before the body arrived, and closing: the rest of the body
                     // is of no use.
                     (Read::Body(_), Write::Done) if self.must_close => {
-                        self.enter_closing();
+                        self.enter_closing(true);
                         true
                     }
                     _ => false,
                 },
                 Phase::Closing if self.out.is_empty() => {
-                    if self.eof {
+                    if self.eof || !self.linger {
                         self.abort();
                     } else {
                         self.phase = Phase::Lingering;

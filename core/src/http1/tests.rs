@@ -582,7 +582,8 @@ fn http10_closes_unless_asked_to_keep_alive() {
     p.respond(200, b"a");
     let r = p.responses();
     assert!(r[0].closes());
-    assert_eq!(p.conn.state(), ConnState::Lingering);
+    // The request was read whole and nothing followed it: no need to linger.
+    assert_eq!(p.conn.state(), ConnState::Closed);
 
     let mut p = Pair::new();
     p.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
@@ -614,7 +615,7 @@ fn http10_streamed_body_is_close_delimited() {
     assert_eq!(r[0].count("transfer-encoding"), 0);
     assert_eq!(r[0].count("content-length"), 0);
     assert_eq!(r[0].body, b"raw bytes");
-    assert_eq!(p.conn.state(), ConnState::Lingering);
+    assert_eq!(p.conn.state(), ConnState::Closed);
 }
 
 // ----- 100-continue -----------------------------------------------------------------------
@@ -1204,9 +1205,41 @@ fn send_timeout_aborts() {
 }
 
 #[test]
-fn linger_ends_at_eof() {
+fn a_clean_close_does_not_linger() {
+    // The last request read whole, answered, nothing after it: closed once sent.
     let mut p = Pair::new();
     p.send(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    p.events();
+    p.respond(200, b"bye");
+    assert_eq!(
+        p.conn.state(),
+        ConnState::Closing,
+        "the response is still queued"
+    );
+    p.transmit();
+    assert_eq!(p.conn.state(), ConnState::Closed);
+    // A close the application asked for lingers: a keep-alive peer may be sending.
+    let mut p = Pair::new();
+    p.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    p.events();
+    p.conn.close(p.now);
+    p.respond(200, b"bye");
+    p.transmit();
+    assert_eq!(p.conn.state(), ConnState::Lingering);
+    // So does an answer given before the body was read.
+    let mut p = Pair::new();
+    p.send(b"POST / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 9\r\n\r\nabc");
+    p.events();
+    p.respond(413, b"");
+    p.transmit();
+    assert_eq!(p.conn.state(), ConnState::Lingering);
+}
+
+#[test]
+fn linger_ends_at_eof() {
+    // Bytes past the last request: the peer may still be sending, so closing lingers.
+    let mut p = Pair::new();
+    p.send(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /more HTTP/1.1\r\n");
     p.events();
     p.respond(200, b"");
     p.transmit();
