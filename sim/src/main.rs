@@ -32,7 +32,8 @@ struct Cli {
     #[arg(long)]
     faults: Option<FaultLevel>,
     /// Plant a bug in the world to test the oracle: reorder-sends, drop-final-chunk,
-    /// stale-file, lose-closefile, swap-stdin, lose-release, lose-log-record.
+    /// stale-file, lose-closefile, swap-stdin, lose-release, lose-log-record,
+    /// duplicate-log-record.
     #[arg(long)]
     inject: Option<Inject>,
     /// Also check what today's core is known to get wrong (see the README): a script's

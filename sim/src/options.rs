@@ -72,11 +72,14 @@ pub enum Inject {
     /// Sometimes drop an access-log line, as a logger that falls behind and sheds lines
     /// instead of making the workers wait would.
     LoseLogRecord,
+    /// Sometimes write an access-log line twice, as a logger retrying a write that had
+    /// in fact succeeded would.
+    DuplicateLogRecord,
 }
 
 impl Inject {
     /// Every injectable bug, for tests and `--help`.
-    pub const ALL: [Inject; 7] = [
+    pub const ALL: [Inject; 8] = [
         Inject::ReorderSends,
         Inject::DropFinalChunk,
         Inject::StaleFile,
@@ -84,6 +87,7 @@ impl Inject {
         Inject::SwapStdin,
         Inject::LoseRelease,
         Inject::LoseLogRecord,
+        Inject::DuplicateLogRecord,
     ];
 }
 
@@ -96,7 +100,8 @@ impl FromStr for Inject {
             .ok_or_else(|| {
                 format!(
                     "unknown bug `{s}` (reorder-sends, drop-final-chunk, stale-file, \
-                     lose-closefile, swap-stdin, lose-release, lose-log-record)"
+                     lose-closefile, swap-stdin, lose-release, lose-log-record, \
+                     duplicate-log-record)"
                 )
             })
     }
@@ -112,6 +117,7 @@ impl fmt::Display for Inject {
             Inject::SwapStdin => "swap-stdin",
             Inject::LoseRelease => "lose-release",
             Inject::LoseLogRecord => "lose-log-record",
+            Inject::DuplicateLogRecord => "duplicate-log-record",
         })
     }
 }

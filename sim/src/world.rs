@@ -646,13 +646,21 @@ impl World {
                 self.fs.close(file).map_err(|m| self.safety(m))?;
             }
             // Log lines are part of the trace; nothing answers them. Access-log records go
-            // to their checker (unless the `lose-log-record` bug sheds one).
+            // to their checker (unless the `lose-log-record` bug sheds one, or the
+            // `duplicate-log-record` bug writes one twice).
             Effect::ErrorLog { .. } => {}
             Effect::AccessLog { line } => {
                 self.stats.access_log_lines += 1;
                 if self.opts.args.inject == Some(Inject::LoseLogRecord) && self.rng.random_bool(0.1)
                 {
                     return Ok(());
+                }
+                if self.opts.args.inject == Some(Inject::DuplicateLogRecord)
+                    && self.rng.random_bool(0.1)
+                {
+                    self.log
+                        .record(&line, self.now)
+                        .map_err(|m| self.safety(m))?;
                 }
                 self.log
                     .record(&line, self.now)

@@ -67,7 +67,7 @@ fn the_unmodified_world_passes_a_range_of_seeds() {
 #[test]
 fn the_oracle_catches_every_planted_bug() {
     use Category::{Liveness, Safety};
-    let cases: [(Inject, &[Category]); 7] = [
+    let cases: [(Inject, &[Category]); 8] = [
         (Inject::ReorderSends, &[Safety]),
         (Inject::DropFinalChunk, &[Safety]),
         (Inject::StaleFile, &[Safety]),
@@ -77,8 +77,9 @@ fn the_oracle_catches_every_planted_bug() {
         // A process never let go: an input names it after its Release (safety), or it
         // is still there when the world goes quiet (liveness).
         (Inject::LoseRelease, &[Safety, Liveness]),
-        // A response without its access-log record.
+        // A response without its access-log record, and one with two.
         (Inject::LoseLogRecord, &[Safety]),
+        (Inject::DuplicateLogRecord, &[Safety]),
     ];
     for (bug, categories) in cases {
         let mut caught = 0;
