@@ -14,9 +14,10 @@
 //! The world answers the core's effects the way the mio shell does, behind the same
 //! `Input`/`Effect` interface, and the `oracle` watches from outside: the contract of that
 //! interface, strict parsing of every byte clients receive, one response per request in
-//! order, a reference model of rules, documents and CGI scripts, and, after a liveness
-//! phase with the faults healed, that everything started has finished and everything held
-//! (connections, descriptors, processes) is released. Scripts are simulated processes
+//! order, a reference model of rules, documents and CGI scripts, one access-log record per
+//! response (the log is on in three runs of four), and, after a liveness phase with the
+//! faults healed, that everything started has finished and everything held (connections,
+//! descriptors, processes) is released. Scripts are simulated processes
 //! (`procs`) whose behaviour their names choose: echoing, flooding, stalling, crashing,
 //! writing bad output.
 //!

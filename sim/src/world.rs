@@ -666,10 +666,9 @@ impl World {
                     .record(&line, self.now)
                     .map_err(|m| self.safety(m))?;
             }
-            // Gateways: the sites the simulation draws have no `exec` rule yet, so the core
-            // has no business starting a process. This is where scripted CGI processes
-            // (crashing, hanging, printing bad headers) will be answered, by a `procs`
-            // beside `fs`.
+            // Gateways: answered by the simulated processes (`procs`), after the gateway
+            // book has checked them; a site drawn without an `exec` rule gives the core
+            // no business starting a process.
             gateway @ (Effect::Spawn { .. }
             | Effect::WriteStdin { .. }
             | Effect::CloseStdin { .. }
