@@ -311,7 +311,7 @@ struct Request {
 /// [`poll_timeout`](Conn::poll_timeout). See the module documentation for the rules.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Conn {
-    limits: Limits,
+    limits: ConnLimits,
     timeouts: ConnTimeouts,
     phase: Phase,
     read: Read,
@@ -341,6 +341,48 @@ pub struct Conn {
     linger_since: Time,
 }
 
+/// The size limits a connection enforces: a compact copy of [`Limits`], since every
+/// connection carries one (a limit above 4 GiB is clamped to it, which changes nothing real).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct ConnLimits {
+    request_line_max: u32,
+    header_bytes_max: u32,
+    headers_max: u32,
+    body_max: u64,
+}
+
+impl ConnLimits {
+    fn new(l: &Limits) -> ConnLimits {
+        let small = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        ConnLimits {
+            request_line_max: small(l.request_line_max),
+            header_bytes_max: small(l.header_bytes_max),
+            headers_max: small(l.headers_max),
+            body_max: l.body_max,
+        }
+    }
+
+    fn request_line_max(&self) -> usize {
+        self.request_line_max as usize
+    }
+
+    fn header_bytes_max(&self) -> usize {
+        self.header_bytes_max as usize
+    }
+
+    /// What the parsers read: the request-size limits (the others keep their defaults,
+    /// which the parsers do not look at).
+    fn parse(&self) -> Limits {
+        Limits {
+            request_line_max: self.request_line_max(),
+            header_bytes_max: self.header_bytes_max(),
+            headers_max: self.headers_max as usize,
+            body_max: self.body_max,
+            ..Limits::default()
+        }
+    }
+}
+
 /// The four time limits a connection enforces, in milliseconds: a compact copy of
 /// [`Timeouts`], since every connection carries one (a limit above 49 days is clamped).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -368,7 +410,7 @@ impl Conn {
     #[must_use]
     pub fn new(limits: &Limits, timeouts: &Timeouts, now: Now) -> Conn {
         Conn {
-            limits: *limits,
+            limits: ConnLimits::new(limits),
             timeouts: ConnTimeouts::new(timeouts),
             phase: Phase::Open,
             read: Read::Idle,
@@ -405,12 +447,12 @@ impl Conn {
             Phase::Closing | Phase::Lingering => LINGER_READ,
             Phase::Open => match self.read {
                 Read::Idle | Read::Head(_) => {
-                    (self.limits.header_bytes_max + 1).saturating_sub(self.input.len())
+                    (self.limits.header_bytes_max() + 1).saturating_sub(self.input.len())
                 }
                 Read::Body(_) => BODY_BUFFER.saturating_sub(self.input.len() + self.queued_body),
                 Read::Done => self
                     .limits
-                    .header_bytes_max
+                    .header_bytes_max()
                     .saturating_sub(self.input.len()),
                 Read::Stopped => 0,
             },
@@ -560,8 +602,8 @@ impl Conn {
             && matches!(
                 HeadScan::request().scan(
                     &self.input,
-                    self.limits.request_line_max,
-                    self.limits.header_bytes_max
+                    self.limits.request_line_max(),
+                    self.limits.header_bytes_max()
                 ),
                 Ok(Some(_))
             );
@@ -843,8 +885,8 @@ impl Conn {
                 Read::Head(scan) => {
                     let found = scan.scan(
                         &self.input,
-                        self.limits.request_line_max,
-                        self.limits.header_bytes_max,
+                        self.limits.request_line_max(),
+                        self.limits.header_bytes_max(),
                     );
                     let end = match found {
                         Ok(Some(end)) => end,
@@ -852,7 +894,7 @@ impl Conn {
                         Err(e) => return self.reject(e, now),
                     };
                     let head = self.input.split_to(end.end).freeze().slice(end.start..);
-                    match parse_head(&head, &self.limits) {
+                    match parse_head(&head, &self.limits.parse()) {
                         Ok(req) => self.start_request(req, now),
                         Err(e) => return self.reject(e, now),
                     }
@@ -873,7 +915,7 @@ impl Conn {
                     }
                 }
                 Read::Body(BodyReader::Chunked(decoder)) => {
-                    match decoder.step(&mut self.input, &self.limits) {
+                    match decoder.step(&mut self.input, &self.limits.parse()) {
                         Ok(Step::NeedMore) => break,
                         Ok(Step::Data(data)) => self.push_body(data),
                         Ok(Step::Done(trailers)) => {
@@ -1037,9 +1079,9 @@ impl Conn {
             && self.out.is_empty()
             && self.events.is_empty();
         if idle {
-            if self.input.capacity() > 0 {
-                self.input = BytesMut::new();
-            }
+            // Unconditionally: an empty `input` left by `split_to` has no capacity of its
+            // own but still shares (and keeps alive) the buffer the last head was read into.
+            self.input = BytesMut::new();
             if self.out.capacity() > 0 {
                 self.out = VecDeque::new();
             }

@@ -83,11 +83,18 @@ pub(super) struct Job {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) enum GatewayState {
     /// Gathering a chunked body before the script can start.
-    Spooling { job: Box<Job>, body: BytesMut },
+    Spooling(Box<Spool>),
     /// Waiting for a free place in the farm.
     Queued(Box<Job>),
     /// The script runs (or is being spawned).
     Running(ProcId),
+}
+
+/// A chunked request body being gathered, and the script it is for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Spool {
+    job: Job,
+    body: BytesMut,
 }
 
 /// A running script.
@@ -207,10 +214,10 @@ impl Server {
         };
         if req.body == BodyKind::Chunked {
             slot.conn.accept_body();
-            slot.gateway = Some(GatewayState::Spooling {
-                job: Box::new(job),
+            slot.gateway = Some(GatewayState::Spooling(Box::new(Spool {
+                job,
                 body: BytesMut::new(),
-            });
+            })));
             return;
         }
         self.start_or_queue(id, job, now);
@@ -299,14 +306,14 @@ impl Server {
         };
         match slot.gateway.as_mut() {
             None => false,
-            Some(GatewayState::Spooling { body, .. }) => {
+            Some(GatewayState::Spooling(spool)) => {
                 match data {
-                    Some(d) => body.extend_from_slice(&d),
+                    Some(d) => spool.body.extend_from_slice(&d),
                     None => {
-                        let Some(GatewayState::Spooling { mut job, body }) = slot.gateway.take()
-                        else {
+                        let Some(GatewayState::Spooling(spool)) = slot.gateway.take() else {
                             return true;
                         };
+                        let Spool { mut job, body } = *spool;
                         let body = body.freeze();
                         for (k, v) in &mut job.spec.env {
                             if k == b"CONTENT_LENGTH" {
@@ -314,7 +321,7 @@ impl Server {
                             }
                         }
                         job.spooled = Some(body);
-                        self.start_or_queue(id, *job, now);
+                        self.start_or_queue(id, job, now);
                     }
                 }
                 true
@@ -783,7 +790,7 @@ impl Server {
                 self.kill_proc(proc, now);
             }
             Some(GatewayState::Queued(_)) => self.cgi_queue.retain(|c| *c != id),
-            Some(GatewayState::Spooling { .. }) | None => {}
+            Some(GatewayState::Spooling(_)) | None => {}
         }
     }
 

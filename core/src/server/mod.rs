@@ -100,7 +100,7 @@ struct Slot {
     /// The current request's head (for a script's local redirect).
     request: Option<Box<crate::http1::RequestHead>>,
     /// The user a `protect` rule authenticated for the current request.
-    user: Option<String>,
+    user: Option<Box<str>>,
     /// Local redirects followed for the current request.
     redirects: u8,
     /// What a CGI gateway is doing for the current request.

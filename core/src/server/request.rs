@@ -193,7 +193,7 @@ impl Server {
         );
         if let Some(slot) = self.conns.get_mut(&id) {
             slot.extra_headers = routed.headers;
-            slot.user = routed.user;
+            slot.user = routed.user.map(String::into_boxed_str);
         }
         match routed.outcome {
             Outcome::File {
