@@ -469,8 +469,8 @@ impl ConnModel {
                     }
                 }
                 Event::Trailers(_) | Event::PeerClosed => {}
-                Event::Rejected(e) => {
-                    s.rejected = Some(e.status);
+                Event::Rejected { error, .. } => {
+                    s.rejected = Some(error.status);
                     if self.fault == ConnFault::RecycleAfterReject {
                         // The bug: a fresh parser on a socket whose stream position is
                         // unknown.

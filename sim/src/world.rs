@@ -1093,9 +1093,6 @@ impl World {
             stats.responses += 1;
             *stats.statuses.entry(r.status).or_default() += 1;
             judge.judge(e, r)?;
-            if let Some(w) = Want::late_error(peer, e, Some(r.status)) {
-                log.excuse(w);
-            }
             log.claim(Want::response(peer, e, r, now))
         });
         self.client(conn).ledger = ledger;
@@ -1147,9 +1144,6 @@ impl World {
             *stats.statuses.entry(r.status).or_default() += 1;
             judge.cut = cut;
             judge.judge(e, r)?;
-            if let Some(w) = Want::late_error(peer, e, Some(r.status)) {
-                log.excuse(w);
-            }
             // A response cut short may have been logged or not (its line is written
             // when a script's output ends).
             if cut {
@@ -1426,9 +1420,6 @@ impl World {
                 let partial = !e.complete();
                 if !e.answered && e.first.is_some() && (lost || cut || partial) {
                     self.log.excuse(Want::request(c.plan.peer, e));
-                    if let Some(w) = Want::late_error(c.plan.peer, e, None) {
-                        self.log.excuse(w);
-                    }
                 }
             }
         }

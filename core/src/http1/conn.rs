@@ -70,7 +70,7 @@
 //! ## Protocol errors (the anti-smuggling rule)
 //!
 //! Any framing or syntax error reported by the parsers is answered here and nowhere else:
-//! the connection emits `Rejected`, queues a canned response (`Connection: close`), drops
+//! the connection emits `Rejected` (`answered`), queues a canned response (`Connection: close`), drops
 //! its input and moves to `Closing`; the read side becomes `Stopped`, so nothing after the
 //! error is ever interpreted as a request. If a response head had already been sent for the
 //! current request (an error in a chunked body being streamed), no second response can be
@@ -184,12 +184,18 @@ pub enum Event {
     Trailers(Headers),
     /// The request (head and body) is complete.
     End,
-    /// The peer broke the protocol; the connection has queued its own answer and is closing.
+    /// The peer broke the protocol; the connection is closing.
     ///
-    /// If a response head had already been sent for the current request, no answer can be
-    /// queued: the connection is then `Closed` (or `Closing`, when that response was
-    /// already complete).
-    Rejected(ProtocolError),
+    /// `answered`: the connection queued its own answer (`write::canned`). If a response
+    /// head had already been sent for the current request, no answer can be queued
+    /// (`answered` is false): the connection is then `Closed` (or `Closing`, when that
+    /// response was already complete).
+    Rejected {
+        /// What was wrong, with the status of the answer.
+        error: ProtocolError,
+        /// The connection queued its canned answer with `error.status`.
+        answered: bool,
+    },
     /// The peer closed its sending side.
     PeerClosed,
 }
@@ -972,7 +978,10 @@ impl Conn {
     /// The peer broke the protocol (see "Protocol errors" in the module documentation).
     fn reject(&mut self, e: ProtocolError, now: Now) {
         let status = e.status;
-        self.events.push_back(Event::Rejected(e));
+        self.events.push_back(Event::Rejected {
+            error: e,
+            answered: self.write == Write::Waiting,
+        });
         match self.write {
             Write::Waiting => {
                 self.enter_closing(true);

@@ -864,13 +864,13 @@ fn check_rejected(name: &str, input: &[u8], status: u16, piecewise: bool) {
     let rejected: Vec<_> = ev
         .iter()
         .filter_map(|e| match e {
-            Event::Rejected(err) => Some(err.status),
+            Event::Rejected { error, .. } => Some(error.status),
             _ => None,
         })
         .collect();
     assert_eq!(rejected, [status], "{name}: {ev:?}");
     assert!(
-        matches!(ev.last(), Some(Event::Rejected(_))),
+        matches!(ev.last(), Some(Event::Rejected { .. })),
         "{name}: nothing after Rejected: {ev:?}"
     );
     let heads = ev.iter().filter(|e| matches!(e, Event::Head(_))).count();
@@ -935,10 +935,10 @@ fn oversized_head_is_refused_before_it_ends() {
     p.send(&[b'G'; 51]);
     assert_eq!(
         p.events(),
-        [Event::Rejected(crate::http1::parse::err(
-            414,
-            "request line too long"
-        ))]
+        [Event::Rejected {
+            error: crate::http1::parse::err(414, "request line too long"),
+            answered: true,
+        }]
     );
 }
 
@@ -952,7 +952,9 @@ fn error_in_a_body_after_the_response_started_aborts() {
         .unwrap();
     p.send(b"zz\r\n");
     let ev = p.events();
-    assert!(matches!(ev[..], [Event::Rejected(ref e)] if e.status == 400));
+    assert!(
+        matches!(ev[..], [Event::Rejected { ref error, answered: false }] if error.status == 400)
+    );
     assert_eq!(p.conn.state(), ConnState::Closed);
     assert!(p.conn.pending_transmit().is_none());
 }
@@ -1132,7 +1134,9 @@ fn header_timeout_is_not_reset_by_trickling_bytes() {
         "early call is harmless"
     );
     p.conn.handle_timeout(p.now);
-    assert!(matches!(p.events()[..], [Event::Rejected(ref e)] if e.status == 408));
+    assert!(
+        matches!(p.events()[..], [Event::Rejected { ref error, answered: true }] if error.status == 408)
+    );
     let r = p.responses();
     assert_eq!(r[0].status, 408);
     assert!(r[0].closes());
@@ -1170,7 +1174,7 @@ fn body_timeout_gives_408_or_aborts() {
     p.advance(30_000);
     let ev = p.events();
     assert_eq!(ev[0], Event::Body(Bytes::from_static(b"6")));
-    assert!(matches!(ev[1], Event::Rejected(ref e) if e.status == 408));
+    assert!(matches!(ev[1], Event::Rejected { ref error, .. } if error.status == 408));
     assert_eq!(p.responses()[0].status, 408);
 
     let mut p = Pair::with(Limits::default(), timeouts());
@@ -1533,7 +1537,7 @@ proptest! {
             for e in p.events() {
                 prop_assert!(!rejected, "event after Rejected: {:?}", e);
                 match e {
-                    Event::Rejected(_) => rejected = true,
+                    Event::Rejected { .. } => rejected = true,
                     Event::End => p.respond(200, b""),
                     _ => {}
                 }
@@ -1643,7 +1647,7 @@ proptest! {
                 prop_assert!(!rejected || e == Event::PeerClosed, "after Rejected: {:?}", e);
                 match e {
                     Event::Head(_) => heads += 1,
-                    Event::Rejected(_) => rejected = true,
+                    Event::Rejected { .. } => rejected = true,
                     _ => {}
                 }
             }
@@ -1727,7 +1731,7 @@ fn limit_verdicts_do_not_depend_on_the_split() {
         conn.receive(&line[..cut], Now::default());
         conn.receive(&line[cut..], Now::default());
         std::iter::from_fn(|| conn.poll_event()).find_map(|e| match e {
-            Event::Rejected(p) => Some(p.status),
+            Event::Rejected { error, .. } => Some(error.status),
             _ => None,
         })
     };

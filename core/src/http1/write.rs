@@ -120,11 +120,18 @@ pub fn last_chunk(trailers: Option<&Headers>) -> Vec<u8> {
     out
 }
 
+/// The body of the connection's own answer to a protocol error (`canned`): the status and
+/// its reason phrase, one line (what the access log counts for it).
+#[must_use]
+pub fn canned_body(status: u16) -> String {
+    format!("{status} {}\n", reason_phrase(status))
+}
+
 /// The connection's own answer to a protocol error: a complete response naming the status,
 /// marked `Connection: close` since nothing after the error will be read.
 #[must_use]
 pub fn canned(status: u16, date: UnixTime) -> Bytes {
-    let body = format!("{status} {}\n", reason_phrase(status));
+    let body = canned_body(status);
     let fields = [
         ("Content-Type", "text/plain; charset=utf-8".to_owned()),
         ("Content-Length", body.len().to_string()),
@@ -182,5 +189,6 @@ mod tests {
         assert!(text.contains("\r\nConnection: close\r\n"));
         assert!(text.contains("\r\nServer: weir\r\n"));
         assert!(text.ends_with("\r\n\r\n431 Request Header Fields Too Large\n"));
+        assert!(text.ends_with(&format!("\r\n\r\n{}", canned_body(431))));
     }
 }

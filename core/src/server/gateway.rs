@@ -29,13 +29,16 @@
 //! Back-pressure on the request body: while a script has more than `STDIN_BUFFER` bytes
 //! waiting for its standard input, or waits in the farm's queue, the server stops taking
 //! events from that connection, so the bytes stay in the connection (which then stops
-//! asking to read).
+//! asking to read). A connection that is closing reads nothing more, so its events are
+//! taken regardless: a refusal (`Rejected`) queued behind body bytes is handled when the
+//! connection's own answer is handed over, not when a stuck script makes room.
 //!
 //! Ending: the record is dropped, and `Release` sent, once standard output and standard
 //! error have ended and the process has exited. Every other ending kills the process
 //! group first (`Kill`, then `Release`): the `gateway` timeout (no output for that long:
-//! 504 if no header was sent, else the connection is cut), a client that goes away, bad
-//! output. Every ending frees a farm slot and starts the next queued job.
+//! 504 if no header was sent, else the connection is cut), a client that goes away, a
+//! request the protocol layer refused before the script's header went out (a body too
+//! slow, too large or malformed: the connection answers it itself), bad output. Every ending frees a farm slot and starts the next queued job.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -569,9 +572,7 @@ impl Server {
             return self.bad_output(proc, "no output", now);
         }
         let (status, bytes) = (cgi.status, cgi.bytes_out);
-        if let Some(line) = self.access_line(id, status, bytes, now) {
-            self.effects.push_back(Effect::AccessLog { line });
-        }
+        self.log_script_response(id, status, bytes, now);
         let ended = self
             .conns
             .get_mut(&id)
@@ -611,6 +612,18 @@ impl Server {
             return;
         }
         let (status, bytes) = (cgi.status, cgi.bytes_out);
+        self.log_script_response(id, status, bytes, now);
+    }
+
+    /// The access-log line of a script's response: `bytes` passed to the connection, which
+    /// sends none of them for a HEAD request, a 204 or a 304 (an `nph-` script's, status 0,
+    /// pass unparsed and all go out).
+    fn log_script_response(&mut self, id: ConnId, status: u16, bytes: u64, now: Now) {
+        let bytes = if status != 0 && self.bodiless(id, status) {
+            0
+        } else {
+            bytes
+        };
         if let Some(line) = self.access_line(id, status, bytes, now) {
             self.effects.push_back(Effect::AccessLog { line });
         }
@@ -792,6 +805,27 @@ impl Server {
             Some(GatewayState::Queued(_)) => self.cgi_queue.retain(|c| *c != id),
             Some(GatewayState::Spooling(_)) | None => {}
         }
+    }
+
+    /// The protocol layer refused the request and queued its own answer: the script's
+    /// answer can never be written, so whatever runs for it is killed and whatever waits
+    /// dropped (the connection is closing).
+    pub(super) fn gateway_refused(&mut self, id: ConnId, now: Now) {
+        let Some(slot) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let state = slot.gateway.take();
+        if let Some(GatewayState::Running(proc)) = &state {
+            if let Some(cgi) = self.procs.get_mut(proc) {
+                // Detached first: nothing of it is answered or logged any more.
+                cgi.conn = None;
+                let label = cgi.label.clone();
+                self.log(format!(
+                    "cgi {label}: the request was refused; killing the script"
+                ));
+            }
+        }
+        self.gateway_conn_closed(id, state, now);
     }
 
     /// The client closed its side while a gateway works for it: stop the gateway and the

@@ -10,6 +10,8 @@
 //! ```text
 //!   Input ──► apply to the Conn ──► pump(conn):
 //!                                     1. drain conn.poll_event(): route new requests
+//!                                        (held while a script's input is full, unless
+//!                                        the connection is closing)
 //!                                     2. no Read outstanding and read_budget > 0 → Read
 //!                                     3. no Send outstanding and pending_transmit → Send
 //!                                     4. files whose bytes have all left → CloseFile
@@ -322,7 +324,15 @@ impl Server {
     /// Turns the connection's state into effects (see the module documentation).
     fn pump(&mut self, id: ConnId, now: Now) {
         loop {
-            if self.body_blocked(id) {
+            let Some(slot) = self.conns.get(&id) else {
+                return;
+            };
+            // Back-pressure holds body events while the connection may still read more.
+            // Once it is closing (it refused the request and queued its own answer) it
+            // reads no more, so what is queued is bounded and is drained: its `Rejected`
+            // is handled, and logged, when the answer is handed over.
+            let closing = matches!(slot.conn.state(), ConnState::Closing | ConnState::Lingering);
+            if !closing && self.body_blocked(id) {
                 break;
             }
             let Some(slot) = self.conns.get_mut(&id) else {

@@ -107,14 +107,22 @@ impl Server {
                 self.gateway_body(id, None, now);
             }
             Event::Trailers(_) => {}
-            Event::Rejected(e) => {
-                self.counters.response(e.status);
-                if let Some(slot) = self.conns.get_mut(&id) {
-                    // The head that failed was never a request.
-                    slot.request = None;
-                }
-                if let Some(line) = self.access_line(id, e.status, 0, now) {
-                    self.effects.push_back(Effect::AccessLog { line });
+            // The connection answered the request itself (its canned answer, logged here
+            // as handed over), or could not: a response head had gone out, whose own
+            // record stands, and the connection aborts or closes without another answer.
+            Event::Rejected { error, answered } => {
+                if answered {
+                    self.counters.response(error.status);
+                    if let Some(slot) = self.conns.get_mut(&id) {
+                        // The head that failed was never a request.
+                        slot.request = None;
+                    }
+                    let bytes = crate::http1::write::canned_body(error.status).len() as u64;
+                    if let Some(line) = self.access_line(id, error.status, bytes, now) {
+                        self.effects.push_back(Effect::AccessLog { line });
+                    }
+                    // A script's answer can no longer be written: it is stopped.
+                    self.gateway_refused(id, now);
                 }
                 self.abandon(id);
             }

@@ -24,13 +24,8 @@ impl Server {
         now: Now,
     ) {
         let status = head.status;
-        let head_method = self
-            .conns
-            .get(&id)
-            .and_then(|s| s.request.as_ref())
-            .is_some_and(|r| r.method == crate::http1::Method::Head);
         let bytes = match head.body {
-            ResponseBody::Length(n) if !(head_method || status == 204 || status == 304) => n,
+            ResponseBody::Length(n) if !self.bodiless(id, status) => n,
             _ => 0,
         };
         let line = self.access_line(id, status, bytes, now);
@@ -66,6 +61,17 @@ impl Server {
             let until = slot.transmitted + slot.conn.transmit_queued();
             slot.files.push_back((f, until));
         }
+    }
+
+    /// True if a response with `status` to the request on `id` has no body on the wire (the
+    /// request is a HEAD, or the status 204 or 304): its access-log byte count is 0.
+    pub(super) fn bodiless(&self, id: ConnId, status: u16) -> bool {
+        let head_method = self
+            .conns
+            .get(&id)
+            .and_then(|s| s.request.as_ref())
+            .is_some_and(|r| r.method == crate::http1::Method::Head);
+        head_method || status == 204 || status == 304
     }
 
     /// The access-log line for the response on `id`, if there is an access log.

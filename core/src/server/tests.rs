@@ -801,6 +801,9 @@ enum Script {
     Hangs,
     /// Prints this to standard output, then says nothing more and never exits.
     Stalls(&'static [u8]),
+    /// Never reads its standard input (a write to it stays outstanding), prints nothing
+    /// and never exits.
+    Deaf,
 }
 
 #[derive(Debug)]
@@ -860,6 +863,9 @@ impl Procs {
             Effect::WriteStdin { proc, data } => {
                 let r = self.running.get_mut(&proc).expect("write to unknown proc");
                 assert!(!r.stdin_closed, "write after CloseStdin");
+                if matches!(r.script, Script::Deaf) {
+                    return;
+                }
                 r.stdin.extend_from_slice(&data);
                 server.handle(
                     Input::StdinWritten {
@@ -1197,7 +1203,155 @@ fn one_access_log_line_per_response() {
         "{}",
         w.access[3]
     );
-    assert!(w.access[4].contains("\"-\" 400 0 "), "{}", w.access[4]);
+    assert!(w.access[4].contains("\"-\" 400 16 "), "{}", w.access[4]);
+}
+
+#[test]
+fn a_refused_request_is_logged_with_its_canned_answers_length() {
+    let mut w = configured("access-log /var/log/weir.log\npass /*\n");
+    let body = crate::http1::write::canned_body(400);
+    let out = request(
+        &mut w,
+        "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n",
+    );
+    assert!(
+        out.starts_with("HTTP/1.1 400") && out.ends_with(&body),
+        "{out}"
+    );
+    let id = w.connect();
+    w.send(
+        id,
+        format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(9000)).as_bytes(),
+    );
+    let out = w.take_output(id);
+    let long = crate::http1::write::canned_body(status(&out));
+    assert!(out.ends_with(&long), "{out}");
+    assert_eq!(w.access.len(), 2, "{:#?}", w.access);
+    assert!(
+        w.access[0].contains(&format!("\"-\" 400 {} ", body.len())),
+        "{}",
+        w.access[0]
+    );
+    assert!(
+        w.access[1].contains(&format!("\"-\" {} {} ", status(&out), long.len())),
+        "{}",
+        w.access[1]
+    );
+}
+
+#[test]
+fn a_script_answer_to_head_is_logged_with_no_body_bytes() {
+    let mut w = cgi_world("access-log /var/log/weir.log\nexec /cgi-bin/* cgi-bin/*\n");
+    let out = request(&mut w, "HEAD /cgi-bin/hello HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("\r\n\r\n"),
+        "headers only: {out}"
+    );
+    request(&mut w, "GET /cgi-bin/hello HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(w.access.len(), 2, "{:#?}", w.access);
+    assert!(
+        w.access[0].contains("\"HEAD /cgi-bin/hello HTTP/1.1\" 200 0 "),
+        "{}",
+        w.access[0]
+    );
+    assert!(
+        w.access[1].contains("\"GET /cgi-bin/hello HTTP/1.1\" 200 6 "),
+        "{}",
+        w.access[1]
+    );
+}
+
+#[test]
+fn a_body_error_after_the_answer_gets_no_record_of_its_own() {
+    let mut w = cgi_world("access-log /var/log/weir.log\nexec /cgi-bin/* cgi-bin/*\npass /*\n");
+    // A document answers a POST at once (405); its chunked body then breaks the protocol:
+    // no second answer can be written, so there is no second record.
+    let id = w.connect();
+    w.send(
+        id,
+        b"POST /hello.txt HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n",
+    );
+    assert_eq!(status(&w.take_output(id)), 405);
+    w.send(id, b"zz\r\n");
+    assert!(w.take_output(id).is_empty(), "no answer after the first");
+    assert_eq!(w.access.len(), 1, "{:#?}", w.access);
+    assert!(
+        w.access[0].contains("\"POST /hello.txt HTTP/1.1\" 405 "),
+        "{}",
+        w.access[0]
+    );
+    // The same error before any answer (a script's body being spooled): the canned answer
+    // is written, and logged once.
+    let id = w.connect();
+    w.send(
+        id,
+        b"POST /cgi-bin/echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    );
+    let out = w.take_output(id);
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert_eq!(w.access.len(), 2, "{:#?}", w.access);
+    assert!(
+        w.access[1].contains(&format!(
+            "\"-\" 400 {} ",
+            crate::http1::write::canned_body(400).len()
+        )),
+        "{}",
+        w.access[1]
+    );
+    assert!(w.procs.spawned.is_empty(), "the body never ended");
+}
+
+#[test]
+fn a_refusal_behind_a_full_script_input_is_answered_and_logged_at_once() {
+    let mut w = cgi_world(
+        "access-log /var/log/weir.log\ntimeout body=2s gateway=60s\nexec /cgi-bin/* cgi-bin/*\n",
+    );
+    w.procs
+        .scripts
+        .insert(PathBuf::from("/srv/www/cgi-bin/deaf"), Script::Deaf);
+    let id = w.connect();
+    // More body than the script's input buffer and the connection's hold together, one
+    // byte short of its Content-Length: the client then stalls.
+    let n = 4 * gateway::STDIN_BUFFER;
+    let mut req = format!(
+        "POST /cgi-bin/deaf HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+        n + 1
+    )
+    .into_bytes();
+    req.extend_from_slice(&vec![b'x'; n]);
+    w.send(id, &req);
+    // Back-pressure: the server stopped reading the body.
+    assert_eq!(w.procs.running.len(), 1);
+    assert!(
+        !w.clients[&id].to_server.is_empty(),
+        "the body is held back"
+    );
+    assert!(w.clients[&id].read_wanted.is_none());
+    assert!(w.access.is_empty(), "{:?}", w.access);
+    // The body times out: the connection answers 408 itself, and that answer is logged as
+    // it is handed over, although the script's input is still full.
+    w.advance(Duration::from_secs(3));
+    let out = w.take_output(id);
+    assert_eq!(status(&out), 408, "{out}");
+    let body = crate::http1::write::canned_body(408);
+    assert!(out.ends_with(&body), "{out}");
+    assert_eq!(w.access.len(), 1, "{:?}", w.access);
+    assert!(
+        w.access[0].contains(&format!("\"-\" 408 {} ", body.len())),
+        "{}",
+        w.access[0]
+    );
+    // The script's answer can never be written: it is killed, and nothing more is logged.
+    assert_eq!(w.procs.kills, 1);
+    assert!(w.procs.running.is_empty());
+    assert!(
+        w.log.iter().any(|l| l.contains("the request was refused")),
+        "{:?}",
+        w.log
+    );
+    w.advance(Duration::from_secs(3));
+    assert!(w.clients[&id].closed);
+    assert_eq!(w.access.len(), 1, "{:?}", w.access);
 }
 
 #[test]

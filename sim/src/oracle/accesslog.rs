@@ -40,13 +40,12 @@
 //! answer cut short. Its record may therefore come after the client has the whole answer
 //! (one with `Content-Length`, or a HEAD's), but it must come.
 //!
-//! Four deviations of today's core from the README are tolerated, narrowly, and marked
-//! "known deviation" below: a request the protocol layer refused (its record says `-` for
-//! the request) is logged with 0 bytes although its canned answer has a body; a script's
-//! answer to HEAD is logged with the bytes the script wrote instead of 0; a protocol
-//! error found in a body after its request was answered gets a record of its own, for an
-//! answer never written; and the protocol layer's answer to a script request whose
-//! standard input is full may have no record. Everything else is exact.
+//! A request the protocol layer refused has its record say `-` for the request (the head
+//! may not have been read) and count the body of the connection's own answer, which is
+//! sent even to a HEAD; that record, too, is written when the answer is handed over, even
+//! while a script's standard input is full. A protocol error found in a body after its
+//! request was answered has no record of its own: no answer is written (the connection
+//! aborts or closes). No deviation of the core is tolerated: every record is exact.
 
 use core::net::Ipv4Addr;
 
@@ -87,19 +86,18 @@ pub struct Want {
     line: Vec<u8>,
     /// `-` may stand for the request (the server may not have read the head).
     dash: bool,
-    /// Only `-` may (a protocol error found after the request was answered).
-    dash_only: bool,
-    /// The status, and the byte count (`None`: any, see above); `None` for a request whose
-    /// answer the client never saw whole.
-    answer: Option<(u16, Option<u64>)>,
+    /// The status and the byte count; `None` for a request whose answer the client never
+    /// saw whole.
+    answer: Option<(u16, u64)>,
+    /// The body bytes the client received: what a `-` record counts (the connection's own
+    /// answer, which has its body even for a HEAD, whose head it may not have read).
+    received: u64,
     /// The user agent the client sent.
     agent: Option<Vec<u8>>,
     /// The record was written no earlier than this.
     from: Time,
     /// ... and no later than this, if bounded.
     until: Option<Time>,
-    /// A missing record is tolerated (a known deviation, see `Want::response`).
-    optional: bool,
     /// For reports.
     what: String,
 }
@@ -113,20 +111,14 @@ impl Want {
         let head = e.req.method == "HEAD" && e.head.is_some();
         let empty = head || r.status == 204 || r.status == 304;
         let bytes = if empty { 0 } else { r.body.len() as u64 };
-        // Known deviation: a script's answer to HEAD is logged with the bytes the script
-        // wrote, which the client never sees.
-        let bytes = (!(head && e.req.cgi)).then_some(bytes);
         w.answer = Some((r.status, bytes));
+        w.received = r.body.len() as u64;
         // A 408 is the protocol layer's: it may come before or after the head was read.
         w.dash |= r.status == 408;
         // Only an answer a script wrote (its scripts all say `X-Sim-Script`) is logged
         // when its output ends; every other is logged when it is handed over.
         let script = e.req.cgi && r.field("x-sim-script").is_some();
         w.until = (!script).then_some(now);
-        // Known deviation: the protocol layer's answer to a script request (a body too
-        // slow, too large or malformed) may leave without its record, when the script's
-        // standard input was full as the error was found.
-        w.optional = e.req.cgi && !script && r.closes() && matches!(r.status, 400 | 408 | 413);
         w.what = format!(
             "{} {peer} {:?} -> {} with {} body bytes",
             e.req.id,
@@ -174,35 +166,12 @@ impl Want {
             ),
             line,
             dash: reject || e.head.is_none(),
-            dash_only: false,
             answer: None,
+            received: 0,
             agent,
             from: e.first.unwrap_or(e.written_at),
             until: None,
-            optional: false,
         }
-    }
-
-    /// Known deviation: a request whose body breaks the protocol after it was answered
-    /// (`Expect::Reject` without `says_close`, answered with anything but the protocol's
-    /// own 400, or with an answer the client did not see whole: `status` `None`) has a
-    /// second record, `-` with that error's status, for the answer the connection could
-    /// no longer write. `None` for any other request.
-    #[must_use]
-    pub fn late_error(peer: Ipv4Addr, e: &Entry, status: Option<u16>) -> Option<Want> {
-        let late = matches!(
-            e.req.expect,
-            Expect::Reject {
-                says_close: false,
-                ..
-            }
-        ) && status != Some(400);
-        late.then(|| Want {
-            dash: true,
-            dash_only: true,
-            what: format!("{} {peer} (a protocol error after its answer)", e.req.id),
-            ..Want::request(peer, e)
-        })
     }
 
     fn fits(&self, l: &Logged, format: LogFormat) -> bool {
@@ -216,18 +185,14 @@ impl Want {
                 // The head was not read: nothing of it can be logged.
                 self.dash
                     && (agents || r.agent.is_none())
-                    // Known deviation: logged with 0 bytes, whatever the canned body.
-                    && self.answer.is_none_or(|(status, bytes)| {
-                        status == r.status && (r.bytes == 0 || bytes.is_none_or(|b| b == r.bytes))
-                    })
+                    && self
+                        .answer
+                        .is_none_or(|(status, _)| (status, self.received) == (r.status, r.bytes))
             }
             Some(line) => {
-                !self.dash_only
-                    && *line == self.line
+                *line == self.line
                     && (agents || r.agent == self.agent)
-                    && self.answer.is_none_or(|(status, bytes)| {
-                        status == r.status && bytes.is_none_or(|b| b == r.bytes)
-                    })
+                    && self.answer.is_none_or(|a| a == (r.status, r.bytes))
             }
         }
     }
@@ -304,10 +269,6 @@ impl LogBook {
         };
         if let Some(i) = self.pending.iter().position(|l| want.fits(l, format)) {
             self.pending.remove(i);
-            return Ok(());
-        }
-        if want.optional {
-            self.excuses.push(want);
             return Ok(());
         }
         if want.until.is_some() {
