@@ -215,7 +215,7 @@ impl Harness {
                 }
                 Event::Body(b) => self.intake.data(b.len()),
                 Event::End => self.intake.end(),
-                Event::Rejected(_) => self.rejected = true,
+                Event::Rejected { .. } => self.rejected = true,
                 _ => {}
             }
         }
