@@ -126,6 +126,20 @@ impl UnixTime {
             .collect()
     }
 
+    /// An RFC 3339 UTC time stamp, e.g. `2000-10-10T13:55:36Z` (for error-log lines).
+    #[must_use]
+    pub fn rfc3339_bytes(self) -> [u8; 20] {
+        let c = Civil::of(self);
+        let mut out = *b"0000-00-00T00:00:00Z";
+        four(&mut out[..4], c.year);
+        two(&mut out[5..7], c.month as u32 + 1);
+        two(&mut out[8..10], c.day);
+        two(&mut out[11..13], c.hour);
+        two(&mut out[14..16], c.minute);
+        two(&mut out[17..19], c.second);
+        out
+    }
+
     /// The time of a Common Log Format line, e.g. `10/Oct/2000:13:55:36 +0000`.
     #[must_use]
     pub fn clf_bytes(self) -> [u8; 26] {
@@ -206,6 +220,14 @@ mod tests {
         assert_eq!(
             &UnixTime(971_186_136).clf_bytes(),
             b"10/Oct/2000:13:55:36 +0000"
+        );
+        assert_eq!(
+            &UnixTime(971_186_136).rfc3339_bytes(),
+            b"2000-10-10T13:55:36Z"
+        );
+        assert_eq!(
+            &UnixTime(951_782_400).rfc3339_bytes(),
+            b"2000-02-29T00:00:00Z"
         );
     }
 
