@@ -195,6 +195,8 @@ pub enum Event {
         error: ProtocolError,
         /// The connection queued its canned answer with `error.status`.
         answered: bool,
+        /// The body bytes of that answer (0 when there is none, or for a HEAD request).
+        answer_bytes: u64,
     },
     /// The peer closed its sending side.
     PeerClosed,
@@ -978,15 +980,24 @@ impl Conn {
     /// The peer broke the protocol (see "Protocol errors" in the module documentation).
     fn reject(&mut self, e: ProtocolError, now: Now) {
         let status = e.status;
+        let answered = self.write == Write::Waiting;
+        // A HEAD's answer has no body, even the connection's own (RFC 9110 §9.3.2).
+        let with_body = !self.request.as_ref().is_some_and(|r| r.head_method);
+        let answer_bytes = if answered && with_body {
+            write::canned_body(status).len() as u64
+        } else {
+            0
+        };
         self.events.push_back(Event::Rejected {
             error: e,
-            answered: self.write == Write::Waiting,
+            answered,
+            answer_bytes,
         });
         match self.write {
             Write::Waiting => {
                 self.enter_closing(true);
                 self.write = Write::Done;
-                self.queue(Chunk::Bytes(write::canned(status, now.unix)));
+                self.queue(Chunk::Bytes(write::canned(status, now.unix, with_body)));
             }
             Write::Sending(_) => self.abort(),
             Write::Done => self.enter_closing(true),

@@ -938,6 +938,7 @@ fn oversized_head_is_refused_before_it_ends() {
         [Event::Rejected {
             error: crate::http1::parse::err(414, "request line too long"),
             answered: true,
+            answer_bytes: "414 URI Too Long\n".len() as u64,
         }]
     );
 }
@@ -953,7 +954,7 @@ fn error_in_a_body_after_the_response_started_aborts() {
     p.send(b"zz\r\n");
     let ev = p.events();
     assert!(
-        matches!(ev[..], [Event::Rejected { ref error, answered: false }] if error.status == 400)
+        matches!(ev[..], [Event::Rejected { ref error, answered: false, .. }] if error.status == 400)
     );
     assert_eq!(p.conn.state(), ConnState::Closed);
     assert!(p.conn.pending_transmit().is_none());
@@ -1135,7 +1136,7 @@ fn header_timeout_is_not_reset_by_trickling_bytes() {
     );
     p.conn.handle_timeout(p.now);
     assert!(
-        matches!(p.events()[..], [Event::Rejected { ref error, answered: true }] if error.status == 408)
+        matches!(p.events()[..], [Event::Rejected { ref error, answered: true, .. }] if error.status == 408)
     );
     let r = p.responses();
     assert_eq!(r[0].status, 408);
@@ -1186,6 +1187,43 @@ fn body_timeout_gives_408_or_aborts() {
     p.transmit();
     p.advance(30_000);
     assert_eq!(p.conn.state(), ConnState::Closed);
+}
+
+#[test]
+fn the_connections_own_answer_to_a_head_has_no_body() {
+    // A HEAD whose body never comes: the 408 has the head a GET's would have, and no body
+    // (RFC 9110 §9.3.2), so the bytes on the wire end with the head.
+    let mut p = Pair::with(Limits::default(), timeouts());
+    p.send(b"HEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345");
+    p.events();
+    p.advance(30_000);
+    let ev = p.events();
+    assert!(
+        matches!(ev.last(), Some(Event::Rejected { error, answered: true, answer_bytes: 0 }) if error.status == 408),
+        "{ev:?}"
+    );
+    p.transmit();
+    let wire = String::from_utf8(p.wire.clone()).unwrap();
+    assert!(wire.starts_with("HTTP/1.1 408 "), "{wire}");
+    assert!(wire.ends_with("\r\n\r\n"), "no body after the head: {wire}");
+    assert!(wire.contains("Content-Length: 20\r\n"), "{wire}");
+    // The same for a GET carries its body, and says how long.
+    let mut p = Pair::with(Limits::default(), timeouts());
+    p.send(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345");
+    p.events();
+    p.advance(30_000);
+    let ev = p.events();
+    assert!(
+        matches!(
+            ev.last(),
+            Some(Event::Rejected {
+                answer_bytes: 20,
+                ..
+            })
+        ),
+        "{ev:?}"
+    );
+    assert_eq!(p.responses()[0].body, b"408 Request Timeout\n");
 }
 
 #[test]

@@ -128,9 +128,11 @@ pub fn canned_body(status: u16) -> String {
 }
 
 /// The connection's own answer to a protocol error: a complete response naming the status,
-/// marked `Connection: close` since nothing after the error will be read.
+/// marked `Connection: close` since nothing after the error will be read. `with_body` is
+/// false when the request was a HEAD: its answer has the same head and no body (RFC 9110
+/// §9.3.2).
 #[must_use]
-pub fn canned(status: u16, date: UnixTime) -> Bytes {
+pub fn canned(status: u16, date: UnixTime, with_body: bool) -> Bytes {
     let body = canned_body(status);
     let fields = [
         ("Content-Type", "text/plain; charset=utf-8".to_owned()),
@@ -138,7 +140,9 @@ pub fn canned(status: u16, date: UnixTime) -> Bytes {
         ("Connection", "close".to_owned()),
     ];
     let mut out = final_head(status, &Headers::new(), date, &fields);
-    out.extend_from_slice(body.as_bytes());
+    if with_body {
+        out.extend_from_slice(body.as_bytes());
+    }
     Bytes::from(out)
 }
 
@@ -183,7 +187,7 @@ mod tests {
 
     #[test]
     fn canned_is_complete() {
-        let c = canned(431, UnixTime(0));
+        let c = canned(431, UnixTime(0), true);
         let text = String::from_utf8(c.to_vec()).unwrap();
         assert!(text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
         assert!(text.contains("\r\nConnection: close\r\n"));

@@ -110,15 +110,18 @@ impl Server {
             // The connection answered the request itself (its canned answer, logged here
             // as handed over), or could not: a response head had gone out, whose own
             // record stands, and the connection aborts or closes without another answer.
-            Event::Rejected { error, answered } => {
+            Event::Rejected {
+                error,
+                answered,
+                answer_bytes,
+            } => {
                 if answered {
                     self.counters.response(error.status);
                     if let Some(slot) = self.conns.get_mut(&id) {
                         // The head that failed was never a request.
                         slot.request = None;
                     }
-                    let bytes = crate::http1::write::canned_body(error.status).len() as u64;
-                    if let Some(line) = self.access_line(id, error.status, bytes, now) {
+                    if let Some(line) = self.access_line(id, error.status, answer_bytes, now) {
                         self.effects.push_back(Effect::AccessLog { line });
                     }
                     // A script's answer can no longer be written: it is stopped.
