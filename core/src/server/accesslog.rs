@@ -29,7 +29,8 @@ pub struct Entry<'a> {
     pub time: UnixTime,
     /// The request, if its head could be read.
     pub request: Option<&'a RequestHead>,
-    /// The status (0 when weir did not see it: an `nph-` script's).
+    /// The status (0 when weir could not read it: an `nph-` script whose output does not
+    /// start with a status line).
     pub status: u16,
     /// Body bytes.
     pub bytes: u64,

@@ -119,6 +119,8 @@ pub(super) struct Cgi {
     head: Option<HeadParser>,
     /// An `nph-` script whose raw response has not started yet.
     raw_pending: bool,
+    /// An `nph-` script: its output goes out as written, head and all.
+    raw: bool,
     /// The status sent (for the access log).
     status: u16,
     /// Body bytes passed to the client (for the access log).
@@ -268,6 +270,7 @@ impl Server {
             stdin_closed: false,
             head: (!job.nph).then(HeadParser::new),
             raw_pending: job.nph,
+            raw: job.nph,
             status: 0,
             bytes_out: 0,
             reading: [false; 2],
@@ -493,12 +496,15 @@ impl Server {
         let Some(id) = cgi.conn else { return };
         let Some(parser) = cgi.head.as_mut() else {
             if std::mem::take(&mut cgi.raw_pending) {
-                // nph: the script speaks HTTP itself; its bytes go out as they are.
+                // nph: the script speaks HTTP itself; its bytes go out as they are. Its
+                // status line is read only for the log and the counters.
+                cgi.status = nph_status(&data);
+                let status = cgi.status;
                 if let Some(slot) = self.conns.get_mut(&id) {
                     let _ = slot.conn.send_raw(now);
                     slot.extra_headers.clear();
                 }
-                self.counters.response(0);
+                self.counters.response(status);
             }
             // The body: straight to the client.
             cgi.bytes_out += data.len() as u64;
@@ -571,8 +577,8 @@ impl Server {
         if cgi.raw_pending {
             return self.bad_output(proc, "no output", now);
         }
-        let (status, bytes) = (cgi.status, cgi.bytes_out);
-        self.log_script_response(id, status, bytes, now);
+        let (status, bytes, raw) = (cgi.status, cgi.bytes_out, cgi.raw);
+        self.log_script_response(id, status, bytes, raw, now);
         let ended = self
             .conns
             .get_mut(&id)
@@ -611,15 +617,15 @@ impl Server {
         if cgi.conn != Some(id) || cgi.head.is_some() || cgi.raw_pending {
             return;
         }
-        let (status, bytes) = (cgi.status, cgi.bytes_out);
-        self.log_script_response(id, status, bytes, now);
+        let (status, bytes, raw) = (cgi.status, cgi.bytes_out, cgi.raw);
+        self.log_script_response(id, status, bytes, raw, now);
     }
 
     /// The access-log line of a script's response: `bytes` passed to the connection, which
-    /// sends none of them for a HEAD request, a 204 or a 304 (an `nph-` script's, status 0,
+    /// sends none of them for a HEAD request, a 204 or a 304 (an `nph-` script's, `raw`,
     /// pass unparsed and all go out).
-    fn log_script_response(&mut self, id: ConnId, status: u16, bytes: u64, now: Now) {
-        let bytes = if status != 0 && self.bodiless(id, status) {
+    fn log_script_response(&mut self, id: ConnId, status: u16, bytes: u64, raw: bool, now: Now) {
+        let bytes = if !raw && self.bodiless(id, status) {
             0
         } else {
             bytes
@@ -915,5 +921,19 @@ fn slot_done(server: &mut Server, id: ConnId) {
         if matches!(slot.gateway, Some(GatewayState::Running(_))) {
             slot.gateway = None;
         }
+    }
+}
+
+/// The status an `nph-` script's output starts with (`HTTP/1.1 299 …`), for the log and the
+/// counters; 0 when its first bytes are not such a status line.
+fn nph_status(first: &[u8]) -> u16 {
+    let Some(rest) = first.strip_prefix(b"HTTP/1.") else {
+        return 0;
+    };
+    match rest {
+        [_, b' ', a, b, c, ..] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => {
+            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+        }
+        _ => 0,
     }
 }

@@ -1117,7 +1117,7 @@ fn the_cgi_farm_queues_then_refuses() {
 
 #[test]
 fn nph_scripts_answer_raw() {
-    let mut w = cgi_world("exec /cgi-bin/* cgi-bin/*\n");
+    let mut w = cgi_world("access-log /var/log/weir.log\nexec /cgi-bin/* cgi-bin/*\n");
     w.procs.scripts.insert(
         PathBuf::from("/srv/www/cgi-bin/nph-raw"),
         Script::Prints(b"HTTP/1.1 299 Own Words\r\nX-Raw: 1\r\n\r\nraw body", b""),
@@ -1131,6 +1131,13 @@ fn nph_scripts_answer_raw() {
     assert!(
         w.clients[&id].shut_down_write || w.clients[&id].closed,
         "the close delimits the raw response"
+    );
+    // The log reads the status off the script's own status line; the bytes are all it wrote.
+    assert_eq!(w.access.len(), 1, "{:?}", w.access);
+    assert!(
+        w.access[0].contains("\"GET /cgi-bin/nph-raw HTTP/1.1\" 299 44 "),
+        "{}",
+        w.access[0]
     );
 }
 
