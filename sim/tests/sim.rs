@@ -138,6 +138,20 @@ fn sim(argv: &[&str]) -> (i32, String) {
     )
 }
 
+/// The replay command a failed run printed fails again, with the same exit status.
+fn assert_replay_fails_with(out: &str, code: i32) {
+    let replay = out
+        .lines()
+        .find_map(|l| l.strip_prefix("replay: weir-sim "))
+        .expect("a replay command");
+    let argv: Vec<&str> = replay.split(' ').collect();
+    let (again, _) = sim(&argv);
+    assert_eq!(
+        again, code,
+        "the replay command does not reproduce the failure"
+    );
+}
+
 #[test]
 fn the_binary_prints_options_first_and_replays_failures() {
     let (code, out) = sim(&["--seed", "3", "--steps", "800"]);
@@ -164,16 +178,7 @@ fn the_binary_prints_options_first_and_replays_failures() {
         "lose-closefile",
     ]);
     assert_eq!(code, 4, "{out}");
-    let replay = out
-        .lines()
-        .find_map(|l| l.strip_prefix("replay: weir-sim "))
-        .expect("a replay command");
-    let argv: Vec<&str> = replay.split(' ').collect();
-    let (again, _) = sim(&argv);
-    assert_eq!(
-        again, 4,
-        "the replay command does not reproduce the failure"
-    );
+    assert_replay_fails_with(&out, 4);
 
     // A safety failure (a lost access-log record) is status 3, through the binary too,
     // and its replay command reproduces it.
@@ -187,16 +192,7 @@ fn the_binary_prints_options_first_and_replays_failures() {
     ]);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("FAILED (Safety)"), "{out}");
-    let replay = out
-        .lines()
-        .find_map(|l| l.strip_prefix("replay: weir-sim "))
-        .expect("a replay command");
-    let argv: Vec<&str> = replay.split(' ').collect();
-    let (again, _) = sim(&argv);
-    assert_eq!(
-        again, 3,
-        "the replay command does not reproduce the failure"
-    );
+    assert_replay_fails_with(&out, 3);
 
     let (code, _) = sim(&["--seeds", "5..3"]);
     assert_eq!(code, 1);

@@ -789,7 +789,8 @@ impl Server {
         }
     }
 
-    /// The connection is going away: whatever runs for it is killed, whatever waits dropped.
+    /// The connection is going away: whatever runs for it is killed (its answer, if it had
+    /// started, still logged: call this while the slot exists), whatever waits dropped.
     pub(super) fn gateway_conn_closed(
         &mut self,
         id: ConnId,
@@ -798,6 +799,7 @@ impl Server {
     ) {
         match state {
             Some(GatewayState::Running(proc)) => {
+                self.log_cut_response(proc, id, now);
                 if let Some(label) = self.procs.get(&proc).map(|c| c.label.clone()) {
                     if self.procs[&proc].conn.is_some() && !self.procs[&proc].eof[0] {
                         self.log(format!("cgi {label}: client went away; killing the script"));
@@ -845,9 +847,6 @@ impl Server {
             return;
         }
         slot.conn.cut(now);
-        if let Some(GatewayState::Running(proc)) = state {
-            self.log_cut_response(proc, id, now);
-        }
         self.gateway_conn_closed(id, state, now);
     }
 

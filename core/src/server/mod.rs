@@ -357,16 +357,14 @@ impl Server {
             if let Some(t) = slot.deadline.take() {
                 self.deadlines.remove(&(t, id));
             }
-            if let Some(gateway::GatewayState::Running(proc)) = &gateway {
-                self.log_cut_response(*proc, id, now);
-            }
+            // While the slot still exists: a script's cut answer is logged from it.
+            self.gateway_conn_closed(id, gateway, now);
             self.conns.remove(&id);
             if let Some(w) = waiting {
                 // The Open may still complete; with nobody parked on its token, its file
                 // is closed when it does.
                 self.release(*w);
             }
-            self.gateway_conn_closed(id, gateway, now);
             if self.accept_paused
                 && self.shutdown.is_none()
                 && self.conns.len() < self.config.limits.connections_max
