@@ -21,7 +21,7 @@
 //! `max-file` keep their bytes; larger ones are still sent with `sendfile` from a fresh
 //! open, so for them only "not found" and directories are remembered.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
 
@@ -65,8 +65,9 @@ pub struct Cache {
     /// Keyed by the path's bytes: `Path` comparison ignores a trailing slash, and `a/` is
     /// not `a` (opening `file/` fails).
     entries: BTreeMap<OsString, Entry>,
-    /// (last use, path): the eviction order.
-    lru: BTreeSet<(u64, OsString)>,
+    /// Last use → path: the eviction order. (Stamps are unique, so the stamp alone is the
+    /// key, and a hit moves the path's bytes to a new stamp without copying them.)
+    lru: BTreeMap<u64, OsString>,
     next_stamp: u64,
     used: u64,
     /// Lookups answered from a fresh entry.
@@ -82,7 +83,7 @@ impl Cache {
         Cache {
             settings,
             entries: BTreeMap::new(),
-            lru: BTreeSet::new(),
+            lru: BTreeMap::new(),
             next_stamp: 0,
             used: 0,
             hits: 0,
@@ -118,9 +119,12 @@ impl Cache {
         let stamp = self.next_stamp;
         self.next_stamp += 1;
         if let Some(e) = self.entries.get_mut(path.as_os_str()) {
-            self.lru.remove(&(e.stamp, path.as_os_str().to_owned()));
+            let name = self
+                .lru
+                .remove(&e.stamp)
+                .unwrap_or_else(|| path.as_os_str().to_owned());
             e.stamp = stamp;
-            self.lru.insert((stamp, path.as_os_str().to_owned()));
+            self.lru.insert(stamp, name);
         }
     }
 
@@ -163,7 +167,7 @@ impl Cache {
             return;
         }
         while self.used + cost > self.settings.size {
-            let Some((_, oldest)) = self.lru.first().cloned() else {
+            let Some(oldest) = self.lru.first_key_value().map(|(_, v)| v.clone()) else {
                 break;
             };
             self.remove(Path::new(&oldest));
@@ -171,7 +175,7 @@ impl Cache {
         let stamp = self.next_stamp;
         self.next_stamp += 1;
         self.used += cost;
-        self.lru.insert((stamp, path.as_os_str().to_owned()));
+        self.lru.insert(stamp, path.as_os_str().to_owned());
         self.entries.insert(
             path.as_os_str().to_owned(),
             Entry {
@@ -197,7 +201,7 @@ impl Cache {
     /// Forgets `path`.
     pub fn remove(&mut self, path: &Path) {
         if let Some(e) = self.entries.remove(path.as_os_str()) {
-            self.lru.remove(&(e.stamp, path.as_os_str().to_owned()));
+            self.lru.remove(&e.stamp);
             self.used -= e.cost;
         }
     }

@@ -70,9 +70,36 @@ pub fn normalize(target: &Bytes) -> Result<Target, TargetError> {
         Some(i) => (rest.slice(..i), Some(rest.slice(i + 1..))),
         None => (rest.clone(), None),
     };
+    if is_normal(&raw_path) {
+        // Already in normal form (the usual request): decoding and segment removal
+        // would give the same bytes back.
+        return Ok(Target {
+            path: raw_path.to_vec(),
+            query,
+        });
+    }
     let decoded = percent_decode(&raw_path)?;
     let path = remove_dot_segments(&decoded)?;
     Ok(Target { path, query })
+}
+
+/// True if `raw` is its own normal form: it starts with `/`, has no `%`, no control byte,
+/// no empty segment (except a final one: a trailing slash) and no `.` or `..` segment.
+fn is_normal(raw: &[u8]) -> bool {
+    let Some(rest) = raw.strip_prefix(b"/") else {
+        return false;
+    };
+    if raw.iter().any(|&b| b == b'%' || b < 0x20 || b == 0x7f) {
+        return false;
+    }
+    let mut segments = rest.split(|&b| b == b'/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if matches!(seg, b"." | b"..") || (seg.is_empty() && !last) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Index where the path begins in an origin-form or absolute-form target.
@@ -184,6 +211,20 @@ mod tests {
 
     fn path(s: &str) -> String {
         norm(s).unwrap().0
+    }
+
+    proptest! {
+        /// The shortcut for paths already in normal form gives what the full walk gives.
+        #[test]
+        fn normal_form_shortcut_agrees(raw in proptest::collection::vec(
+            prop_oneof![Just(b'/'), Just(b'.'), Just(b'%'), Just(b'a'), Just(b'2'), Just(b'F'), Just(0x01u8)],
+            0..12,
+        )) {
+            let full = percent_decode(&raw).and_then(|d| remove_dot_segments(&d));
+            if is_normal(&raw) {
+                prop_assert_eq!(full, Ok(raw.clone()));
+            }
+        }
     }
 
     #[test]

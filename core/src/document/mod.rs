@@ -15,6 +15,8 @@ pub mod listing;
 pub mod negotiate;
 pub mod range;
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use crate::http1::{Headers, Method, ResponseBody, ResponseHead};
@@ -40,7 +42,62 @@ pub enum Piece {
 /// The strong entity tag of a file version, quotes included.
 #[must_use]
 pub fn etag(meta: &FileMeta) -> String {
-    format!("\"{:x}-{:x}-{:x}\"", meta.mtime.0, meta.len, meta.inode)
+    EntityTag::of(meta).as_str().to_owned()
+}
+
+/// An entity tag written on the stack (every request for a document makes one).
+struct EntityTag {
+    buf: [u8; 56],
+    len: usize,
+}
+
+impl EntityTag {
+    /// `"MTIME-LEN-INODE"` in lower-case hex; a negative mtime in two's complement, as
+    /// `{:x}` writes an `i64`.
+    fn of(meta: &FileMeta) -> EntityTag {
+        let mut t = EntityTag {
+            buf: [0; 56],
+            len: 0,
+        };
+        t.push(b'"');
+        t.hex(meta.mtime.0.cast_unsigned());
+        t.push(b'-');
+        t.hex(meta.len);
+        t.push(b'-');
+        t.hex(meta.inode);
+        t.push(b'"');
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    fn hex(&mut self, v: u64) {
+        let digits = (64 - v.leading_zeros()).div_ceil(4).max(1);
+        for i in (0..digits).rev() {
+            self.push(b"0123456789abcdef"[((v >> (i * 4)) & 0xf) as usize]);
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII is ever written.
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+}
+
+/// The `Content-Type` field value: a static type is not copied.
+#[allow(clippy::ptr_arg)] // the `Cow` itself says whether the type is static
+fn type_value(mime: &Cow<'static, str>) -> Bytes {
+    match mime {
+        Cow::Borrowed(s) => Bytes::from_static(s.as_bytes()),
+        Cow::Owned(s) => Bytes::copy_from_slice(s.as_bytes()),
+    }
 }
 
 /// What the server knows when it answers with a file.
@@ -53,7 +110,7 @@ pub struct FileAnswer<'a> {
     /// The file (or the precompressed variant) being served.
     pub meta: &'a FileMeta,
     /// The document's media type.
-    pub mime: &'a str,
+    pub mime: &'a Cow<'static, str>,
     /// The coding of the variant, if a precompressed one is served.
     pub coding: Option<Coding>,
     /// True if the response depends on `Accept-Encoding`.
@@ -63,16 +120,21 @@ pub struct FileAnswer<'a> {
 /// Decides the response for a file: 200, 206, 304, 412 or 416, with its body layout.
 #[must_use]
 pub fn answer(a: &FileAnswer<'_>) -> (ResponseHead, Vec<Piece>) {
-    let tag = etag(a.meta);
+    let entity_tag = EntityTag::of(a.meta);
+    let tag = entity_tag.as_str();
     let v = Validators {
-        etag: &tag,
+        etag: tag,
         last_modified: a.meta.mtime,
     };
-    let mut headers = Headers::new();
+    // Room for every field of the usual 200 without growing.
+    let mut headers = Headers(Vec::with_capacity(6));
     let len = a.meta.len;
     let validators = |h: &mut Headers| {
-        h.push("Last-Modified", a.meta.mtime.http_date());
-        h.push("ETag", tag.clone());
+        h.push(
+            "Last-Modified",
+            Bytes::copy_from_slice(&a.meta.mtime.http_date_bytes()),
+        );
+        h.push("ETag", Bytes::copy_from_slice(entity_tag.as_bytes()));
         if a.vary {
             h.push("Vary", "Accept-Encoding");
         }
@@ -116,7 +178,7 @@ pub fn answer(a: &FileAnswer<'_>) -> (ResponseHead, Vec<Piece>) {
     };
     match ranges {
         RangeRequest::Whole => {
-            headers.push("Content-Type", a.mime.to_string());
+            headers.push("Content-Type", type_value(a.mime));
             let body = if len > 0 {
                 vec![Piece::File { offset: 0, len }]
             } else {
@@ -144,7 +206,7 @@ pub fn answer(a: &FileAnswer<'_>) -> (ResponseHead, Vec<Piece>) {
         }
         RangeRequest::Ranges(rs) if rs.len() == 1 => {
             let r = rs[0];
-            headers.push("Content-Type", a.mime.to_string());
+            headers.push("Content-Type", type_value(a.mime));
             headers.push(
                 "Content-Range",
                 format!("bytes {}-{}/{len}", r.first, r.last),
@@ -212,7 +274,7 @@ mod tests {
             method: &method,
             headers: &h,
             meta: &META,
-            mime: "text/plain",
+            mime: &Cow::Borrowed("text/plain"),
             coding: None,
             vary: false,
         })

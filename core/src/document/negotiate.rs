@@ -12,32 +12,76 @@
 //! compressing; br is preferred to gzip when the client accepts both, a coding with `q=0`
 //! is refused, and `*` stands for any coding not listed.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::http1::head::trim_ows;
 
-/// The media type for a file.
+/// The media type for a file. Borrowed from a static table in the common cases, so that
+/// a request for a document allocates nothing for it.
 #[must_use]
-pub fn content_type(path: &Path, overrides: &BTreeMap<String, String>) -> String {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(|e| format!(".{}", e.to_ascii_lowercase()));
-    if let Some(t) = ext.as_ref().and_then(|e| overrides.get(e)) {
-        return t.clone();
-    }
-    match mime_guess::from_path(path).first_raw() {
-        Some(m)
-            if m.starts_with("text/")
-                || m == "application/javascript"
-                || m == "application/json" =>
-        {
-            format!("{m}; charset=utf-8")
+pub fn content_type(path: &Path, overrides: &BTreeMap<String, String>) -> Cow<'static, str> {
+    let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
+        return Cow::Borrowed(OCTET_STREAM);
+    };
+    if !overrides.is_empty() {
+        // The table's keys are `.ext` in lower case.
+        let mut key = String::with_capacity(ext.len() + 1);
+        key.push('.');
+        key.extend(ext.chars().map(|c| c.to_ascii_lowercase()));
+        if let Some(t) = overrides.get(&key) {
+            return Cow::Owned(t.clone());
         }
-        Some(m) => m.to_string(),
-        None => "application/octet-stream".to_string(),
     }
+    if let Some(t) = COMMON
+        .iter()
+        .find(|(e, _)| e.eq_ignore_ascii_case(ext))
+        .map(|(_, t)| *t)
+    {
+        return Cow::Borrowed(t);
+    }
+    match mime_guess::from_ext(ext).first_raw() {
+        Some(m) => with_charset(m),
+        None => Cow::Borrowed(OCTET_STREAM),
+    }
+}
+
+/// The most requested suffixes, answered without searching mime_guess's large table; each
+/// gives exactly what the full path would (a unit test compares them).
+const COMMON: [(&str, &str); 12] = [
+    ("html", "text/html; charset=utf-8"),
+    ("css", "text/css; charset=utf-8"),
+    ("js", "text/javascript; charset=utf-8"),
+    ("png", "image/png"),
+    ("jpg", "image/jpeg"),
+    ("svg", "image/svg+xml"),
+    ("json", "application/json; charset=utf-8"),
+    ("txt", "text/plain; charset=utf-8"),
+    ("woff2", "font/woff2"),
+    ("ico", "image/x-icon"),
+    ("gif", "image/gif"),
+    ("webp", "image/webp"),
+];
+
+const OCTET_STREAM: &str = "application/octet-stream";
+
+/// Text types are labelled UTF-8; the common ones from a static table.
+fn with_charset(m: &'static str) -> Cow<'static, str> {
+    let labelled = match m {
+        "text/html" => "text/html; charset=utf-8",
+        "text/plain" => "text/plain; charset=utf-8",
+        "text/css" => "text/css; charset=utf-8",
+        "text/javascript" => "text/javascript; charset=utf-8",
+        "application/javascript" => "application/javascript; charset=utf-8",
+        "application/json" => "application/json; charset=utf-8",
+        "text/xml" => "text/xml; charset=utf-8",
+        "text/csv" => "text/csv; charset=utf-8",
+        "text/markdown" => "text/markdown; charset=utf-8",
+        _ if m.starts_with("text/") => return Cow::Owned(format!("{m}; charset=utf-8")),
+        _ => m,
+    };
+    Cow::Borrowed(labelled)
 }
 
 /// True for types whose precompressed variants are worth looking for.
@@ -169,6 +213,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn common_suffixes_agree_with_the_full_table() {
+        for (ext, t) in COMMON {
+            let full = mime_guess::from_ext(ext)
+                .first_raw()
+                .map_or(Cow::Borrowed(OCTET_STREAM), with_charset);
+            assert_eq!(full, t, ".{ext}");
+        }
+    }
+
+    #[test]
     fn types_with_overrides() {
         let mut o = BTreeMap::new();
         o.insert(".md".to_string(), "text/markdown".to_string());
@@ -178,6 +232,20 @@ mod tests {
             "text/html; charset=utf-8"
         );
         assert_eq!(content_type(Path::new("a.png"), &o), "image/png");
+        assert_eq!(
+            content_type(Path::new("a.JS"), &o),
+            mime_guess::from_ext("js")
+                .first_raw()
+                .map_or(String::new(), |m| format!("{m}; charset=utf-8"))
+        );
+        assert_eq!(
+            content_type(Path::new("a.rtx"), &o),
+            "text/richtext; charset=utf-8"
+        );
+        assert_eq!(
+            content_type(Path::new("a.json"), &BTreeMap::new()),
+            "application/json; charset=utf-8"
+        );
         assert_eq!(
             content_type(Path::new("noext"), &o),
             "application/octet-stream"

@@ -183,16 +183,29 @@ impl HeadScan {
                     return Err(err(400, "obs-fold or whitespace before a field line"));
                 }
                 _ => {
-                    self.pos += 1;
-                    // Limits are judged byte by byte, in order, so that the first violation
+                    // A run of ordinary bytes, up to the next CR or LF, at once. Limits are
+                    // judged as if byte by byte, in order, so that the first violation
                     // decides whatever the split of the input (a bad byte after the limit
-                    // must not win just because it arrived in the same read).
-                    if self.in_request_line && self.pos - self.line_start > line_max {
-                        return Err(err(414, "request line too long"));
+                    // must not win just because it arrived in the same read): both bounds
+                    // grow with the position, so the first one the run reaches is the one
+                    // the byte-by-byte walk would have hit first (the line bound is checked
+                    // before the head bound at the same byte).
+                    let run_end = memchr::memchr2(b'\r', b'\n', &buf[self.pos..])
+                        .map_or(buf.len(), |i| self.pos + i);
+                    let head_bound = bytes_max.saturating_add(1);
+                    let line_bound = if self.in_request_line {
+                        (self.line_start + line_max).saturating_add(1)
+                    } else {
+                        usize::MAX
+                    };
+                    if run_end >= line_bound.min(head_bound) {
+                        return Err(if line_bound <= head_bound {
+                            err(414, "request line too long")
+                        } else {
+                            err(431, "request head too large")
+                        });
                     }
-                    if self.pos > bytes_max {
-                        return Err(err(431, "request head too large"));
-                    }
+                    self.pos = run_end;
                 }
             }
         }
@@ -209,31 +222,46 @@ impl HeadScan {
 /// True for a byte of `tchar` (RFC 9110 §5.6.2).
 #[must_use]
 pub fn is_tchar(b: u8) -> bool {
-    matches!(
-        b,
-        b'!' | b'#'
-            | b'$'
-            | b'%'
-            | b'&'
-            | b'\''
-            | b'*'
-            | b'+'
-            | b'-'
-            | b'.'
-            | b'^'
-            | b'_'
-            | b'`'
-            | b'|'
-            | b'~'
-    ) || b.is_ascii_alphanumeric()
+    TCHAR[usize::from(b)]
 }
+
+/// `tchar` as a table: field names are checked byte by byte on every head read and written.
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// True if `v` is a valid field value: VCHAR, obs-text, SP and HTAB only (RFC 9110 §5.5), so
 /// no NUL, CR, LF or other control byte.
 #[must_use]
 pub fn valid_field_value(v: &[u8]) -> bool {
-    v.iter()
-        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
+    // Without an early exit the loop is branch-free (values are short; most are valid).
+    v.iter().fold(true, |ok, &b| {
+        ok & ((b >= b' ' && b != 0x7f) | (b == b'\t'))
+    })
 }
 
 /// True if `n` is a valid field name (a non-empty token).

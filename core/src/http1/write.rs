@@ -60,7 +60,18 @@ fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 fn push_status_line(out: &mut Vec<u8>, status: u16) {
-    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
+    // Statuses are three digits (100..=599, `Conn::send_head` checks); any other number is
+    // written in full all the same.
+    out.extend_from_slice(b"HTTP/1.1 ");
+    if (100..1000).contains(&status) {
+        let digit = |n: u16| b'0' + (n % 10) as u8;
+        out.extend_from_slice(&[digit(status / 100), digit(status / 10), digit(status)]);
+    } else {
+        out.extend_from_slice(status.to_string().as_bytes());
+    }
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(CRLF);
 }
 
 fn push_application_fields(out: &mut Vec<u8>, fields: &Headers) {

@@ -7,12 +7,14 @@
 //! request's credentials: a protected outcome becomes 403 or 401 instead.
 
 use core::net::IpAddr;
+use std::borrow::Cow;
+use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
 use super::auth::{self, Credentials};
 use super::template::substitute;
 use super::{Action, Protection, Rule};
-use crate::config::Config;
+use crate::config::{Config, HostSection};
 
 /// What `route` needs to know about a request.
 #[derive(Clone, Copy, Debug)]
@@ -112,49 +114,54 @@ pub struct Route {
     pub steps: Vec<Step>,
 }
 
-/// The rules that apply to requests for `host`: global rules, then the host section's.
-fn rules_for<'c>(config: &'c Config, host: Option<&[u8]>) -> impl Iterator<Item = &'c Rule> {
+/// The host section whose names include `host` (compared without its port and
+/// case-insensitively), else the `*` section, if any.
+fn section_for<'c>(config: &'c Config, host: Option<&[u8]>) -> Option<&'c HostSection> {
     let name = host.map(|h| {
-        let h = String::from_utf8_lossy(h).to_ascii_lowercase();
         // Strip a port, minding IPv6 literals: `[::1]:80` → `[::1]`.
-        match h.rfind(':') {
-            Some(i) if !h[i..].contains(']') => h[..i].to_string(),
+        match h.iter().rposition(|&b| b == b':') {
+            Some(i) if !h[i..].contains(&b']') => &h[..i],
             _ => h,
         }
     });
-    let section = config
-        .hosts
-        .iter()
-        .find(|s| {
-            name.as_ref()
-                .is_some_and(|n| s.names.iter().any(|x| x == n))
-        })
-        .or_else(|| {
-            config
-                .hosts
-                .iter()
-                .find(|s| s.names.iter().any(|x| x == "*"))
-        });
+    let named = name.and_then(|n| {
+        config
+            .hosts
+            .iter()
+            .find(|s| s.names.iter().any(|x| x.as_bytes().eq_ignore_ascii_case(n)))
+    });
+    named.or_else(|| {
+        config
+            .hosts
+            .iter()
+            .find(|s| s.names.iter().any(|x| x == "*"))
+    })
+}
+
+/// The rules that apply to requests in `section`: global rules, then the section's.
+fn rules_in<'c>(
+    config: &'c Config,
+    section: Option<&'c HostSection>,
+) -> impl Iterator<Item = &'c Rule> {
     config
         .rules
         .iter()
         .chain(section.into_iter().flat_map(|s| s.rules.iter()))
 }
 
+/// The media type without parameters and surrounding space (`text/html; charset=utf-8`
+/// is `text/html`).
+fn base_type(m: &str) -> &str {
+    m.split(';').next().unwrap_or("").trim()
+}
+
 /// The `presentation` script for documents of type `mime` on `host`, if a rule names one
 /// (compared without parameters: `text/html; charset=utf-8` is `text/html`).
 #[must_use]
 pub fn presentation_for(config: &Config, host: Option<&[u8]>, mime: &str) -> Option<PathBuf> {
-    let base = |m: &str| {
-        m.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-    };
-    let want = base(mime);
-    rules_for(config, host).find_map(|r| match &r.action {
-        Action::Presentation { mime, script } if base(mime) == want => {
+    let want = base_type(mime);
+    rules_in(config, section_for(config, host)).find_map(|r| match &r.action {
+        Action::Presentation { mime, script } if base_type(mime).eq_ignore_ascii_case(want) => {
             Some(resolve(config, script.as_bytes()))
         }
         _ => None,
@@ -175,12 +182,13 @@ pub fn route_quiet(config: &Config, req: &RouteRequest<'_>) -> Route {
 }
 
 fn route_with(config: &Config, req: &RouteRequest<'_>, explain: bool) -> Route {
-    let mut path = req.path.to_vec();
+    // Borrowed until a `map` rule rewrites it: most requests are never copied here.
+    let mut path: Cow<'_, [u8]> = Cow::Borrowed(req.path);
     let mut steps = Vec::new();
     let mut headers = Vec::new();
     let mut protections: Vec<&Protection> = Vec::new();
     let mut outcome = Outcome::NotFound;
-    let rules: Vec<&Rule> = rules_for(config, req.host).collect();
+    let section = section_for(config, req.host);
     // Formats a step only when someone will read it.
     macro_rules! step {
         ($rule:expr, $note:expr $(,)?) => {
@@ -193,7 +201,7 @@ fn route_with(config: &Config, req: &RouteRequest<'_>, explain: bool) -> Route {
             }
         };
     }
-    for rule in &rules {
+    for rule in rules_in(config, section) {
         match &rule.action {
             Action::Map { template, result } => {
                 if let Some(star) = template.matches(&path) {
@@ -202,7 +210,7 @@ fn route_with(config: &Config, req: &RouteRequest<'_>, explain: bool) -> Route {
                         rule,
                         format!("path becomes {}", String::from_utf8_lossy(&new)),
                     );
-                    path = new;
+                    path = Cow::Owned(new);
                 }
             }
             Action::Protect {
@@ -294,7 +302,7 @@ fn route_with(config: &Config, req: &RouteRequest<'_>, explain: bool) -> Route {
                     let gateway = match script {
                         Some(s) => Gateway {
                             script: Some(resolve(config, &substitute(s.as_bytes(), star))),
-                            script_name: path.clone(),
+                            script_name: path.to_vec(),
                             path_info: Vec::new(),
                             env: Vec::new(),
                         },
@@ -324,7 +332,7 @@ fn route_with(config: &Config, req: &RouteRequest<'_>, explain: bool) -> Route {
         search, url_path, ..
     } = &mut outcome
     {
-        *search = rules.iter().find_map(|r| match &r.action {
+        *search = rules_in(config, section).find_map(|r| match &r.action {
             Action::Search { template, script } if template.matches(url_path).is_some() => {
                 Some(resolve(config, script.as_bytes()))
             }
@@ -381,7 +389,13 @@ fn resolve(config: &Config, p: &[u8]) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        config.root.join(p)
+        // `root.join(p)` in one allocation (the request path's route to its file).
+        let root = config.root.as_os_str();
+        let mut joined = OsString::with_capacity(root.len() + 1 + p.as_os_str().len());
+        joined.push(root);
+        let mut joined = PathBuf::from(joined);
+        joined.push(p);
+        joined
     }
 }
 
@@ -441,10 +455,10 @@ fn trim_trailing_slash(p: PathBuf) -> PathBuf {
 }
 
 fn pass(config: &Config, path: &[u8], star: &[u8], result: Option<&str>) -> Outcome {
-    let (file, allowed_dir) = match result {
+    let (file, allowed_dir): (PathBuf, Cow<'_, Path>) = match result {
         None => {
             let rel = path.strip_prefix(b"/").unwrap_or(path);
-            (resolve(config, rel), config.root.clone())
+            (resolve(config, rel), Cow::Borrowed(&config.root))
         }
         Some(r) => {
             let file = resolve(config, &substitute(r.as_bytes(), star));
@@ -452,12 +466,12 @@ fn pass(config: &Config, path: &[u8], star: &[u8], result: Option<&str>) -> Outc
             let dir = if r.contains('*') {
                 // The directory is the text before `*` up to its last `/`.
                 match before_star.rfind('/') {
-                    Some(i) => resolve(config, &before_star.as_bytes()[..=i]),
-                    None => config.root.clone(),
+                    Some(i) => Cow::Owned(resolve(config, &before_star.as_bytes()[..=i])),
+                    None => Cow::Borrowed(config.root.as_path()),
                 }
             } else {
                 // Without `*` the result names one file: it is its own confinement.
-                file.clone()
+                Cow::Owned(file.clone())
             };
             (file, dir)
         }

@@ -663,7 +663,7 @@ impl Server {
             ));
             return self.error(id, 500, &[], now);
         }
-        let Some(mut req) = slot.request.clone() else {
+        let Some(mut req) = slot.request.as_deref().cloned() else {
             return;
         };
         req.method = Method::Get;
@@ -672,7 +672,7 @@ impl Server {
         req.headers.remove("content-length");
         req.headers.remove("content-type");
         req.headers.remove("transfer-encoding");
-        self.route_request(id, *req, now);
+        self.route_request(id, std::sync::Arc::new(req), now);
     }
 
     /// Sends a response head that a script's body will follow (`respond` does head, body and

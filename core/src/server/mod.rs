@@ -100,7 +100,7 @@ struct Slot {
     /// Header fields that `header` rules add to the current response.
     extra_headers: Vec<(String, String)>,
     /// The current request's head (for a script's local redirect).
-    request: Option<Box<crate::http1::RequestHead>>,
+    request: Option<std::sync::Arc<crate::http1::RequestHead>>,
     /// The user a `protect` rule authenticated for the current request.
     user: Option<Box<str>>,
     /// Local redirects followed for the current request.

@@ -22,7 +22,9 @@
 //! connection goes away meanwhile, the token has nobody parked on it, and the file the
 //! `Open` produced is closed as soon as it is reported.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -51,7 +53,8 @@ pub(super) enum Source {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Waiting {
     token: crate::ids::Token,
-    req: RequestHead,
+    /// Shared with the slot's `request` (the access log and local redirects read it there).
+    req: Arc<RequestHead>,
     /// The normalised request path.
     url_path: Vec<u8>,
     query: Option<Bytes>,
@@ -80,7 +83,7 @@ enum Stage {
         base: PathBuf,
         original: Source,
         meta: FileMeta,
-        mime: String,
+        mime: Cow<'static, str>,
         codings: Vec<Coding>,
         next: usize,
     },
@@ -91,8 +94,9 @@ impl Server {
         match event {
             Event::Head(req) => {
                 self.counters.requests += 1;
+                let req = Arc::new(req);
                 if let Some(slot) = self.conns.get_mut(&id) {
-                    slot.request = Some(Box::new(req.clone()));
+                    slot.request = Some(Arc::clone(&req));
                     slot.redirects = 0;
                     slot.user = None;
                 }
@@ -172,7 +176,7 @@ impl Server {
         }
     }
 
-    pub(super) fn route_request(&mut self, id: ConnId, req: RequestHead, now: Now) {
+    pub(super) fn route_request(&mut self, id: ConnId, req: Arc<RequestHead>, now: Now) {
         match req.method {
             Method::Other(_) => return self.error(id, 501, &[], now),
             Method::Trace | Method::Connect => {
@@ -624,13 +628,13 @@ impl Server {
     fn next_variant(
         &mut self,
         id: ConnId,
-        req: RequestHead,
+        req: Arc<RequestHead>,
         url_path: Vec<u8>,
         query: Option<Bytes>,
         fs_path: PathBuf,
         original: Source,
         meta: FileMeta,
-        mime: String,
+        mime: Cow<'static, str>,
         codings: Vec<Coding>,
         next: usize,
         now: Now,
@@ -660,14 +664,15 @@ impl Server {
         self.open(id, w, now);
     }
 
-    #[allow(clippy::too_many_arguments)]
+    // The `Cow` says whether the type is static (sent without a copy).
+    #[allow(clippy::too_many_arguments, clippy::ptr_arg)]
     fn serve_file(
         &mut self,
         id: ConnId,
         req: &RequestHead,
         file: Source,
         meta: &FileMeta,
-        mime: &str,
+        mime: &Cow<'static, str>,
         coding: Option<Coding>,
         vary: bool,
         now: Now,
