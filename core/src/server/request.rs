@@ -270,7 +270,7 @@ impl Server {
                     200,
                     ty,
                     &[("Cache-Control", "no-store".into())],
-                    body,
+                    Bytes::from(body),
                     now,
                 );
             }
@@ -374,7 +374,14 @@ impl Server {
             Completion::Spawned => self.error(id, 500, &[], now),
             Completion::Listing(entries) => {
                 let page = crate::document::listing::render(&w.url_path, &entries);
-                self.respond_bytes(id, 200, "text/html; charset=utf-8", &[], page, now);
+                self.respond_bytes(
+                    id,
+                    200,
+                    "text/html; charset=utf-8",
+                    &[],
+                    Bytes::from(page),
+                    now,
+                );
             }
         }
         self.pump(id, now);

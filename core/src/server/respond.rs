@@ -102,27 +102,24 @@ impl Server {
         &mut self,
         id: ConnId,
         status: u16,
-        content_type: &str,
+        content_type: &'static str,
         extra: &[(&str, String)],
-        body: String,
+        body: Bytes,
         now: Now,
     ) {
         let mut head = ResponseHead::new(status, ResponseBody::Length(body.len() as u64));
-        head.headers.push("Content-Type", content_type.to_string());
+        head.headers
+            .push("Content-Type", Bytes::from_static(content_type.as_bytes()));
         for (name, value) in extra {
             head.headers
                 .push(Bytes::copy_from_slice(name.as_bytes()), value.clone());
         }
-        self.respond(id, head, vec![Piece::Bytes(Bytes::from(body))], None, now);
+        self.respond(id, head, vec![Piece::Bytes(body)], None, now);
     }
 
     /// Sends a short HTML page for `status`, with extra header fields.
     pub(super) fn error(&mut self, id: ConnId, status: u16, extra: &[(&str, String)], now: Now) {
-        let reason = reason_phrase(status);
-        let body = format!(
-            "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\
-             <body><h1>{status} {reason}</h1></body></html>\n"
-        );
+        let body = error_page(status);
         self.respond_bytes(id, status, "text/html; charset=utf-8", extra, body, now);
     }
 
@@ -139,8 +136,67 @@ impl Server {
             status,
             "text/html; charset=utf-8",
             &[("Location", location)],
-            body,
+            Bytes::from(body),
             now,
         );
+    }
+}
+
+/// The page an error status is answered with.
+fn error_page(status: u16) -> Bytes {
+    macro_rules! page {
+        ($status:literal, $reason:literal) => {
+            Bytes::from_static(
+                concat!(
+                    "<!DOCTYPE html>\n<html><head><title>",
+                    $status,
+                    " ",
+                    $reason,
+                    "</title></head><body><h1>",
+                    $status,
+                    " ",
+                    $reason,
+                    "</h1></body></html>\n"
+                )
+                .as_bytes(),
+            )
+        };
+    }
+    // The common ones are static (a 404 costs no formatting); a test checks each against
+    // the general form below.
+    match status {
+        400 => page!(400, "Bad Request"),
+        403 => page!(403, "Forbidden"),
+        404 => page!(404, "Not Found"),
+        405 => page!(405, "Method Not Allowed"),
+        500 => page!(500, "Internal Server Error"),
+        502 => page!(502, "Bad Gateway"),
+        503 => page!(503, "Service Unavailable"),
+        504 => page!(504, "Gateway Timeout"),
+        _ => Bytes::from(general_error_page(status)),
+    }
+}
+
+fn general_error_page(status: u16) -> String {
+    let reason = reason_phrase(status);
+    format!(
+        "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\
+         <body><h1>{status} {reason}</h1></body></html>\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_error_pages_match_the_general_form() {
+        for status in 100..600 {
+            assert_eq!(
+                error_page(status),
+                general_error_page(status).as_bytes(),
+                "{status}"
+            );
+        }
     }
 }
