@@ -878,7 +878,7 @@ mod tests {
     #[test]
     fn honest_models_hold_and_their_state_counts_are_pinned() {
         for (script, unique) in [
-            (Script::keepalive(), 176_093),
+            (Script::keepalive(), 176_061),
             (Script::chunked(), 4_820),
             (Script::smuggle(), 688),
         ] {

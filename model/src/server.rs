@@ -1159,7 +1159,7 @@ mod tests {
             .spawn_bfs()
             .join();
         checker.assert_properties();
-        assert_eq!(checker.unique_state_count(), 290_448);
+        assert_eq!(checker.unique_state_count(), 287_996);
     }
 
     #[test]
