@@ -77,6 +77,10 @@ const ACCEPT_BUDGET: usize = 64;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Size of the read buffer; one read delivers at most this much.
 const SCRATCH_BYTES: usize = 64 * 1024;
+/// Access-log bytes a busy loop gathers before handing them to the logger.
+const LOG_BATCH_BYTES: usize = 32 * 1024;
+/// The longest a line waits in a busy loop's batch (an idle loop hands it over at once).
+const LOG_BATCH_DELAY: Duration = Duration::from_millis(100);
 
 /// The main thread's handle to ask a worker to stop.
 #[derive(Clone, Debug)]
@@ -122,8 +126,10 @@ pub struct Worker {
     procs: Processes,
     /// The access logger, when there is an access log.
     access_log: Option<LogSender>,
-    /// Access-log lines of this loop turn, each ending in a newline.
+    /// Access-log lines not yet handed to the logger, each ending in a newline.
     log_batch: String,
+    /// When the oldest line in `log_batch` was made.
+    log_batch_since: Option<Time>,
     /// Inputs waiting to be fed, after the current drain.
     pending: VecDeque<Input>,
     /// Connections that may have an armed operation able to run: (slab key, generation).
@@ -176,6 +182,7 @@ impl Worker {
             procs: Processes::new(),
             access_log,
             log_batch: String::new(),
+            log_batch_since: None,
             pending: VecDeque::new(),
             ready: VecDeque::new(),
             batch: VecDeque::new(),
@@ -193,7 +200,20 @@ impl Worker {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             let timeout = self.poll_timeout();
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            // Lines waiting for the logger: look for work without sleeping, and hand them
+            // over only if there is none (an idle loop), before it sleeps.
+            let holding = !self.log_batch.is_empty() && timeout != Some(Duration::ZERO);
+            let first_wait = if holding {
+                Some(Duration::ZERO)
+            } else {
+                timeout
+            };
+            let mut result = self.poll.poll(&mut events, first_wait);
+            if holding && matches!(result, Ok(())) && events.is_empty() {
+                self.flush_access_log();
+                result = self.poll.poll(&mut events, timeout);
+            }
+            if let Err(e) = result {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log_error!("worker {}: poll failed: {e}", self.index);
                     return 1;
@@ -210,20 +230,31 @@ impl Worker {
             }
             self.run_rounds();
             self.fire_timers();
-            self.flush_access_log();
+            let overdue = self
+                .log_batch_since
+                .is_some_and(|t| self.clock.mono().since(t) >= LOG_BATCH_DELAY);
+            if self.exit.is_some() || self.log_batch.len() >= LOG_BATCH_BYTES || overdue {
+                self.flush_access_log();
+            }
             if let Some(code) = self.exit {
                 return code;
             }
         }
     }
 
-    /// Hands the lines of this turn to the logger in one message: one channel operation
-    /// (and at most one wake-up of the logger) per turn instead of per line.
+    /// Hands the waiting lines to the logger in one message. A busy loop hands them over
+    /// every [`LOG_BATCH_BYTES`] or [`LOG_BATCH_DELAY`], an idle one before it sleeps: one
+    /// channel operation, and at most one wake-up of the logger thread, for many lines (a
+    /// wake-up per loop turn cost more than the lines themselves).
     fn flush_access_log(&mut self) {
         if self.log_batch.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.log_batch);
+        self.log_batch_since = None;
+        let batch = std::mem::replace(
+            &mut self.log_batch,
+            String::with_capacity(LOG_BATCH_BYTES + 4096),
+        );
         if let Some(log) = &self.access_log {
             // Blocks while the logger is behind: back-pressure, never a lost line.
             if log.send(batch).is_err() {
@@ -559,6 +590,9 @@ impl Worker {
             Effect::ErrorLog { line } => log_error!("{line}"),
             Effect::AccessLog { line } => {
                 if self.access_log.is_some() {
+                    if self.log_batch.is_empty() {
+                        self.log_batch_since = Some(self.clock.mono());
+                    }
                     self.log_batch.push_str(&line);
                     self.log_batch.push('\n');
                 }
