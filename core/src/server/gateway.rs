@@ -193,9 +193,9 @@ impl Server {
             path_translated: translated,
             script_filename: &script,
             document_root: &document_root,
-            peer: slot.peer,
-            local: slot.local,
-            remote_user: slot.user.as_deref(),
+            peer: slot.peer(),
+            local: slot.local(),
+            remote_user: slot.cur.get().user.as_deref(),
             content_length,
             extra: &gw.env,
         });
@@ -219,7 +219,7 @@ impl Server {
         };
         if req.body == BodyKind::Chunked {
             slot.conn.accept_body();
-            slot.gateway = Some(GatewayState::Spooling(Box::new(Spool {
+            slot.cur.get_mut().gateway = Some(GatewayState::Spooling(Box::new(Spool {
                 job,
                 body: BytesMut::new(),
             })));
@@ -244,7 +244,7 @@ impl Server {
             return self.error(id, 503, &[("Retry-After", "1".into())], now);
         }
         if let Some(slot) = self.conns.get_mut(&id) {
-            slot.gateway = Some(GatewayState::Queued(Box::new(job)));
+            slot.cur.get_mut().gateway = Some(GatewayState::Queued(Box::new(job)));
             self.cgi_queue.push_back(id);
         }
     }
@@ -258,7 +258,7 @@ impl Server {
         if job.streams_body {
             slot.conn.accept_body();
         }
-        slot.gateway = Some(GatewayState::Running(proc));
+        slot.cur.get_mut().gateway = Some(GatewayState::Running(proc));
         let mut cgi = Cgi {
             conn: Some(id),
             label: job.label,
@@ -294,7 +294,11 @@ impl Server {
 
     /// True while the connection's events must wait (see the module documentation).
     pub(super) fn body_blocked(&self, id: ConnId) -> bool {
-        match self.conns.get(&id).and_then(|s| s.gateway.as_ref()) {
+        match self
+            .conns
+            .get(&id)
+            .and_then(|s| s.cur.get().gateway.as_ref())
+        {
             Some(GatewayState::Queued(_)) => true,
             Some(GatewayState::Running(p)) => self
                 .procs
@@ -310,13 +314,16 @@ impl Server {
         let Some(slot) = self.conns.get_mut(&id) else {
             return false;
         };
-        match slot.gateway.as_mut() {
+        let Some(cur) = slot.cur.existing() else {
+            return false;
+        };
+        match cur.gateway.as_mut() {
             None => false,
             Some(GatewayState::Spooling(spool)) => {
                 match data {
                     Some(d) => spool.body.extend_from_slice(&d),
                     None => {
-                        let Some(GatewayState::Spooling(spool)) = slot.gateway.take() else {
+                        let Some(GatewayState::Spooling(spool)) = cur.gateway.take() else {
                             return true;
                         };
                         let Spool { mut job, body } = *spool;
@@ -502,7 +509,9 @@ impl Server {
                 let status = cgi.status;
                 if let Some(slot) = self.conns.get_mut(&id) {
                     let _ = slot.conn.send_raw(now);
-                    slot.extra_headers.clear();
+                    if let Some(cur) = slot.cur.existing() {
+                        cur.extra_headers.clear();
+                    }
                 }
                 self.counters.response(status);
             }
@@ -654,16 +663,17 @@ impl Server {
         let Some(slot) = self.conns.get_mut(&id) else {
             return;
         };
-        slot.gateway = None;
-        slot.redirects += 1;
-        if slot.redirects > REDIRECTS_MAX {
+        let cur = slot.cur.get_mut();
+        cur.gateway = None;
+        cur.redirects += 1;
+        if cur.redirects > REDIRECTS_MAX {
             self.log(format!(
                 "too many local redirects, the last to {}",
                 String::from_utf8_lossy(&location)
             ));
             return self.error(id, 500, &[], now);
         }
-        let Some(mut req) = slot.request.as_deref().cloned() else {
+        let Some(mut req) = cur.request.as_deref().cloned() else {
             return;
         };
         req.method = Method::Get;
@@ -681,8 +691,10 @@ impl Server {
         let Some(slot) = self.conns.get_mut(&id) else {
             return;
         };
-        for (name, value) in std::mem::take(&mut slot.extra_headers) {
-            head.headers.push(name, value);
+        if let Some(cur) = slot.cur.existing() {
+            for (name, value) in std::mem::take(&mut cur.extra_headers) {
+                head.headers.push(name, value);
+            }
         }
         let status = head.status;
         if slot.conn.send_head(head, now).is_ok() {
@@ -768,17 +780,20 @@ impl Server {
         self.cgi_running -= 1;
         if let Some(id) = cgi.conn {
             if let Some(slot) = self.conns.get_mut(&id) {
-                if slot.gateway == Some(GatewayState::Running(proc)) {
-                    slot.gateway = None;
+                if let Some(cur) = slot.cur.existing() {
+                    if cur.gateway == Some(GatewayState::Running(proc)) {
+                        cur.gateway = None;
+                    }
                 }
             }
         }
         while let Some(next) = self.cgi_queue.pop_front() {
-            let job = match self.conns.get_mut(&next).and_then(|s| s.gateway.take()) {
+            let taken = self.conns.get_mut(&next).and_then(|s| s.cur.take_gateway());
+            let job = match taken {
                 Some(GatewayState::Queued(job)) => job,
                 other => {
-                    if let Some(slot) = self.conns.get_mut(&next) {
-                        slot.gateway = other;
+                    if let (Some(slot), Some(other)) = (self.conns.get_mut(&next), other) {
+                        slot.cur.get_mut().gateway = Some(other);
                     }
                     continue;
                 }
@@ -822,7 +837,7 @@ impl Server {
         let Some(slot) = self.conns.get_mut(&id) else {
             return;
         };
-        let state = slot.gateway.take();
+        let state = slot.cur.take_gateway();
         if let Some(GatewayState::Running(proc)) = &state {
             if let Some(cgi) = self.procs.get_mut(proc) {
                 // Detached first: nothing of it is answered or logged any more.
@@ -842,7 +857,7 @@ impl Server {
         let Some(slot) = self.conns.get_mut(&id) else {
             return;
         };
-        let state = slot.gateway.take();
+        let state = slot.cur.take_gateway();
         if state.is_none() {
             return;
         }
@@ -917,8 +932,10 @@ impl Server {
 /// The connection's gateway part is over (its response is complete or cut off).
 fn slot_done(server: &mut Server, id: ConnId) {
     if let Some(slot) = server.conns.get_mut(&id) {
-        if matches!(slot.gateway, Some(GatewayState::Running(_))) {
-            slot.gateway = None;
+        if let Some(cur) = slot.cur.existing() {
+            if matches!(cur.gateway, Some(GatewayState::Running(_))) {
+                cur.gateway = None;
+            }
         }
     }
 }

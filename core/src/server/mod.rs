@@ -37,7 +37,7 @@ mod request;
 mod respond;
 pub mod status;
 
-use core::net::SocketAddr;
+use core::net::{SocketAddr, SocketAddrV4};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::config::ConfigRef;
@@ -81,25 +81,38 @@ pub struct Server {
 }
 
 /// One connection and what the server is doing for it.
+///
+/// An idle kept-alive connection is this struct and nothing else, and thousands of them are
+/// the common case, so it is kept small: what only a request in progress needs lives in
+/// `cur`, boxed and let go between requests, and the two addresses are stored compactly.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Slot {
     conn: Conn,
-    peer: SocketAddr,
-    local: SocketAddr,
+    addrs: Addrs,
     reading: bool,
+    shutdown_sent: bool,
     /// Length of the chunk an outstanding `Send` carries.
     sending: Option<u64>,
-    shutdown_sent: bool,
-    /// Bytes transmitted on this connection so far.
+    /// The deadline indexed in `Server::deadlines`.
+    deadline: Option<Time>,
+    /// The current request's state.
+    cur: Cur,
+}
+
+/// What the server keeps for a connection's current request, and the files its responses
+/// are still sending. All of it is empty or unset between requests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+struct Current {
+    /// Bytes transmitted on this connection since this box was made (the file counts
+    /// below are taken against it).
     transmitted: u64,
     /// Open files, each with the `transmitted` count at which its response has left.
     files: VecDeque<(FileId, u64)>,
-    /// The request waiting on an effect, if any (boxed, like the other per-request state,
-    /// so that an idle connection's slot stays small).
+    /// The request waiting on an effect, if any.
     waiting: Option<Box<Waiting>>,
     /// Header fields that `header` rules add to the current response.
     extra_headers: Vec<(String, String)>,
-    /// The current request's head (for a script's local redirect).
+    /// The current request's head (for a script's local redirect and the access log).
     request: Option<std::sync::Arc<crate::http1::RequestHead>>,
     /// The user a `protect` rule authenticated for the current request.
     user: Option<Box<str>>,
@@ -107,7 +120,99 @@ struct Slot {
     redirects: u8,
     /// What a CGI gateway is doing for the current request.
     gateway: Option<gateway::GatewayState>,
-    deadline: Option<Time>,
+}
+
+/// A connection without a request in progress: what `Cur` reads as when it has no box.
+static NO_CURRENT: Current = Current {
+    transmitted: 0,
+    files: VecDeque::new(),
+    waiting: None,
+    extra_headers: Vec::new(),
+    request: None,
+    user: None,
+    redirects: 0,
+    gateway: None,
+};
+
+/// A slot's `Current`, boxed when there is one. `None` reads as an empty `Current`, and is
+/// the same state as a box holding one (equality and hashing say so, for the model
+/// checker), so where the box is let go is a question of memory only.
+#[derive(Clone, Debug, Default)]
+struct Cur(Option<Box<Current>>);
+
+impl Cur {
+    /// The current request's state (an empty one when there is no box).
+    fn get(&self) -> &Current {
+        self.0.as_deref().unwrap_or(&NO_CURRENT)
+    }
+
+    /// The current request's state, to be written: the box is made if there is none.
+    fn get_mut(&mut self) -> &mut Current {
+        self.0.get_or_insert_with(Box::default)
+    }
+
+    /// The current request's state to be written, if there is a box (for what has nothing
+    /// to do when it is empty).
+    fn existing(&mut self) -> Option<&mut Current> {
+        self.0.as_deref_mut()
+    }
+
+    /// Takes the gateway state out, if there is one.
+    fn take_gateway(&mut self) -> Option<gateway::GatewayState> {
+        self.existing().and_then(|c| c.gateway.take())
+    }
+}
+
+impl PartialEq for Cur {
+    fn eq(&self, other: &Cur) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for Cur {}
+
+impl core::hash::Hash for Cur {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.get().hash(state);
+    }
+}
+
+/// A connection's peer and local addresses: 12 bytes for two IPv4 ones (the common case),
+/// anything else boxed whole.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Addrs {
+    V4 {
+        peer: SocketAddrV4,
+        local: SocketAddrV4,
+    },
+    Other(Box<(SocketAddr, SocketAddr)>),
+}
+
+impl Addrs {
+    fn new(peer: SocketAddr, local: SocketAddr) -> Addrs {
+        match (peer, local) {
+            (SocketAddr::V4(peer), SocketAddr::V4(local)) => Addrs::V4 { peer, local },
+            _ => Addrs::Other(Box::new((peer, local))),
+        }
+    }
+}
+
+impl Slot {
+    /// The client's address.
+    fn peer(&self) -> SocketAddr {
+        match &self.addrs {
+            Addrs::V4 { peer, .. } => SocketAddr::V4(*peer),
+            Addrs::Other(a) => a.0,
+        }
+    }
+
+    /// Our address, on which the connection arrived.
+    fn local(&self) -> SocketAddr {
+        match &self.addrs {
+            Addrs::V4 { local, .. } => SocketAddr::V4(*local),
+            Addrs::Other(a) => a.1,
+        }
+    }
 }
 
 impl Server {
@@ -159,7 +264,10 @@ impl Server {
                 if let Some(slot) = self.conns.get_mut(&conn) {
                     let len = slot.sending.take().unwrap_or(0);
                     let n = n.min(len);
-                    slot.transmitted += n;
+                    // Without a box no file waits on the count (see `Current`).
+                    if let Some(cur) = slot.cur.existing() {
+                        cur.transmitted += n;
+                    }
                     self.counters.bytes_sent += n;
                     slot.conn.advance_transmit(n, now);
                     self.pump(conn, now);
@@ -265,20 +373,12 @@ impl Server {
             id,
             Box::new(Slot {
                 conn,
-                peer,
-                local,
+                addrs: Addrs::new(peer, local),
                 reading: false,
-                sending: None,
                 shutdown_sent: false,
-                transmitted: 0,
-                files: VecDeque::new(),
-                waiting: None,
-                extra_headers: Vec::new(),
-                request: None,
-                user: None,
-                redirects: 0,
-                gateway: None,
+                sending: None,
                 deadline: None,
+                cur: Cur(None),
             }),
         );
         if self.conns.len() >= self.config.limits.connections_max && !self.accept_paused {
@@ -349,11 +449,14 @@ impl Server {
         let state = slot.conn.state();
         if state == ConnState::Closed {
             self.effects.push_back(Effect::Close { conn: id });
-            for (file, _) in slot.files.drain(..) {
-                self.effects.push_back(Effect::CloseFile { file });
+            let (mut waiting, mut gateway) = (None, None);
+            if let Some(cur) = slot.cur.existing() {
+                for (file, _) in cur.files.drain(..) {
+                    self.effects.push_back(Effect::CloseFile { file });
+                }
+                waiting = cur.waiting.take();
+                gateway = cur.gateway.take();
             }
-            let waiting = slot.waiting.take();
-            let gateway = slot.gateway.take();
             if let Some(t) = slot.deadline.take() {
                 self.deadlines.remove(&(t, id));
             }
@@ -390,31 +493,35 @@ impl Server {
                 });
             }
         }
-        if let Some(gateway::GatewayState::Running(proc)) = slot.gateway {
+        if let Some(gateway::GatewayState::Running(proc)) = slot.cur.get().gateway {
             // Room on the connection may let the script's output be read again.
             self.pump_proc(proc, now);
         }
         let Some(slot) = self.conns.get_mut(&id) else {
             return;
         };
-        while let Some(&(file, until)) = slot.files.front() {
-            if slot.transmitted < until {
-                break;
+        if let Some(cur) = slot.cur.existing() {
+            while let Some(&(file, until)) = cur.files.front() {
+                if cur.transmitted < until {
+                    break;
+                }
+                cur.files.pop_front();
+                self.effects.push_back(Effect::CloseFile { file });
             }
-            slot.files.pop_front();
-            self.effects.push_back(Effect::CloseFile { file });
         }
         if state == ConnState::Lingering && !slot.shutdown_sent && slot.sending.is_none() {
             slot.shutdown_sent = true;
             self.effects.push_back(Effect::ShutdownWrite { conn: id });
         }
-        if state == ConnState::Idle && slot.waiting.is_none() && slot.gateway.is_none() {
+        let cur = slot.cur.get();
+        if state == ConnState::Idle && cur.waiting.is_none() && cur.gateway.is_none() {
             // Between requests a connection keeps nothing of the last one (memory per idle
             // connection is what thousands of keep-alive clients cost).
-            slot.request = None;
-            slot.user = None;
-            if slot.files.is_empty() && slot.files.capacity() > 0 {
-                slot.files = VecDeque::new();
+            if cur.files.is_empty() {
+                slot.cur = Cur(None);
+            } else if let Some(cur) = slot.cur.existing() {
+                cur.request = None;
+                cur.user = None;
             }
         }
         let deadline = slot.conn.poll_timeout();

@@ -96,9 +96,10 @@ impl Server {
                 self.counters.requests += 1;
                 let req = Arc::new(req);
                 if let Some(slot) = self.conns.get_mut(&id) {
-                    slot.request = Some(Arc::clone(&req));
-                    slot.redirects = 0;
-                    slot.user = None;
+                    let cur = slot.cur.get_mut();
+                    cur.request = Some(Arc::clone(&req));
+                    cur.redirects = 0;
+                    cur.user = None;
                 }
                 self.route_request(id, req, now);
             }
@@ -123,7 +124,9 @@ impl Server {
                     self.counters.response(error.status);
                     if let Some(slot) = self.conns.get_mut(&id) {
                         // The head that failed was never a request.
-                        slot.request = None;
+                        if let Some(cur) = slot.cur.existing() {
+                            cur.request = None;
+                        }
                     }
                     if let Some(line) = self.access_line(id, error.status, answer_bytes, now) {
                         self.effects.push_back(Effect::AccessLog { line });
@@ -156,7 +159,7 @@ impl Server {
                 | crate::http1::ConnState::Closing
                 | crate::http1::ConnState::Lingering
         ) {
-            if let Some(w) = slot.waiting.take() {
+            if let Some(w) = slot.cur.existing().and_then(|c| c.waiting.take()) {
                 self.release(*w);
             }
         }
@@ -202,13 +205,14 @@ impl Server {
                 path: &target.path,
                 query: target.query.as_deref(),
                 host: req.host.as_deref(),
-                peer: slot.peer.ip(),
+                peer: slot.peer().ip(),
                 authorization: req.headers.get("authorization").map(|v| v.as_ref()),
             },
         );
         if let Some(slot) = self.conns.get_mut(&id) {
-            slot.extra_headers = routed.headers;
-            slot.user = routed.user.map(String::into_boxed_str);
+            let cur = slot.cur.get_mut();
+            cur.extra_headers = routed.headers;
+            cur.user = routed.user.map(String::into_boxed_str);
         }
         match routed.outcome {
             Outcome::File {
@@ -327,7 +331,7 @@ impl Server {
         });
         self.parked.insert(token, id);
         if let Some(slot) = self.conns.get_mut(&id) {
-            slot.waiting = Some(Box::new(w));
+            slot.cur.get_mut().waiting = Some(Box::new(w));
         }
     }
 
@@ -342,10 +346,11 @@ impl Server {
         let opened = matches!(result, Completion::Opened(_)).then_some(FileId(token));
         let waiting = self.parked.remove(&token).and_then(|id| {
             let slot = self.conns.get_mut(&id)?;
-            match slot.waiting.take() {
+            let cur = slot.cur.existing()?;
+            match cur.waiting.take() {
                 Some(w) if w.token == token => Some((id, *w)),
                 other => {
-                    slot.waiting = other;
+                    cur.waiting = other;
                     None
                 }
             }
@@ -479,7 +484,7 @@ impl Server {
         });
         self.parked.insert(token, id);
         if let Some(slot) = self.conns.get_mut(&id) {
-            slot.waiting = Some(Box::new(w));
+            slot.cur.get_mut().waiting = Some(Box::new(w));
         }
     }
 
@@ -515,8 +520,8 @@ impl Server {
         self.cache.is_some()
             && self.conns.get(&id).is_some_and(|s| {
                 !self.config.nocache.iter().any(|n| {
-                    n.port() == s.local.port()
-                        && (n.ip() == s.local.ip() || n.ip().is_unspecified())
+                    n.port() == s.local().port()
+                        && (n.ip() == s.local().ip() || n.ip().is_unspecified())
                 })
             })
     }
@@ -727,7 +732,7 @@ impl Server {
         });
         self.parked.insert(token, id);
         if let Some(slot) = self.conns.get_mut(&id) {
-            slot.waiting = Some(Box::new(w));
+            slot.cur.get_mut().waiting = Some(Box::new(w));
         }
     }
 

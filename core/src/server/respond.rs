@@ -35,7 +35,7 @@ impl Server {
             }
             return;
         };
-        for (name, value) in std::mem::take(&mut slot.extra_headers) {
+        for (name, value) in std::mem::take(&mut slot.cur.get_mut().extra_headers) {
             head.headers.push(name, value);
         }
         // The Conn refuses out-of-turn calls (it was rejected meanwhile): then nobody is
@@ -58,8 +58,9 @@ impl Server {
             let _ = slot.conn.send_end(None, now);
         }
         if let Some(f) = file {
-            let until = slot.transmitted + slot.conn.transmit_queued();
-            slot.files.push_back((f, until));
+            let queued = slot.conn.transmit_queued();
+            let cur = slot.cur.get_mut();
+            cur.files.push_back((f, cur.transmitted + queued));
         }
     }
 
@@ -69,7 +70,7 @@ impl Server {
         let head_method = self
             .conns
             .get(&id)
-            .and_then(|s| s.request.as_ref())
+            .and_then(|s| s.cur.get().request.as_ref())
             .is_some_and(|r| r.method == crate::http1::Method::Head);
         head_method || status == 204 || status == 304
     }
@@ -87,10 +88,10 @@ impl Server {
         Some(super::accesslog::line(
             format,
             &super::accesslog::Entry {
-                peer: slot.peer.ip(),
-                user: slot.user.as_deref(),
+                peer: slot.peer().ip(),
+                user: slot.cur.get().user.as_deref(),
                 time: now.unix,
-                request: slot.request.as_deref(),
+                request: slot.cur.get().request.as_deref(),
                 status,
                 bytes,
             },

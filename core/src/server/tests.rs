@@ -335,6 +335,33 @@ fn serves_a_file_and_closes_it_after_sending() {
     assert_eq!(w.ever_closed.len(), 1);
 }
 
+/// An idle kept-alive connection costs its slot and nothing else (memory per idle
+/// connection, bench/RESULTS.md): the slot stays small, and after a request has been
+/// answered (from a file, which must be closed by then) it holds no per-request box.
+#[test]
+fn an_idle_connection_is_a_small_slot_with_nothing_boxed() {
+    assert!(
+        core::mem::size_of::<Slot>() <= 200,
+        "Slot grew to {} bytes",
+        core::mem::size_of::<Slot>()
+    );
+    let mut w = World::new();
+    w.file("a.txt", b"hello world\n");
+    let out = w.get("/a.txt");
+    assert_eq!(status(&out), 200, "{out}");
+    let slot = w.server.conns.values().next().expect("kept alive");
+    assert_eq!(slot.conn.state(), ConnState::Idle);
+    assert!(
+        slot.cur.0.is_none(),
+        "an idle slot holds no per-request state"
+    );
+    assert!(
+        matches!(slot.addrs, Addrs::V4 { .. }),
+        "IPv4 addresses are stored inline"
+    );
+    assert!(w.open.is_empty(), "file left open");
+}
+
 #[test]
 fn head_sends_headers_only() {
     let mut w = World::new();
