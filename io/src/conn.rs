@@ -47,6 +47,9 @@ use crate::sendfile::send_file;
 pub const SEND_BUDGET: usize = 256 * 1024;
 
 /// A connection and its armed operations.
+///
+/// One of these sits in the worker's slab for every open connection, idle ones included,
+/// so it is kept small (memory per idle connection, bench/RESULTS.md; a test pins it).
 #[derive(Debug)]
 pub struct Connection {
     /// The socket (non-blocking, registered edge-triggered for both directions).
@@ -57,8 +60,9 @@ pub struct Connection {
     pub readable: bool,
     /// Likewise for writing.
     pub writable: bool,
-    /// An outstanding `Read`, with its byte limit.
-    pub armed_read: Option<usize>,
+    /// An outstanding `Read`, with its byte limit (clamped to `u32::MAX`, far above what
+    /// one read delivers: the worker's scratch buffer).
+    pub armed_read: Option<u32>,
     /// An outstanding `Send`: the part of its chunk not yet written.
     pub in_flight: Option<Chunk>,
     /// The connection is in the worker's ready queue.
@@ -103,7 +107,9 @@ impl Connection {
         if !self.readable || self.failed {
             return None;
         }
-        let want = max.min(scratch.len());
+        let want = usize::try_from(max)
+            .unwrap_or(usize::MAX)
+            .min(scratch.len());
         loop {
             match self.socket.read(&mut scratch[..want]) {
                 Ok(0) => {
@@ -215,5 +221,21 @@ impl Connection {
             None => IoError::Other,
         };
         Input::ConnFailed { conn: id, error }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every open connection, idle or not, costs one slab entry of this: at most 64 bytes
+    /// besides the socket (which debug builds of mio make larger).
+    #[test]
+    fn a_connection_entry_is_small() {
+        let size = core::mem::size_of::<Connection>();
+        assert!(
+            size <= core::mem::size_of::<TcpStream>() + 64,
+            "Connection grew to {size} bytes"
+        );
     }
 }

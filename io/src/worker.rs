@@ -517,7 +517,7 @@ impl Worker {
                 }
                 if let Some(c) = self.conns.get_mut(key) {
                     debug_assert!(c.armed_read.is_none(), "two reads armed on one connection");
-                    c.armed_read = Some(max);
+                    c.armed_read = Some(u32::try_from(max).unwrap_or(u32::MAX));
                 }
                 self.mark_ready(key);
             }
