@@ -29,6 +29,12 @@
 //! Deadlines: each connection's earliest `Conn::poll_timeout` is indexed in a `BTreeSet` of
 //! `(Time, ConnId)`, so `poll_timeout` is O(log n) and `handle_timeout` visits only the
 //! connections that are due. Shutdown adds one more deadline, the end of the grace time.
+//!
+//! Memory: an idle kept-alive connection is the common case, by the thousand, so what it
+//! costs is kept to its `Slot` (one boxed block), its map and deadline entries and the
+//! shell's own entry. What only a request in progress needs (the `Conn`'s buffers, the
+//! slot's `Current`) is boxed and let go when the connection goes idle; an absent box and
+//! a box of empty state compare equal, so the model checker sees one state either way.
 
 pub mod accesslog;
 mod gateway;
@@ -106,7 +112,9 @@ struct Current {
     /// Bytes transmitted on this connection since this box was made (the file counts
     /// below are taken against it).
     transmitted: u64,
-    /// Open files, each with the `transmitted` count at which its response has left.
+    /// Open files, each with the `transmitted` count at which its response has left. A file
+    /// stays here until then, so the box is never let go with a file open: `Idle` means
+    /// nothing is left to transmit.
     files: VecDeque<(FileId, u64)>,
     /// The request waiting on an effect, if any.
     waiting: Option<Box<Waiting>>,
