@@ -16,7 +16,7 @@
 //!                                     3. no Send outstanding and pending_transmit → Send
 //!                                     4. files whose bytes have all left → CloseFile
 //!                                     5. Lingering → ShutdownWrite (once); Closed → Close
-//!                                     6. re-index the connection's deadline
+//!                                     6. index the connection's deadline if it is earlier
 //! ```
 //!
 //! What a request becomes is decided in `request` (routing through the rules, then the
@@ -26,9 +26,14 @@
 //! server counts bytes transmitted per connection and remembers, for each open file, the
 //! count at which its response ends. Pipelined responses may queue behind it meanwhile.
 //!
-//! Deadlines: each connection's earliest `Conn::poll_timeout` is indexed in a `BTreeSet` of
-//! `(Time, ConnId)`, so `poll_timeout` is O(log n) and `handle_timeout` visits only the
-//! connections that are due. Shutdown adds one more deadline, the end of the grace time.
+//! Deadlines: each connection has one entry in a `BTreeSet` of `(Time, ConnId)`, at or
+//! before its `Conn::poll_timeout`, so `poll_timeout` is O(log n) and `handle_timeout`
+//! visits only the connections that may be due. The entry is lazy: a deadline that moves
+//! earlier is re-indexed at once, one that moves later (every kept-alive request moves the
+//! idle time-out later) is not; the old entry fires early, `Conn::handle_timeout` then
+//! does nothing, and the real deadline is indexed. A request thus costs no index update,
+//! and a connection at most one early wake-up per time-out period. Shutdown adds one more
+//! deadline, the end of the grace time.
 //!
 //! Memory: an idle kept-alive connection is the common case, by the thousand, so what it
 //! costs is kept to its `Slot` (one boxed block), its map and deadline entries and the
@@ -99,7 +104,8 @@ struct Slot {
     shutdown_sent: bool,
     /// Length of the chunk an outstanding `Send` carries.
     sending: Option<u64>,
-    /// The deadline indexed in `Server::deadlines`.
+    /// The time indexed for this connection in `Server::deadlines`: at or before its
+    /// `Conn::poll_timeout` (see "Deadlines").
     deadline: Option<Time>,
     /// The current request's state.
     cur: Cur,
@@ -306,7 +312,9 @@ impl Server {
         self.effects.pop_front()
     }
 
-    /// The earliest time at which `handle_timeout` has work to do.
+    /// When to call `handle_timeout` next: no later than the earliest time at which it has
+    /// work to do (possibly earlier, when a connection's deadline moved later since it was
+    /// indexed; see "Deadlines" in the module documentation).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
         [
@@ -329,6 +337,11 @@ impl Server {
             .collect();
         for id in due {
             if let Some(slot) = self.conns.get_mut(&id) {
+                // The entry is spent: `pump` indexes the connection's deadline afresh
+                // (the entry may have been early, see `pump`).
+                if let Some(t) = slot.deadline.take() {
+                    self.deadlines.remove(&(t, id));
+                }
                 slot.conn.handle_timeout(now);
                 self.pump(id, now);
             }
@@ -532,15 +545,19 @@ impl Server {
                 cur.user = None;
             }
         }
+        // Only an earlier deadline is indexed at once. A later one (the common case: every
+        // request pushes the idle time-out further) leaves the earlier entry in place; it
+        // fires early, which is harmless, and `handle_timeout` indexes the real deadline
+        // then. So a kept-alive request costs no B-tree update here.
         let deadline = slot.conn.poll_timeout();
-        if deadline != slot.deadline {
-            if let Some(t) = slot.deadline {
-                self.deadlines.remove(&(t, id));
+        if let Some(new) = deadline {
+            if slot.deadline.is_none_or(|indexed| new < indexed) {
+                if let Some(t) = slot.deadline {
+                    self.deadlines.remove(&(t, id));
+                }
+                self.deadlines.insert((new, id));
+                slot.deadline = Some(new);
             }
-            if let Some(t) = deadline {
-                self.deadlines.insert((t, id));
-            }
-            slot.deadline = deadline;
         }
     }
 }
