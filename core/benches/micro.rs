@@ -345,7 +345,7 @@ fn bench_write(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("final_head", |b| {
         b.iter(|| {
-            let fields = [("Content-Length", 1024u64.to_string())];
+            let fields = [("Content-Length", "1024")];
             black_box(final_head(
                 200,
                 black_box(&app),

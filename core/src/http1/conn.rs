@@ -178,6 +178,24 @@ pub const LINGER_READ: usize = 64 * 1024;
 /// head and a small body leave in a single write.
 const MERGE_MAX: usize = 16 * 1024;
 
+/// Room a response head is written into (most heads fit; a larger one grows the buffer).
+const HEAD_CAPACITY: usize = 320;
+
+/// `n` in decimal, written into `buf`.
+fn decimal(buf: &mut [u8; 20], mut n: u64) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
 /// What the connection reports to the application, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Event {
@@ -641,6 +659,29 @@ impl Conn {
     /// `NoRequestToAnswer` if no request head has arrived or a final head was already sent;
     /// `Closed` if the connection is closing or closed.
     pub fn send_head(&mut self, head: ResponseHead, now: Now) -> Result<(), UsageError> {
+        self.start_response(head, None, now).map(|_| ())
+    }
+
+    /// `send_head` for a response whose whole body is in memory: when `body` is small and
+    /// exactly what the framing will carry (not a HEAD, not a 304 …), it is written into
+    /// the head's buffer, so the whole response is one allocation and one chunk, and
+    /// `Ok(true)` says so: only `send_end` remains. `Ok(false)`: the body was not taken,
+    /// and goes with `send_body` as usual. Errors as `send_head`.
+    pub fn send_head_with_body(
+        &mut self,
+        head: ResponseHead,
+        body: Option<&Bytes>,
+        now: Now,
+    ) -> Result<bool, UsageError> {
+        self.start_response(head, body, now)
+    }
+
+    fn start_response(
+        &mut self,
+        head: ResponseHead,
+        inline: Option<&Bytes>,
+        now: Now,
+    ) -> Result<bool, UsageError> {
         self.note_now(now);
         if self.phase != Phase::Open {
             return Err(UsageError::Closed);
@@ -664,16 +705,25 @@ impl Conn {
                 self.queue(Chunk::Bytes(Bytes::from(bytes)));
             }
             self.settle(now);
-            return Ok(());
+            return Ok(false);
         }
         let bodiless_status = status == 204 || status == 304;
         let no_body = req.head_method || bodiless_status;
-        let mut fields: Vec<(&str, String)> = Vec::with_capacity(2);
+        // At most two connection fields: framing, then `Connection`.
+        let mut fields: [(&str, &str); 2] = [("", ""); 2];
+        let mut field_count = 0;
+        let mut digits = [0u8; 20];
+        macro_rules! push {
+            ($field:expr) => {{
+                fields[field_count] = $field;
+                field_count += 1;
+            }};
+        }
         let framing = match head.body {
             ResponseBody::Length(n) => {
                 // RFC 9110 §8.6: never a Content-Length in a 204.
                 if status != 204 {
-                    fields.push(("Content-Length", n.to_string()));
+                    push!(("Content-Length", decimal(&mut digits, n)));
                 }
                 if no_body {
                     OutFraming::Discard
@@ -684,7 +734,7 @@ impl Conn {
             ResponseBody::Streamed if bodiless_status => OutFraming::Discard,
             ResponseBody::Streamed if req.version == Version::Http11 => {
                 // A response to HEAD carries the fields a GET would (RFC 9110 §9.3.2).
-                fields.push(("Transfer-Encoding", "chunked".to_owned()));
+                push!(("Transfer-Encoding", "chunked"));
                 if no_body {
                     OutFraming::Discard
                 } else {
@@ -695,7 +745,7 @@ impl Conn {
             ResponseBody::Streamed => OutFraming::Close,
             ResponseBody::Empty => {
                 if !bodiless_status {
-                    fields.push(("Content-Length", "0".to_owned()));
+                    push!(("Content-Length", "0"));
                 }
                 if no_body {
                     OutFraming::Discard
@@ -725,15 +775,34 @@ impl Conn {
             || (self.eof && !pipelined_after_eof);
         if close {
             self.must_close = true;
-            fields.push(("Connection", "close".to_owned()));
+            push!(("Connection", "close"));
         } else if req.version == Version::Http10 {
-            fields.push(("Connection", "keep-alive".to_owned()));
+            push!(("Connection", "keep-alive"));
         }
-        let bytes = write::final_head(status, &head.headers, now.unix, &fields);
+        let inline = inline.filter(|b| {
+            b.len() <= MERGE_MAX
+                && framing
+                    == OutFraming::Length {
+                        remaining: b.len() as u64,
+                    }
+        });
+        let mut bytes = Vec::with_capacity(HEAD_CAPACITY + inline.map_or(0, Bytes::len));
+        write::push_final_head(
+            &mut bytes,
+            status,
+            &head.headers,
+            now.unix,
+            &fields[..field_count],
+        );
+        let mut framing = framing;
+        if let Some(body) = inline {
+            bytes.extend_from_slice(body);
+            framing = OutFraming::Length { remaining: 0 };
+        }
         self.queue(Chunk::Bytes(Bytes::from(bytes)));
         self.write = Write::Sending(framing);
         self.settle(now);
-        Ok(())
+        Ok(inline.is_some())
     }
 
     /// Starts a response whose bytes the application provides whole, status line and header

@@ -2140,3 +2140,60 @@ proptest! {
         prop_assert_eq!(pos, wire.len(), "bytes after the last response");
     }
 }
+
+proptest! {
+    /// `send_head_with_body` (+ `send_body` when it did not take the body) + `send_end` puts
+    /// the same bytes on the wire, and leaves the connection in the same state, as
+    /// `send_head` + `send_body` + `send_end`, whatever the request and the response.
+    #[test]
+    fn a_body_in_the_head_buffer_changes_nothing_on_the_wire(
+        method in prop_oneof![Just("GET"), Just("HEAD")],
+        version in prop_oneof![Just("1.0"), Just("1.1")],
+        close: bool,
+        status in prop_oneof![Just(200u16), Just(204), Just(304), Just(404), Just(103)],
+        body_len in prop_oneof![Just(0usize), 1..64usize, Just(16 * 1024), Just(16 * 1024 + 1)],
+        declared_extra in prop_oneof![Just(0u64), Just(1)],
+        pipelined: bool,
+    ) {
+        let request = format!(
+            "{method} /x HTTP/{version}\r\nHost: h\r\n{}\r\n{}",
+            if close { "Connection: close\r\n" } else { "" },
+            if pipelined { "GET /y HTTP/1.1\r\nHost: h\r\n\r\n" } else { "" },
+        );
+        let body = Bytes::from(vec![b'b'; body_len]);
+        let head = || {
+            let mut h = ResponseHead::new(
+                status,
+                ResponseBody::Length(body_len as u64 + declared_extra),
+            );
+            h.headers.push("Content-Type", "text/plain");
+            h
+        };
+        let mut plain = Pair::new();
+        plain.send(request.as_bytes());
+        let _ = plain.events();
+        let r1 = (
+            plain.conn.send_head(head(), plain.now),
+            plain.conn.send_body(Chunk::Bytes(body.clone()), plain.now),
+            plain.conn.send_end(None, plain.now),
+        );
+        let mut inline = Pair::new();
+        inline.send(request.as_bytes());
+        let _ = inline.events();
+        let first = inline.conn.send_head_with_body(head(), Some(&body), inline.now);
+        let taken = matches!(first, Ok(true));
+        let second = if taken {
+            Ok(())
+        } else {
+            inline.conn.send_body(Chunk::Bytes(body.clone()), inline.now)
+        };
+        let r2 = (first.map(|_| ()), second, inline.conn.send_end(None, inline.now));
+        prop_assert_eq!(r1, r2);
+        plain.transmit();
+        inline.transmit();
+        prop_assert_eq!(&plain.wire, &inline.wire);
+        prop_assert_eq!(&plain.conn, &inline.conn);
+        prop_assert_eq!(plain.events(), inline.events());
+        prop_assert!(!taken || body_len <= 16 * 1024);
+    }
+}

@@ -85,22 +85,28 @@ fn push_application_fields(out: &mut Vec<u8>, fields: &Headers) {
 /// A final response head: status line, the application's fields, `Date`, `Server`, then the
 /// connection's `fields` (framing and `Connection`), then the empty line.
 #[must_use]
-pub fn final_head(
+pub fn final_head(status: u16, app: &Headers, date: UnixTime, fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    push_final_head(&mut out, status, app, date, fields);
+    out
+}
+
+/// `final_head`, appended to `out` (whose capacity may leave room for a body after it).
+pub fn push_final_head(
+    out: &mut Vec<u8>,
     status: u16,
     app: &Headers,
     date: UnixTime,
-    fields: &[(&str, String)],
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    push_status_line(&mut out, status);
-    push_application_fields(&mut out, app);
-    push_field(&mut out, b"Date", &date.http_date_bytes());
-    push_field(&mut out, b"Server", SERVER.as_bytes());
+    fields: &[(&str, &str)],
+) {
+    push_status_line(out, status);
+    push_application_fields(out, app);
+    push_field(out, b"Date", &date.http_date_bytes());
+    push_field(out, b"Server", SERVER.as_bytes());
     for (name, value) in fields {
-        push_field(&mut out, name.as_bytes(), value.as_bytes());
+        push_field(out, name.as_bytes(), value.as_bytes());
     }
     out.extend_from_slice(CRLF);
-    out
 }
 
 /// An interim (1xx) response head: status line and the application's fields only; 1xx
@@ -145,10 +151,11 @@ pub fn canned_body(status: u16) -> String {
 #[must_use]
 pub fn canned(status: u16, date: UnixTime, with_body: bool) -> Bytes {
     let body = canned_body(status);
+    let length = body.len().to_string();
     let fields = [
-        ("Content-Type", "text/plain; charset=utf-8".to_owned()),
-        ("Content-Length", body.len().to_string()),
-        ("Connection", "close".to_owned()),
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", length.as_str()),
+        ("Connection", "close"),
     ];
     let mut out = final_head(status, &Headers::new(), date, &fields);
     if with_body {
@@ -170,12 +177,7 @@ mod tests {
         app.push("X-Evil", "a\r\nSet-Cookie: x=1");
         app.push("Bad Name", "v");
         app.push("Connection", "keep-alive");
-        let out = final_head(
-            404,
-            &app,
-            UnixTime(784_111_777),
-            &[("Content-Length", "5".to_owned())],
-        );
+        let out = final_head(404, &app, UnixTime(784_111_777), &[("Content-Length", "5")]);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\n\

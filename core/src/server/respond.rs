@@ -40,11 +40,17 @@ impl Server {
         }
         // The Conn refuses out-of-turn calls (it was rejected meanwhile): then nobody is
         // waiting for this answer and it is dropped on purpose.
-        if slot.conn.send_head(head, now).is_ok() {
+        // A body of one piece in memory may go in the head's buffer.
+        let inline = match body.as_slice() {
+            [Piece::Bytes(b)] => Some(b),
+            _ => None,
+        };
+        if let Ok(inlined) = slot.conn.send_head_with_body(head, inline, now) {
             self.counters.response(status);
             if let Some(line) = line {
                 self.effects.push_back(super::Effect::AccessLog { line });
             }
+            let body = if inlined { Vec::new() } else { body };
             for piece in body {
                 let chunk = match piece {
                     Piece::Bytes(b) => Chunk::Bytes(b),
