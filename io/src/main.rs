@@ -43,6 +43,12 @@ mod worker;
 
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: a served request makes a score of short-lived
+/// allocations, some above glibc's per-thread cache size (a head with a 1 KiB body), and
+/// malloc and free were a tenth of a kept-alive request's CPU (bench/RESULTS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
