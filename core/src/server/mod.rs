@@ -445,16 +445,20 @@ impl Server {
     /// Turns the connection's state into effects (see the module documentation).
     fn pump(&mut self, id: ConnId, now: Now) {
         loop {
-            let Some(slot) = self.conns.get(&id) else {
+            let Some(slot) = self.conns.get_mut(&id) else {
                 return;
             };
             // Back-pressure holds body events while the connection may still read more.
             // Once it is closing (it refused the request and queued its own answer) it
             // reads no more, so what is queued is bounded and is drained: its `Rejected`
-            // is handled, and logged, when the answer is handed over.
-            let closing = matches!(slot.conn.state(), ConnState::Closing | ConnState::Lingering);
-            if !closing && self.body_blocked(id) {
-                break;
+            // is handled, and logged, when the answer is handed over. (Only a gateway
+            // holds a body back, so without one there is nothing to ask.)
+            if slot.cur.get().gateway.is_some() {
+                let state = slot.conn.state();
+                let closing = matches!(state, ConnState::Closing | ConnState::Lingering);
+                if !closing && self.body_blocked(id) {
+                    break;
+                }
             }
             let Some(slot) = self.conns.get_mut(&id) else {
                 return;
