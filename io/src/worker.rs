@@ -55,7 +55,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{event::Event, Events, Interest, Poll, Waker};
 use slab::Slab;
 use weir_core::server::{Completion, Effect, Input, IoError, ProcId, Server};
-use weir_core::{ConfigRef, ConnId, ListenerId, Time};
+use weir_core::{ConfigRef, ConnId, ListenerId, Now, Time};
 
 use crate::clock::Clock;
 use crate::conn::Connection;
@@ -114,6 +114,10 @@ pub struct Worker {
     index: usize,
     poll: Poll,
     clock: Clock,
+    /// The time of this loop turn, read once after `poll` returns: every input of the turn
+    /// is stamped with it (as nginx updates its time once per turn), which saves two clock
+    /// reads per input; a turn lasts far less than the millisecond the core counts in.
+    now: Now,
     server: Server,
     listeners: Vec<Listener>,
     accept_paused: bool,
@@ -165,12 +169,14 @@ impl Worker {
             });
         }
         let clock = Clock::start();
-        let server = Server::new(config, clock.now());
+        let now = clock.now();
+        let server = Server::new(config, now);
         let stop = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             index,
             poll,
             clock,
+            now,
             server,
             listeners,
             accept_paused: false,
@@ -219,6 +225,7 @@ impl Worker {
                     return 1;
                 }
             }
+            self.now = self.clock.now();
             for event in &events {
                 self.on_event(event);
             }
@@ -480,7 +487,7 @@ impl Worker {
         if self.exit.is_some() {
             return;
         }
-        let now = self.clock.now();
+        let now = self.now;
         if self.server.poll_timeout().is_some_and(|t| t <= now.mono) {
             self.server.handle_timeout(now);
             self.drain();
@@ -494,7 +501,7 @@ impl Worker {
             let Some(input) = self.pending.pop_front() else {
                 return;
             };
-            self.server.handle(input, self.clock.now());
+            self.server.handle(input, self.now);
             self.drain();
         }
     }
