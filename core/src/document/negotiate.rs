@@ -87,7 +87,13 @@ fn with_charset(m: &'static str) -> Cow<'static, str> {
 /// True for types whose precompressed variants are worth looking for.
 #[must_use]
 pub fn compressible(mime: &str) -> bool {
-    let base = mime.split(';').next().unwrap_or("").trim();
+    // Every request for a document asks: the parameters are cut off without the general
+    // string splitter.
+    let base = match mime.as_bytes().iter().position(|&b| b == b';') {
+        Some(i) => &mime[..i],
+        None => mime,
+    }
+    .trim_ascii();
     base.starts_with("text/")
         || matches!(
             base,

@@ -152,16 +152,23 @@ fn rules_in<'c>(
 /// The media type without parameters and surrounding space (`text/html; charset=utf-8`
 /// is `text/html`).
 fn base_type(m: &str) -> &str {
-    m.split(';').next().unwrap_or("").trim()
+    match m.as_bytes().iter().position(|&b| b == b';') {
+        Some(i) => &m[..i],
+        None => m,
+    }
+    .trim_ascii()
 }
 
 /// The `presentation` script for documents of type `mime` on `host`, if a rule names one
 /// (compared without parameters: `text/html; charset=utf-8` is `text/html`).
 #[must_use]
 pub fn presentation_for(config: &Config, host: Option<&[u8]>, mime: &str) -> Option<PathBuf> {
-    let want = base_type(mime);
+    // Most configurations have no presentation rule: the type is cut only if one is met.
+    let mut want = None;
     rules_in(config, section_for(config, host)).find_map(|r| match &r.action {
-        Action::Presentation { mime, script } if base_type(mime).eq_ignore_ascii_case(want) => {
+        Action::Presentation { mime: m, script }
+            if base_type(m).eq_ignore_ascii_case(want.get_or_insert_with(|| base_type(mime))) =>
+        {
             Some(resolve(config, script.as_bytes()))
         }
         _ => None,

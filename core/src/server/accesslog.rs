@@ -36,7 +36,7 @@ pub struct Entry<'a> {
     pub bytes: u64,
 }
 
-fn escape(out: &mut String, b: &[u8], json: bool) {
+fn escape(out: &mut Vec<u8>, b: &[u8], json: bool) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
     let plain = |c: u8| (0x20..=0x7e).contains(&c) && c != b'"' && c != b'\\';
@@ -44,53 +44,52 @@ fn escape(out: &mut String, b: &[u8], json: bool) {
     while !rest.is_empty() {
         // A run of printable bytes is copied at once (the usual field is all of it).
         let run = rest.iter().position(|&c| !plain(c)).unwrap_or(rest.len());
-        if let Ok(text) = std::str::from_utf8(&rest[..run]) {
-            out.push_str(text);
-        }
+        out.extend_from_slice(&rest[..run]);
         let Some((&c, tail)) = rest[run..].split_first() else {
             break;
         };
         rest = tail;
         match c {
-            b'"' | b'\\' => {
-                out.push('\\');
-                out.push(char::from(c));
-            }
-            _ if json => {
-                out.push_str("\\u00");
-                out.push(char::from(HEX_LOWER[usize::from(c >> 4)]));
-                out.push(char::from(HEX_LOWER[usize::from(c & 15)]));
-            }
-            _ => {
-                out.push_str("\\x");
-                out.push(char::from(HEX[usize::from(c >> 4)]));
-                out.push(char::from(HEX[usize::from(c & 15)]));
-            }
+            b'"' | b'\\' => out.extend_from_slice(&[b'\\', c]),
+            _ if json => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX_LOWER[usize::from(c >> 4)],
+                HEX_LOWER[usize::from(c & 15)],
+            ]),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[usize::from(c >> 4)],
+                HEX[usize::from(c & 15)],
+            ]),
         }
     }
 }
 
 /// Appends the client's address (IPv4 without the formatting machinery: one per line).
-fn push_peer(out: &mut String, peer: IpAddr) {
+fn push_peer(out: &mut Vec<u8>, peer: IpAddr) {
     match peer {
         IpAddr::V4(a) => {
             for (i, octet) in a.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    out.push(b'.');
                 }
                 push_decimal(out, u64::from(octet));
             }
         }
         IpAddr::V6(_) => {
-            use core::fmt::Write as _;
-            // unwrap-free: writing to a String cannot fail.
+            use std::io::Write as _;
+            // unwrap-free: writing to a Vec cannot fail.
             let _ = write!(out, "{peer}");
         }
     }
 }
 
 /// Appends `n` in decimal.
-fn push_decimal(out: &mut String, mut n: u64) {
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -101,31 +100,29 @@ fn push_decimal(out: &mut String, mut n: u64) {
             break;
         }
     }
-    if let Ok(text) = std::str::from_utf8(&digits[i..]) {
-        out.push_str(text);
-    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// A request header's value, escaped, or `missing` when the request lacks it.
-fn push_field(out: &mut String, e: &Entry<'_>, name: &str, missing: &str, json: bool) {
+fn push_field(out: &mut Vec<u8>, e: &Entry<'_>, name: &str, missing: &str, json: bool) {
     match e.request.and_then(|r| r.headers.get(name)) {
         Some(v) => escape(out, v, json),
-        None => out.push_str(missing),
+        None => out.extend_from_slice(missing.as_bytes()),
     }
 }
 
-fn push_request(out: &mut String, r: &RequestHead, json: bool) {
+fn push_request(out: &mut Vec<u8>, r: &RequestHead, json: bool) {
     escape(out, r.method.as_bytes(), json);
-    out.push(' ');
+    out.push(b' ');
     escape(out, &r.target, json);
-    out.push(' ');
-    out.push_str(r.version.as_str());
+    out.push(b' ');
+    out.extend_from_slice(r.version.as_str().as_bytes());
 }
 
-fn push_user(out: &mut String, e: &Entry<'_>, json: bool) {
+fn push_user(out: &mut Vec<u8>, e: &Entry<'_>, json: bool) {
     match e.user {
         Some(u) => escape(out, u.as_bytes(), json),
-        None => out.push('-'),
+        None => out.push(b'-'),
     }
 }
 
@@ -134,56 +131,56 @@ fn push_user(out: &mut String, e: &Entry<'_>, json: bool) {
 #[must_use]
 pub fn line(format: LogFormat, e: &Entry<'_>) -> String {
     let time = e.time.clf_bytes();
-    // ASCII by construction.
-    let time = std::str::from_utf8(&time).unwrap_or("-");
-    let mut out = String::with_capacity(192);
+    // Bytes until the end: every byte written is ASCII (clients' bytes are escaped), so
+    // the one check at the end always passes.
+    let mut out: Vec<u8> = Vec::with_capacity(192);
     match format {
         LogFormat::Common | LogFormat::Combined => {
             push_peer(&mut out, e.peer);
-            out.push_str(" - ");
+            out.extend_from_slice(b" - ");
             push_user(&mut out, e, false);
-            out.push_str(" [");
-            out.push_str(time);
-            out.push_str("] \"");
+            out.extend_from_slice(b" [");
+            out.extend_from_slice(&time);
+            out.extend_from_slice(b"] \"");
             match e.request {
                 Some(r) => push_request(&mut out, r, false),
-                None => out.push('-'),
+                None => out.push(b'-'),
             }
-            out.push_str("\" ");
+            out.extend_from_slice(b"\" ");
             push_decimal(&mut out, u64::from(e.status));
-            out.push(' ');
+            out.push(b' ');
             push_decimal(&mut out, e.bytes);
             if format == LogFormat::Combined {
-                out.push_str(" \"");
+                out.extend_from_slice(b" \"");
                 push_field(&mut out, e, "referer", "-", false);
-                out.push_str("\" \"");
+                out.extend_from_slice(b"\" \"");
                 push_field(&mut out, e, "user-agent", "-", false);
-                out.push('"');
+                out.push(b'"');
             }
         }
         LogFormat::Json => {
-            out.push_str("{\"time\":\"");
-            out.push_str(time);
-            out.push_str("\",\"remote\":\"");
+            out.extend_from_slice(b"{\"time\":\"");
+            out.extend_from_slice(&time);
+            out.extend_from_slice(b"\",\"remote\":\"");
             push_peer(&mut out, e.peer);
-            out.push_str("\",\"user\":\"");
+            out.extend_from_slice(b"\",\"user\":\"");
             push_user(&mut out, e, true);
-            out.push_str("\",\"request\":\"");
+            out.extend_from_slice(b"\",\"request\":\"");
             if let Some(r) = e.request {
                 push_request(&mut out, r, true);
             }
-            out.push_str("\",\"status\":");
+            out.extend_from_slice(b"\",\"status\":");
             push_decimal(&mut out, u64::from(e.status));
-            out.push_str(",\"bytes\":");
+            out.extend_from_slice(b",\"bytes\":");
             push_decimal(&mut out, e.bytes);
-            out.push_str(",\"referer\":\"");
+            out.extend_from_slice(b",\"referer\":\"");
             push_field(&mut out, e, "referer", "", true);
-            out.push_str("\",\"user_agent\":\"");
+            out.extend_from_slice(b"\",\"user_agent\":\"");
             push_field(&mut out, e, "user-agent", "", true);
-            out.push_str("\"}");
+            out.extend_from_slice(b"\"}");
         }
     }
-    out
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 #[cfg(test)]
@@ -202,8 +199,9 @@ mod tests {
             v4: [u8; 4],
             v6: [u16; 8],
         ) {
-            let mut fast = String::new();
+            let mut fast = Vec::new();
             escape(&mut fast, &b, json);
+            let fast = String::from_utf8(fast).unwrap();
             let mut plain = String::new();
             for &c in &b {
                 match c {
@@ -215,9 +213,9 @@ mod tests {
             }
             proptest::prop_assert_eq!(fast, plain);
             for ip in [IpAddr::from(v4), IpAddr::from(v6)] {
-                let mut out = String::new();
+                let mut out = Vec::new();
                 push_peer(&mut out, ip);
-                proptest::prop_assert_eq!(out, ip.to_string());
+                proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
             }
         }
     }
