@@ -47,7 +47,6 @@ pub mod io;
 mod request;
 mod respond;
 pub mod status;
-mod table;
 
 use core::net::{SocketAddr, SocketAddrV4};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -69,7 +68,7 @@ pub struct Server {
     config: ConfigRef,
     /// Boxed so that the map's nodes, which sequential ids leave about half full, hold
     /// pointers rather than whole slots (idle memory per connection, bench/RESULTS.md).
-    conns: table::ConnTable<Box<Slot>>,
+    conns: BTreeMap<ConnId, Box<Slot>>,
     /// Requests parked on an effect, by token.
     parked: BTreeMap<Token, ConnId>,
     effects: VecDeque<Effect>,
@@ -237,7 +236,7 @@ impl Server {
         let cache = config.cache.map(crate::cache::Cache::new);
         Server {
             config,
-            conns: table::ConnTable::new(),
+            conns: BTreeMap::new(),
             parked: BTreeMap::new(),
             effects: VecDeque::new(),
             deadlines: BTreeSet::new(),
@@ -350,7 +349,7 @@ impl Server {
         self.gateway_timeouts(now);
         if self.shutdown.is_some_and(|t| t <= now.mono) {
             // Grace is over: whatever is still in flight is cut off.
-            let ids: Vec<ConnId> = self.conns.ids();
+            let ids: Vec<ConnId> = self.conns.keys().copied().collect();
             for id in ids {
                 if let Some(slot) = self.conns.get_mut(&id) {
                     slot.conn.abort();
@@ -419,7 +418,7 @@ impl Server {
             self.accept_paused = true;
             self.effects.push_back(Effect::PauseAccept);
         }
-        let ids: Vec<ConnId> = self.conns.ids();
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
             if let Some(slot) = self.conns.get_mut(&id) {
                 slot.conn.close(now);
