@@ -181,21 +181,6 @@ const MERGE_MAX: usize = 16 * 1024;
 /// Room a response head is written into (most heads fit; a larger one grows the buffer).
 const HEAD_CAPACITY: usize = 320;
 
-/// `n` in decimal, written into `buf`.
-fn decimal(buf: &mut [u8; 20], mut n: u64) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
-}
-
 /// What the connection reports to the application, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Event {
@@ -659,7 +644,7 @@ impl Conn {
     /// `NoRequestToAnswer` if no request head has arrived or a final head was already sent;
     /// `Closed` if the connection is closing or closed.
     pub fn send_head(&mut self, head: ResponseHead, now: Now) -> Result<(), UsageError> {
-        self.start_response(head, None, now).map(|_| ())
+        self.send_head_with_body(head, None, now).map(|_| ())
     }
 
     /// `send_head` for a response whose whole body is in memory: when `body` is small and
@@ -668,15 +653,6 @@ impl Conn {
     /// `Ok(true)` says so: only `send_end` remains. `Ok(false)`: the body was not taken,
     /// and goes with `send_body` as usual. Errors as `send_head`.
     pub fn send_head_with_body(
-        &mut self,
-        head: ResponseHead,
-        body: Option<&Bytes>,
-        now: Now,
-    ) -> Result<bool, UsageError> {
-        self.start_response(head, body, now)
-    }
-
-    fn start_response(
         &mut self,
         head: ResponseHead,
         inline: Option<&Bytes>,
@@ -723,7 +699,7 @@ impl Conn {
             ResponseBody::Length(n) => {
                 // RFC 9110 §8.6: never a Content-Length in a 204.
                 if status != 204 {
-                    push!(("Content-Length", decimal(&mut digits, n)));
+                    push!(("Content-Length", write::decimal(&mut digits, n)));
                 }
                 if no_body {
                     OutFraming::Discard

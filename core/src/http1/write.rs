@@ -82,6 +82,22 @@ fn push_application_fields(out: &mut Vec<u8>, fields: &Headers) {
     }
 }
 
+/// `n` in decimal, written into `buf` (the response head's `Content-Length`, the access
+/// log's numbers): no formatting machinery.
+pub(crate) fn decimal(buf: &mut [u8; 20], mut n: u64) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
 /// A final response head: status line, the application's fields, `Date`, `Server`, then the
 /// connection's `fields` (framing and `Connection`), then the empty line.
 #[must_use]

@@ -89,18 +89,8 @@ fn push_peer(out: &mut Vec<u8>, peer: IpAddr) {
 }
 
 /// Appends `n` in decimal.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(crate::http1::write::decimal(&mut [0; 20], n).as_bytes());
 }
 
 /// A request header's value, escaped, or `missing` when the request lacks it.
