@@ -31,6 +31,7 @@ pub mod cgi;
 pub mod chunk;
 pub mod config;
 pub mod document;
+pub mod fcgi;
 pub mod http1;
 pub mod ids;
 pub mod limits;
