@@ -20,3 +20,8 @@ pub struct Token(pub u64);
 /// An open file, named by the token of the `Open` effect that opened it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FileId(pub Token);
+
+/// A byte stream to an upstream (a FastCGI service), named by the token of the `Connect`
+/// effect that opened it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId(pub Token);

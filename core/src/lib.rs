@@ -42,6 +42,6 @@ pub mod time;
 
 pub use chunk::Chunk;
 pub use config::{Config, ConfigRef};
-pub use ids::{ConnId, FileId, ListenerId, Token};
+pub use ids::{ConnId, FileId, ListenerId, StreamId, Token};
 pub use limits::{Limits, Timeouts};
 pub use time::{Now, Time, UnixTime};

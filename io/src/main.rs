@@ -39,6 +39,7 @@ mod route;
 mod sendfile;
 mod serve;
 mod token;
+mod upstream;
 mod worker;
 
 use std::process::ExitCode;

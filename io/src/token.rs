@@ -11,7 +11,8 @@
 //!   63  62  61 60   59 ...... 32   31 ......... 0
 //!   0   generation (31) ........   slab key (32)        connection
 //!   1   0   part    generation(28) slab key (32)        a process's pipe or pidfd
-//!   1   1   usize::MAX − 1 − listener index             listener (index < 2^32)
+//!   1   1   0   generation (29)  slab key (32)          a stream to an upstream
+//!   1   1   usize::MAX − 1 − listener index             listener (index < 2^32: bit 61 set)
 //!   all ones                                           the worker's waker
 //! ```
 //!
@@ -37,6 +38,10 @@ pub const GENERATION_MASK: u32 = (1 << 31) - 1;
 pub const KEY_MAX: usize = KEY_MASK;
 /// Process generations are counted modulo 2^28 (the kind and part bits stay clear).
 pub const PROC_GENERATION_MASK: u32 = (1 << 28) - 1;
+/// Upstream generations are counted modulo 2^29 (bit 61 stays clear: listeners have it).
+pub const UPSTREAM_GENERATION_MASK: u32 = (1 << 29) - 1;
+/// Set in listener tokens (and the waker's), clear in upstream ones.
+const NOT_UPSTREAM_BIT: usize = 1 << 61;
 
 /// The token of the worker's `mio::Waker`.
 pub const WAKER: Token = Token(usize::MAX);
@@ -50,6 +55,13 @@ pub enum Source {
     Listener(usize),
     /// A connection: slab key and generation.
     Conn {
+        /// The slab key.
+        key: usize,
+        /// The generation the socket was registered with.
+        generation: u32,
+    },
+    /// A stream to an upstream: slab key and generation.
+    Upstream {
         /// The slab key.
         key: usize,
         /// The generation the socket was registered with.
@@ -116,12 +128,26 @@ pub fn proc(key: usize, generation: u32, part: Part) -> Token {
     Token(KIND_BIT | (part.index() << PART_SHIFT) | (generation << KEY_BITS) | (key & KEY_MASK))
 }
 
+/// The token for the upstream stream at `key` with `generation` (`key <= KEY_MAX`).
+#[must_use]
+pub fn upstream(key: usize, generation: u32) -> Token {
+    debug_assert!(key <= KEY_MAX, "slab key out of range");
+    let generation = (generation & UPSTREAM_GENERATION_MASK) as usize;
+    Token(KIND_BIT | LISTENER_BIT | (generation << KEY_BITS) | (key & KEY_MASK))
+}
+
 /// Decodes a token.
 #[must_use]
 pub fn decode(token: Token) -> Source {
     let t = token.0;
     if token == WAKER {
         Source::Waker
+    } else if t & KIND_BIT != 0 && t & LISTENER_BIT != 0 && t & NOT_UPSTREAM_BIT == 0 {
+        Source::Upstream {
+            key: t & KEY_MASK,
+            // Lossless: the value was masked to 29 bits when encoded.
+            generation: ((t >> KEY_BITS) as u32) & UPSTREAM_GENERATION_MASK,
+        }
     } else if t & KIND_BIT != 0 && t & LISTENER_BIT != 0 {
         Source::Listener(usize::MAX - 1 - t)
     } else if t & KIND_BIT != 0 {
@@ -186,6 +212,25 @@ mod tests {
                 key: 1,
                 generation: PROC_GENERATION_MASK,
                 part: Part::Exit
+            }
+        );
+    }
+
+    #[test]
+    fn upstream_tokens_round_trip_and_differ_from_listeners() {
+        for (key, generation) in [(0, 0), (5, 1), (KEY_MAX, UPSTREAM_GENERATION_MASK), (7, 9)] {
+            let t = upstream(key, generation);
+            assert_eq!(decode(t), Source::Upstream { key, generation });
+            assert_ne!(t, WAKER);
+        }
+        for i in [0, 1, u32::MAX as usize] {
+            assert_eq!(decode(listener(i)), Source::Listener(i));
+        }
+        assert_eq!(
+            decode(upstream(2, u32::MAX)),
+            Source::Upstream {
+                key: 2,
+                generation: UPSTREAM_GENERATION_MASK
             }
         );
     }

@@ -65,6 +65,7 @@ use crate::log::log_error;
 use crate::logger::LogSender;
 use crate::process::Processes;
 use crate::token::{self, Source};
+use crate::upstream::{input_stream, Upstreams};
 
 /// Events taken from the OS per `poll`.
 const EVENTS_CAPACITY: usize = 1024;
@@ -128,6 +129,8 @@ pub struct Worker {
     files: Files,
     /// Child processes (CGI scripts), and children released but not yet reaped.
     procs: Processes,
+    /// Streams to FastCGI services.
+    upstreams: Upstreams,
     /// The access logger, when there is an access log.
     access_log: Option<LogSender>,
     /// Access-log lines not yet handed to the logger, each ending in a newline.
@@ -186,6 +189,7 @@ impl Worker {
             next_generation: 0,
             files: Files::new(),
             procs: Processes::new(),
+            upstreams: Upstreams::new(),
             access_log,
             log_batch: String::new(),
             log_batch_since: None,
@@ -278,6 +282,7 @@ impl Worker {
         if !self.ready.is_empty()
             || !self.pending.is_empty()
             || self.procs.has_ready()
+            || self.upstreams.has_ready()
             || self.may_accept()
         {
             return Some(Duration::ZERO);
@@ -332,6 +337,9 @@ impl Worker {
                 generation,
                 part,
             } => self.procs.on_event(key, generation, part, event),
+            Source::Upstream { key, generation } => {
+                self.upstreams.on_event(key, generation, event);
+            }
         }
     }
 
@@ -352,7 +360,11 @@ impl Worker {
                 return;
             }
             let accepted = self.accept_ready();
-            if self.ready.is_empty() && !self.procs.has_ready() && !accepted {
+            if self.ready.is_empty()
+                && !self.procs.has_ready()
+                && !self.upstreams.has_ready()
+                && !accepted
+            {
                 return;
             }
             std::mem::swap(&mut self.ready, &mut self.batch);
@@ -361,6 +373,8 @@ impl Worker {
             }
             self.procs
                 .run_ready(self.poll.registry(), &mut self.scratch, &mut self.pending);
+            self.upstreams
+                .run_ready(&mut self.scratch, &mut self.pending);
             self.settle();
         }
     }
@@ -594,6 +608,17 @@ impl Worker {
                 self.procs.release(self.poll.registry(), proc);
                 self.pending.retain(|input| input_proc(input) != Some(proc));
             }
+            Effect::Connect { token, addr } => {
+                self.upstreams
+                    .connect(self.poll.registry(), token, &addr, &mut self.pending);
+            }
+            Effect::StreamRead { stream, max } => self.upstreams.read(stream, max),
+            Effect::StreamWrite { stream, data } => self.upstreams.write(stream, data),
+            Effect::StreamClose { stream } => {
+                self.upstreams.close(stream);
+                self.pending
+                    .retain(|input| input_stream(input) != Some(stream));
+            }
             Effect::ErrorLog { line } => log_error!("{line}"),
             Effect::AccessLog { line } => {
                 if self.access_log.is_some() {
@@ -605,7 +630,11 @@ impl Worker {
                 }
             }
             Effect::Exit { code } => {
-                if !self.conns.is_empty() || self.files.len() > 0 || self.procs.live() > 0 {
+                if !self.conns.is_empty()
+                    || self.files.len() > 0
+                    || self.procs.live() > 0
+                    || self.upstreams.len() > 0
+                {
                     log_error!(
                         "worker {}: exiting with {} connections, {} files and {} processes \
                          still open",
@@ -684,6 +713,11 @@ fn input_conn(input: &Input) -> Option<ConnId> {
         | Input::Sent { conn, .. }
         | Input::ConnFailed { conn, .. } => Some(*conn),
         Input::Completed { .. }
+        | Input::StreamReceived { .. }
+        | Input::StreamEof { .. }
+        | Input::StreamWritten { .. }
+        | Input::StreamFailed { .. }
+        | Input::ServiceState { .. }
         | Input::StdinWritten { .. }
         | Input::StdinClosed { .. }
         | Input::Output { .. }
@@ -711,6 +745,11 @@ fn input_proc(input: &Input) -> Option<ProcId> {
         | Input::Sent { .. }
         | Input::ConnFailed { .. }
         | Input::Completed { .. }
+        | Input::StreamReceived { .. }
+        | Input::StreamEof { .. }
+        | Input::StreamWritten { .. }
+        | Input::StreamFailed { .. }
+        | Input::ServiceState { .. }
         | Input::Shutdown => None,
     }
 }

@@ -682,6 +682,15 @@ impl World {
                 }
                 self.gateway_effect(gateway)?;
             }
+            // The simulated sites declare no FastCGI service (yet).
+            stream @ (Effect::Connect { .. }
+            | Effect::StreamRead { .. }
+            | Effect::StreamWrite { .. }
+            | Effect::StreamClose { .. }) => {
+                return Err(self.safety(format!(
+                    "a service stream for a site without services: {stream:?}"
+                )));
+            }
             Effect::Exit { code } => {
                 self.contract.exit(code).map_err(|m| self.safety(m))?;
                 self.exit = Some(code);

@@ -58,6 +58,9 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// FastCGI services, by name.
     pub services: BTreeMap<String, Service>,
+    /// The private directory holding the sockets of `spawn=` services (`NAME.sock`); the
+    /// shell sets it when it creates the directory.
+    pub run_dir: PathBuf,
     /// Rules before any `host` line, in file order.
     pub rules: Vec<Rule>,
     /// Virtual-host sections, in file order.
@@ -114,6 +117,8 @@ pub enum Service {
         argv: Vec<String>,
         /// Processes to keep running.
         processes: usize,
+        /// Most connections open to it at once (default: `processes`).
+        connections: usize,
         /// User to run them as.
         user: Option<String>,
         /// Working directory (absolute).
@@ -169,8 +174,43 @@ impl Config {
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             services: BTreeMap::new(),
+            run_dir: PathBuf::from(RUN_DIR_DEFAULT),
             rules: vec![Rule::pass_everything()],
             hosts: Vec::new(),
+        }
+    }
+}
+
+/// Where `spawn=` services' sockets go until the shell says otherwise.
+pub const RUN_DIR_DEFAULT: &str = "/run/weir";
+
+impl Config {
+    /// Where a service listens: a `connect=` service's address, or a `spawn=` service's
+    /// socket in `run_dir`.
+    #[must_use]
+    pub fn service_addr(&self, name: &str) -> Option<crate::server::UpstreamAddr> {
+        use crate::server::UpstreamAddr;
+        Some(match self.services.get(name)? {
+            Service::Spawn { .. } => UpstreamAddr::Unix(self.run_dir.join(format!("{name}.sock"))),
+            Service::Connect {
+                addr: ServiceAddr::Unix(p),
+                ..
+            } => UpstreamAddr::Unix(p.clone()),
+            Service::Connect {
+                addr: ServiceAddr::Tcp(h, port),
+                ..
+            } => UpstreamAddr::Tcp(h.clone(), *port),
+        })
+    }
+
+    /// The most connections a service may have open at once (its `connections=`).
+    #[must_use]
+    pub fn service_connections(&self, name: &str) -> usize {
+        match self.services.get(name) {
+            Some(Service::Spawn { connections, .. } | Service::Connect { connections, .. }) => {
+                *connections
+            }
+            None => 0,
         }
     }
 }

@@ -545,7 +545,7 @@ impl Parser {
             "connections",
         ];
         let (pos, opts) = self.split(words, &keys);
-        let usage = "service NAME spawn=\"CMD ARGS\" [processes=N] [user=NAME] [cwd=DIR] [env=K=V]… | service NAME connect=unix:PATH|HOST:PORT [connections=N]";
+        let usage = "service NAME spawn=\"CMD ARGS\" [processes=N] [connections=N] [user=NAME] [cwd=DIR] [env=K=V]… | service NAME connect=unix:PATH|HOST:PORT [connections=N]";
         if !self.arity(words, &pos, 1, 1, usage) {
             return;
         }
@@ -560,11 +560,6 @@ impl Parser {
         let (spawn, connect) = (get("spawn"), get("connect"));
         let service = match (spawn, connect) {
             (Some(s), None) => {
-                for o in &opts {
-                    if matches!(o.option(), Some(("connections", _))) {
-                        self.error(o, "`connections` goes with `connect=`, not `spawn=`");
-                    }
-                }
                 let argv: Vec<String> = s
                     .option()
                     .unwrap_or_default()
@@ -576,6 +571,7 @@ impl Parser {
                     return self.error(s, "`spawn` needs a command");
                 }
                 let mut processes = 1;
+                let mut connections = None;
                 let mut user = None;
                 let mut cwd = self.config.root.clone();
                 let mut env = Vec::new();
@@ -585,6 +581,11 @@ impl Parser {
                             Ok(n) if (1..=256).contains(&n) => processes = n,
                             _ => self.error(o, "processes must be a number from 1 to 256"),
                         },
+                        ("connections", v) => match v.parse::<usize>() {
+                            Ok(n) if n >= 1 => connections = Some(n),
+                            _ => self.error(o, "connections must be a number of at least 1"),
+                        },
+                        ("user", "") => self.error(o, "expected user=NAME"),
                         ("user", v) => user = Some(v.to_string()),
                         ("cwd", v) => cwd = self.path(v),
                         ("env", v) => match v.split_once('=') {
@@ -599,6 +600,9 @@ impl Parser {
                 Service::Spawn {
                     argv,
                     processes,
+                    // A process of a classic FastCGI program (php-cgi) serves one
+                    // connection at a time: by default, one connection per process.
+                    connections: connections.unwrap_or(processes),
                     user,
                     cwd,
                     env,

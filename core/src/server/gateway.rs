@@ -49,10 +49,10 @@ use super::{
     Completion, ConnId, Effect, ExitStatus, Input, IoError, OutStream, ProcId, Server, SpawnSpec,
 };
 use crate::cgi::env::{self, CgiRequest};
-use crate::cgi::output::{HeadParser, Parsed, Reply};
+use crate::cgi::output::{HeadParser, Parsed, Reply as CgiReply};
 use crate::chunk::Chunk;
 use crate::http1::{BodyKind, Headers, Method, RequestHead, ResponseBody, ResponseHead};
-use crate::ids::Token;
+use crate::ids::{StreamId, Token};
 use crate::rules::Gateway;
 use crate::time::{Now, Time};
 
@@ -71,15 +71,48 @@ pub const STDERR_LINE_MAX: usize = 4096;
 /// What to run for a request.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Job {
-    spec: SpawnSpec,
-    /// The script, for log lines.
-    label: String,
+    /// What runs it: a script, or a service.
+    pub(super) kind: JobKind,
+    /// The script or service, for log lines.
+    pub(super) label: String,
     /// Bytes gathered for a chunked body (sent to standard input first).
-    spooled: Option<Bytes>,
-    /// The request body still arrives as events after the spawn.
-    streams_body: bool,
-    /// An `nph-` script: its output is the whole response, passed on unparsed.
-    nph: bool,
+    pub(super) spooled: Option<Bytes>,
+    /// The request body still arrives as events after the start.
+    pub(super) streams_body: bool,
+}
+
+/// The two kinds of gateway.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) enum JobKind {
+    /// A CGI script: a process per request.
+    Cgi {
+        /// The process to run.
+        spec: SpawnSpec,
+        /// An `nph-` script: its output is the whole response, passed on unparsed.
+        nph: bool,
+    },
+    /// A FastCGI service: an exchange on a (maybe kept-alive) stream to it.
+    Fcgi {
+        /// The service's name.
+        service: String,
+        /// The meta-variables, sent as FastCGI parameters.
+        params: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+}
+
+impl Job {
+    /// Sets `CONTENT_LENGTH` once a chunked body has been gathered.
+    fn set_content_length(&mut self, len: usize) {
+        let vars = match &mut self.kind {
+            JobKind::Cgi { spec, .. } => &mut spec.env,
+            JobKind::Fcgi { params, .. } => params,
+        };
+        for (k, v) in vars {
+            if k == b"CONTENT_LENGTH" {
+                *v = len.to_string().into_bytes();
+            }
+        }
+    }
 }
 
 /// A connection's gateway state.
@@ -89,22 +122,85 @@ pub(super) enum GatewayState {
     Spooling(Box<Spool>),
     /// Waiting for a free place in the farm.
     Queued(Box<Job>),
-    /// The script runs (or is being spawned).
-    Running(ProcId),
+    /// The script runs (or is being spawned), or the service's exchange is under way.
+    Running(Owner),
 }
 
-/// A chunked request body being gathered, and the script it is for.
+/// A chunked request body being gathered, and the gateway it is for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Spool {
     job: Job,
     body: BytesMut,
 }
 
+impl Spool {
+    /// An empty spool for `job`.
+    pub(super) fn new(job: Job) -> Spool {
+        Spool {
+            job,
+            body: BytesMut::new(),
+        }
+    }
+}
+
+/// Who is producing a request's response: a CGI process, or a FastCGI exchange on a
+/// stream to a service. One token names either for life, so one deadline index and one
+/// response path (`Reply`) serve both kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum Owner {
+    /// A CGI script's process.
+    Proc(ProcId),
+    /// A FastCGI exchange (`super::fastcgi`).
+    Stream(StreamId),
+}
+
+/// The response side of a gateway, whichever its kind: the header section being parsed,
+/// then what was sent (for the access log), and the `gateway` deadline.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Reply {
+    /// The request it answers; `None` once it was detached (its client went away).
+    pub(super) conn: Option<ConnId>,
+    /// What the error log calls it (`cgi /path/script`, `service php`).
+    pub(super) label: String,
+    /// The response header parser, until the header section has ended.
+    pub(super) head: Option<HeadParser>,
+    /// An `nph-` script whose raw response has not started yet.
+    pub(super) raw_pending: bool,
+    /// An `nph-` script: its output goes out as written, head and all.
+    pub(super) raw: bool,
+    /// The status sent (for the access log).
+    pub(super) status: u16,
+    /// Body bytes passed to the client (for the access log).
+    pub(super) bytes_out: u64,
+    /// When the `gateway` timeout fires (no output for that long).
+    pub(super) deadline: Option<Time>,
+}
+
+impl Reply {
+    /// A reply for request `conn`, parsed (`nph` false) or raw.
+    pub(super) fn new(conn: ConnId, label: String, nph: bool) -> Reply {
+        Reply {
+            conn: Some(conn),
+            label,
+            head: (!nph).then(HeadParser::new),
+            raw_pending: nph,
+            raw: nph,
+            status: 0,
+            bytes_out: 0,
+            deadline: None,
+        }
+    }
+
+    /// True while nothing of the response has gone to the client.
+    pub(super) fn head_pending(&self) -> bool {
+        self.head.is_some() || self.raw_pending
+    }
+}
+
 /// A running script.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Cgi {
-    conn: Option<ConnId>,
-    label: String,
+    pub(super) reply: Reply,
     spawned: bool,
     /// Body bytes not yet written to standard input.
     stdin: VecDeque<Bytes>,
@@ -115,23 +211,12 @@ pub(super) struct Cgi {
     stdin_complete: bool,
     /// `CloseStdin` was sent or the pipe broke: body bytes are dropped from now on.
     stdin_closed: bool,
-    /// The response header parser, until the header section has ended.
-    head: Option<HeadParser>,
-    /// An `nph-` script whose raw response has not started yet.
-    raw_pending: bool,
-    /// An `nph-` script: its output goes out as written, head and all.
-    raw: bool,
-    /// The status sent (for the access log).
-    status: u16,
-    /// Body bytes passed to the client (for the access log).
-    bytes_out: u64,
     /// A `ReadOutput` is outstanding (standard output, standard error).
     reading: [bool; 2],
     /// The stream has ended (standard output, standard error).
     eof: [bool; 2],
     exited: Option<ExitStatus>,
     stderr_line: Vec<u8>,
-    deadline: Option<Time>,
 }
 
 /// The answer when a script cannot be started.
@@ -140,7 +225,7 @@ fn status_for(err: IoError) -> u16 {
         IoError::NotFound => 404,
         IoError::PermissionDenied => 403,
         IoError::Exhausted => 503,
-        IoError::Reset | IoError::Other => 500,
+        IoError::Reset | IoError::Refused | IoError::Other => 500,
     }
 }
 
@@ -203,13 +288,15 @@ impl Server {
             .file_name()
             .is_some_and(|n| n.as_encoded_bytes().starts_with(b"nph-"));
         let job = Job {
-            nph,
-            label: script.display().to_string(),
-            spec: SpawnSpec {
-                program: script,
-                args: Vec::new(),
-                env,
-                cwd,
+            label: format!("cgi {}", script.display()),
+            kind: JobKind::Cgi {
+                spec: SpawnSpec {
+                    program: script,
+                    args: Vec::new(),
+                    env,
+                    cwd,
+                },
+                nph,
             },
             spooled: None,
             streams_body: matches!(req.body, BodyKind::Length(_)),
@@ -228,7 +315,11 @@ impl Server {
         self.start_or_queue(id, job, now);
     }
 
-    fn start_or_queue(&mut self, id: ConnId, job: Job, now: Now) {
+    /// Starts a job whose request body (if chunked) has been gathered.
+    pub(super) fn start_or_queue(&mut self, id: ConnId, job: Job, now: Now) {
+        if matches!(job.kind, JobKind::Fcgi { .. }) {
+            return self.fcgi_start(id, job, now);
+        }
         if self.cgi_running < self.config.limits.cgi_max {
             return self.spawn(id, job, now);
         }
@@ -236,7 +327,7 @@ impl Server {
         // make the answer later, not better.
         if self.cgi_queue.len() >= self.config.limits.cgi_max {
             self.log(format!(
-                "cgi {}: farm full ({} running, {} waiting): 503",
+                "{}: farm full ({} running, {} waiting): 503",
                 job.label,
                 self.cgi_running,
                 self.cgi_queue.len()
@@ -258,26 +349,23 @@ impl Server {
         if job.streams_body {
             slot.conn.accept_body();
         }
-        slot.cur.get_mut().gateway = Some(GatewayState::Running(proc));
+        let JobKind::Cgi { spec, nph } = job.kind else {
+            // unreachable: `start_or_queue` sends service jobs to `fcgi_start`.
+            return;
+        };
+        slot.cur.get_mut().gateway = Some(GatewayState::Running(Owner::Proc(proc)));
         let mut cgi = Cgi {
-            conn: Some(id),
-            label: job.label,
+            reply: Reply::new(id, job.label, nph),
             spawned: false,
             stdin: VecDeque::new(),
             stdin_queued: 0,
             stdin_writing: None,
             stdin_complete: !job.streams_body,
             stdin_closed: false,
-            head: (!job.nph).then(HeadParser::new),
-            raw_pending: job.nph,
-            raw: job.nph,
-            status: 0,
-            bytes_out: 0,
             reading: [false; 2],
             eof: [false; 2],
             exited: None,
             stderr_line: Vec::new(),
-            deadline: None,
         };
         if let Some(body) = job.spooled.filter(|b| !b.is_empty()) {
             cgi.stdin_queued = body.len();
@@ -285,11 +373,11 @@ impl Server {
         }
         self.cgi_running += 1;
         self.procs.insert(proc, cgi);
-        self.set_proc_deadline(proc, Some(now.mono.after(self.config.timeouts.gateway)));
-        self.effects.push_back(Effect::Spawn {
-            token,
-            spec: job.spec,
-        });
+        self.set_gateway_deadline(
+            Owner::Proc(proc),
+            Some(now.mono.after(self.config.timeouts.gateway)),
+        );
+        self.effects.push_back(Effect::Spawn { token, spec });
     }
 
     /// True while the connection's events must wait (see the module documentation).
@@ -300,10 +388,11 @@ impl Server {
             .and_then(|s| s.cur.get().gateway.as_ref())
         {
             Some(GatewayState::Queued(_)) => true,
-            Some(GatewayState::Running(p)) => self
+            Some(GatewayState::Running(Owner::Proc(p))) => self
                 .procs
                 .get(p)
                 .is_some_and(|c| c.stdin_queued > STDIN_BUFFER),
+            Some(GatewayState::Running(Owner::Stream(s))) => self.fcgi_body_blocked(*s),
             _ => false,
         }
     }
@@ -328,11 +417,7 @@ impl Server {
                         };
                         let Spool { mut job, body } = *spool;
                         let body = body.freeze();
-                        for (k, v) in &mut job.spec.env {
-                            if k == b"CONTENT_LENGTH" {
-                                *v = body.len().to_string().into_bytes();
-                            }
-                        }
+                        job.set_content_length(body.len());
                         job.spooled = Some(body);
                         self.start_or_queue(id, job, now);
                     }
@@ -340,7 +425,12 @@ impl Server {
                 true
             }
             Some(GatewayState::Queued(_)) => true,
-            Some(GatewayState::Running(proc)) => {
+            Some(GatewayState::Running(Owner::Stream(stream))) => {
+                let stream = *stream;
+                self.fcgi_body(stream, data, now);
+                true
+            }
+            Some(GatewayState::Running(Owner::Proc(proc))) => {
                 let proc = *proc;
                 if let Some(cgi) = self.procs.get_mut(&proc) {
                     match data {
@@ -365,7 +455,7 @@ impl Server {
             return false;
         };
         match result {
-            Completion::Spawned if cgi.conn.is_none() => {
+            Completion::Spawned if cgi.reply.conn.is_none() => {
                 // Its request went away while it was being spawned.
                 cgi.spawned = true;
                 self.kill_proc(proc, now);
@@ -375,12 +465,12 @@ impl Server {
                 // The gateway timeout counts from the start (a slow spawn may have let the
                 // first deadline pass unarmed).
                 let deadline = now.mono.after(self.config.timeouts.gateway);
-                self.set_proc_deadline(proc, Some(deadline));
+                self.set_gateway_deadline(Owner::Proc(proc), Some(deadline));
                 self.pump_proc(proc, now);
             }
             Completion::Failed(err) => {
-                let (conn, label) = (cgi.conn, cgi.label.clone());
-                self.log(format!("cgi {label}: cannot start: {err:?}"));
+                let (conn, label) = (cgi.reply.conn, cgi.reply.label.clone());
+                self.log(format!("{label}: cannot start: {err:?}"));
                 // Nothing was created: no Kill, no Release.
                 self.forget_proc(proc, now);
                 if let Some(id) = conn {
@@ -405,7 +495,7 @@ impl Server {
         let Some(cgi) = self.procs.get_mut(&proc) else {
             return;
         };
-        let conn = cgi.conn;
+        let conn = cgi.reply.conn;
         match input {
             Input::StdinWritten { n, .. } => {
                 let len = cgi.stdin_writing.take().unwrap_or(0);
@@ -446,8 +536,8 @@ impl Server {
                 cgi.eof[1] = true;
                 let rest = std::mem::take(&mut cgi.stderr_line);
                 if !rest.is_empty() {
-                    let label = cgi.label.clone();
-                    self.log(format!("cgi {label}: {}", String::from_utf8_lossy(&rest)));
+                    let label = cgi.reply.label.clone();
+                    self.log(format!("{label}: {}", String::from_utf8_lossy(&rest)));
                 }
             }
             Input::Output {
@@ -457,8 +547,8 @@ impl Server {
             } => {
                 cgi.reading[0] = false;
                 let deadline = now.mono.after(self.config.timeouts.gateway);
-                self.set_proc_deadline(proc, Some(deadline));
-                self.stdout(proc, data, now);
+                self.set_gateway_deadline(Owner::Proc(proc), Some(deadline));
+                self.reply_data(Owner::Proc(proc), data, now);
             }
             Input::OutputEof {
                 stream: OutStream::Stdout,
@@ -466,7 +556,7 @@ impl Server {
             } => {
                 cgi.reading[0] = false;
                 cgi.eof[0] = true;
-                self.stdout_eof(proc, now);
+                self.reply_end(Owner::Proc(proc), now);
             }
             Input::Exited { status, .. } => cgi.exited = Some(status),
             _ => {}
@@ -481,7 +571,7 @@ impl Server {
         let Some(cgi) = self.procs.get_mut(&proc) else {
             return;
         };
-        let label = cgi.label.clone();
+        let label = cgi.reply.label.clone();
         let mut lines = Vec::new();
         for &b in data {
             if b == b'\n' {
@@ -492,21 +582,49 @@ impl Server {
         }
         for l in lines {
             let l = l.strip_suffix(b"\r").unwrap_or(&l);
-            self.log(format!("cgi {label}: {}", String::from_utf8_lossy(l)));
+            self.log(format!("{label}: {}", String::from_utf8_lossy(l)));
         }
     }
 
-    fn stdout(&mut self, proc: ProcId, data: Bytes, now: Now) {
-        let Some(cgi) = self.procs.get_mut(&proc) else {
+    /// The reply of a gateway, if it is still known.
+    pub(super) fn reply_mut(&mut self, owner: Owner) -> Option<&mut Reply> {
+        match owner {
+            Owner::Proc(p) => self.procs.get_mut(&p).map(|c| &mut c.reply),
+            Owner::Stream(s) => self.fcgi_reply_mut(s),
+        }
+    }
+
+    /// The reply of a gateway, if it is still known.
+    pub(super) fn reply(&self, owner: Owner) -> Option<&Reply> {
+        match owner {
+            Owner::Proc(p) => self.procs.get(&p).map(|c| &c.reply),
+            Owner::Stream(s) => self.fcgi_reply(s),
+        }
+    }
+
+    /// Stops whatever produces a reply (kills the script, closes the service's stream)
+    /// and forgets it.
+    pub(super) fn stop_gateway(&mut self, owner: Owner, now: Now) {
+        match owner {
+            Owner::Proc(p) => self.kill_proc(p, now),
+            Owner::Stream(s) => self.fcgi_drop(s, now),
+        }
+    }
+
+    /// Response bytes from a gateway (a script's standard output, a service's stdout
+    /// records): the header section is parsed, then the body streamed to the client.
+    pub(super) fn reply_data(&mut self, owner: Owner, data: Bytes, now: Now) {
+        let limit = self.config.limits.header_bytes_max;
+        let Some(reply) = self.reply_mut(owner) else {
             return;
         };
-        let Some(id) = cgi.conn else { return };
-        let Some(parser) = cgi.head.as_mut() else {
-            if std::mem::take(&mut cgi.raw_pending) {
+        let Some(id) = reply.conn else { return };
+        let Some(parser) = reply.head.as_mut() else {
+            if std::mem::take(&mut reply.raw_pending) {
                 // nph: the script speaks HTTP itself; its bytes go out as they are. Its
                 // status line is read only for the log and the counters.
-                cgi.status = nph_status(&data);
-                let status = cgi.status;
+                reply.status = nph_status(&data);
+                let status = reply.status;
                 if let Some(slot) = self.conns.get_mut(&id) {
                     let _ = slot.conn.send_raw(now);
                     if let Some(cur) = slot.cur.existing() {
@@ -516,32 +634,33 @@ impl Server {
                 self.counters.response(status);
             }
             // The body: straight to the client.
-            cgi.bytes_out += data.len() as u64;
+            let Some(reply) = self.reply_mut(owner) else {
+                return;
+            };
+            reply.bytes_out += data.len() as u64;
+            let label = reply.label.clone();
             if let Some(slot) = self.conns.get_mut(&id) {
                 if slot.conn.send_body(Chunk::Bytes(data), now).is_err() {
-                    // More than the script's Content-Length promised.
-                    self.log(format!(
-                        "cgi {}: more output than its Content-Length",
-                        self.procs[&proc].label
-                    ));
-                    self.abort_cgi(proc, now);
+                    // More than the gateway's Content-Length promised.
+                    self.log(format!("{label}: more output than its Content-Length"));
+                    self.abort_gateway(owner, now);
                 }
             }
             return;
         };
-        match parser.feed(&data, self.config.limits.header_bytes_max) {
+        match parser.feed(&data, limit) {
             Parsed::NeedMore => {}
-            Parsed::Bad(why) => self.bad_output(proc, why, now),
+            Parsed::Bad(why) => self.bad_output(owner, why, now),
             Parsed::Head(head, rest) => {
-                cgi.head = None;
+                reply.head = None;
                 match head.reply() {
-                    Err(why) => self.bad_output(proc, why, now),
-                    Ok(Reply::LocalRedirect(location)) => {
-                        // The script's part is over: the rules answer the new path.
-                        self.kill_proc(proc, now);
+                    Err(why) => self.bad_output(owner, why, now),
+                    Ok(CgiReply::LocalRedirect(location)) => {
+                        // The gateway's part is over: the rules answer the new path.
+                        self.stop_gateway(owner, now);
                         self.local_redirect(id, location, now);
                     }
-                    Ok(Reply::Document { status }) => {
+                    Ok(CgiReply::Document { status }) => {
                         let mut headers = Headers::new();
                         for (n, v) in head.fields {
                             headers.push(n, v);
@@ -550,8 +669,8 @@ impl Server {
                             Some(n) => ResponseBody::Length(n),
                             None => ResponseBody::Streamed,
                         };
-                        if let Some(cgi) = self.procs.get_mut(&proc) {
-                            cgi.status = status;
+                        if let Some(reply) = self.reply_mut(owner) {
+                            reply.status = status;
                         }
                         self.start_response(
                             id,
@@ -563,7 +682,7 @@ impl Server {
                             now,
                         );
                         if !rest.is_empty() {
-                            self.stdout(proc, rest, now);
+                            self.reply_data(owner, rest, now);
                         }
                     }
                 }
@@ -571,30 +690,36 @@ impl Server {
         }
     }
 
-    fn stdout_eof(&mut self, proc: ProcId, now: Now) {
-        let Some(cgi) = self.procs.get_mut(&proc) else {
+    /// The gateway's response has ended (a script's standard output closed, a service's
+    /// END_REQUEST): the response is finished, or found short.
+    pub(super) fn reply_end(&mut self, owner: Owner, now: Now) {
+        let Some(reply) = self.reply(owner) else {
             return;
         };
-        let Some(id) = cgi.conn else { return };
-        if cgi.head.is_some() {
+        let Some(id) = reply.conn else { return };
+        if reply.head.is_some() {
             return self.bad_output(
-                proc,
+                owner,
                 "the output ended before the end of the header section",
                 now,
             );
         }
-        if cgi.raw_pending {
-            return self.bad_output(proc, "no output", now);
+        if reply.raw_pending {
+            return self.bad_output(owner, "no output", now);
         }
-        let (status, bytes, raw) = (cgi.status, cgi.bytes_out, cgi.raw);
+        let (status, bytes, raw, label) = (
+            reply.status,
+            reply.bytes_out,
+            reply.raw,
+            reply.label.clone(),
+        );
         self.log_script_response(id, status, bytes, raw, now);
         let ended = self
             .conns
             .get_mut(&id)
             .map(|slot| slot.conn.send_end(None, now).is_ok());
         if ended == Some(false) {
-            let label = self.procs[&proc].label.clone();
-            self.log(format!("cgi {label}: less output than its Content-Length"));
+            self.log(format!("{label}: less output than its Content-Length"));
             if let Some(slot) = self.conns.get_mut(&id) {
                 slot.conn.cut(now);
             }
@@ -602,37 +727,38 @@ impl Server {
         slot_done(self, id);
     }
 
-    fn bad_output(&mut self, proc: ProcId, why: &str, now: Now) {
-        let Some(cgi) = self.procs.get(&proc) else {
+    /// The gateway's output is not a valid response: 502, and the gateway is stopped.
+    pub(super) fn bad_output(&mut self, owner: Owner, why: &str, now: Now) {
+        let Some(reply) = self.reply(owner) else {
             return;
         };
-        let (label, conn) = (cgi.label.clone(), cgi.conn);
-        self.log(format!("cgi {label}: bad output: {why}"));
-        self.kill_proc(proc, now);
+        let (label, conn) = (reply.label.clone(), reply.conn);
+        self.log(format!("{label}: bad output: {why}"));
+        self.stop_gateway(owner, now);
         if let Some(id) = conn {
             self.error(id, 502, &[], now);
             slot_done(self, id);
         }
     }
 
-    /// A script's response is being cut off after its head went out (timeout, broken
+    /// A gateway's response is being cut off after its head went out (timeout, broken
     /// promise, client gone): it still gets its access-log line, with the status sent and
     /// the body bytes passed so far, as nginx logs a response cut short. Call it while the
     /// connection's slot still exists, before `slot_done`.
-    pub(super) fn log_cut_response(&mut self, proc: ProcId, id: ConnId, now: Now) {
-        let Some(cgi) = self.procs.get(&proc) else {
+    pub(super) fn log_cut_response(&mut self, owner: Owner, id: ConnId, now: Now) {
+        let Some(reply) = self.reply(owner) else {
             return;
         };
-        if cgi.conn != Some(id) || cgi.head.is_some() || cgi.raw_pending {
+        if reply.conn != Some(id) || reply.head_pending() {
             return;
         }
-        let (status, bytes, raw) = (cgi.status, cgi.bytes_out, cgi.raw);
+        let (status, bytes, raw) = (reply.status, reply.bytes_out, reply.raw);
         self.log_script_response(id, status, bytes, raw, now);
     }
 
-    /// The access-log line of a script's response: `bytes` passed to the connection, which
-    /// sends none of them for a HEAD request, a 204 or a 304 (an `nph-` script's, `raw`,
-    /// pass unparsed and all go out).
+    /// The access-log line of a gateway's response: `bytes` passed to the connection,
+    /// which sends none of them for a HEAD request, a 204 or a 304 (an `nph-` script's,
+    /// `raw`, pass unparsed and all go out).
     fn log_script_response(&mut self, id: ConnId, status: u16, bytes: u64, raw: bool, now: Now) {
         let bytes = if !raw && self.bodiless(id, status) {
             0
@@ -644,13 +770,13 @@ impl Server {
         }
     }
 
-    /// Cuts a running script off after its response head went out: the connection closes.
-    fn abort_cgi(&mut self, proc: ProcId, now: Now) {
-        let conn = self.procs.get(&proc).and_then(|c| c.conn);
+    /// Cuts a gateway off after its response head went out: the connection closes.
+    pub(super) fn abort_gateway(&mut self, owner: Owner, now: Now) {
+        let conn = self.reply(owner).and_then(|r| r.conn);
         if let Some(id) = conn {
-            self.log_cut_response(proc, id, now);
+            self.log_cut_response(owner, id, now);
         }
-        self.kill_proc(proc, now);
+        self.stop_gateway(owner, now);
         if let Some(id) = conn {
             if let Some(slot) = self.conns.get_mut(&id) {
                 slot.conn.cut(now);
@@ -723,10 +849,11 @@ impl Server {
             }
         }
         let room = cgi
+            .reply
             .conn
             .and_then(|id| self.conns.get(&id))
             .is_some_and(|s| s.conn.transmit_queued() < OUTPUT_BUFFER);
-        if !cgi.reading[0] && !cgi.eof[0] && (cgi.head.is_some() || cgi.raw_pending || room) {
+        if !cgi.reading[0] && !cgi.eof[0] && (cgi.reply.head_pending() || room) {
             cgi.reading[0] = true;
             self.effects.push_back(Effect::ReadOutput {
                 proc,
@@ -744,8 +871,8 @@ impl Server {
         }
         if cgi.eof[0] && cgi.eof[1] && cgi.exited.is_some() {
             if let Some(ExitStatus::Code(c)) = cgi.exited.filter(|s| *s != ExitStatus::Code(0)) {
-                let label = cgi.label.clone();
-                self.log(format!("cgi {label}: exited with status {c}"));
+                let label = cgi.reply.label.clone();
+                self.log(format!("{label}: exited with status {c}"));
             }
             self.effects.push_back(Effect::Release { proc });
             self.forget_proc(proc, now);
@@ -764,7 +891,7 @@ impl Server {
             // The Spawn is still outstanding: keep the record, detached from its request,
             // and kill the process as soon as the spawn reports it (`spawn_completed`).
             if let Some(cgi) = self.procs.get_mut(&proc) {
-                cgi.conn = None;
+                cgi.reply.conn = None;
             }
             return;
         }
@@ -776,12 +903,12 @@ impl Server {
         let Some(cgi) = self.procs.remove(&proc) else {
             return;
         };
-        self.set_deadline_index(proc, cgi.deadline, None);
+        self.set_deadline_index(Owner::Proc(proc), cgi.reply.deadline, None);
         self.cgi_running -= 1;
-        if let Some(id) = cgi.conn {
+        if let Some(id) = cgi.reply.conn {
             if let Some(slot) = self.conns.get_mut(&id) {
                 if let Some(cur) = slot.cur.existing() {
-                    if cur.gateway == Some(GatewayState::Running(proc)) {
+                    if cur.gateway == Some(GatewayState::Running(Owner::Proc(proc))) {
                         cur.gateway = None;
                     }
                 }
@@ -804,8 +931,8 @@ impl Server {
         }
     }
 
-    /// The connection is going away: whatever runs for it is killed (its answer, if it had
-    /// started, still logged: call this while the slot exists), whatever waits dropped.
+    /// The connection is going away: whatever runs for it is stopped (its answer, if it
+    /// had started, still logged: call this while the slot exists), whatever waits dropped.
     pub(super) fn gateway_conn_closed(
         &mut self,
         id: ConnId,
@@ -813,39 +940,45 @@ impl Server {
         now: Now,
     ) {
         match state {
-            Some(GatewayState::Running(proc)) => {
-                self.log_cut_response(proc, id, now);
-                if let Some(label) = self.procs.get(&proc).map(|c| c.label.clone()) {
-                    if self.procs[&proc].conn.is_some() && !self.procs[&proc].eof[0] {
-                        self.log(format!("cgi {label}: client went away; killing the script"));
+            Some(GatewayState::Running(owner)) => {
+                self.log_cut_response(owner, id, now);
+                let still_producing = match owner {
+                    Owner::Proc(p) => self.procs.get(&p).is_some_and(|c| !c.eof[0]),
+                    Owner::Stream(_) => true,
+                };
+                if let Some(reply) = self.reply_mut(owner) {
+                    if reply.conn.is_some() && still_producing {
+                        let label = reply.label.clone();
+                        self.log(format!("{label}: client went away; stopping it"));
                     }
                 }
-                if let Some(cgi) = self.procs.get_mut(&proc) {
-                    cgi.conn = None;
+                if let Some(reply) = self.reply_mut(owner) {
+                    reply.conn = None;
                 }
-                self.kill_proc(proc, now);
+                self.stop_gateway(owner, now);
             }
-            Some(GatewayState::Queued(_)) => self.cgi_queue.retain(|c| *c != id),
+            Some(GatewayState::Queued(job)) => match job.kind {
+                JobKind::Cgi { .. } => self.cgi_queue.retain(|c| *c != id),
+                JobKind::Fcgi { service, .. } => self.fcgi_unqueue(&service, id),
+            },
             Some(GatewayState::Spooling(_)) | None => {}
         }
     }
 
-    /// The protocol layer refused the request and queued its own answer: the script's
-    /// answer can never be written, so whatever runs for it is killed and whatever waits
+    /// The protocol layer refused the request and queued its own answer: the gateway's
+    /// answer can never be written, so whatever runs for it is stopped and whatever waits
     /// dropped (the connection is closing).
     pub(super) fn gateway_refused(&mut self, id: ConnId, now: Now) {
         let Some(slot) = self.conns.get_mut(&id) else {
             return;
         };
         let state = slot.cur.take_gateway();
-        if let Some(GatewayState::Running(proc)) = &state {
-            if let Some(cgi) = self.procs.get_mut(proc) {
+        if let Some(GatewayState::Running(owner)) = &state {
+            if let Some(reply) = self.reply_mut(*owner) {
                 // Detached first: nothing of it is answered or logged any more.
-                cgi.conn = None;
-                let label = cgi.label.clone();
-                self.log(format!(
-                    "cgi {label}: the request was refused; killing the script"
-                ));
+                reply.conn = None;
+                let label = reply.label.clone();
+                self.log(format!("{label}: the request was refused; stopping it"));
             }
         }
         self.gateway_conn_closed(id, state, now);
@@ -865,53 +998,58 @@ impl Server {
         self.gateway_conn_closed(id, state, now);
     }
 
-    fn set_proc_deadline(&mut self, proc: ProcId, deadline: Option<Time>) {
-        let Some(cgi) = self.procs.get_mut(&proc) else {
+    /// Sets (or, with `None`, clears) a gateway's `gateway` deadline.
+    pub(super) fn set_gateway_deadline(&mut self, owner: Owner, deadline: Option<Time>) {
+        let Some(reply) = self.reply_mut(owner) else {
             return;
         };
-        let old = std::mem::replace(&mut cgi.deadline, deadline);
-        self.set_deadline_index(proc, old, deadline);
+        let old = std::mem::replace(&mut reply.deadline, deadline);
+        self.set_deadline_index(owner, old, deadline);
     }
 
-    fn set_deadline_index(&mut self, proc: ProcId, old: Option<Time>, new: Option<Time>) {
+    pub(super) fn set_deadline_index(
+        &mut self,
+        owner: Owner,
+        old: Option<Time>,
+        new: Option<Time>,
+    ) {
         if let Some(t) = old {
-            self.proc_deadlines.remove(&(t, proc));
+            self.gateway_deadlines.remove(&(t, owner));
         }
         if let Some(t) = new {
-            self.proc_deadlines.insert((t, proc));
+            self.gateway_deadlines.insert((t, owner));
         }
     }
 
-    /// The `gateway` timeout: scripts that said nothing for that long.
+    /// The `gateway` timeout: gateways that said nothing for that long.
     pub(super) fn gateway_timeouts(&mut self, now: Now) {
-        let due: Vec<ProcId> = self
-            .proc_deadlines
+        let due: Vec<Owner> = self
+            .gateway_deadlines
             .iter()
             .take_while(|(t, _)| *t <= now.mono)
             .map(|(_, p)| *p)
             .collect();
-        for proc in due {
-            let Some(cgi) = self.procs.get(&proc) else {
+        for owner in due {
+            if let Owner::Proc(proc) = owner {
+                if self.procs.get(&proc).is_some_and(|c| !c.spawned) {
+                    // Spawning does not time out (it is a local fork); keep waiting.
+                    self.set_gateway_deadline(owner, None);
+                    continue;
+                }
+            }
+            let Some(reply) = self.reply(owner) else {
                 continue;
             };
-            let (label, conn, head_pending) = (
-                cgi.label.clone(),
-                cgi.conn,
-                cgi.head.is_some() || cgi.raw_pending,
-            );
-            if !cgi.spawned {
-                // Spawning does not time out (it is a local fork); keep waiting.
-                self.set_proc_deadline(proc, None);
-                continue;
-            }
+            let (label, conn, head_pending) =
+                (reply.label.clone(), reply.conn, reply.head_pending());
             self.log(format!(
-                "cgi {label}: no output for {:?}; killing it",
+                "{label}: no output for {:?}; stopping it",
                 self.config.timeouts.gateway
             ));
             if let Some(id) = conn {
-                self.log_cut_response(proc, id, now);
+                self.log_cut_response(owner, id, now);
             }
-            self.kill_proc(proc, now);
+            self.stop_gateway(owner, now);
             if let Some(id) = conn {
                 if head_pending {
                     self.error(id, 504, &[], now);
@@ -930,7 +1068,7 @@ impl Server {
 }
 
 /// The connection's gateway part is over (its response is complete or cut off).
-fn slot_done(server: &mut Server, id: ConnId) {
+pub(super) fn slot_done(server: &mut Server, id: ConnId) {
     if let Some(slot) = server.conns.get_mut(&id) {
         if let Some(cur) = slot.cur.existing() {
             if matches!(cur.gateway, Some(GatewayState::Running(_))) {

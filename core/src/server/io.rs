@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use crate::chunk::Chunk;
 pub use crate::document::listing::DirEntry;
-use crate::ids::{ConnId, FileId, ListenerId, Token};
+use crate::ids::{ConnId, FileId, ListenerId, StreamId, Token};
 use crate::time::UnixTime;
 
 /// Something that happened, reported by the driver.
@@ -107,8 +107,67 @@ pub enum Input {
         /// How it ended.
         status: ExitStatus,
     },
+    /// Bytes read for an outstanding `StreamRead` (never empty, never more than its `max`).
+    StreamReceived {
+        /// The stream.
+        stream: StreamId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// An outstanding `StreamRead` found the end of the stream.
+    StreamEof {
+        /// The stream.
+        stream: StreamId,
+    },
+    /// An outstanding `StreamWrite` wrote the first `n` bytes of its data (`n ≥ 1`; the
+    /// core writes the rest again if `n` is short).
+    StreamWritten {
+        /// The stream.
+        stream: StreamId,
+        /// How many bytes were written.
+        n: u64,
+    },
+    /// The stream broke (reset, or any error from a read or a write). The shell has not
+    /// closed it yet; the core answers with `StreamClose`.
+    StreamFailed {
+        /// The stream.
+        stream: StreamId,
+        /// What went wrong.
+        error: IoError,
+    },
+    /// Whether a service can take requests now, as its supervisor published it (the
+    /// control loop tells every worker when it changes).
+    ServiceState {
+        /// The service's name.
+        service: String,
+        /// Ready, or down for about how long.
+        availability: Availability,
+    },
     /// Stop: accept nothing new, finish what is in flight within the grace time, then exit.
     Shutdown,
+}
+
+/// Whether a service takes requests (published by its supervisor, `crate::service`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Availability {
+    /// A process is up or being started: requests go to it (they may wait in the kernel's
+    /// backlog of its socket while it starts).
+    Ready,
+    /// No process is up and none will be soon (back-off after failed starts, or given up):
+    /// requests get 503 with `Retry-After` at once.
+    Down {
+        /// About how long until it is tried again, in whole seconds (at least 1).
+        retry_after_secs: u32,
+    },
+}
+
+/// Where a `Connect` goes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum UpstreamAddr {
+    /// A Unix-domain stream socket.
+    Unix(PathBuf),
+    /// A TCP host (a name or an address literal) and port.
+    Tcp(String, u16),
 }
 
 /// A process started by `Spawn`, named by the spawn's token for life.
@@ -158,6 +217,8 @@ pub enum Completion {
     Spawned,
     /// `ReadDir` succeeded: the directory's entries (at most `LISTING_MAX`, unordered).
     Listing(Vec<DirEntry>),
+    /// `Connect` succeeded: the stream is open as `StreamId(token)` until `StreamClose`.
+    Connected,
     /// The operation failed.
     Failed(IoError),
 }
@@ -201,6 +262,9 @@ pub enum IoError {
     Reset,
     /// The OS is out of descriptors or memory.
     Exhausted,
+    /// Nothing listens at the address (`ECONNREFUSED`), or its backlog is full (`EAGAIN`
+    /// on a Unix socket).
+    Refused,
     /// Anything else.
     Other,
 }
@@ -314,6 +378,36 @@ pub enum Effect {
     Release {
         /// The process.
         proc: ProcId,
+    },
+    /// Open a stream to `addr` (answer: `Completed { token, Connected | Failed }`); on
+    /// success the stream is `StreamId(token)` until `StreamClose`.
+    Connect {
+        /// Names the stream for life.
+        token: Token,
+        /// Where to connect.
+        addr: UpstreamAddr,
+    },
+    /// Read at most `max` bytes from the stream (answer: `StreamReceived`, `StreamEof` or
+    /// `StreamFailed`). At most one is outstanding per stream.
+    StreamRead {
+        /// The stream.
+        stream: StreamId,
+        /// The most bytes to deliver.
+        max: usize,
+    },
+    /// Write `data` to the stream (answer: `StreamWritten` or `StreamFailed`). At most one
+    /// is outstanding per stream.
+    StreamWrite {
+        /// The stream.
+        stream: StreamId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Close the stream and forget it; outstanding operations are abandoned and no input
+    /// about it may follow.
+    StreamClose {
+        /// The stream.
+        stream: StreamId,
     },
     /// Append a line to the access log (no answer; never dropped: the shell waits rather
     /// than lose a line).

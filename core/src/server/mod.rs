@@ -42,6 +42,7 @@
 //! a box of empty state compare equal, so the model checker sees one state either way.
 
 pub mod accesslog;
+mod fastcgi;
 mod gateway;
 pub mod io;
 mod request;
@@ -53,11 +54,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::config::ConfigRef;
 use crate::http1::{Conn, ConnState};
-use crate::ids::{ConnId, FileId, Token};
+use crate::ids::{ConnId, FileId, StreamId, Token};
 use crate::time::{Now, Time};
 pub use io::{
-    Completion, DirEntry, Effect, ExitStatus, FileKind, FileMeta, Input, IoError, OutStream,
-    ProcId, SpawnSpec, LISTING_MAX,
+    Availability, Completion, DirEntry, Effect, ExitStatus, FileKind, FileMeta, Input, IoError,
+    OutStream, ProcId, SpawnSpec, UpstreamAddr, LISTING_MAX,
 };
 use request::Waiting;
 pub use status::Counters;
@@ -80,7 +81,14 @@ pub struct Server {
     counters: Counters,
     /// Running CGI scripts.
     procs: BTreeMap<ProcId, gateway::Cgi>,
-    proc_deadlines: BTreeSet<(Time, ProcId)>,
+    /// Streams to FastCGI services, busy with a request or idle in a pool.
+    upstreams: BTreeMap<StreamId, fastcgi::Upstream>,
+    /// Per FastCGI service: its pool of idle streams, its open count and waiting requests.
+    services: BTreeMap<String, fastcgi::ServicePool>,
+    /// The `gateway` deadline of every script and exchange.
+    gateway_deadlines: BTreeSet<(Time, gateway::Owner)>,
+    /// This worker's share of each service's `connections=` (set by the shell).
+    workers: (usize, usize),
     /// Scripts counted against `limit cgi=`.
     cgi_running: usize,
     /// Connections whose script waits for a place in the farm.
@@ -246,7 +254,10 @@ impl Server {
             exited: false,
             counters: Counters::new(now),
             procs: BTreeMap::new(),
-            proc_deadlines: BTreeSet::new(),
+            upstreams: BTreeMap::new(),
+            services: BTreeMap::new(),
+            gateway_deadlines: BTreeSet::new(),
+            workers: (0, 1),
             cgi_running: 0,
             cgi_queue: VecDeque::new(),
             cache,
@@ -296,6 +307,14 @@ impl Server {
                 }
             }
             Input::Completed { token, result } => self.completed(token, result, now),
+            Input::StreamReceived { .. }
+            | Input::StreamEof { .. }
+            | Input::StreamWritten { .. }
+            | Input::StreamFailed { .. } => self.fcgi_input(input, now),
+            Input::ServiceState {
+                service,
+                availability,
+            } => self.fcgi_availability(service, availability, now),
             Input::Shutdown => self.begin_shutdown(now),
             Input::StdinWritten { .. }
             | Input::StdinClosed { .. }
@@ -319,7 +338,7 @@ impl Server {
     pub fn poll_timeout(&self) -> Option<Time> {
         [
             self.deadlines.first().map(|(t, _)| *t),
-            self.proc_deadlines.first().map(|(t, _)| *t),
+            self.gateway_deadlines.first().map(|(t, _)| *t),
             self.shutdown,
         ]
         .into_iter()
@@ -361,6 +380,7 @@ impl Server {
             for proc in procs {
                 self.kill_proc(proc, now);
             }
+            self.fcgi_close_all(now);
         }
         self.check_exit();
     }
@@ -375,6 +395,12 @@ impl Server {
     #[must_use]
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Tells the server it is worker `index` of `count`, so that it keeps to its share of
+    /// each service's `connections=` (see `fastcgi`). A lone server takes all of it.
+    pub fn set_worker_share(&mut self, index: usize, count: usize) {
+        self.workers = (index, count.max(1));
     }
 
     /// The configuration in force.
@@ -429,6 +455,11 @@ impl Server {
 
     fn check_exit(&mut self) {
         let idle = self.conns.is_empty() && self.procs.is_empty() && self.orphan_reads.is_empty();
+        // Idle pooled streams to services are not work in flight: they are closed now.
+        if self.shutdown.is_some() && idle && !self.exited {
+            self.fcgi_close_all_idle();
+        }
+        let idle = idle && self.upstreams.is_empty();
         if self.shutdown.is_some() && idle && !self.exited {
             self.exited = true;
             self.shutdown = None;
@@ -518,9 +549,15 @@ impl Server {
                 });
             }
         }
-        if let Some(gateway::GatewayState::Running(proc)) = slot.cur.get().gateway {
-            // Room on the connection may let the script's output be read again.
-            self.pump_proc(proc, now);
+        match slot.cur.get().gateway {
+            // Room on the connection may let the gateway's output be read again.
+            Some(gateway::GatewayState::Running(gateway::Owner::Proc(proc))) => {
+                self.pump_proc(proc, now);
+            }
+            Some(gateway::GatewayState::Running(gateway::Owner::Stream(stream))) => {
+                self.pump_stream(stream, now);
+            }
+            _ => {}
         }
         let Some(slot) = self.conns.get_mut(&id) else {
             return;

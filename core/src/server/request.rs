@@ -292,9 +292,14 @@ impl Server {
                 None,
                 now,
             ),
-            // FastCGI services are not part of this build yet: say so plainly instead of
-            // pretending.
-            Outcome::Service { .. } => self.error(id, 501, &[], now),
+            Outcome::Service { name, gateway } => self.start_fcgi(
+                id,
+                &req,
+                target.query.as_deref().unwrap_or(b""),
+                &name,
+                &gateway,
+                now,
+            ),
         }
     }
 
@@ -336,7 +341,8 @@ impl Server {
     }
 
     pub(super) fn completed(&mut self, token: crate::ids::Token, result: Completion, now: Now) {
-        if self.spawn_completed(token, &result, now) {
+        if self.spawn_completed(token, &result, now) || self.connect_completed(token, &result, now)
+        {
             return;
         }
         if let Some(file) = self.orphan_reads.remove(&token) {
@@ -375,8 +381,8 @@ impl Server {
                 }
                 self.open_failed(id, w, err, now);
             }
-            // Only a shell bug could answer an Open with Spawned.
-            Completion::Spawned => self.error(id, 500, &[], now),
+            // Only a shell bug could answer an Open with Spawned or Connected.
+            Completion::Spawned | Completion::Connected => self.error(id, 500, &[], now),
             Completion::Listing(entries) => {
                 let page = crate::document::listing::render(&w.url_path, &entries);
                 self.respond_bytes(
@@ -428,7 +434,7 @@ impl Server {
                     IoError::NotFound => 404,
                     IoError::PermissionDenied => 403,
                     IoError::Exhausted => 503,
-                    IoError::Reset | IoError::Other => 500,
+                    IoError::Reset | IoError::Refused | IoError::Other => 500,
                 };
                 self.error(id, status, &[], now);
             }

@@ -16,6 +16,8 @@ use crate::config::Config;
 use crate::ids::ListenerId;
 use crate::time::UnixTime;
 
+mod fcgi;
+
 struct Client {
     to_server: Vec<u8>,
     from_server: Vec<u8>,
@@ -41,6 +43,7 @@ struct World {
     opens: usize,
     reads: usize,
     procs: Procs,
+    services: fcgi::Services,
 }
 
 const ROOT: &str = "/srv/www";
@@ -72,6 +75,7 @@ impl World {
             opens: 0,
             reads: 0,
             procs: Procs::default(),
+            services: fcgi::Services::default(),
         };
         w.dir("");
         w
@@ -157,6 +161,9 @@ impl World {
                 self.apply(e);
             }
             if self.procs.step(&mut self.server, self.now) {
+                moved = true;
+            }
+            if self.services.step(&mut self.server, self.now) {
                 moved = true;
             }
             let ids: Vec<ConnId> = self.clients.keys().copied().collect();
@@ -298,6 +305,10 @@ impl World {
             | Effect::ReadOutput { .. }
             | Effect::Kill { .. }
             | Effect::Release { .. }) => self.procs.apply(e, &mut self.server, self.now),
+            e @ (Effect::Connect { .. }
+            | Effect::StreamRead { .. }
+            | Effect::StreamWrite { .. }
+            | Effect::StreamClose { .. }) => self.services.apply(e, &mut self.server, self.now),
             Effect::ResumeAccept => self.paused = false,
             Effect::Exit { code } => self.exit = Some(code),
         }

@@ -140,6 +140,7 @@ fn services() {
         Service::Spawn {
             argv: vec!["php-cgi".into(), "-d".into(), "x=1".into()],
             processes: 2,
+            connections: 2,
             user: None,
             cwd: "/tmp".into(),
             env: vec![("A".into(), "B=C".into())]

@@ -1,0 +1,382 @@
+//! FastCGI exchanges through the server, against a fake service that speaks the record
+//! protocol with the core's own codec: what the core writes is decoded, and the answer
+//! is encoded, so a framing mistake on either side shows.
+
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+
+use super::super::*;
+use super::{configured, request, status, World};
+use crate::fcgi::{self, Decoder, ProtocolStatus, Record, StreamKind};
+
+/// How a fake service answers a request once it has all of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Behaviour {
+    /// `Content-Type: text/plain`, then the request's SCRIPT_FILENAME, QUERY_STRING and body
+    /// length, a line of stderr, END_REQUEST.
+    Echo,
+    /// A header section only, then the connection closes without END_REQUEST.
+    DiesMidway,
+    /// Says nothing.
+    Hangs,
+    /// Answers, but closes the connection even when asked to keep it.
+    ClosesAfter,
+}
+
+/// One stream the fake service has accepted.
+#[derive(Debug)]
+pub(super) struct FakeStream {
+    decoder: Decoder,
+    params: BytesMut,
+    stdin: Vec<u8>,
+    keep: bool,
+    done: bool,
+    to_core: Vec<u8>,
+    read_wanted: Option<usize>,
+    eof_after: bool,
+    eof_sent: bool,
+    closed: bool,
+    /// Requests answered on this stream.
+    pub answered: usize,
+}
+
+/// The world's FastCGI services.
+#[derive(Debug, Default)]
+pub(super) struct Services {
+    /// Where services listen, and how they behave.
+    pub listening: Vec<(UpstreamAddr, Behaviour)>,
+    pub streams: BTreeMap<StreamId, (Behaviour, FakeStream)>,
+    pub connects: usize,
+    /// Parameters of every request received.
+    pub requests: Vec<BTreeMap<String, String>>,
+}
+
+impl Services {
+    pub(super) fn apply(&mut self, e: Effect, server: &mut Server, now: Now) {
+        match e {
+            Effect::Connect { token, addr } => {
+                self.connects += 1;
+                let found = self.listening.iter().find(|(a, _)| *a == addr).map(|x| x.1);
+                let result = match found {
+                    Some(b) => {
+                        self.streams.insert(
+                            StreamId(token),
+                            (
+                                b,
+                                FakeStream {
+                                    decoder: Decoder::new(1 << 20),
+                                    params: BytesMut::new(),
+                                    stdin: Vec::new(),
+                                    keep: false,
+                                    done: false,
+                                    to_core: Vec::new(),
+                                    read_wanted: None,
+                                    eof_after: false,
+                                    eof_sent: false,
+                                    closed: false,
+                                    answered: 0,
+                                },
+                            ),
+                        );
+                        Completion::Connected
+                    }
+                    None => Completion::Failed(IoError::Refused),
+                };
+                server.handle(Input::Completed { token, result }, now);
+            }
+            Effect::StreamWrite { stream, data } => {
+                let (b, s) = self
+                    .streams
+                    .get_mut(&stream)
+                    .expect("write to unknown stream");
+                assert!(!s.closed, "write after close");
+                s.decoder.push(&data);
+                while let Some(r) = s.decoder.next_record().expect("the core wrote bad records") {
+                    match r {
+                        Record::BeginRequest { keep_conn, .. } => {
+                            s.keep = keep_conn;
+                            s.done = false;
+                            s.params.clear();
+                            s.stdin.clear();
+                        }
+                        Record::Params { data, .. } => s.params.extend_from_slice(&data),
+                        Record::Stdin { data, .. } if !data.is_empty() => {
+                            s.stdin.extend_from_slice(&data);
+                        }
+                        Record::Stdin { .. } => s.done = true,
+                        other => panic!("unexpected record from the core: {other:?}"),
+                    }
+                }
+                if s.done && !s.eof_after {
+                    s.done = false;
+                    let params: BTreeMap<String, String> =
+                        fcgi::decode_params(&s.params.clone().freeze())
+                            .expect("bad params")
+                            .into_iter()
+                            .map(|(k, v)| {
+                                (
+                                    String::from_utf8_lossy(&k).into_owned(),
+                                    String::from_utf8_lossy(&v).into_owned(),
+                                )
+                            })
+                            .collect();
+                    answer(*b, s, &params);
+                    self.requests.push(params);
+                }
+                server.handle(
+                    Input::StreamWritten {
+                        stream,
+                        n: data.len() as u64,
+                    },
+                    now,
+                );
+            }
+            Effect::StreamRead { stream, max } => {
+                let (_, s) = self
+                    .streams
+                    .get_mut(&stream)
+                    .expect("read of unknown stream");
+                assert!(s.read_wanted.is_none(), "two reads on one stream");
+                s.read_wanted = Some(max);
+            }
+            Effect::StreamClose { stream } => {
+                let (_, s) = self
+                    .streams
+                    .get_mut(&stream)
+                    .expect("close of unknown stream");
+                assert!(!s.closed, "closed twice");
+                s.closed = true;
+            }
+            other => panic!("not a stream effect: {other:?}"),
+        }
+    }
+
+    /// Delivers what services have said; true if anything happened.
+    pub(super) fn step(&mut self, server: &mut Server, now: Now) -> bool {
+        for (&stream, (_, s)) in &mut self.streams {
+            if s.closed {
+                continue;
+            }
+            let Some(max) = s.read_wanted else { continue };
+            if !s.to_core.is_empty() {
+                let n = max.min(s.to_core.len());
+                let data = Bytes::from(s.to_core.drain(..n).collect::<Vec<u8>>());
+                s.read_wanted = None;
+                server.handle(Input::StreamReceived { stream, data }, now);
+                return true;
+            }
+            if s.eof_after && !s.eof_sent {
+                s.eof_sent = true;
+                s.read_wanted = None;
+                server.handle(Input::StreamEof { stream }, now);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Streams open (not closed by the core).
+    pub(super) fn open(&self) -> usize {
+        self.streams.values().filter(|(_, s)| !s.closed).count()
+    }
+}
+
+fn answer(b: Behaviour, s: &mut FakeStream, params: &BTreeMap<String, String>) {
+    let mut out = BytesMut::new();
+    let get = |k: &str| params.get(k).cloned().unwrap_or_default();
+    match b {
+        Behaviour::Echo | Behaviour::ClosesAfter => {
+            let body = format!(
+                "Content-Type: text/plain\r\n\r\nscript={} query={} body={}\n",
+                get("SCRIPT_FILENAME"),
+                get("QUERY_STRING"),
+                s.stdin.len()
+            );
+            fcgi::encode_stream_part(StreamKind::Stdout, 1, body.as_bytes(), &mut out);
+            fcgi::encode_stream(StreamKind::Stderr, 1, b"a notice\n", &mut out);
+            fcgi::encode_stream(StreamKind::Stdout, 1, b"", &mut out);
+            fcgi::encode(
+                &Record::EndRequest {
+                    id: 1,
+                    app_status: 0,
+                    protocol_status: ProtocolStatus::RequestComplete,
+                },
+                &mut out,
+            );
+            s.answered += 1;
+            if !s.keep || b == Behaviour::ClosesAfter {
+                s.eof_after = true;
+            }
+        }
+        Behaviour::DiesMidway => {
+            fcgi::encode_stream_part(
+                StreamKind::Stdout,
+                1,
+                b"Content-Type: text/plain\r\n\r\npart",
+                &mut out,
+            );
+            s.eof_after = true;
+        }
+        Behaviour::Hangs => {}
+    }
+    s.to_core.extend_from_slice(&out);
+}
+
+const SOCK: &str = "/run/test/php.sock";
+
+fn fcgi_world(conf: &str, behaviour: Behaviour) -> World {
+    let mut w = configured(conf);
+    w.services
+        .listening
+        .push((UpstreamAddr::Unix(SOCK.into()), behaviour));
+    w
+}
+
+const CONF: &str = "access-log /var/log/weir.log\n\
+                    service php connect=unix:/run/test/php.sock connections=2\n\
+                    exec /*.php service=php htdocs/*.php\npass /*\n";
+
+#[test]
+fn a_service_answers_through_the_cgi_response_parser() {
+    let mut w = fcgi_world(CONF, Behaviour::Echo);
+    let out = request(&mut w, "GET /a/b.php?x=1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&out), 200, "{out}");
+    assert!(
+        out.contains("script=/srv/www/htdocs/a/b.php query=x=1 body=0"),
+        "{out}"
+    );
+    assert!(
+        w.log.iter().any(|l| l == "service php: a notice"),
+        "{:?}",
+        w.log
+    );
+    assert_eq!(w.services.requests[0]["REQUEST_METHOD"], "GET");
+    assert_eq!(w.services.requests[0]["SCRIPT_NAME"], "/a/b.php");
+    assert_eq!(w.access.len(), 1, "{:?}", w.access);
+}
+
+#[test]
+fn kept_alive_streams_are_reused_for_the_next_request() {
+    let mut w = fcgi_world(CONF, Behaviour::Echo);
+    for i in 0..5 {
+        let out = request(&mut w, &format!("GET /{i}.php HTTP/1.1\r\nHost: h\r\n\r\n"));
+        assert_eq!(status(&out), 200, "{out}");
+    }
+    assert_eq!(
+        w.services.connects, 1,
+        "one stream, kept alive: {:?}",
+        w.log
+    );
+    assert_eq!(w.services.open(), 1);
+    let answered: usize = w.services.streams.values().map(|(_, s)| s.answered).sum();
+    assert_eq!(answered, 5);
+}
+
+#[test]
+fn a_service_that_closes_after_answering_is_not_reused() {
+    let mut w = fcgi_world(CONF, Behaviour::ClosesAfter);
+    for _ in 0..3 {
+        let out = request(&mut w, "GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(status(&out), 200, "{out}");
+    }
+    assert_eq!(w.services.connects, 3);
+    assert_eq!(
+        w.services.open(),
+        0,
+        "every stream the service closed is closed"
+    );
+}
+
+#[test]
+fn post_bodies_go_as_stdin_records() {
+    let mut w = fcgi_world(CONF, Behaviour::Echo);
+    let out = request(
+        &mut w,
+        "POST /p.php HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world",
+    );
+    assert!(out.contains("body=11"), "{out}");
+    assert_eq!(w.services.requests[0]["CONTENT_LENGTH"], "11");
+    let out = request(
+        &mut w,
+        "POST /p.php HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    );
+    assert!(out.contains("body=5"), "{out}");
+    assert_eq!(w.services.requests[1]["CONTENT_LENGTH"], "5");
+}
+
+#[test]
+fn nothing_listening_is_503_and_a_death_midway_is_502_or_a_cut() {
+    let mut w = configured(CONF);
+    let out = request(&mut w, "GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&out), 503, "{out}");
+    assert!(out.contains("Retry-After: 1\r\n"), "{out}");
+
+    let mut w = fcgi_world(CONF, Behaviour::DiesMidway);
+    let out = request(&mut w, "GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    // The head went out: the response is cut (chunked, never finished).
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(!out.ends_with("0\r\n\r\n"), "{out}");
+    assert!(w.log.iter().any(|l| l.contains("cut short")), "{:?}", w.log);
+    assert_eq!(w.services.open(), 0);
+}
+
+#[test]
+fn a_silent_service_times_out_with_504() {
+    let mut w = fcgi_world(CONF, Behaviour::Hangs);
+    let id = w.connect();
+    w.send(id, b"GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(w.take_output(id).is_empty());
+    w.advance(std::time::Duration::from_secs(61));
+    let out = w.take_output(id);
+    assert_eq!(status(&out), 504, "{out}");
+    assert_eq!(w.services.open(), 0);
+}
+
+#[test]
+fn requests_beyond_the_connection_limit_wait_their_turn() {
+    let mut w = fcgi_world(CONF, Behaviour::Hangs);
+    let ids: Vec<ConnId> = (0..4).map(|_| w.connect()).collect();
+    for &id in &ids {
+        w.send(id, b"GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    }
+    assert_eq!(w.services.connects, 2, "connections=2");
+    // The two running ones time out; the two waiting ones then get their streams.
+    w.advance(std::time::Duration::from_secs(61));
+    assert_eq!(w.services.connects, 4);
+}
+
+#[test]
+fn a_service_down_is_answered_503_at_once() {
+    let mut w = fcgi_world(CONF, Behaviour::Hangs);
+    let id = w.connect();
+    w.send(id, b"GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    w.server.handle(
+        Input::ServiceState {
+            service: "php".into(),
+            availability: Availability::Down {
+                retry_after_secs: 7,
+            },
+        },
+        w.now,
+    );
+    w.run();
+    let out = w.take_output(id);
+    assert_eq!(status(&out), 503, "{out}");
+    assert!(out.contains("Retry-After: 7\r\n"), "{out}");
+    let connects = w.services.connects;
+    let out = request(&mut w, "GET /y.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&out), 503, "{out}");
+    assert_eq!(w.services.connects, connects, "no connect while down");
+}
+
+#[test]
+fn a_client_that_goes_away_closes_the_stream() {
+    let mut w = fcgi_world(CONF, Behaviour::Hangs);
+    let id = w.connect();
+    w.send(id, b"GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(w.services.open(), 1);
+    w.clients.get_mut(&id).unwrap().eof_to_send = true;
+    w.run();
+    assert_eq!(w.services.open(), 0);
+}
