@@ -32,6 +32,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Explain how the rules of a configuration treat a URL.
     Route(RouteArgs),
+    /// The launcher process, which weir starts itself with the control socket as standard
+    /// input (not for people: hidden from the help).
+    #[command(hide = true)]
+    Launcher,
 }
 
 /// Arguments of `weir check`.
@@ -170,6 +174,16 @@ mod tests {
             Cli::try_parse_from(["weir", "route"]).is_err(),
             "URL is required"
         );
+    }
+
+    #[test]
+    fn launcher_is_a_hidden_subcommand() {
+        use clap::CommandFactory;
+        let cli = Cli::try_parse_from(["weir", "launcher"]).expect("valid");
+        assert!(matches!(cli.command, Command::Launcher));
+        assert!(Cli::try_parse_from(["weir", "launcher", "x"]).is_err());
+        let help = Cli::command().render_help().to_string();
+        assert!(!help.contains("launcher"), "{help}");
     }
 
     #[test]

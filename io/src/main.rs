@@ -17,6 +17,8 @@
 //! * `process` — CGI children by `ProcId`: spawning, their pipes, `Kill`, reaping.
 //! * `token` — mio tokens with generations; `clock` — `Now`; `errno` — OS errors to
 //!   `IoError`; `log` — the error log (`weir: …` lines on standard error or in a file).
+//! * `launcher` — `weir launcher` (OKWS's okld), the process that creates the services'
+//!   sockets and starts, stops and reaps their processes, and weir's end of its socket.
 //! * `privs` — `user`: resolving the account and dropping root; `jail` — `chroot`:
 //!   checking, entering, and translating the core's paths to paths inside it.
 //!
@@ -30,6 +32,7 @@ mod conn;
 mod errno;
 mod files;
 mod jail;
+mod launcher;
 mod listen;
 mod log;
 mod logger;
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => route::check(&args),
         Command::Route(args) => route::route(&args),
+        Command::Launcher => launcher::run::main(),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
