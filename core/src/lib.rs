@@ -1,7 +1,7 @@
 //! weir-core: every decision the weir web server makes, with no I/O.
 //!
 //! This crate owns no socket, file, process, thread or clock. It is driven by a caller — the
-//! mio shell in production, the simulator and the model checker in tests — through two
+//! mio shell in production, the simulator and the model checker in tests — through three
 //! vocabularies:
 //!
 //! * `http1::Conn`, one HTTP/1.1 connection: `receive` bytes, `poll_event` for requests,
@@ -9,6 +9,9 @@
 //!   move the output, `poll_timeout`/`handle_timeout` for deadlines.
 //! * `server::Server`, the whole server: `handle(Input, now)`, then `poll_effect()` until it
 //!   returns `None`, then wait for an input or until `poll_timeout()`.
+//! * `service::Supervisor`, one service's processes: `handle_spawned`/`handle_exited`/… from
+//!   the launcher's reports, then `poll_effect()` for spawns, kills and the availability
+//!   published to the workers.
 //!
 //! # The calling contract
 //!
@@ -38,6 +41,7 @@ pub mod limits;
 pub mod path;
 pub mod rules;
 pub mod server;
+pub mod service;
 pub mod time;
 
 pub use chunk::Chunk;
