@@ -65,8 +65,6 @@ pub struct Launcher {
     eof: bool,
 }
 
-// The control loop that uses this is being written; until then only the tests do.
-#[allow(dead_code)]
 impl Launcher {
     /// Starts `program` (weir's own binary: `std::env::current_exe()`, or
     /// `/proc/self/exe`) as `program launcher`. Call it before any thread exists and before

@@ -41,6 +41,7 @@ mod process;
 mod route;
 mod sendfile;
 mod serve;
+mod services;
 mod token;
 mod upstream;
 mod worker;

@@ -31,18 +31,27 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 use weir_core::{Config, ConfigRef};
 
 use crate::cli::ServeArgs;
+use crate::clock::Clock;
 use crate::log::{announce, log_error};
 use crate::logger::Reopen;
+use crate::services::{ServiceBoard, Services};
 use crate::worker::{Stopper, Worker};
 use crate::{jail, listen, privs};
+
+/// The control loop's poll tokens.
+const WAKE: Token = Token(0);
+const LAUNCHER: Token = Token(1);
 
 /// Exit status reported for a worker thread that panicked (BSD `EX_SOFTWARE`).
 const EXIT_PANIC: i32 = 70;
@@ -59,7 +68,14 @@ pub fn run(args: ServeArgs) -> i32 {
 }
 
 fn serve(args: ServeArgs) -> Result<i32, String> {
-    let config = build_config(&args)?;
+    let mut config = build_config(&args)?;
+    let has_spawned = config
+        .services
+        .values()
+        .any(|s| matches!(s, weir_core::config::Service::Spawn { .. }));
+    if has_spawned {
+        config.run_dir = crate::services::run_dir_path();
+    }
     let workers = config.workers.unwrap_or(1);
     let root = config.root.clone();
 
@@ -82,6 +98,12 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let bound = listen::bind_all(&config.listen, workers).map_err(|e| e.to_string())?;
     let addrs = bound.addrs.clone();
+    // The launcher is started here: before any thread (it is a child of this process),
+    // and before dropping root (it keeps root to start services as their users).
+    let clock = Clock::start();
+    let board = Arc::new(ServiceBoard::new(&config));
+    let owner = account.as_ref().filter(|_| as_root);
+    let mut services = Services::start(&config, owner, Arc::clone(&board), clock.mono())?;
     let config = ConfigRef::new(1, config);
 
     let (log_tx, logger, reopen) = match &config.access_log {
@@ -112,17 +134,34 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     let mut built = Vec::with_capacity(workers);
     for (i, sockets) in bound.sockets.into_iter().enumerate() {
         let sockets = sockets.into_iter().zip(addrs.iter().copied()).collect();
-        let worker = Worker::new(i, config.clone(), sockets, log_tx.clone())
-            .map_err(|e| format!("cannot set up worker {i}: {e}"))?;
+        let worker = Worker::new(
+            i,
+            config.clone(),
+            sockets,
+            log_tx.clone(),
+            Arc::clone(&board),
+        )
+        .map_err(|e| format!("cannot set up worker {i}: {e}"))?;
         built.push(worker);
     }
 
+    let mut poll = Poll::new().map_err(|e| format!("cannot set up the control loop: {e}"))?;
+    let waker = Arc::new(
+        Waker::new(poll.registry(), WAKE)
+            .map_err(|e| format!("cannot set up the control loop: {e}"))?,
+    );
+    if let Some(fd) = services.launcher_fd() {
+        poll.registry()
+            .register(&mut SourceFd(&fd), LAUNCHER, Interest::READABLE)
+            .map_err(|e| format!("cannot watch the launcher: {e}"))?;
+    }
     let (tx, rx) = mpsc::channel();
     let mut stoppers: Vec<Stopper> = Vec::with_capacity(workers);
     let mut threads = Vec::with_capacity(workers);
     for (i, (worker, stopper)) in built.into_iter().enumerate() {
         let report = ExitReport {
             tx: tx.clone(),
+            waker: Arc::clone(&waker),
             index: i,
             code: None,
         };
@@ -168,13 +207,36 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     };
 
     let mut worst = 0;
-    for (index, code) in rx {
-        if code != 0 {
-            log_error!("worker {index} stopped with status {code}; stopping the others");
-            stop_all(&stoppers);
+    let mut running = threads.len();
+    let mut events = Events::with_capacity(16);
+    publish(&mut services, &stoppers);
+    // The control loop: worker exits, launcher reports, supervisors' timers.
+    while running > 0 {
+        let now = clock.mono();
+        let timeout = services.poll_timeout(now).map(|t| t.since(now));
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                log_error!("the control loop cannot poll: {e}; stopping");
+                stop_all(&stoppers);
+                for (_, code) in rx.iter().take(running) {
+                    worst = worst.max(code);
+                }
+                break;
+            }
         }
-        worst = worst.max(code);
+        while let Ok((index, code)) = rx.try_recv() {
+            running -= 1;
+            if code != 0 {
+                log_error!("worker {index} stopped with status {code}; stopping the others");
+                stop_all(&stoppers);
+            }
+            worst = worst.max(code);
+        }
+        services.handle(clock.mono());
+        publish(&mut services, &stoppers);
     }
+    // Every request in flight is over: the services go (the launcher stops them).
+    services.shutdown();
     for t in threads {
         // A panic was already reported through the worker's ExitReport.
         let _ = t.join();
@@ -296,10 +358,21 @@ fn reopen_logs(access: Option<&Reopen>) {
     log_error!("SIGUSR1: reopening the logs");
 }
 
+/// Hands what the services' supervisors published to every worker.
+fn publish(services: &mut Services, stoppers: &[Stopper]) {
+    for input in services.take_published() {
+        for s in stoppers {
+            s.tell(input.clone());
+        }
+    }
+}
+
 /// Sends a worker's exit code to the main thread when the worker's thread ends, however it
 /// ends: a panic unwinds through this value's `Drop` and reports `EXIT_PANIC`.
 struct ExitReport {
     tx: mpsc::Sender<(usize, i32)>,
+    /// Wakes the control loop to read the report.
+    waker: Arc<Waker>,
     index: usize,
     code: Option<i32>,
 }
@@ -318,6 +391,9 @@ impl Drop for ExitReport {
         // The receiver lives until every sender is gone; a failed send cannot happen, and
         // there would be nobody to tell anyway.
         let _ = self.tx.send((self.index, self.code.unwrap_or(EXIT_PANIC)));
+        if let Err(e) = self.waker.wake() {
+            log_error!("cannot wake the control loop: {e}");
+        }
     }
 }
 

@@ -48,6 +48,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,6 +65,7 @@ use crate::files::Files;
 use crate::log::log_error;
 use crate::logger::LogSender;
 use crate::process::Processes;
+use crate::services::ServiceBoard;
 use crate::token::{self, Source};
 use crate::upstream::{input_stream, Upstreams};
 
@@ -83,11 +85,13 @@ const LOG_BATCH_BYTES: usize = 32 * 1024;
 /// The longest a line waits in a busy loop's batch (an idle loop hands it over at once).
 const LOG_BATCH_DELAY: Duration = Duration::from_millis(100);
 
-/// The main thread's handle to ask a worker to stop.
+/// The main thread's handle to a worker: to tell it what the control loop learned, and
+/// to ask it to stop.
 #[derive(Clone, Debug)]
 pub struct Stopper {
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
+    inbox: mpsc::Sender<Input>,
 }
 
 impl Stopper {
@@ -97,6 +101,17 @@ impl Stopper {
         self.stop.store(true, Ordering::Release);
         if let Err(e) = self.waker.wake() {
             log_error!("cannot wake a worker to stop it: {e}");
+        }
+    }
+
+    /// Hands the worker an input from the control loop (a service's new availability);
+    /// it is fed to the worker's server on its next turn, which the waker makes come now.
+    pub fn tell(&self, input: Input) {
+        // A worker that has exited has dropped its receiver: nobody is left to tell.
+        if self.inbox.send(input).is_ok() {
+            if let Err(e) = self.waker.wake() {
+                log_error!("cannot wake a worker: {e}");
+            }
         }
     }
 }
@@ -129,6 +144,10 @@ pub struct Worker {
     files: Files,
     /// Child processes (CGI scripts), and children released but not yet reaped.
     procs: Processes,
+    /// Inputs from the control loop.
+    inbox: mpsc::Receiver<Input>,
+    /// Requests each service answered, for the services' supervisors.
+    board: Arc<ServiceBoard>,
     /// Streams to FastCGI services.
     upstreams: Upstreams,
     /// The access logger, when there is an access log.
@@ -157,6 +176,7 @@ impl Worker {
         config: ConfigRef,
         sockets: Vec<(TcpListener, SocketAddr)>,
         access_log: Option<LogSender>,
+        board: Arc<ServiceBoard>,
     ) -> io::Result<(Worker, Stopper)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token::WAKER)?);
@@ -173,8 +193,11 @@ impl Worker {
         }
         let clock = Clock::start();
         let now = clock.now();
-        let server = Server::new(config, now);
+        let workers = config.workers.unwrap_or(1);
+        let mut server = Server::new(config, now);
+        server.set_worker_share(index, workers);
         let stop = Arc::new(AtomicBool::new(false));
+        let (tell, inbox) = mpsc::channel();
         let worker = Worker {
             index,
             poll,
@@ -189,6 +212,8 @@ impl Worker {
             next_generation: 0,
             files: Files::new(),
             procs: Processes::new(),
+            inbox,
+            board,
             upstreams: Upstreams::new(),
             access_log,
             log_batch: String::new(),
@@ -201,7 +226,14 @@ impl Worker {
             shutdown_fed: false,
             exit: None,
         };
-        Ok((worker, Stopper { stop, waker }))
+        Ok((
+            worker,
+            Stopper {
+                stop,
+                waker,
+                inbox: tell,
+            },
+        ))
     }
 
     /// Runs the loop until the server says `Exit`; returns its exit code (1 if the poll
@@ -234,6 +266,10 @@ impl Worker {
                 self.on_event(event);
             }
             self.procs.poll_unwatched();
+            while let Ok(input) = self.inbox.try_recv() {
+                self.pending.push_back(input);
+                self.settle();
+            }
             if !self.shutdown_fed && self.stop.load(Ordering::Acquire) {
                 self.shutdown_fed = true;
                 self.pending.push_back(Input::Shutdown);
@@ -619,6 +655,7 @@ impl Worker {
                 self.pending
                     .retain(|input| input_stream(input) != Some(stream));
             }
+            Effect::ServiceAnswered { service } => self.board.answered(&service),
             Effect::ErrorLog { line } => log_error!("{line}"),
             Effect::AccessLog { line } => {
                 if self.access_log.is_some() {

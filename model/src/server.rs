@@ -575,6 +575,7 @@ impl ServerModel {
                 }
                 Effect::PauseAccept
                 | Effect::ResumeAccept
+                | Effect::ServiceAnswered { .. }
                 | Effect::Exit { .. }
                 | Effect::AccessLog { .. }
                 | Effect::ErrorLog { .. } => {}

@@ -684,6 +684,7 @@ impl World {
             }
             // The simulated sites declare no FastCGI service (yet).
             stream @ (Effect::Connect { .. }
+            | Effect::ServiceAnswered { .. }
             | Effect::StreamRead { .. }
             | Effect::StreamWrite { .. }
             | Effect::StreamClose { .. }) => {

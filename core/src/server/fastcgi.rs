@@ -104,7 +104,8 @@ pub(super) struct ServicePool {
     open: usize,
     /// Requests waiting for a stream.
     queue: VecDeque<ConnId>,
-    /// As the supervisor last published it (`Ready` until told otherwise).
+    /// Down, as the supervisor last published it, with the `Retry-After` seconds (0: none,
+    /// the service is stopped); `None` (ready) until told otherwise.
     down: Option<u32>,
 }
 
@@ -198,7 +199,9 @@ impl Server {
         let (cap, _) = self.fcgi_share(&service);
         let pool = self.services.entry(service.clone()).or_default();
         if let Some(secs) = pool.down {
-            return self.error(id, 503, &[("Retry-After", secs.to_string())], now);
+            let retry = [("Retry-After", secs.to_string())];
+            let headers = if secs == 0 { &[][..] } else { &retry[..] };
+            return self.error(id, 503, headers, now);
         }
         if let Some(stream) = pool.idle.pop() {
             return self.fcgi_attach(stream, id, job, now);
@@ -507,6 +510,8 @@ impl Server {
                         && up.decoder.buffered() == 0
                         && up.out.is_empty()
                         && up.writing.is_none();
+                    let service = up.service.clone();
+                    self.effects.push_back(Effect::ServiceAnswered { service });
                     self.fcgi_stderr_flush(stream);
                     self.reply_end(owner, now);
                     if reusable && self.upstreams.contains_key(&stream) {
@@ -672,14 +677,21 @@ impl Server {
     pub(super) fn fcgi_availability(&mut self, service: String, a: Availability, now: Now) {
         let down = match a {
             Availability::Ready => None,
-            Availability::Down { retry_after_secs } => Some(retry_after_secs.max(1)),
+            Availability::Down { retry_after } => Some(
+                u32::try_from(retry_after.as_secs())
+                    .unwrap_or(u32::MAX)
+                    .max(1),
+            ),
+            // Removed from the configuration: no time to say; 0 means no Retry-After.
+            Availability::Stopped => Some(0),
         };
         let pool = self.services.entry(service.clone()).or_default();
         pool.down = down;
         let Some(secs) = down else {
             return;
         };
-        let retry = [("Retry-After", secs.to_string())];
+        let retry_field = [("Retry-After", secs.to_string())];
+        let retry = if secs == 0 { &[][..] } else { &retry_field[..] };
         // Waiting requests, and exchanges still waiting for their answer (no process is
         // left to give it), are answered now; idle streams are closed.
         let queued: Vec<ConnId> = pool.queue.drain(..).collect();
@@ -687,7 +699,7 @@ impl Server {
             if let Some(slot) = self.conns.get_mut(&id) {
                 slot.cur.take_gateway();
             }
-            self.error(id, 503, &retry, now);
+            self.error(id, 503, retry, now);
             self.pump(id, now);
         }
         let streams: Vec<StreamId> = self
@@ -707,7 +719,7 @@ impl Server {
                         reply.conn = None;
                     }
                     self.fcgi_drop(stream, now);
-                    self.error(id, 503, &retry, now);
+                    self.error(id, 503, retry, now);
                     slot_done(self, id);
                     self.pump(id, now);
                 }

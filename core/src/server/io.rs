@@ -19,6 +19,7 @@ use bytes::Bytes;
 use crate::chunk::Chunk;
 pub use crate::document::listing::DirEntry;
 use crate::ids::{ConnId, FileId, ListenerId, StreamId, Token};
+pub use crate::service::Availability;
 use crate::time::UnixTime;
 
 /// Something that happened, reported by the driver.
@@ -145,20 +146,6 @@ pub enum Input {
     },
     /// Stop: accept nothing new, finish what is in flight within the grace time, then exit.
     Shutdown,
-}
-
-/// Whether a service takes requests (published by its supervisor, `crate::service`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Availability {
-    /// A process is up or being started: requests go to it (they may wait in the kernel's
-    /// backlog of its socket while it starts).
-    Ready,
-    /// No process is up and none will be soon (back-off after failed starts, or given up):
-    /// requests get 503 with `Retry-After` at once.
-    Down {
-        /// About how long until it is tried again, in whole seconds (at least 1).
-        retry_after_secs: u32,
-    },
 }
 
 /// Where a `Connect` goes.
@@ -408,6 +395,12 @@ pub enum Effect {
     StreamClose {
         /// The stream.
         stream: StreamId,
+    },
+    /// A service answered a request whole (END_REQUEST): its supervisor takes that as
+    /// proof that the service's processes can run (`crate::service`). No answer.
+    ServiceAnswered {
+        /// The service's name.
+        service: String,
     },
     /// Append a line to the access log (no answer; never dropped: the shell waits rather
     /// than lose a line).

@@ -298,6 +298,7 @@ impl World {
             }
             Effect::PauseAccept => self.paused = true,
             Effect::ErrorLog { line } => self.log.push(line),
+            Effect::ServiceAnswered { .. } => self.services.answered += 1,
             Effect::AccessLog { line } => self.access.push(line),
             e @ (Effect::Spawn { .. }
             | Effect::WriteStdin { .. }

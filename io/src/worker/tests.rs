@@ -41,7 +41,8 @@ impl Running {
             .map(|s| (s, addr))
             .collect();
         let config = ConfigRef::new(1, Config::builtin(root.clone()));
-        let (worker, stopper) = Worker::new(0, config, sockets, None).expect("worker setup");
+        let (worker, stopper) =
+            Worker::new(0, config, sockets, None, std::sync::Arc::default()).expect("worker setup");
         let thread = std::thread::spawn(move || worker.run());
         Running {
             addr,

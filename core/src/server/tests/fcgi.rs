@@ -48,6 +48,8 @@ pub(super) struct Services {
     pub listening: Vec<(UpstreamAddr, Behaviour)>,
     pub streams: BTreeMap<StreamId, (Behaviour, FakeStream)>,
     pub connects: usize,
+    /// `ServiceAnswered` effects seen.
+    pub answered: usize,
     /// Parameters of every request received.
     pub requests: Vec<BTreeMap<String, String>>,
 }
@@ -271,6 +273,7 @@ fn kept_alive_streams_are_reused_for_the_next_request() {
     assert_eq!(w.services.open(), 1);
     let answered: usize = w.services.streams.values().map(|(_, s)| s.answered).sum();
     assert_eq!(answered, 5);
+    assert_eq!(w.services.answered, 5, "each told to the supervisor");
 }
 
 #[test]
@@ -355,7 +358,7 @@ fn a_service_down_is_answered_503_at_once() {
         Input::ServiceState {
             service: "php".into(),
             availability: Availability::Down {
-                retry_after_secs: 7,
+                retry_after: std::time::Duration::from_secs(7),
             },
         },
         w.now,
