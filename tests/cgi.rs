@@ -761,6 +761,25 @@ fn the_example_site_runs_its_cgi_script_and_serves_its_pages() {
         r.body == fs::read(site.join("htdocs/index.html")).expect("read index.html"),
         "/ is not htdocs/index.html"
     );
+
+    // The PHP page, through the `php` service weir launched: with php-cgi on PATH it is
+    // PHP's page; without, weir started anyway and answers 503 (README, "Services").
+    let php = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("php-cgi").is_file()));
+    let r = ask(&mut c, "GET", "/hello.php?name=tester", "");
+    if php {
+        r.assert_status(200);
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(body.contains("<h1>Hello, tester.</h1>"), "{body}");
+        assert!(
+            body.contains(&format!("{}", site.join("htdocs/hello.php").display())),
+            "SCRIPT_FILENAME: {body}"
+        );
+    } else {
+        eprintln!("note: php-cgi is not on PATH; checking the 503 instead of the PHP page");
+        r.assert_status(503);
+        weir.stderr_containing("service php");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -94,6 +94,7 @@ impl Launcher {
     }
 
     /// The launcher's PID.
+    #[cfg(test)]
     #[must_use]
     pub fn pid(&self) -> u32 {
         self.child.id()

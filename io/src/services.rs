@@ -291,10 +291,7 @@ impl Services {
     /// Everything that may have happened: launcher reports, served counts, timers.
     pub fn handle(&mut self, now: Time) {
         self.check_served(now);
-        loop {
-            let Some(launcher) = self.launcher.as_mut() else {
-                break;
-            };
+        while let Some(launcher) = self.launcher.as_mut() {
             match launcher.try_recv() {
                 Ok(Some(report)) => self.report(report, now),
                 Ok(None) => break,
