@@ -37,8 +37,9 @@ use std::thread;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
+use weir_core::server::Input;
 use weir_core::{Config, ConfigRef};
 
 use crate::cli::ServeArgs;
@@ -69,13 +70,8 @@ pub fn run(args: ServeArgs) -> i32 {
 
 fn serve(args: ServeArgs) -> Result<i32, String> {
     let mut config = build_config(&args)?;
-    let has_spawned = config
-        .services
-        .values()
-        .any(|s| matches!(s, weir_core::config::Service::Spawn { .. }));
-    if has_spawned {
-        config.run_dir = crate::services::run_dir_path();
-    }
+    // Named now, made when a `spawn=` service first needs it (at start-up or a reload).
+    config.run_dir = crate::services::run_dir_path();
     let workers = config.workers.unwrap_or(1);
     let root = config.root.clone();
 
@@ -94,7 +90,7 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
         }
     }
 
-    let signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])
+    let signals = Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let bound = listen::bind_all(&config.listen, workers).map_err(|e| e.to_string())?;
     let addrs = bound.addrs.clone();
@@ -193,9 +189,14 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
 
     let signal_handle = signals.handle();
     let signal_stoppers = stoppers.clone();
+    let (reload_tx, reload_rx) = mpsc::channel();
+    let reload_wake = Wake {
+        tx: reload_tx,
+        waker: Arc::clone(&waker),
+    };
     let watcher = thread::Builder::new()
         .name("weir-signals".into())
-        .spawn(move || watch_signals(signals, &signal_stoppers, reopen.as_ref()));
+        .spawn(move || watch_signals(signals, &signal_stoppers, reopen.as_ref(), &reload_wake));
     let watcher = match watcher {
         Ok(w) => Some(w),
         Err(e) => {
@@ -206,6 +207,7 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
         }
     };
 
+    let mut current = config.clone();
     let mut worst = 0;
     let mut running = threads.len();
     let mut events = Events::with_capacity(16);
@@ -231,6 +233,10 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
                 stop_all(&stoppers);
             }
             worst = worst.max(code);
+        }
+        if reload_rx.try_recv().is_ok() {
+            while reload_rx.try_recv().is_ok() {}
+            reload(&args, &mut current, &mut services, &stoppers, clock.mono());
         }
         services.handle(clock.mono());
         publish(&mut services, &stoppers);
@@ -318,13 +324,112 @@ fn stop_all(stoppers: &[Stopper]) {
     }
 }
 
+/// A message for the control loop, and the waker that makes it look.
+struct Wake {
+    tx: mpsc::Sender<()>,
+    waker: Arc<Waker>,
+}
+
+impl Wake {
+    fn wake(&self) {
+        // The control loop outlives the signal thread's useful life; a failed send means
+        // it is already past its loop, where a reload has nothing left to change.
+        if self.tx.send(()).is_ok() {
+            if let Err(e) = self.waker.wake() {
+                log_error!("cannot wake the control loop: {e}");
+            }
+        }
+    }
+}
+
+/// SIGHUP: the configuration is read again with the same command line. A file with
+/// errors changes nothing (each error is logged as `FILE:LINE:COL: error: …`); a good one
+/// becomes the next generation: the services are diffed (`Services::reload`), then every
+/// worker takes it for the requests that start from then on. What the running process
+/// cannot change without a restart — the listening addresses, `workers`, `user`,
+/// `chroot`, the logs' paths — keeps its start-up value, and the error log says so.
+fn reload(
+    args: &ServeArgs,
+    current: &mut ConfigRef,
+    services: &mut Services,
+    stoppers: &[Stopper],
+    now: weir_core::Time,
+) {
+    let mut config = match build_config(args) {
+        Ok(c) => c,
+        Err(report) => {
+            for line in report.lines() {
+                log_error!("{line}");
+            }
+            log_error!(
+                "SIGHUP: the configuration has errors; still serving generation {}",
+                current.generation()
+            );
+            return;
+        }
+    };
+    let mut kept = Vec::new();
+    if config.listen != current.listen || config.nocache != current.nocache {
+        kept.push("listen");
+        config.listen.clone_from(&current.listen);
+        config.nocache.clone_from(&current.nocache);
+    }
+    if config.user != current.user {
+        kept.push("user");
+        config.user.clone_from(&current.user);
+    }
+    if config.chroot != current.chroot {
+        kept.push("chroot");
+        config.chroot.clone_from(&current.chroot);
+    }
+    if config.access_log != current.access_log {
+        kept.push("access-log");
+        config.access_log.clone_from(&current.access_log);
+    }
+    if config.error_log != current.error_log {
+        kept.push("error-log");
+        config.error_log.clone_from(&current.error_log);
+    }
+    config.workers = current.workers;
+    config.run_dir.clone_from(&current.run_dir);
+    config
+        .spawn_generations
+        .clone_from(&current.spawn_generations);
+    if !kept.is_empty() {
+        log_error!(
+            "SIGHUP: {} changed; that takes a restart, the running values stay",
+            kept.join(", ")
+        );
+    }
+    services.reload(&mut config, current.timeouts.grace, now);
+    let next = ConfigRef::new(current.generation() + 1, config);
+    for s in stoppers {
+        s.tell(Input::Reload(next.clone()));
+    }
+    *current = next;
+    log_error!(
+        "SIGHUP: configuration reloaded (generation {})",
+        current.generation()
+    );
+}
+
 /// The first SIGINT/SIGTERM stops the workers cleanly; a second one exits at once.
 /// SIGUSR1 reopens the logs (`access`: the access logger's flag, if there is one).
-fn watch_signals(mut signals: Signals, stoppers: &[Stopper], access: Option<&Reopen>) {
+/// SIGHUP asks the control loop to reload (`reload`).
+fn watch_signals(
+    mut signals: Signals,
+    stoppers: &[Stopper],
+    access: Option<&Reopen>,
+    reload: &Wake,
+) {
     let mut seen = 0;
     for signal in signals.forever() {
         if signal == SIGUSR1 {
             reopen_logs(access);
+            continue;
+        }
+        if signal == SIGHUP {
+            reload.wake();
             continue;
         }
         seen += 1;

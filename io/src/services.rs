@@ -37,7 +37,9 @@ use std::time::Duration;
 
 use weir_core::config::Service;
 use weir_core::server::{ExitStatus, Input};
-use weir_core::service::{Availability, InstanceId, Policy, Supervisor, SupervisorEffect};
+use weir_core::service::{
+    Availability, InstanceId, Policy, ServiceState, Supervisor, SupervisorEffect,
+};
 use weir_core::{Config, Time};
 
 use crate::launcher::{Launcher, Report, Request};
@@ -86,37 +88,50 @@ impl ServiceBoard {
 }
 
 /// What is needed to start one process of a service.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Recipe {
     program: PathBuf,
     args: Vec<Vec<u8>>,
     env: Vec<(Vec<u8>, Vec<u8>)>,
     cwd: PathBuf,
     user: Option<(u32, u32)>,
+    processes: usize,
 }
 
-/// One `spawn=` service.
+/// One generation of one `spawn=` service: its processes and their supervisor.
 #[derive(Debug)]
 struct Supervised {
+    /// The service's name in the configuration.
+    name: String,
     recipe: Recipe,
     supervisor: Supervisor,
     /// The served count last handed to the supervisor.
     served_seen: u64,
+    /// Set when a reload removed or replaced this generation: it is stopped then.
+    retire_at: Option<Time>,
 }
 
 /// The control loop's side of every `spawn=` service.
 #[derive(Debug)]
 pub struct Services {
     launcher: Option<Launcher>,
-    supervised: BTreeMap<String, Supervised>,
-    /// Launcher id → (service, instance, pid once reported), for processes not yet
-    /// reported exited.
+    /// Every generation still running, by its launcher key (`NAME`, or `NAME.G` for
+    /// generation G > 1).
+    all: BTreeMap<String, Supervised>,
+    /// Service name → the key of its current generation.
+    current: BTreeMap<String, String>,
+    /// Service name → its current generation number.
+    generations: BTreeMap<String, u32>,
+    /// Launcher id → (key, instance, pid once reported), for processes not yet reported
+    /// exited.
     ids: BTreeMap<u64, (String, InstanceId, Option<u32>)>,
     next_id: u64,
     board: Arc<ServiceBoard>,
     /// Availability changes for the workers, taken by `take_published`.
     published: Vec<Input>,
     run_dir: Option<PathBuf>,
+    /// Who may connect to the sockets (weir's account after dropping root).
+    owner: Option<(u32, u32)>,
     rng: u64,
 }
 
@@ -131,10 +146,59 @@ fn find_program(name: &str, root: &Path, path: Option<OsString>) -> Option<PathB
         let p = root.join(name);
         return runnable(&p).then_some(p);
     }
-    let path = path.unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    let path = path.unwrap_or_else(|| OsString::from(DEFAULT_PATH));
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|p| p.is_absolute() && runnable(p))
+}
+
+/// The `PATH` services get when weir has none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// What starting `service` takes, or why it cannot start.
+fn recipe(name: &str, service: &Service, root: &Path) -> Result<Recipe, String> {
+    let Service::Spawn {
+        argv,
+        processes,
+        user,
+        cwd,
+        env,
+        ..
+    } = service
+    else {
+        return Err(format!("service {name} is not a spawn= service"));
+    };
+    let path_var = std::env::var_os("PATH");
+    let program = find_program(&argv[0], root, path_var.clone()).ok_or_else(|| {
+        format!(
+            "service {name}: `{}` is not a program found on PATH; its requests get 503",
+            argv[0]
+        )
+    })?;
+    let user = match user {
+        Some(u) => {
+            let a = privs::resolve(u, None)
+                .map_err(|e| format!("service {name}: {e}; its requests get 503"))?;
+            Some((a.uid, a.gid))
+        }
+        None => None,
+    };
+    let mut vars: Vec<(Vec<u8>, Vec<u8>)> = vec![(
+        b"PATH".to_vec(),
+        path_var.map_or_else(|| DEFAULT_PATH.as_bytes().to_vec(), OsStringExt::into_vec),
+    )];
+    for (k, v) in env {
+        vars.retain(|(n, _)| n != k.as_bytes());
+        vars.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
+    }
+    Ok(Recipe {
+        program,
+        args: argv[1..].iter().map(|a| a.as_bytes().to_vec()).collect(),
+        env: vars,
+        cwd: cwd.clone(),
+        user,
+        processes: *processes,
+    })
 }
 
 impl Services {
@@ -151,113 +215,179 @@ impl Services {
     ) -> Result<Services, String> {
         let mut services = Services {
             launcher: None,
-            supervised: BTreeMap::new(),
+            all: BTreeMap::new(),
+            current: BTreeMap::new(),
+            generations: BTreeMap::new(),
             ids: BTreeMap::new(),
             next_id: 1,
             board,
             published: Vec::new(),
             run_dir: None,
+            owner: owner.map(|a| (a.uid, a.gid)),
             rng: seed(),
         };
-        let spawned: Vec<(&String, &Service)> = config
+        if !config
             .services
-            .iter()
-            .filter(|(_, s)| matches!(s, Service::Spawn { .. }))
-            .collect();
-        if spawned.is_empty() {
+            .values()
+            .any(|s| matches!(s, Service::Spawn { .. }))
+        {
             return Ok(services);
         }
         make_run_dir(&config.run_dir, owner)?;
         services.run_dir = Some(config.run_dir.clone());
+        services.start_launcher()?;
+        for (name, service) in &config.services {
+            if matches!(service, Service::Spawn { .. }) {
+                services.generations.insert(name.clone(), 1);
+                services.add(name, service, config, now);
+            }
+        }
+        Ok(services)
+    }
+
+    fn start_launcher(&mut self) -> Result<(), String> {
         let exe = std::env::current_exe()
             .map_err(|e| format!("cannot find weir's own program to start the launcher: {e}"))?;
-        let mut launcher =
+        let launcher =
             Launcher::start(&exe).map_err(|e| format!("cannot start the launcher: {e}"))?;
-        let path_var = std::env::var_os("PATH");
-        for (name, service) in spawned {
-            let Service::Spawn {
-                argv,
-                processes,
-                user,
-                cwd,
-                env,
-                ..
-            } = service
-            else {
-                continue;
-            };
-            let Some(program) = find_program(&argv[0], &config.root, path_var.clone()) else {
-                log_error!(
-                    "service {name}: `{}` is not a program found on PATH; its requests get 503",
-                    argv[0]
-                );
-                services.stopped(name);
-                continue;
-            };
-            let user = match user {
-                Some(u) => match privs::resolve(u, None) {
-                    Ok(a) => Some((a.uid, a.gid)),
-                    Err(e) => {
-                        log_error!("service {name}: {e}; its requests get 503");
-                        services.stopped(name);
-                        continue;
-                    }
-                },
-                None => None,
-            };
-            let socket = config.run_dir.join(format!("{name}.sock"));
-            let listen = Request::Listen {
-                service: name.clone(),
-                path: socket,
-                backlog: BACKLOG,
-                mode: 0o600,
-                owner: owner.map(|a| (a.uid, a.gid)),
-            };
-            launcher
-                .send(&listen)
-                .map_err(|e| format!("cannot talk to the launcher: {e}"))?;
-            if let Some(err) = wait_listening(&mut launcher, name)? {
+        self.launcher = Some(launcher);
+        Ok(())
+    }
+
+    /// Starts the current generation of service `name` (its socket is
+    /// `config.spawn_socket(name)`); on failure it is logged and the service published
+    /// as stopped.
+    fn add(&mut self, name: &str, service: &Service, config: &Config, now: Time) {
+        let generation = self.generations.get(name).copied().unwrap_or(1);
+        let key = if generation > 1 {
+            format!("{name}.{generation}")
+        } else {
+            name.to_string()
+        };
+        let recipe = match recipe(name, service, &config.root) {
+            Ok(r) => r,
+            Err(e) => {
+                log_error!("{e}");
+                return self.stopped(name);
+            }
+        };
+        let listen = Request::Listen {
+            service: key.clone(),
+            path: config.spawn_socket(name),
+            backlog: BACKLOG,
+            mode: 0o600,
+            owner: self.owner,
+        };
+        let Some(launcher) = self.launcher.as_mut() else {
+            log_error!("service {name}: no launcher to start it; its requests get 503");
+            return self.stopped(name);
+        };
+        let answer = launcher
+            .send(&listen)
+            .map_err(|e| format!("cannot talk to the launcher: {e}"))
+            .and_then(|()| wait_listening(launcher, &key));
+        match answer {
+            Ok(None) => {}
+            Ok(Some(err)) => {
                 log_error!(
                     "service {name}: cannot make its socket: {}; its requests get 503",
                     std::io::Error::from_raw_os_error(err)
                 );
-                services.stopped(name);
-                continue;
+                return self.stopped(name);
             }
-            let mut vars: Vec<(Vec<u8>, Vec<u8>)> = vec![(
-                b"PATH".to_vec(),
-                path_var.clone().map_or_else(
-                    || b"/usr/local/bin:/usr/bin:/bin".to_vec(),
-                    OsStringExt::into_vec,
-                ),
-            )];
-            for (k, v) in env {
-                vars.retain(|(n, _)| n != k.as_bytes());
-                vars.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
+            Err(e) => {
+                log_error!("service {name}: {e}; its requests get 503");
+                return self.stopped(name);
             }
-            let recipe = Recipe {
-                program,
-                args: argv[1..].iter().map(|a| a.as_bytes().to_vec()).collect(),
-                env: vars,
-                cwd: cwd.clone(),
-                user,
+        }
+        let supervisor = Supervisor::new(name, recipe.processes, Policy::default(), now);
+        self.all.insert(
+            key.clone(),
+            Supervised {
+                name: name.to_string(),
+                recipe,
+                supervisor,
+                served_seen: self.board.served(name),
+                retire_at: None,
+            },
+        );
+        self.current.insert(name.to_string(), key.clone());
+        self.drain(&key);
+    }
+
+    /// A reload: `config` is the new configuration, not yet handed to the workers. Added
+    /// services start; removed ones retire (they finish what is in flight within `grace`,
+    /// then stop); changed ones (command, processes, user, directory, environment) start
+    /// a new generation on a new socket, which `config.spawn_generations` names, while
+    /// the old one retires; unchanged ones are left alone, and one that was given up
+    /// starts again.
+    pub fn reload(&mut self, config: &mut Config, grace: Duration, now: Time) {
+        let retire = now.after(grace);
+        let wanted: BTreeMap<String, Service> = config
+            .services
+            .iter()
+            .filter(|(_, s)| matches!(s, Service::Spawn { .. }))
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        if !wanted.is_empty() && self.launcher.is_none() {
+            let made = match &self.run_dir {
+                Some(_) => Ok(()),
+                None => make_run_dir(&config.run_dir, None),
             };
-            let supervisor = Supervisor::new(name, *processes, Policy::default(), now);
-            services.supervised.insert(
-                name.clone(),
-                Supervised {
-                    recipe,
-                    supervisor,
-                    served_seen: 0,
-                },
-            );
+            if let Err(e) = made.and_then(|()| self.start_launcher()) {
+                log_error!("{e}; the new services cannot start");
+            }
+            self.run_dir = Some(config.run_dir.clone());
         }
-        services.launcher = Some(launcher);
-        let names: Vec<String> = services.supervised.keys().cloned().collect();
-        for name in names {
-            services.drain(&name);
+        // Removed services retire.
+        let gone: Vec<String> = self
+            .current
+            .keys()
+            .filter(|n| !wanted.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(key) = self.current.remove(&name) {
+                if let Some(s) = self.all.get_mut(&key) {
+                    s.retire_at = Some(retire);
+                }
+            }
+            self.generations.remove(&name);
         }
-        Ok(services)
+        for (name, service) in &wanted {
+            let key = self.current.get(name).cloned();
+            let same = key
+                .as_ref()
+                .and_then(|k| self.all.get(k))
+                .is_some_and(|s| recipe(name, service, &config.root).is_ok_and(|r| r == s.recipe));
+            match key {
+                Some(key) if same => {
+                    if let Some(s) = self.all.get_mut(&key) {
+                        if s.supervisor.state() == ServiceState::GivenUp {
+                            s.supervisor.restart(now);
+                        }
+                    }
+                    self.drain(&key);
+                }
+                Some(key) => {
+                    // A new generation beside the old, which retires.
+                    if let Some(s) = self.all.get_mut(&key) {
+                        s.retire_at = Some(retire);
+                    }
+                    let next = self.generations.get(name).copied().unwrap_or(1) + 1;
+                    self.generations.insert(name.clone(), next);
+                    config.spawn_generations = self.generations.clone();
+                    self.add(name, service, config, now);
+                }
+                None => {
+                    let next = self.generations.get(name).copied().unwrap_or(0) + 1;
+                    self.generations.insert(name.clone(), next);
+                    config.spawn_generations = self.generations.clone();
+                    self.add(name, service, config, now);
+                }
+            }
+        }
+        config.spawn_generations = self.generations.clone();
     }
 
     /// A service that will not run: the workers answer 503 without trying it.
@@ -277,13 +407,14 @@ impl Services {
     /// The earliest time `handle` has work to do.
     #[must_use]
     pub fn poll_timeout(&self, now: Time) -> Option<Time> {
-        if self.supervised.is_empty() {
+        if self.all.is_empty() {
             return None;
         }
         let check = now.after(SERVED_CHECK);
-        self.supervised
+        self.all
             .values()
-            .filter_map(|s| s.supervisor.poll_timeout())
+            .flat_map(|s| [s.supervisor.poll_timeout(), s.retire_at])
+            .flatten()
             .chain(std::iter::once(check))
             .min()
     }
@@ -298,25 +429,33 @@ impl Services {
                 Err(e) => {
                     log_error!("the launcher has gone ({e}); services cannot be restarted");
                     self.launcher = None;
-                    let names: Vec<String> = self.supervised.keys().cloned().collect();
-                    for name in names {
-                        if let Some(s) = self.supervised.get_mut(&name) {
+                    let keys: Vec<String> = self.all.keys().cloned().collect();
+                    for key in keys {
+                        if let Some(s) = self.all.get_mut(&key) {
                             s.supervisor.stop(now);
                         }
-                        self.drain(&name);
+                        self.drain(&key);
                     }
                     break;
                 }
             }
         }
-        let names: Vec<String> = self.supervised.keys().cloned().collect();
-        for name in names {
-            if let Some(s) = self.supervised.get_mut(&name) {
-                if s.supervisor.poll_timeout().is_some_and(|t| t <= now) {
-                    s.supervisor.handle_timeout(now);
-                }
+        let keys: Vec<String> = self.all.keys().cloned().collect();
+        for key in keys {
+            let Some(s) = self.all.get_mut(&key) else {
+                continue;
+            };
+            if s.retire_at.is_some_and(|t| t <= now) {
+                s.supervisor.stop(now);
+                self.drain(&key);
+                self.all.remove(&key);
+                self.send(&Request::Unlisten { service: key });
+                continue;
             }
-            self.drain(&name);
+            if s.supervisor.poll_timeout().is_some_and(|t| t <= now) {
+                s.supervisor.handle_timeout(now);
+            }
+            self.drain(&key);
         }
     }
 
@@ -339,8 +478,8 @@ impl Services {
     }
 
     fn check_served(&mut self, now: Time) {
-        for (name, s) in &mut self.supervised {
-            let served = self.board.served(name);
+        for s in self.all.values_mut() {
+            let served = self.board.served(&s.name);
             if served != s.served_seen {
                 s.served_seen = served;
                 s.supervisor.handle_served(now);
@@ -360,56 +499,53 @@ impl Services {
     fn report(&mut self, report: Report, now: Time) {
         match report {
             Report::Spawned { id, pid } => {
-                if let Some((name, instance, known)) = self.ids.get_mut(&id) {
+                if let Some((key, instance, known)) = self.ids.get_mut(&id) {
                     *known = Some(pid);
-                    let (name, instance) = (name.clone(), *instance);
-                    if let Some(s) = self.supervised.get_mut(&name) {
+                    let (key, instance) = (key.clone(), *instance);
+                    if let Some(s) = self.all.get_mut(&key) {
                         s.supervisor.handle_spawned(instance, pid, now);
                     }
-                    self.drain(&name);
+                    self.drain(&key);
                 }
             }
             Report::SpawnFailed { id, errno } => {
-                if let Some((name, instance, _)) = self.ids.remove(&id) {
-                    log_error!(
-                        "service {name}: cannot start {}: {}",
-                        self.supervised.get(&name).map_or_else(String::new, |s| s
-                            .recipe
-                            .program
-                            .display()
-                            .to_string()),
-                        std::io::Error::from_raw_os_error(errno)
-                    );
+                if let Some((key, instance, _)) = self.ids.remove(&id) {
                     let jitter = self.jitter();
-                    if let Some(s) = self.supervised.get_mut(&name) {
+                    if let Some(s) = self.all.get_mut(&key) {
+                        log_error!(
+                            "service {}: cannot start {}: {}",
+                            s.name,
+                            s.recipe.program.display(),
+                            std::io::Error::from_raw_os_error(errno)
+                        );
                         s.supervisor.handle_spawn_failed(instance, jitter, now);
                     }
-                    self.drain(&name);
+                    self.drain(&key);
                 }
             }
             Report::Exited { id, code, signal } => {
-                if let Some((name, instance, pid)) = self.ids.remove(&id) {
+                if let Some((key, instance, pid)) = self.ids.remove(&id) {
                     let status = match (code, signal) {
                         (_, Some(sig)) => ExitStatus::Signal(sig),
                         (Some(c), None) => ExitStatus::Code(c),
                         (None, None) => ExitStatus::Code(0),
                     };
                     let jitter = self.jitter();
-                    if let (Some(s), Some(pid)) = (self.supervised.get_mut(&name), pid) {
+                    if let (Some(s), Some(pid)) = (self.all.get_mut(&key), pid) {
                         s.supervisor
                             .handle_exited(instance, pid, status, jitter, now);
                     }
-                    self.drain(&name);
+                    self.drain(&key);
                 }
             }
             Report::Listening { .. } => {}
         }
     }
 
-    /// Carries out what a service's supervisor asked for.
-    fn drain(&mut self, name: &str) {
+    /// Carries out what a generation's supervisor asked for.
+    fn drain(&mut self, key: &str) {
         loop {
-            let Some(s) = self.supervised.get_mut(name) else {
+            let Some(s) = self.all.get_mut(key) else {
                 return;
             };
             let Some(effect) = s.supervisor.poll_effect() else {
@@ -422,21 +558,21 @@ impl Services {
                     let r = &s.recipe;
                     let req = Request::Spawn {
                         id,
-                        service: name.to_string(),
+                        service: key.to_string(),
                         program: r.program.clone(),
                         args: r.args.clone(),
                         env: r.env.clone(),
                         cwd: r.cwd.clone(),
                         user: r.user,
                     };
-                    self.ids.insert(id, (name.to_string(), instance, None));
+                    self.ids.insert(id, (key.to_string(), instance, None));
                     self.send(&req);
                 }
                 SupervisorEffect::Kill { instance, pid } => {
                     let ids: Vec<u64> = self
                         .ids
                         .iter()
-                        .filter(|(_, (n, i, p))| n == name && *i == instance && *p == Some(pid))
+                        .filter(|(_, (k, i, p))| k == key && *i == instance && *p == Some(pid))
                         .map(|(id, _)| *id)
                         .collect();
                     for id in ids {
@@ -444,10 +580,14 @@ impl Services {
                     }
                 }
                 SupervisorEffect::Publish(availability) => {
-                    self.published.push(Input::ServiceState {
-                        service: name.to_string(),
-                        availability,
-                    });
+                    // Only the current generation speaks for the service.
+                    let name = s.name.clone();
+                    if self.current.get(&name).map(String::as_str) == Some(key) {
+                        self.published.push(Input::ServiceState {
+                            service: name,
+                            availability,
+                        });
+                    }
                 }
                 SupervisorEffect::Log(line) => log_error!("{line}"),
             }

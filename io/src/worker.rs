@@ -755,6 +755,7 @@ fn input_conn(input: &Input) -> Option<ConnId> {
         | Input::StreamWritten { .. }
         | Input::StreamFailed { .. }
         | Input::ServiceState { .. }
+        | Input::Reload(_)
         | Input::StdinWritten { .. }
         | Input::StdinClosed { .. }
         | Input::Output { .. }
@@ -787,6 +788,7 @@ fn input_proc(input: &Input) -> Option<ProcId> {
         | Input::StreamWritten { .. }
         | Input::StreamFailed { .. }
         | Input::ServiceState { .. }
+        | Input::Reload(_)
         | Input::Shutdown => None,
     }
 }

@@ -61,6 +61,9 @@ pub struct Config {
     /// The private directory holding the sockets of `spawn=` services (`NAME.sock`); the
     /// shell sets it when it creates the directory.
     pub run_dir: PathBuf,
+    /// The generation of each `spawn=` service whose processes a reload replaced (1, the
+    /// first, when absent); set by the shell, it names the socket (`spawn_socket`).
+    pub spawn_generations: BTreeMap<String, u32>,
     /// Rules before any `host` line, in file order.
     pub rules: Vec<Rule>,
     /// Virtual-host sections, in file order.
@@ -175,6 +178,7 @@ impl Config {
             timeouts: Timeouts::default(),
             services: BTreeMap::new(),
             run_dir: PathBuf::from(RUN_DIR_DEFAULT),
+            spawn_generations: BTreeMap::new(),
             rules: vec![Rule::pass_everything()],
             hosts: Vec::new(),
         }
@@ -191,7 +195,7 @@ impl Config {
     pub fn service_addr(&self, name: &str) -> Option<crate::server::UpstreamAddr> {
         use crate::server::UpstreamAddr;
         Some(match self.services.get(name)? {
-            Service::Spawn { .. } => UpstreamAddr::Unix(self.run_dir.join(format!("{name}.sock"))),
+            Service::Spawn { .. } => UpstreamAddr::Unix(self.spawn_socket(name)),
             Service::Connect {
                 addr: ServiceAddr::Unix(p),
                 ..
@@ -201,6 +205,17 @@ impl Config {
                 ..
             } => UpstreamAddr::Tcp(h.clone(), *port),
         })
+    }
+
+    /// The socket of `spawn=` service `name`: `run_dir/NAME.sock`, or `NAME.G.sock` for
+    /// generation G > 1 of it (a reload that changes a service starts a new generation
+    /// beside the old one, see `spawn_generations`).
+    #[must_use]
+    pub fn spawn_socket(&self, name: &str) -> PathBuf {
+        match self.spawn_generations.get(name) {
+            Some(&g) if g > 1 => self.run_dir.join(format!("{name}.{g}.sock")),
+            _ => self.run_dir.join(format!("{name}.sock")),
+        }
     }
 
     /// The most connections a service may have open at once (its `connections=`).

@@ -51,7 +51,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use super::gateway::{slot_done, GatewayState, Job, JobKind, Owner, Reply};
-use super::{Availability, Completion, ConnId, Effect, Input, IoError, Server};
+use super::{Availability, Completion, ConnId, Effect, Input, IoError, Server, UpstreamAddr};
 use crate::cgi::env::{self, CgiRequest};
 use crate::fcgi::{self, Record, StreamKind};
 use crate::http1::{BodyKind, RequestHead};
@@ -73,6 +73,8 @@ const QUEUE_MAX: usize = 1024;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Upstream {
     service: String,
+    /// Where it is connected (a reload may move the service elsewhere).
+    addr: UpstreamAddr,
     /// The exchange's response side while busy; `None` while idle (or detached from a
     /// request that went away while the stream was still connecting).
     reply: Option<Reply>,
@@ -138,7 +140,7 @@ impl Server {
             // Known once the body is spooled.
             BodyKind::Chunked => Some(0),
         };
-        let document_root = self.config.root.clone();
+        let document_root = self.conf(id).root.clone();
         // Without a SCRIPT, the service is the script: SCRIPT_FILENAME names the
         // document root joined with the script name, as nginx's default does.
         let script_filename = gw.script.clone().unwrap_or_else(|| {
@@ -197,17 +199,25 @@ impl Server {
         };
         let service = service.clone();
         let (cap, _) = self.fcgi_share(&service);
+        let addr = self.conf(id).service_addr(&service);
         let pool = self.services.entry(service.clone()).or_default();
         if let Some(secs) = pool.down {
             let retry = [("Retry-After", secs.to_string())];
             let headers = if secs == 0 { &[][..] } else { &retry[..] };
             return self.error(id, 503, headers, now);
         }
-        if let Some(stream) = pool.idle.pop() {
+        // An idle stream to where this request's configuration says the service is.
+        let reuse = pool.idle.iter().rposition(|s| {
+            self.upstreams
+                .get(s)
+                .is_some_and(|u| Some(&u.addr) == addr.as_ref())
+        });
+        if let Some(i) = reuse {
+            let stream = pool.idle.remove(i);
             return self.fcgi_attach(stream, id, job, now);
         }
         if pool.open < cap {
-            let Some(addr) = self.config.service_addr(&service) else {
+            let Some(addr) = addr else {
                 self.log(format!("{}: not declared", job.label));
                 return self.error(id, 500, &[], now);
             };
@@ -218,6 +228,7 @@ impl Server {
                 stream,
                 Upstream {
                     service,
+                    addr: addr.clone(),
                     reply: None,
                     connected: false,
                     doomed: false,
@@ -254,7 +265,7 @@ impl Server {
             return;
         };
         let (_, keep_allowed) = self.fcgi_share(&service);
-        let deadline = now.mono.after(self.config.timeouts.gateway);
+        let deadline = now.mono.after(self.conf(id).timeouts.gateway);
         let Some(slot) = self.conns.get_mut(&id) else {
             return;
         };
@@ -457,7 +468,7 @@ impl Server {
                     ));
                     self.fcgi_drop(stream, now);
                 } else {
-                    let deadline = now.mono.after(self.config.timeouts.gateway);
+                    let deadline = now.mono.after(self.gateway_conf(conn).timeouts.gateway);
                     self.set_gateway_deadline(Owner::Stream(stream), Some(deadline));
                     up_push(self, stream, &data);
                     self.fcgi_records(stream, now);
@@ -726,6 +737,25 @@ impl Server {
                 None if self.fcgi_reply(stream).is_none() => self.fcgi_drop(stream, now),
                 None => {}
             }
+        }
+    }
+
+    /// A reload: idle streams whose service is gone or now lives at another address are
+    /// closed (a request never reaches an old process through a pooled stream); requests
+    /// in flight keep theirs.
+    pub(super) fn fcgi_reloaded(&mut self, now: Now) {
+        let stale: Vec<StreamId> = self
+            .services
+            .values()
+            .flat_map(|p| p.idle.iter().copied())
+            .filter(|s| {
+                self.upstreams
+                    .get(s)
+                    .is_some_and(|u| self.config.service_addr(&u.service).as_ref() != Some(&u.addr))
+            })
+            .collect();
+        for stream in stale {
+            self.fcgi_drop(stream, now);
         }
     }
 

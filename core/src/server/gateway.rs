@@ -51,6 +51,7 @@ use super::{
 use crate::cgi::env::{self, CgiRequest};
 use crate::cgi::output::{HeadParser, Parsed, Reply as CgiReply};
 use crate::chunk::Chunk;
+use crate::config::ConfigRef;
 use crate::http1::{BodyKind, Headers, Method, RequestHead, ResponseBody, ResponseHead};
 use crate::ids::{StreamId, Token};
 use crate::rules::Gateway;
@@ -253,7 +254,7 @@ impl Server {
             // Known once the body is spooled.
             BodyKind::Chunked => Some(0),
         };
-        let document_root = self.config.root.clone();
+        let document_root = self.conf(id).root.clone();
         let cwd = script
             .parent()
             .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
@@ -375,7 +376,7 @@ impl Server {
         self.procs.insert(proc, cgi);
         self.set_gateway_deadline(
             Owner::Proc(proc),
-            Some(now.mono.after(self.config.timeouts.gateway)),
+            Some(now.mono.after(self.conf(id).timeouts.gateway)),
         );
         self.effects.push_back(Effect::Spawn { token, spec });
     }
@@ -462,9 +463,10 @@ impl Server {
             }
             Completion::Spawned => {
                 cgi.spawned = true;
+                let conn = cgi.reply.conn;
                 // The gateway timeout counts from the start (a slow spawn may have let the
                 // first deadline pass unarmed).
-                let deadline = now.mono.after(self.config.timeouts.gateway);
+                let deadline = now.mono.after(self.gateway_conf(conn).timeouts.gateway);
                 self.set_gateway_deadline(Owner::Proc(proc), Some(deadline));
                 self.pump_proc(proc, now);
             }
@@ -546,7 +548,7 @@ impl Server {
                 ..
             } => {
                 cgi.reading[0] = false;
-                let deadline = now.mono.after(self.config.timeouts.gateway);
+                let deadline = now.mono.after(self.gateway_conf(conn).timeouts.gateway);
                 self.set_gateway_deadline(Owner::Proc(proc), Some(deadline));
                 self.reply_data(Owner::Proc(proc), data, now);
             }
@@ -614,7 +616,8 @@ impl Server {
     /// Response bytes from a gateway (a script's standard output, a service's stdout
     /// records): the header section is parsed, then the body streamed to the client.
     pub(super) fn reply_data(&mut self, owner: Owner, data: Bytes, now: Now) {
-        let limit = self.config.limits.header_bytes_max;
+        let conn = self.reply(owner).and_then(|r| r.conn);
+        let limit = self.gateway_conf(conn).limits.header_bytes_max;
         let Some(reply) = self.reply_mut(owner) else {
             return;
         };
@@ -1044,7 +1047,7 @@ impl Server {
                 (reply.label.clone(), reply.conn, reply.head_pending());
             self.log(format!(
                 "{label}: no output for {:?}; stopping it",
-                self.config.timeouts.gateway
+                self.gateway_conf(conn).timeouts.gateway
             ));
             if let Some(id) = conn {
                 self.log_cut_response(owner, id, now);
@@ -1060,6 +1063,11 @@ impl Server {
                 self.pump(id, now);
             }
         }
+    }
+
+    /// The configuration of the request a gateway answers (the server's if it has none).
+    pub(super) fn gateway_conf(&self, conn: Option<ConnId>) -> &ConfigRef {
+        conn.map_or(&self.config, |id| self.conf(id))
     }
 
     pub(super) fn log(&mut self, line: String) {

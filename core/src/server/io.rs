@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 use crate::chunk::Chunk;
+use crate::config::ConfigRef;
 pub use crate::document::listing::DirEntry;
 use crate::ids::{ConnId, FileId, ListenerId, StreamId, Token};
 pub use crate::service::Availability;
@@ -144,6 +145,9 @@ pub enum Input {
         /// Ready, or down for about how long.
         availability: Availability,
     },
+    /// A new configuration (SIGHUP): requests that start from now on use it; a request
+    /// in flight keeps the one it started under, to its end.
+    Reload(ConfigRef),
     /// Stop: accept nothing new, finish what is in flight within the grace time, then exit.
     Shutdown,
 }

@@ -142,6 +142,9 @@ struct Current {
     redirects: u8,
     /// What a CGI gateway is doing for the current request.
     gateway: Option<gateway::GatewayState>,
+    /// The configuration the current request started under: it keeps it to its end,
+    /// whatever a reload brings meanwhile.
+    config: Option<ConfigRef>,
 }
 
 /// A connection without a request in progress: what `Cur` reads as when it has no box.
@@ -154,6 +157,7 @@ static NO_CURRENT: Current = Current {
     user: None,
     redirects: 0,
     gateway: None,
+    config: None,
 };
 
 /// A slot's `Current`, boxed when there is one. `None` reads as an empty `Current`, and is
@@ -315,6 +319,7 @@ impl Server {
                 service,
                 availability,
             } => self.fcgi_availability(service, availability, now),
+            Input::Reload(config) => self.reload(config, now),
             Input::Shutdown => self.begin_shutdown(now),
             Input::StdinWritten { .. }
             | Input::StdinClosed { .. }
@@ -403,6 +408,15 @@ impl Server {
         self.workers = (index, count.max(1));
     }
 
+    /// The configuration a connection's current request started under; the server's own
+    /// for a connection between requests (or unknown).
+    fn conf(&self, id: ConnId) -> &ConfigRef {
+        self.conns
+            .get(&id)
+            .and_then(|s| s.cur.get().config.as_ref())
+            .unwrap_or(&self.config)
+    }
+
     /// The configuration in force.
     #[must_use]
     pub fn config(&self) -> &ConfigRef {
@@ -433,6 +447,27 @@ impl Server {
             self.effects.push_back(Effect::PauseAccept);
         }
         self.pump(id, now);
+    }
+
+    /// Takes a new configuration for every request that starts from now on (see
+    /// `Current::config` for those in flight). Idle connections stay open. A changed
+    /// `cache` setting starts an empty cache; the connection limit applies at once.
+    fn reload(&mut self, config: ConfigRef, now: Now) {
+        if config.cache != self.config.cache {
+            self.cache = config.cache.map(crate::cache::Cache::new);
+        }
+        self.config = config;
+        self.fcgi_reloaded(now);
+        let max = self.config.limits.connections_max;
+        if self.shutdown.is_none() {
+            if self.conns.len() >= max && !self.accept_paused {
+                self.accept_paused = true;
+                self.effects.push_back(Effect::PauseAccept);
+            } else if self.conns.len() < max && self.accept_paused {
+                self.accept_paused = false;
+                self.effects.push_back(Effect::ResumeAccept);
+            }
+        }
     }
 
     fn begin_shutdown(&mut self, now: Now) {

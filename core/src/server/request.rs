@@ -100,6 +100,7 @@ impl Server {
                     cur.request = Some(Arc::clone(&req));
                     cur.redirects = 0;
                     cur.user = None;
+                    cur.config = Some(self.config.clone());
                 }
                 self.route_request(id, req, now);
             }
@@ -200,7 +201,7 @@ impl Server {
             return;
         };
         let routed = rules::route_quiet(
-            &self.config,
+            self.conf(id),
             &RouteRequest {
                 path: &target.path,
                 query: target.query.as_deref(),
@@ -401,7 +402,7 @@ impl Server {
     fn open_failed(&mut self, id: ConnId, w: Waiting, err: IoError, now: Now) {
         match w.stage {
             Stage::Welcome(i) if err == IoError::NotFound => {
-                if i + 1 < self.config.welcome.len() {
+                if i + 1 < self.conf(id).welcome.len() {
                     self.try_welcome(id, w, i + 1, now);
                 } else {
                     self.no_welcome(id, w, now);
@@ -525,7 +526,7 @@ impl Server {
     fn cache_usable(&self, id: ConnId) -> bool {
         self.cache.is_some()
             && self.conns.get(&id).is_some_and(|s| {
-                !self.config.nocache.iter().any(|n| {
+                !self.conf(id).nocache.iter().any(|n| {
                     n.port() == s.local().port()
                         && (n.ip() == s.local().ip() || n.ip().is_unspecified())
                 })
@@ -579,10 +580,9 @@ impl Server {
         }
         match meta.kind {
             FileKind::File => {
-                let mime = negotiate::content_type(&w.fs_path, &self.config.types);
-                if let Some(script) =
-                    rules::presentation_for(&self.config, w.req.host.as_deref(), &mime)
-                {
+                let conf = self.conf(id);
+                let mime = negotiate::content_type(&w.fs_path, &conf.types);
+                if let Some(script) = rules::presentation_for(conf, w.req.host.as_deref(), &mime) {
                     // OSU's presentation rule: the document is handed to a script instead.
                     self.close_source(&file);
                     let gw = rules::Gateway {
@@ -629,7 +629,7 @@ impl Server {
                     }
                     return self.redirect(id, 301, location, now);
                 }
-                if self.config.welcome.is_empty() {
+                if self.conf(id).welcome.is_empty() {
                     return self.no_welcome(id, w, now);
                 }
                 self.try_welcome(id, w, 0, now);
@@ -723,7 +723,7 @@ impl Server {
 
     /// A directory without a welcome file: its listing when `listing on`, else 403.
     fn no_welcome(&mut self, id: ConnId, mut w: Waiting, now: Now) {
-        if !self.config.listing {
+        if !self.conf(id).listing {
             return self.error(id, 403, &[], now);
         }
         if matches!(w.stage, Stage::Welcome(_)) {
@@ -747,7 +747,7 @@ impl Server {
             Stage::Primary => w.fs_path.clone(),
             _ => w.fs_path.parent().map(PathBuf::from).unwrap_or_default(),
         };
-        w.fs_path = dir.join(&self.config.welcome[i]);
+        w.fs_path = dir.join(&self.conf(id).welcome[i]);
         w.stage = Stage::Welcome(i);
         self.open(id, w, now);
     }
