@@ -22,6 +22,8 @@ pub(super) enum Behaviour {
     Hangs,
     /// Answers, but closes the connection even when asked to keep it.
     ClosesAfter,
+    /// Sends a local redirect to /target.php, and echoes /target.php itself.
+    Redirects,
 }
 
 /// One stream the fake service has accepted.
@@ -188,7 +190,24 @@ fn answer(b: Behaviour, s: &mut FakeStream, params: &BTreeMap<String, String>) {
     let mut out = BytesMut::new();
     let get = |k: &str| params.get(k).cloned().unwrap_or_default();
     match b {
-        Behaviour::Echo | Behaviour::ClosesAfter => {
+        Behaviour::Redirects if get("SCRIPT_NAME") != "/target.php" => {
+            fcgi::encode_stream_part(
+                StreamKind::Stdout,
+                1,
+                b"Location: /target.php\r\n\r\n",
+                &mut out,
+            );
+            fcgi::encode_stream(StreamKind::Stdout, 1, b"", &mut out);
+            fcgi::encode(
+                &Record::EndRequest {
+                    id: 1,
+                    app_status: 0,
+                    protocol_status: ProtocolStatus::RequestComplete,
+                },
+                &mut out,
+            );
+        }
+        Behaviour::Echo | Behaviour::ClosesAfter | Behaviour::Redirects => {
             let body = format!(
                 "Content-Type: text/plain\r\n\r\nscript={} query={} body={}\n",
                 get("SCRIPT_FILENAME"),
@@ -382,4 +401,44 @@ fn a_client_that_goes_away_closes_the_stream() {
     w.clients.get_mut(&id).unwrap().eof_to_send = true;
     w.run();
     assert_eq!(w.services.open(), 0);
+}
+
+#[test]
+fn a_request_keeps_the_configuration_it_started_under_across_a_reload() {
+    let mut w = fcgi_world(CONF, Behaviour::Redirects);
+    let old = w.connect();
+    // The body is not there yet: the service waits for it.
+    w.send(
+        old,
+        b"POST /x.php HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n",
+    );
+    // The next generation refuses /target.php: new requests follow it, the one in flight
+    // (whose service answers with a local redirect to /target.php) does not.
+    let text = format!("fail /target.php 410\n{CONF}");
+    let mut load = |_: &std::path::Path| -> Result<String, String> { Err("none".into()) };
+    let config = crate::config::parse(
+        "t.conf",
+        &text,
+        std::path::Path::new(super::ROOT),
+        &mut load,
+    )
+    .unwrap_or_else(|d| panic!("{}", d[0]));
+    w.server
+        .handle(Input::Reload(ConfigRef::new(2, config)), w.now);
+    w.run();
+    assert_eq!(w.server.config().generation(), 2);
+    let out = request(&mut w, "GET /target.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(
+        status(&out),
+        410,
+        "a new request follows the new rules: {out}"
+    );
+    w.send(old, b"abc");
+    let out = w.take_output(old);
+    assert_eq!(
+        status(&out),
+        200,
+        "the old request re-ran the old rules: {out}"
+    );
+    assert!(out.contains("script=/srv/www/htdocs/target.php"), "{out}");
 }
