@@ -13,6 +13,7 @@ mod framing;
 mod load;
 mod ops;
 mod purity;
+mod reload;
 mod rules;
 mod support;
 
