@@ -93,7 +93,9 @@ fn fifty_reloads_under_load_fail_no_request() {
     stop.store(true, Ordering::Relaxed);
     let mut both = [0usize; 2];
     for c in clients {
-        let seen = c.join().expect("a client thread failed (see its panic above)");
+        let seen = c
+            .join()
+            .expect("a client thread failed (see its panic above)");
         both[0] += seen[0];
         both[1] += seen[1];
     }
@@ -239,4 +241,65 @@ fn a_service_the_file_gains_starts_on_reload() {
     let r = weir.connect().get("/hi.php?n=2");
     r.assert_status(200);
     assert_eq!(r.body, b"php 2\n");
+}
+
+/// Runs the weir binary with `args`; returns (exit code, stderr).
+fn weir_cmd(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .output()
+        .expect("run weir");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn weir_reload_and_stop_signal_the_weir_named_by_the_pid_file() {
+    let base = crate::support::TempDir::new("pidfile");
+    let pid_file = base.path().join("weir.pid");
+    let conf = |gen: &str| {
+        format!(
+            "pid-file {}\nheader /* X-Gen {gen}\npass /* {{root}}/*\n",
+            pid_file.display()
+        )
+    };
+    let mut weir = Weir::start_with_config(&conf("a"));
+    let written = fs::read_to_string(&pid_file).expect("the pid file was written");
+    assert_eq!(written.trim(), weir.pid().to_string());
+    let file = conf_path(&weir);
+    let file = file.to_str().expect("a UTF-8 path");
+    let root = weir.docs.root().display().to_string();
+
+    // A file with errors: reported, nothing signalled.
+    fs::write(
+        file,
+        format!("{}bogus\n", conf("b").replace("{root}", &root)),
+    )
+    .unwrap();
+    let (code, err) = weir_cmd(&["reload", "-c", file]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("{file}:4:1: error: unknown directive `bogus`")),
+        "{err}"
+    );
+    assert!(!weir.stderr().contains("SIGHUP"), "{}", weir.stderr());
+
+    fs::write(file, conf("b").replace("{root}", &root)).unwrap();
+    let (code, err) = weir_cmd(&["reload", "-c", file]);
+    assert_eq!(code, 0, "{err}");
+    weir.stderr_containing("(generation 2)");
+    assert_eq!(weir.connect().get("/hello.txt").header("x-gen"), Some("b"));
+
+    let (code, err) = weir_cmd(&["stop", "-c", file]);
+    assert_eq!(code, 0, "{err}");
+    let status = weir
+        .wait_exit(Duration::from_secs(5))
+        .expect("weir stopped");
+    assert!(status.success(), "{status}");
+    assert!(!pid_file.exists(), "the pid file is removed at exit");
+    let (code, err) = weir_cmd(&["stop", "-c", file]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read the pid file"), "{err}");
 }

@@ -32,6 +32,12 @@ pub enum Command {
     Check(CheckArgs),
     /// Explain how the rules of a configuration treat a URL.
     Route(RouteArgs),
+    /// Check a configuration, then ask the weir named by its `pid-file` to reload it
+    /// (SIGHUP).
+    Reload(SignalArgs),
+    /// Ask the weir named by a configuration's `pid-file` to stop (SIGTERM): it finishes
+    /// the requests in flight, then exits.
+    Stop(SignalArgs),
     /// The launcher process, which weir starts itself with the control socket as standard
     /// input (not for people: hidden from the help).
     #[command(hide = true)]
@@ -42,6 +48,19 @@ pub enum Command {
 #[derive(Debug, Parser)]
 pub struct CheckArgs {
     /// The configuration file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        default_value = "weir.conf"
+    )]
+    pub config: PathBuf,
+}
+
+/// Arguments of `weir reload` and `weir stop`.
+#[derive(Debug, Parser)]
+pub struct SignalArgs {
+    /// The configuration file (its `pid-file` names the running weir).
     #[arg(
         short = 'c',
         long = "config",

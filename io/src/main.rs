@@ -7,7 +7,8 @@
 //! Modules, each with one job:
 //!
 //! * `cli` — the command line (clap).
-//! * `serve` — `weir serve`: configuration, binding, worker threads, signals, exit status.
+//! * `serve` — `weir serve`: configuration, binding, worker threads, signals, the control
+//!   loop (reload, services), exit status.
 //! * `route` — `weir check` and `weir route`; `conffile` — reading `weir.conf`.
 //! * `listen` — the `SO_REUSEPORT` listening sockets, one per worker per address.
 //! * `worker` — one thread's mio loop driving one core `Server`.
@@ -19,6 +20,9 @@
 //!   `IoError`; `log` — the error log (`weir: …` lines on standard error or in a file).
 //! * `launcher` — `weir launcher` (OKWS's okld), the process that creates the services'
 //!   sockets and starts, stops and reaps their processes, and weir's end of its socket.
+//! * `services` — `spawn=` services in the control loop: their supervisors, the
+//!   launcher's reports, what workers are told; `upstream` — streams to FastCGI services.
+//! * `signal` — `weir reload` and `weir stop`, and the `pid-file` they read.
 //! * `privs` — `user`: resolving the account and dropping root; `jail` — `chroot`:
 //!   checking, entering, and translating the core's paths to paths inside it.
 //!
@@ -42,6 +46,7 @@ mod route;
 mod sendfile;
 mod serve;
 mod services;
+mod signal;
 mod token;
 mod upstream;
 mod worker;
@@ -65,6 +70,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => route::check(&args),
         Command::Route(args) => route::route(&args),
+        Command::Reload(args) => signal::run(&args, signal::Ask::Reload),
+        Command::Stop(args) => signal::run(&args, signal::Ask::Stop),
         Command::Launcher => launcher::run::main(),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))

@@ -99,6 +99,9 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     let clock = Clock::start();
     let board = Arc::new(ServiceBoard::new(&config));
     let owner = account.as_ref().filter(|_| as_root);
+    if let Some(path) = &config.pid_file {
+        crate::signal::write_pid_file(path)?;
+    }
     let mut services = Services::start(&config, owner, Arc::clone(&board), clock.mono())?;
     let config = ConfigRef::new(1, config);
 
@@ -243,6 +246,9 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     }
     // Every request in flight is over: the services go (the launcher stops them).
     services.shutdown();
+    if let Some(path) = &current.pid_file {
+        crate::signal::remove_pid_file(path);
+    }
     for t in threads {
         // A panic was already reported through the worker's ExitReport.
         let _ = t.join();

@@ -44,6 +44,8 @@ pub struct Config {
     pub access_log: Option<AccessLog>,
     /// Where errors go: `None` = standard error.
     pub error_log: Option<PathBuf>,
+    /// Where `weir serve` writes its process ID, for `weir reload` and `weir stop`.
+    pub pid_file: Option<PathBuf>,
     /// Welcome files tried, in order, for a request that names a directory.
     pub welcome: Vec<String>,
     /// Directory listings when no welcome file exists.
@@ -170,6 +172,7 @@ impl Config {
             root,
             access_log: None,
             error_log: None,
+            pid_file: None,
             welcome: vec!["index.html".to_string()],
             listing: true,
             types: BTreeMap::new(),

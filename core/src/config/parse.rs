@@ -154,6 +154,7 @@ const SETTINGS: &[&str] = &[
     "root",
     "access-log",
     "error-log",
+    "pid-file",
     "welcome",
     "listing",
     "type",
@@ -284,6 +285,12 @@ impl Parser {
                 if self.arity(words, &pos, 1, 1, "error-log FILE|stderr") {
                     self.config.error_log =
                         (pos[0].text != "stderr").then(|| self.path(&pos[0].text));
+                }
+            }
+            "pid-file" => {
+                let (pos, _) = self.split(words, &[]);
+                if self.arity(words, &pos, 1, 1, "pid-file FILE") {
+                    self.config.pid_file = Some(self.path(&pos[0].text));
                 }
             }
             "welcome" => {
