@@ -15,6 +15,7 @@ mod ops;
 mod purity;
 mod reload;
 mod rules;
+mod status;
 mod support;
 
 use support::{assert_date_and_server, get, request, Expect, Weir};

@@ -47,6 +47,7 @@ mod sendfile;
 mod serve;
 mod services;
 mod signal;
+mod status;
 mod token;
 mod upstream;
 mod worker;

@@ -47,6 +47,7 @@ use crate::clock::Clock;
 use crate::log::{announce, log_error};
 use crate::logger::Reopen;
 use crate::services::{ServiceBoard, Services};
+use crate::status::StatusBoard;
 use crate::worker::{Stopper, Worker};
 use crate::{jail, listen, privs};
 
@@ -98,6 +99,7 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     // and before dropping root (it keeps root to start services as their users).
     let clock = Clock::start();
     let board = Arc::new(ServiceBoard::new(&config));
+    let status = Arc::new(StatusBoard::new(workers, clock.now().unix));
     let owner = account.as_ref().filter(|_| as_root);
     if let Some(path) = &config.pid_file {
         crate::signal::write_pid_file(path)?;
@@ -139,6 +141,7 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
             sockets,
             log_tx.clone(),
             Arc::clone(&board),
+            Arc::clone(&status),
         )
         .map_err(|e| format!("cannot set up worker {i}: {e}"))?;
         built.push(worker);
@@ -211,6 +214,7 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     };
 
     let mut current = config.clone();
+    status.publish_services(services.status(&current));
     let mut worst = 0;
     let mut running = threads.len();
     let mut events = Events::with_capacity(16);
@@ -243,6 +247,7 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
         }
         services.handle(clock.mono());
         publish(&mut services, &stoppers);
+        status.publish_services(services.status(&current));
     }
     // Every request in flight is over: the services go (the launcher stops them).
     services.shutdown();

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_core::config::Service;
-use weir_core::server::{ExitStatus, Input};
+use weir_core::server::{ExitStatus, Input, ServiceStatus};
 use weir_core::service::{
     Availability, InstanceId, Policy, ServiceState, Supervisor, SupervisorEffect,
 };
@@ -457,6 +457,44 @@ impl Services {
             }
             self.drain(&key);
         }
+    }
+
+    /// Every service of `config` as the status page shows it: a `spawn=` one with its
+    /// supervisor's state and processes, a `connect=` one as `remote`.
+    #[must_use]
+    pub fn status(&self, config: &Config) -> Vec<ServiceStatus> {
+        config
+            .services
+            .iter()
+            .map(|(name, service)| {
+                let current = self.current.get(name).and_then(|k| self.all.get(k));
+                match (service, current) {
+                    (Service::Connect { .. }, _) => ServiceStatus {
+                        name: name.clone(),
+                        state: "remote".into(),
+                        processes: Vec::new(),
+                        restarts: 0,
+                    },
+                    (Service::Spawn { .. }, Some(s)) => ServiceStatus {
+                        name: name.clone(),
+                        state: s.supervisor.state().name().into(),
+                        processes: s
+                            .supervisor
+                            .instances()
+                            .iter()
+                            .map(|i| (i.state.name().to_string(), i.pid()))
+                            .collect(),
+                        restarts: s.supervisor.restarts(),
+                    },
+                    (Service::Spawn { .. }, None) => ServiceStatus {
+                        name: name.clone(),
+                        state: "stopped".into(),
+                        processes: Vec::new(),
+                        restarts: 0,
+                    },
+                }
+            })
+            .collect()
     }
 
     /// Availability changes to hand to every worker.

@@ -66,6 +66,7 @@ use crate::log::log_error;
 use crate::logger::LogSender;
 use crate::process::Processes;
 use crate::services::ServiceBoard;
+use crate::status::StatusBoard;
 use crate::token::{self, Source};
 use crate::upstream::{input_stream, Upstreams};
 
@@ -148,6 +149,10 @@ pub struct Worker {
     inbox: mpsc::Receiver<Input>,
     /// Requests each service answered, for the services' supervisors.
     board: Arc<ServiceBoard>,
+    /// Where this worker publishes its part of the whole server's status.
+    status: Arc<StatusBoard>,
+    /// What was last published there: (accepted, requests, bytes sent, open).
+    status_published: (u64, u64, u64, usize),
     /// Streams to FastCGI services.
     upstreams: Upstreams,
     /// The access logger, when there is an access log.
@@ -177,6 +182,7 @@ impl Worker {
         sockets: Vec<(TcpListener, SocketAddr)>,
         access_log: Option<LogSender>,
         board: Arc<ServiceBoard>,
+        status: Arc<StatusBoard>,
     ) -> io::Result<(Worker, Stopper)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token::WAKER)?);
@@ -214,6 +220,8 @@ impl Worker {
             procs: Processes::new(),
             inbox,
             board,
+            status,
+            status_published: (0, 0, 0, usize::MAX),
             upstreams: Upstreams::new(),
             access_log,
             log_batch: String::new(),
@@ -277,6 +285,7 @@ impl Worker {
             }
             self.run_rounds();
             self.fire_timers();
+            self.publish_status(false);
             let overdue = self
                 .log_batch_since
                 .is_some_and(|t| self.clock.mono().since(t) >= LOG_BATCH_DELAY);
@@ -286,6 +295,23 @@ impl Worker {
             if let Some(code) = self.exit {
                 return code;
             }
+        }
+    }
+
+    /// Publishes this worker's part of the whole server's status if it changed (or, with
+    /// `force`, anyway).
+    fn publish_status(&mut self, force: bool) {
+        let c = self.server.counters();
+        let now = (
+            c.accepted,
+            c.requests,
+            c.bytes_sent,
+            self.server.connection_count(),
+        );
+        if force || now != self.status_published {
+            self.status_published = now;
+            self.status
+                .publish_worker(self.index, self.server.worker_status());
         }
     }
 
@@ -656,6 +682,14 @@ impl Worker {
                     .retain(|input| input_stream(input) != Some(stream));
             }
             Effect::ServiceAnswered { service } => self.board.answered(&service),
+            Effect::Status { token } => {
+                self.publish_status(true);
+                let status = Box::new(self.status.snapshot());
+                self.pending.push_back(Input::Completed {
+                    token,
+                    result: Completion::Status(status),
+                });
+            }
             Effect::ErrorLog { line } => log_error!("{line}"),
             Effect::AccessLog { line } => {
                 if self.access_log.is_some() {

@@ -565,13 +565,14 @@ impl ServerModel {
                     // Its pipes are closed: what was outstanding on them is over.
                     s.pending.retain(|p| p.proc() != Some(proc));
                 }
-                // The modelled sites declare no FastCGI service.
-                Effect::Connect { .. }
+                // The modelled sites declare no FastCGI service and no status rule.
+                Effect::Status { .. }
+                | Effect::Connect { .. }
                 | Effect::StreamRead { .. }
                 | Effect::StreamWrite { .. }
                 | Effect::StreamClose { .. } => {
                     s.contract
-                        .get_or_insert("a service stream for a site without services");
+                        .get_or_insert("a service or status effect for a site without either");
                 }
                 Effect::PauseAccept
                 | Effect::ResumeAccept

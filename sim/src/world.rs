@@ -162,6 +162,8 @@ enum Event {
     SendDone(ConnId),
     OpenDone(Token),
     ListDone(Token),
+    /// The shell's answer to `Effect::Status`: one worker, no services.
+    StatusDone(Token),
     FileRead(Token, FileId, u64, u64),
     FsChange,
     Reset(ConnId),
@@ -620,6 +622,10 @@ impl World {
                 let d = self.rng.random_range(0..=self.opts.open_delay_max_ms);
                 self.schedule(d, Event::OpenDone(token));
             }
+            Effect::Status { token } => {
+                self.contract.token(token).map_err(|m| self.safety(m))?;
+                self.schedule(0, Event::StatusDone(token));
+            }
             Effect::ReadDir { token, path } => {
                 self.contract
                     .open(token, &path)
@@ -780,6 +786,17 @@ impl World {
                 let path = self.lists.remove(&token).unwrap();
                 let result = self.fs.list(&path);
                 self.input(Input::Completed { token, result })
+            }
+            Event::StatusDone(token) => {
+                let status = weir_core::server::ServerStatus {
+                    started: weir_core::UnixTime(0),
+                    workers: vec![self.server.worker_status()],
+                    services: Vec::new(),
+                };
+                self.input(Input::Completed {
+                    token,
+                    result: weir_core::server::Completion::Status(Box::new(status)),
+                })
             }
             Event::FileRead(token, file, offset, len) => {
                 // A read from the descriptor's own version, as `pread` on an open file

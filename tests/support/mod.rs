@@ -224,6 +224,11 @@ impl Weir {
         Weir::start_with_config_and_files(conf, &[])
     }
 
+    /// Like `start_with_config`, with `workers` workers.
+    pub fn start_with_config_and_workers(conf: &str, workers: usize) -> Weir {
+        Weir::start_with(workers, Some(conf), &[])
+    }
+
     /// Like `start_with_config`, with extra files written first in `{base}` (e.g. an
     /// htpasswd file the configuration names): (file name, contents).
     pub fn start_with_config_and_files(conf: &str, files: &[(&str, &str)]) -> Weir {
@@ -1181,4 +1186,15 @@ pub fn assert_date_and_server(r: &Response) {
         "Server field:\n{}",
         r.summary()
     );
+}
+
+impl Weir {
+    /// Like `start_with_config_and_files`, with `workers` worker threads.
+    pub fn start_with_config_files_and_workers(
+        conf: &str,
+        files: &[(&str, &str)],
+        workers: usize,
+    ) -> Weir {
+        Weir::start_with(workers, Some(conf), files)
+    }
 }

@@ -97,6 +97,13 @@ pub(super) struct Upstream {
     stderr_line: Vec<u8>,
 }
 
+impl Upstream {
+    /// The service this stream is answering a request for, if it is busy.
+    pub(super) fn busy_service(&self) -> Option<&str> {
+        self.reply.as_ref().map(|_| self.service.as_str())
+    }
+}
+
 /// One service as this worker sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(super) struct ServicePool {

@@ -20,6 +20,7 @@ use crate::chunk::Chunk;
 use crate::config::ConfigRef;
 pub use crate::document::listing::DirEntry;
 use crate::ids::{ConnId, FileId, ListenerId, StreamId, Token};
+use crate::server::status::ServerStatus;
 pub use crate::service::Availability;
 use crate::time::UnixTime;
 
@@ -210,6 +211,8 @@ pub enum Completion {
     Listing(Vec<DirEntry>),
     /// `Connect` succeeded: the stream is open as `StreamId(token)` until `StreamClose`.
     Connected,
+    /// `Status`: the whole server's status as last published.
+    Status(Box<ServerStatus>),
     /// The operation failed.
     Failed(IoError),
 }
@@ -399,6 +402,12 @@ pub enum Effect {
     StreamClose {
         /// The stream.
         stream: StreamId,
+    },
+    /// Gather the whole server's status (every worker's counters, every service's state)
+    /// for a `status` rule (answer: `Completed { token, Status }`).
+    Status {
+        /// Names the request.
+        token: Token,
     },
     /// A service answered a request whole (END_REQUEST): its supervisor takes that as
     /// proof that the service's processes can run (`crate::service`). No answer.

@@ -61,7 +61,7 @@ pub use io::{
     OutStream, ProcId, SpawnSpec, UpstreamAddr, LISTING_MAX,
 };
 use request::Waiting;
-pub use status::Counters;
+pub use status::{Counters, ServerStatus, ServiceStatus, StatusFormat, WorkerStatus};
 
 /// The server core. See the module documentation for how it works.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -72,6 +72,8 @@ pub struct Server {
     conns: BTreeMap<ConnId, Box<Slot>>,
     /// Requests parked on an effect, by token.
     parked: BTreeMap<Token, ConnId>,
+    /// Requests waiting for the whole server's status, by token.
+    status_parked: BTreeMap<Token, (ConnId, status::StatusFormat)>,
     effects: VecDeque<Effect>,
     deadlines: BTreeSet<(Time, ConnId)>,
     next_token: u64,
@@ -250,6 +252,7 @@ impl Server {
             config,
             conns: BTreeMap::new(),
             parked: BTreeMap::new(),
+            status_parked: BTreeMap::new(),
             effects: VecDeque::new(),
             deadlines: BTreeSet::new(),
             next_token: 1,
@@ -400,6 +403,25 @@ impl Server {
     #[must_use]
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// This server's part of the whole server's status, for the shell to publish.
+    #[must_use]
+    pub fn worker_status(&self) -> WorkerStatus {
+        let mut in_flight: Vec<(String, u64)> = Vec::new();
+        for up in self.upstreams.values() {
+            if let Some(service) = up.busy_service() {
+                match in_flight.iter_mut().find(|(s, _)| s == service) {
+                    Some((_, n)) => *n += 1,
+                    None => in_flight.push((service.to_string(), 1)),
+                }
+            }
+        }
+        WorkerStatus {
+            counters: self.counters.clone(),
+            open: self.conns.len(),
+            in_flight,
+        }
     }
 
     /// Tells the server it is worker `index` of `count`, so that it keeps to its share of

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::status::StatusFormat;
 use super::{Completion, ConnId, Effect, FileId, FileKind, FileMeta, IoError, Server};
 use crate::cache::Cached;
 use crate::document::negotiate::{self, Coding};
@@ -257,27 +258,30 @@ impl Server {
             Outcome::Fail(status) => self.error(id, status, &[], now),
             Outcome::Redirect { location, status } => self.redirect(id, status, location, now),
             Outcome::Status => {
-                let open = self.conns.len();
-                let json = req.headers.get("accept").is_some_and(|a| {
-                    negotiate::accept_allows(a, "application/json")
-                        && !negotiate::accept_allows(a, "text/plain")
-                }) || target.query.as_deref().is_some_and(|q| {
-                    q.split(|&b| b == b'&')
-                        .any(|p| p == b"json" || p == b"format=json")
-                });
-                let (body, ty) = if json {
-                    (self.counters.json(open, now), "application/json")
-                } else {
-                    (self.counters.text(open, now), "text/plain; charset=utf-8")
+                let asked = |form: &[u8]| {
+                    target
+                        .query
+                        .as_deref()
+                        .is_some_and(|q| q.split(|&b| b == b'&').any(|p| p == form))
                 };
-                self.respond_bytes(
-                    id,
-                    200,
-                    ty,
-                    &[("Cache-Control", "no-store".into())],
-                    Bytes::from(body),
-                    now,
-                );
+                let format = if asked(b"format=prometheus") {
+                    StatusFormat::Prometheus
+                } else if asked(b"json")
+                    || asked(b"format=json")
+                    || req.headers.get("accept").is_some_and(|a| {
+                        negotiate::accept_allows(a, "application/json")
+                            && !negotiate::accept_allows(a, "text/plain")
+                    })
+                {
+                    StatusFormat::Json
+                } else {
+                    StatusFormat::Text
+                };
+                // The whole server's figures live in the shell (every worker publishes
+                // its own): ask for them, and answer when they come.
+                let token = self.token();
+                self.status_parked.insert(token, (id, format));
+                self.effects.push_back(Effect::Status { token });
             }
             Outcome::NotFound => self.error(id, 404, &[], now),
             Outcome::Forbidden | Outcome::Escapes => self.error(id, 403, &[], now),
@@ -346,6 +350,21 @@ impl Server {
         {
             return;
         }
+        if let Some((id, format)) = self.status_parked.remove(&token) {
+            if let Completion::Status(status) = result {
+                self.respond_bytes(
+                    id,
+                    200,
+                    format.media_type(),
+                    &[("Cache-Control", "no-store".into())],
+                    Bytes::from(status.render(format, now)),
+                    now,
+                );
+            } else {
+                self.error(id, 500, &[], now);
+            }
+            return self.pump(id, now);
+        }
         if let Some(file) = self.orphan_reads.remove(&token) {
             self.effects.push_back(Effect::CloseFile { file });
             return;
@@ -382,8 +401,10 @@ impl Server {
                 }
                 self.open_failed(id, w, err, now);
             }
-            // Only a shell bug could answer an Open with Spawned or Connected.
-            Completion::Spawned | Completion::Connected => self.error(id, 500, &[], now),
+            // Only a shell bug could answer an Open with Spawned, Connected or Status.
+            Completion::Spawned | Completion::Connected | Completion::Status(_) => {
+                self.error(id, 500, &[], now);
+            }
             Completion::Listing(entries) => {
                 let page = crate::document::listing::render(&w.url_path, &entries);
                 self.respond_bytes(

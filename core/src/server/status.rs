@@ -1,8 +1,12 @@
 //! The server's counters, as `status` rules report them.
 //!
-//! Counts are per `Server`, that is per worker; the text and JSON forms say so.
+//! Each `Server` (a worker) counts for itself (`Counters`); a `status` rule answers for the
+//! whole server: the core asks the shell (`Effect::Status`) for every worker's counters and
+//! every service's state as last published (`ServerStatus`), then sums and renders them as
+//! text, JSON or the Prometheus text format. Rendering is pure, so the same snapshot always
+//! gives the same page.
 
-use crate::time::{Now, Time};
+use crate::time::{Now, Time, UnixTime};
 
 /// What the server has done since it started.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -39,43 +43,349 @@ impl Counters {
             *c += 1;
         }
     }
+}
 
-    /// The plain-text report.
+/// One worker's part of the whole server's status, as it last published it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct WorkerStatus {
+    /// Its counters.
+    pub counters: Counters,
+    /// Connections open on it.
+    pub open: usize,
+    /// Requests in flight on each FastCGI service, by name (only those with some).
+    pub in_flight: Vec<(String, u64)>,
+}
+
+/// A `spawn=` or `connect=` service, as its supervisor (if any) last published it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ServiceStatus {
+    /// The service's name.
+    pub name: String,
+    /// `up`, `starting`, `backoff`, `given-up`, `stopped`, or `remote` for `connect=`.
+    pub state: String,
+    /// Each process: its state (as above) and its PID if it has one.
+    pub processes: Vec<(String, Option<u32>)>,
+    /// Processes started again after the first.
+    pub restarts: u64,
+}
+
+/// The whole server's status: what a `status` rule answers (`Effect::Status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServerStatus {
+    /// When the server started (wall clock).
+    pub started: UnixTime,
+    /// Every worker's part.
+    pub workers: Vec<WorkerStatus>,
+    /// Every service.
+    pub services: Vec<ServiceStatus>,
+}
+
+/// The forms a status answer takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatusFormat {
+    /// `key: value` lines.
+    Text,
+    /// One JSON object.
+    Json,
+    /// The Prometheus text exposition format (version 0.0.4).
+    Prometheus,
+}
+
+impl StatusFormat {
+    /// The media type of the answer.
     #[must_use]
-    pub fn text(&self, open: usize, now: Now) -> String {
-        let r = &self.responses;
-        format!(
-            "weir status (this worker)\nuptime_seconds: {}\nconnections_open: {open}\nconnections_accepted: {}\n\
-             requests: {}\nresponses_1xx: {}\nresponses_2xx: {}\nresponses_3xx: {}\nresponses_4xx: {}\n\
-             responses_5xx: {}\nbytes_sent: {}\n",
-            now.mono.since(self.started).as_secs(),
-            self.accepted,
-            self.requests,
+    pub fn media_type(self) -> &'static str {
+        match self {
+            StatusFormat::Text => "text/plain; charset=utf-8",
+            StatusFormat::Json => "application/json",
+            StatusFormat::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// Sums of every worker's counters.
+struct Totals {
+    accepted: u64,
+    requests: u64,
+    responses: [u64; 5],
+    bytes_sent: u64,
+    open: usize,
+}
+
+impl ServerStatus {
+    fn totals(&self) -> Totals {
+        let mut t = Totals {
+            accepted: 0,
+            requests: 0,
+            responses: [0; 5],
+            bytes_sent: 0,
+            open: 0,
+        };
+        for w in &self.workers {
+            t.accepted += w.counters.accepted;
+            t.requests += w.counters.requests;
+            for (sum, n) in t.responses.iter_mut().zip(w.counters.responses) {
+                *sum += n;
+            }
+            t.bytes_sent += w.counters.bytes_sent;
+            t.open += w.open;
+        }
+        t
+    }
+
+    fn in_flight(&self, service: &str) -> u64 {
+        self.workers
+            .iter()
+            .flat_map(|w| &w.in_flight)
+            .filter(|(s, _)| s == service)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn uptime(&self, now: Now) -> u64 {
+        u64::try_from(now.unix.0.saturating_sub(self.started.0)).unwrap_or(0)
+    }
+
+    /// The answer in `format`.
+    #[must_use]
+    pub fn render(&self, format: StatusFormat, now: Now) -> String {
+        match format {
+            StatusFormat::Text => self.text(now),
+            StatusFormat::Json => self.json(now),
+            StatusFormat::Prometheus => self.prometheus(now),
+        }
+    }
+
+    fn text(&self, now: Now) -> String {
+        use core::fmt::Write;
+        let t = self.totals();
+        let r = t.responses;
+        let mut s = format!(
+            "weir status (whole server)\nworkers: {}\nuptime_seconds: {}\nconnections_open: {}\n\
+             connections_accepted: {}\nrequests: {}\nresponses_1xx: {}\nresponses_2xx: {}\n\
+             responses_3xx: {}\nresponses_4xx: {}\nresponses_5xx: {}\nbytes_sent: {}\n",
+            self.workers.len(),
+            self.uptime(now),
+            t.open,
+            t.accepted,
+            t.requests,
             r[0],
             r[1],
             r[2],
             r[3],
             r[4],
-            self.bytes_sent
-        )
+            t.bytes_sent
+        );
+        for svc in &self.services {
+            let pids: Vec<String> = svc
+                .processes
+                .iter()
+                .map(|(st, pid)| pid.map_or_else(|| st.clone(), |p| format!("{p} {st}")))
+                .collect();
+            let _ = writeln!(
+                s,
+                "service {}: {}, processes [{}], restarts {}, in flight {}",
+                svc.name,
+                svc.state,
+                pids.join(", "),
+                svc.restarts,
+                self.in_flight(&svc.name)
+            );
+        }
+        s
     }
 
-    /// The JSON report.
-    #[must_use]
-    pub fn json(&self, open: usize, now: Now) -> String {
-        let r = &self.responses;
+    fn json(&self, now: Now) -> String {
+        let t = self.totals();
+        let r = t.responses;
+        let services: Vec<String> = self
+            .services
+            .iter()
+            .map(|svc| {
+                let procs: Vec<String> = svc
+                    .processes
+                    .iter()
+                    .map(|(st, pid)| {
+                        format!(
+                            "{{\"state\":\"{}\",\"pid\":{}}}",
+                            json_escape(st),
+                            pid.map_or_else(|| "null".to_string(), |p| p.to_string())
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{{\"name\":\"{}\",\"state\":\"{}\",\"processes\":[{}],\"restarts\":{},\"in_flight\":{}}}",
+                    json_escape(&svc.name),
+                    json_escape(&svc.state),
+                    procs.join(","),
+                    svc.restarts,
+                    self.in_flight(&svc.name)
+                )
+            })
+            .collect();
         format!(
-            "{{\"scope\":\"worker\",\"uptime_seconds\":{},\"connections_open\":{open},\"connections_accepted\":{},\
-             \"requests\":{},\"responses\":{{\"1xx\":{},\"2xx\":{},\"3xx\":{},\"4xx\":{},\"5xx\":{}}},\"bytes_sent\":{}}}\n",
-            now.mono.since(self.started).as_secs(),
-            self.accepted,
-            self.requests,
+            "{{\"scope\":\"server\",\"workers\":{},\"uptime_seconds\":{},\"connections_open\":{},\
+             \"connections_accepted\":{},\"requests\":{},\"responses\":{{\"1xx\":{},\"2xx\":{},\
+             \"3xx\":{},\"4xx\":{},\"5xx\":{}}},\"bytes_sent\":{},\"services\":[{}]}}\n",
+            self.workers.len(),
+            self.uptime(now),
+            t.open,
+            t.accepted,
+            t.requests,
             r[0],
             r[1],
             r[2],
             r[3],
             r[4],
-            self.bytes_sent
+            t.bytes_sent,
+            services.join(",")
         )
     }
+
+    fn prometheus(&self, now: Now) -> String {
+        use core::fmt::Write;
+        let t = self.totals();
+        let mut s = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+            let _ = writeln!(s, "# HELP weir_{name} {help}\n# TYPE weir_{name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(s, "weir_{name}{labels} {v}");
+            }
+        };
+        let plain = |v: u64| vec![(String::new(), v)];
+        metric(
+            "workers",
+            "gauge",
+            "Worker threads.",
+            &plain(self.workers.len() as u64),
+        );
+        metric(
+            "uptime_seconds",
+            "gauge",
+            "Seconds since start.",
+            &plain(self.uptime(now)),
+        );
+        metric(
+            "connections_open",
+            "gauge",
+            "Client connections open.",
+            &plain(t.open as u64),
+        );
+        metric(
+            "connections_accepted_total",
+            "counter",
+            "Client connections accepted.",
+            &plain(t.accepted),
+        );
+        metric(
+            "requests_total",
+            "counter",
+            "Request heads received.",
+            &plain(t.requests),
+        );
+        let classes: Vec<(String, u64)> = t
+            .responses
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("{{class=\"{}xx\"}}", i + 1), *n))
+            .collect();
+        metric(
+            "responses_total",
+            "counter",
+            "Responses by status class.",
+            &classes,
+        );
+        metric(
+            "bytes_sent_total",
+            "counter",
+            "Response bytes sent.",
+            &plain(t.bytes_sent),
+        );
+        let label = |svc: &ServiceStatus| format!("{{service=\"{}\"}}", prom_escape(&svc.name));
+        let up: Vec<(String, u64)> = self
+            .services
+            .iter()
+            .map(|svc| {
+                (
+                    label(svc),
+                    u64::from(svc.state == "up" || svc.state == "remote"),
+                )
+            })
+            .collect();
+        metric(
+            "service_up",
+            "gauge",
+            "1 if the service takes requests.",
+            &up,
+        );
+        let states: Vec<(String, u64)> = self
+            .services
+            .iter()
+            .flat_map(|svc| {
+                ["up", "starting", "backoff", "given-up", "stopped", "remote"]
+                    .into_iter()
+                    .map(move |st| {
+                        (
+                            format!("{{service=\"{}\",state=\"{st}\"}}", prom_escape(&svc.name)),
+                            u64::from(svc.state == st),
+                        )
+                    })
+            })
+            .collect();
+        metric(
+            "service_state",
+            "gauge",
+            "The service's state (1 for the current one).",
+            &states,
+        );
+        let procs: Vec<(String, u64)> = self
+            .services
+            .iter()
+            .map(|svc| {
+                let live = svc.processes.iter().filter(|(_, p)| p.is_some()).count();
+                (label(svc), live as u64)
+            })
+            .collect();
+        metric("service_processes", "gauge", "Processes running.", &procs);
+        let restarts: Vec<(String, u64)> = self
+            .services
+            .iter()
+            .map(|svc| (label(svc), svc.restarts))
+            .collect();
+        metric(
+            "service_restarts_total",
+            "counter",
+            "Processes started again.",
+            &restarts,
+        );
+        let flight: Vec<(String, u64)> = self
+            .services
+            .iter()
+            .map(|svc| (label(svc), self.in_flight(&svc.name)))
+            .collect();
+        metric(
+            "service_requests_in_flight",
+            "gauge",
+            "Requests being answered.",
+            &flight,
+        );
+        s
+    }
+}
+
+fn json_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| match c {
+            '"' => "\\\"".chars().collect::<Vec<_>>(),
+            '\\' => "\\\\".chars().collect(),
+            c if c.is_control() => format!("\\u{:04x}", c as u32).chars().collect(),
+            c => vec![c],
+        })
+        .collect()
+}
+
+fn prom_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -299,6 +299,21 @@ impl World {
             Effect::PauseAccept => self.paused = true,
             Effect::ErrorLog { line } => self.log.push(line),
             Effect::ServiceAnswered { .. } => self.services.answered += 1,
+            Effect::Status { token } => {
+                // One worker, no services: the whole server is this one.
+                let status = status::ServerStatus {
+                    started: UnixTime(self.now.unix.0 - 5),
+                    workers: vec![self.server.worker_status()],
+                    services: Vec::new(),
+                };
+                self.server.handle(
+                    Input::Completed {
+                        token,
+                        result: Completion::Status(Box::new(status)),
+                    },
+                    self.now,
+                );
+            }
             Effect::AccessLog { line } => self.access.push(line),
             e @ (Effect::Spawn { .. }
             | Effect::WriteStdin { .. }

@@ -784,3 +784,32 @@ impl fmt::Display for Show {
         }
     }
 }
+
+impl ServiceState {
+    /// The state's name on the status page: `up`, `starting`, `backoff`, `given-up`,
+    /// `stopped`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceState::Up => "up",
+            ServiceState::Starting => "starting",
+            ServiceState::Backoff => "backoff",
+            ServiceState::GivenUp => "given-up",
+            ServiceState::Stopped => "stopped",
+        }
+    }
+}
+
+impl InstanceState {
+    /// The state's name on the status page (as `ServiceState::name`).
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            InstanceState::Starting => "starting",
+            InstanceState::Up { .. } => "up",
+            InstanceState::Backoff { .. } => "backoff",
+            InstanceState::GivenUp => "given-up",
+            InstanceState::Stopped => "stopped",
+        }
+    }
+}

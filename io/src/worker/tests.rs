@@ -41,8 +41,15 @@ impl Running {
             .map(|s| (s, addr))
             .collect();
         let config = ConfigRef::new(1, Config::builtin(root.clone()));
-        let (worker, stopper) =
-            Worker::new(0, config, sockets, None, std::sync::Arc::default()).expect("worker setup");
+        let (worker, stopper) = Worker::new(
+            0,
+            config,
+            sockets,
+            None,
+            std::sync::Arc::default(),
+            std::sync::Arc::new(crate::status::StatusBoard::new(1, weir_core::UnixTime(0))),
+        )
+        .expect("worker setup");
         let thread = std::thread::spawn(move || worker.run());
         Running {
             addr,
