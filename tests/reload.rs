@@ -303,3 +303,92 @@ fn weir_reload_and_stop_signal_the_weir_named_by_the_pid_file() {
     assert_eq!(code, 1);
     assert!(err.contains("cannot read the pid file"), "{err}");
 }
+
+/// A loopback port nobody listens on at the moment.
+fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+#[test]
+fn listen_lines_added_and_removed_take_effect_and_a_port_in_use_refuses_the_reload() {
+    let base = crate::support::TempDir::new("relisten");
+    let root = base.path().join("root");
+    fs::create_dir_all(&root).expect("mkdir root");
+    fs::write(root.join("hello.txt"), "hello\n").expect("write hello.txt");
+    let (p1, p2) = (unused_port(), unused_port());
+    let conf = base.path().join("weir.conf");
+    let text = |port: u16, gen: &str| {
+        format!(
+            "listen 127.0.0.1:{port}\nheader /* X-Gen {gen}\npass /* {}/*\n",
+            root.display()
+        )
+    };
+    fs::write(&conf, text(p1, "a")).expect("write weir.conf");
+    let stderr = base.path().join("stderr");
+    /// Stops the weir this test started, by its PID, however the test ends.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut weir = Stop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["serve", "--workers", "2", "-c"])
+            .arg(&conf)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("start weir"),
+    );
+    let pid = weir.0.id();
+    let log = || fs::read_to_string(&stderr).unwrap_or_default();
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !log().contains(needle) {
+            assert!(Instant::now() < deadline, "no {needle:?}:\n{}", log());
+            thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_for("serving");
+    assert!(weir.0.try_wait().expect("try_wait").is_none(), "{}", log());
+    let hup = || {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok);
+    };
+    let addr = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    let get = |p: u16| Client::connect(addr(p)).get("/hello.txt");
+    assert_eq!(get(p1).header("x-gen"), Some("a"));
+
+    fs::write(&conf, text(p2, "b")).expect("rewrite");
+    hup();
+    wait_for("(generation 2)");
+    assert_eq!(get(p2).header("x-gen"), Some("b"));
+    assert!(
+        std::net::TcpStream::connect(addr(p1)).is_err(),
+        "the removed address still accepts"
+    );
+
+    // A port someone else holds: the reload is refused whole, the rest of it too.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let p3 = holder.local_addr().expect("addr").port();
+    fs::write(&conf, text(p3, "c")).expect("rewrite");
+    hup();
+    wait_for("still serving generation 2");
+    assert!(
+        log().contains(&format!("cannot listen on 127.0.0.1:{p3}")),
+        "{}",
+        log()
+    );
+    assert_eq!(get(p2).header("x-gen"), Some("b"));
+    drop(holder);
+}

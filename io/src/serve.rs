@@ -48,7 +48,7 @@ use crate::log::{announce, log_error};
 use crate::logger::Reopen;
 use crate::services::{ServiceBoard, Services};
 use crate::status::StatusBoard;
-use crate::worker::{Stopper, Worker};
+use crate::worker::{Message, Stopper, Worker};
 use crate::{jail, listen, privs};
 
 /// The control loop's poll tokens.
@@ -380,11 +380,31 @@ fn reload(
         }
     };
     let mut kept = Vec::new();
-    if config.listen != current.listen || config.nocache != current.nocache {
-        kept.push("listen");
-        config.listen.clone_from(&current.listen);
-        config.nocache.clone_from(&current.nocache);
-    }
+    // Addresses added are bound first, for every worker: one that cannot be bound (a
+    // port below 1024 after root was dropped, an address in use) refuses the whole
+    // reload, so the running configuration stays whole.
+    let added: Vec<SocketAddr> = config
+        .listen
+        .iter()
+        .filter(|a| !current.listen.contains(a))
+        .copied()
+        .collect();
+    let removed: Vec<SocketAddr> = current
+        .listen
+        .iter()
+        .filter(|a| !config.listen.contains(a))
+        .copied()
+        .collect();
+    let bound = match listen::bind_all(&added, stoppers.len()) {
+        Ok(b) => b,
+        Err(e) => {
+            log_error!(
+                "SIGHUP: {e}; still serving generation {}",
+                current.generation()
+            );
+            return;
+        }
+    };
     if config.user != current.user {
         kept.push("user");
         config.user.clone_from(&current.user);
@@ -413,6 +433,17 @@ fn reload(
         );
     }
     services.reload(&mut config, current.timeouts.grace, now);
+    for (s, sockets) in stoppers.iter().zip(bound.sockets) {
+        for (socket, addr) in sockets.into_iter().zip(bound.addrs.iter().copied()) {
+            s.send(Message::Listen(socket, addr));
+        }
+        for &addr in &removed {
+            s.send(Message::Unlisten(addr));
+        }
+    }
+    if !added.is_empty() || !removed.is_empty() {
+        log_error!("SIGHUP: now serving on {}", urls(&config.listen));
+    }
     let next = ConfigRef::new(current.generation() + 1, config);
     for s in stoppers {
         s.tell(Input::Reload(next.clone()));

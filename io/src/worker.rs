@@ -92,7 +92,7 @@ const LOG_BATCH_DELAY: Duration = Duration::from_millis(100);
 pub struct Stopper {
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
-    inbox: mpsc::Sender<Input>,
+    inbox: mpsc::Sender<Message>,
 }
 
 impl Stopper {
@@ -108,8 +108,13 @@ impl Stopper {
     /// Hands the worker an input from the control loop (a service's new availability);
     /// it is fed to the worker's server on its next turn, which the waker makes come now.
     pub fn tell(&self, input: Input) {
+        self.send(Message::Input(input));
+    }
+
+    /// Hands the worker a message from the control loop, and wakes it.
+    pub fn send(&self, message: Message) {
         // A worker that has exited has dropped its receiver: nobody is left to tell.
-        if self.inbox.send(input).is_ok() {
+        if self.inbox.send(message).is_ok() {
             if let Err(e) = self.waker.wake() {
                 log_error!("cannot wake a worker: {e}");
             }
@@ -117,10 +122,22 @@ impl Stopper {
     }
 }
 
+/// What the control loop tells a worker.
+#[derive(Debug)]
+pub enum Message {
+    /// An input for the worker's server (a service's availability, a reload).
+    Input(Input),
+    /// Listen on this address too (a reload added it); the socket is this worker's own.
+    Listen(TcpListener, SocketAddr),
+    /// Stop listening on this address (a reload removed it).
+    Unlisten(SocketAddr),
+}
+
 /// A listening socket and whether it may have connections waiting.
 #[derive(Debug)]
 struct Listener {
-    socket: TcpListener,
+    /// `None` once a reload removed the address (its index stays taken: tokens name it).
+    socket: Option<TcpListener>,
     addr: SocketAddr,
     ready: bool,
 }
@@ -145,8 +162,8 @@ pub struct Worker {
     files: Files,
     /// Child processes (CGI scripts), and children released but not yet reaped.
     procs: Processes,
-    /// Inputs from the control loop.
-    inbox: mpsc::Receiver<Input>,
+    /// Messages from the control loop.
+    inbox: mpsc::Receiver<Message>,
     /// Requests each service answered, for the services' supervisors.
     board: Arc<ServiceBoard>,
     /// Where this worker publishes its part of the whole server's status.
@@ -192,7 +209,7 @@ impl Worker {
                 .register(&mut socket, token::listener(i), Interest::READABLE)?;
             // Presumed ready: connections may have queued between listen() and now.
             listeners.push(Listener {
-                socket,
+                socket: Some(socket),
                 addr,
                 ready: true,
             });
@@ -274,9 +291,8 @@ impl Worker {
                 self.on_event(event);
             }
             self.procs.poll_unwatched();
-            while let Ok(input) = self.inbox.try_recv() {
-                self.pending.push_back(input);
-                self.settle();
+            while let Ok(message) = self.inbox.try_recv() {
+                self.message(message);
             }
             if !self.shutdown_fed && self.stop.load(Ordering::Acquire) {
                 self.shutdown_fed = true;
@@ -294,6 +310,40 @@ impl Worker {
             }
             if let Some(code) = self.exit {
                 return code;
+            }
+        }
+    }
+
+    /// Carries out what the control loop said.
+    fn message(&mut self, message: Message) {
+        match message {
+            Message::Input(input) => {
+                self.pending.push_back(input);
+                self.settle();
+            }
+            Message::Listen(mut socket, addr) => {
+                let i = self.listeners.len();
+                match self.poll.registry().register(
+                    &mut socket,
+                    token::listener(i),
+                    Interest::READABLE,
+                ) {
+                    Ok(()) => self.listeners.push(Listener {
+                        socket: Some(socket),
+                        addr,
+                        ready: true,
+                    }),
+                    Err(e) => log_error!("worker {}: cannot listen on {addr}: {e}", self.index),
+                }
+            }
+            Message::Unlisten(addr) => {
+                for l in &mut self.listeners {
+                    if l.addr == addr && l.socket.is_some() {
+                        // Dropping the socket closes it and takes it out of the poll.
+                        l.socket = None;
+                        l.ready = false;
+                    }
+                }
             }
         }
     }
@@ -474,7 +524,10 @@ impl Worker {
         for i in 0..self.listeners.len() {
             let mut budget = ACCEPT_BUDGET;
             while self.listeners[i].ready && budget > 0 {
-                match self.listeners[i].socket.accept() {
+                let Some(socket) = &self.listeners[i].socket else {
+                    break;
+                };
+                match socket.accept() {
                     Ok((stream, peer)) => {
                         budget -= 1;
                         self.exhaustion_logged = false;
@@ -633,7 +686,7 @@ impl Worker {
                 self.accept_paused = false;
                 // Connections may have queued while paused without a new edge.
                 for l in &mut self.listeners {
-                    l.ready = true;
+                    l.ready = l.socket.is_some();
                 }
             }
             Effect::Open { token, path } => {
