@@ -80,6 +80,25 @@ fn transfer_encoding_with_content_length_is_400() {
         "0\r\n\r\n",
     );
     assert_rejected(&weir, "GET with TE and CL", &raw, 400);
+    // With Content-Length, an unknown coding is a smuggling attempt first (400), not a
+    // coding to implement (501).
+    for (label, fields) in [
+        (
+            "gzip and CL",
+            "Transfer-Encoding: gzip\r\nContent-Length: 5\r\n",
+        ),
+        (
+            "identity and CL",
+            "Transfer-Encoding: identity\r\nContent-Length: 5\r\n",
+        ),
+        (
+            "CL and chunked, identity",
+            "Content-Length: 5\r\nTransfer-Encoding: chunked, identity\r\n",
+        ),
+    ] {
+        let raw = with_fields("POST", fields, "0\r\n\r\n");
+        assert_rejected(&weir, label, &raw, 400);
+    }
 }
 
 #[test]
@@ -123,19 +142,40 @@ fn invalid_content_length_is_400() {
 }
 
 #[test]
-fn transfer_encoding_other_than_final_chunked_is_400() {
-    // RFC 9112 §6.3 rule 4: chunked not final in a request → 400 and close.
+fn unknown_transfer_coding_is_501_then_close() {
+    // RFC 9112 §6.1: a transfer coding the server does not understand SHOULD get 501; weir
+    // understands bare `chunked` only, so every other coding, wherever it stands in the
+    // list, is 501, and the connection closes as after any framing error (the body's
+    // length is unknown, so nothing after the head can be read as a request).
     let weir = Weir::start();
     for (label, fields) in [
         ("gzip", "Transfer-Encoding: gzip\r\n"),
         ("identity", "Transfer-Encoding: identity\r\n"),
         ("chunked, gzip", "Transfer-Encoding: chunked, gzip\r\n"),
+        ("gzip, chunked", "Transfer-Encoding: gzip, chunked\r\n"),
         (
             "two lines, chunked first",
             "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n",
         ),
-        ("empty", "Transfer-Encoding:\r\n"),
         ("chunkedx", "Transfer-Encoding: chunkedx\r\n"),
+        (
+            "chunked with a parameter",
+            "Transfer-Encoding: chunked;x=1\r\n",
+        ),
+    ] {
+        let raw = with_fields("POST", fields, "0\r\n\r\n");
+        assert_rejected(&weir, label, &raw, 501);
+    }
+}
+
+#[test]
+fn malformed_transfer_encoding_is_400() {
+    // Not an unknown coding but no coding at all, or not a token: a syntax error.
+    let weir = Weir::start();
+    for (label, fields) in [
+        ("empty", "Transfer-Encoding:\r\n"),
+        ("only commas", "Transfer-Encoding: , ,\r\n"),
+        ("quoted", "Transfer-Encoding: \"chunked\"\r\n"),
     ] {
         let raw = with_fields("POST", fields, "0\r\n\r\n");
         assert_rejected(&weir, label, &raw, 400);
@@ -485,6 +525,140 @@ fn encoded_nul_or_control_in_the_path_is_400() {
             c.expect_closed();
         }
     }
+}
+
+/// Sends `GET target` (raw bytes) and expects a 400 that leaks nothing; a refused target is
+/// not a framing error, so the connection stays usable unless the answer says otherwise.
+fn assert_target_refused(weir: &Weir, target: &[u8]) {
+    let mut c = weir.connect();
+    let mut raw = b"GET ".to_vec();
+    raw.extend_from_slice(target);
+    raw.extend_from_slice(b" HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    c.send(&raw);
+    let r = c.read_response(Expect::Body);
+    let shown = preview(target);
+    assert_eq!(r.status, 400, "{shown}:\n{}", r.summary());
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains(SECRET),
+        "{shown}"
+    );
+    if r.closes() {
+        c.expect_closed();
+    } else {
+        c.get("/hello.txt").assert_status(200);
+    }
+}
+
+#[test]
+fn fragment_in_the_target_is_400() {
+    // RFC 9112 §3.2: origin-form = absolute-path [ "?" query ]; there is no fragment.
+    let weir = Weir::start();
+    let port = weir.port();
+    for target in [
+        "/hello.txt#x".to_string(),
+        "/hello.txt?a=1#x".into(),
+        "/#".into(),
+        format!("http://localhost:{port}/hello.txt#top"),
+    ] {
+        assert_target_refused(&weir, target.as_bytes());
+    }
+    // An encoded `#` is an ordinary character of a name.
+    let mut c = weir.connect();
+    c.get("/hello%23.txt").assert_status(404);
+}
+
+#[test]
+fn double_encoded_dots_and_slashes_are_400() {
+    let weir = Weir::start();
+    for target in [
+        "/%252e%252e/secret.txt",
+        "/%252E%252E/%252E%252E/x",
+        "/sub/%252e%252e/%252e%252e/secret.txt",
+        "/sub%252findex.html",
+        "/..%255csecret.txt",
+        "/%25252e%25252e/secret.txt",
+        "/%25c0%25ae%25c0%25ae/secret.txt",
+        "/a/..%253b/secret.txt",
+    ] {
+        assert_target_refused(&weir, target.as_bytes());
+    }
+}
+
+#[test]
+fn overlong_utf8_is_400() {
+    let weir = Weir::start();
+    for target in [
+        &b"/%c0%ae%c0%ae/secret.txt"[..],
+        b"/%C0%AE%C0%AE/%C0%AE%C0%AE/x",
+        b"/sub%c0%afindex.html",
+        b"/%e0%80%ae%e0%80%ae/secret.txt",
+        b"/%f0%80%80%ae%f0%80%80%ae/secret.txt",
+        b"/\xc0\xae\xc0\xae/secret.txt",
+    ] {
+        assert_target_refused(&weir, target);
+    }
+}
+
+#[test]
+fn backslash_in_the_path_is_400() {
+    let weir = Weir::start();
+    for target in [
+        "/..%5csecret.txt",
+        "/..%5Csecret.txt",
+        "/..\\secret.txt",
+        "/sub\\index.html",
+        "/a/..\\..\\secret.txt",
+    ] {
+        assert_target_refused(&weir, target.as_bytes());
+    }
+}
+
+#[test]
+fn path_parameters_on_dot_segments_are_400() {
+    let weir = Weir::start();
+    for target in [
+        "/a/..;/hello.txt",
+        "/a/..;/..;/secret.txt",
+        "/..;/secret.txt",
+        "/a/..;jsessionid=1/hello.txt",
+        "/a/.;/file.txt",
+        "/a/%2e%2e;/hello.txt",
+        "/a/..%3b/hello.txt",
+    ] {
+        assert_target_refused(&weir, target.as_bytes());
+    }
+}
+
+#[test]
+fn names_that_only_look_hostile_are_served() {
+    // The attack rules leave ordinary names alone (core/src/path.rs, "Attacks answered as
+    // such"): a space, a `;` in a name, `%2e` decoded once.
+    let weir = Weir::start();
+    for (name, contents) in [
+        ("caf\u{e9}.html", "UTF-8 name"),
+        ("a%20b.txt", "percent in the name"),
+        ("100%.txt", "a bare percent"),
+        ("a;b.txt", "a semicolon"),
+    ] {
+        std::fs::write(weir.docs.root().join(name), contents).expect("write a test file");
+    }
+    let mut c = weir.connect();
+    for (target, contents) in [
+        ("/caf%C3%A9.html", "UTF-8 name"),
+        ("/a%2520b.txt", "percent in the name"),
+        ("/100%25.txt", "a bare percent"),
+        ("/a;b.txt", "a semicolon"),
+    ] {
+        let r = c.get(target);
+        r.assert_status(200);
+        assert_eq!(r.body, contents.as_bytes(), "{target}");
+    }
+    let r = c.get("/with%20space.txt");
+    r.assert_status(200);
+    assert_eq!(r.body, weir.docs.bytes("with space.txt"));
+    c.get("/a/%2e%2e/hello.txt").assert_status(200);
+    c.get("/a/%2e%2e/hello.txt?x=%252e%252e&y=..;")
+        .assert_status(200);
 }
 
 #[test]

@@ -3,13 +3,15 @@
 //! Each test starts its own server on its own temporary document root (see
 //! `support::DocRoot` for the files), so tests are independent and run in parallel. The
 //! modules beside this file hold the rest: `cgi` (scripts through `exec` rules, git
-//! http-backend), `framing` (malformed requests and limits), `load`
+//! http-backend), `framing` (malformed requests and limits), `lint` (a representative set
+//! of raw responses, recorded for httplint), `load`
 //! (concurrency, slow and vanishing clients, signals, curl), `ops` (error log, `user`,
 //! `chroot`, serving the current directory) and `purity` (the CI script that keeps
 //! weir-core free of I/O).
 
 mod cgi;
 mod framing;
+mod lint;
 mod load;
 mod ops;
 mod purity;

@@ -383,6 +383,36 @@ fn route_explains_the_demo_configuration() {
 }
 
 #[test]
+fn route_explains_hostile_targets_as_400() {
+    // The same normaliser as the server (core/src/path.rs): each of these is a 400 there.
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/site/weir.conf");
+    for (url, reason) in [
+        ("/index.html#top", "fragment (#) in the request target"),
+        (
+            "/%252e%252e/%252e%252e/etc/passwd",
+            "double percent-encoding in the path",
+        ),
+        (
+            "/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd",
+            "overlong UTF-8 encoding in the path",
+        ),
+        ("/..%5c..%5cetc/passwd", "backslash in the path"),
+        ("/..\\..\\etc/passwd", "backslash in the path"),
+        (
+            "/static/..;/..;/etc/passwd",
+            "path parameter on a dot segment (..;)",
+        ),
+    ] {
+        let (code, out, err) = weir_cmd(&["route", "-c", conf, url]);
+        assert_eq!(code, 0, "{url}: {err}");
+        assert!(
+            out.contains(&format!("outcome: 400: {reason}\n")),
+            "{url}: {out}"
+        );
+    }
+}
+
+#[test]
 fn route_takes_the_host_and_the_method_into_account() {
     let dir = std::env::temp_dir().join(format!("weir-route-{}", std::process::id()));
     fs::create_dir_all(&dir).expect("temp dir");

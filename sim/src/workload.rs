@@ -820,7 +820,7 @@ pub fn hostile(rng: &mut ChaCha8Rng, o: &Options, id: u64) -> Request {
         13 => ("HTTP/1.1 without Host", vec![400], b"GET /a.txt HTTP/1.1\r\n\r\n".to_vec()),
         14 => ("two Host fields", vec![400],
             format!("GET /a.txt HTTP/1.1\r\n{host}Host: other.test\r\n\r\n").into()),
-        15 => ("Transfer-Encoding not ending in chunked", vec![400],
+        15 => ("Transfer-Encoding with a coding weir does not implement", vec![501],
             format!("POST /a.txt HTTP/1.1\r\n{host}Transfer-Encoding: gzip\r\n\r\n").into()),
         _ => ("binary garbage", vec![400], b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec()),
     };

@@ -665,6 +665,8 @@ pub struct Client {
     stream: TcpStream,
     buf: Vec<u8>,
     start: usize,
+    /// While a response is read raw (`read_response_raw`), consumed bytes stay buffered.
+    keep: bool,
 }
 
 impl Client {
@@ -686,6 +688,7 @@ impl Client {
             stream,
             buf: Vec::new(),
             start: 0,
+            keep: false,
         }
     }
 
@@ -723,7 +726,7 @@ impl Client {
 
     /// Reads more bytes into the buffer; returns how many (0 at EOF). Panics on timeout.
     fn fill(&mut self, context: &str) -> usize {
-        if self.start > 0 && self.start == self.buf.len() {
+        if self.start > 0 && self.start == self.buf.len() && !self.keep {
             self.buf.clear();
             self.start = 0;
         }
@@ -876,6 +879,16 @@ impl Client {
             self.start = self.buf.len();
         }
         response
+    }
+
+    /// Reads one response like `read_response` and also returns its bytes exactly as they
+    /// arrived (status line through the end of the body), e.g. to feed a linter.
+    pub fn read_response_raw(&mut self, expect: Expect) -> (Response, Vec<u8>) {
+        let from = self.start;
+        self.keep = true;
+        let r = self.read_response(expect);
+        self.keep = false;
+        (r, self.buf[from..self.start].to_vec())
     }
 
     fn fill_until_eof(&mut self, context: &str) -> usize {

@@ -34,10 +34,20 @@
 //! rule in this file.
 //!
 //! Decisions recorded here:
-//! * A `Transfer-Encoding` whose final coding is not `chunked` is 400 (RFC 9112 §6.3 rule 4:
-//!   the length cannot be determined). A list that ends in `chunked` but names other codings
-//!   first (`gzip, chunked`) is 501: the framing is understood but weir does not decode
-//!   transfer codings other than chunked (RFC 9112 §6.1, "SHOULD respond with 501").
+//! * weir understands one transfer coding: bare `chunked`. A `Transfer-Encoding` (without
+//!   `Content-Length`: with it, the request is 400 whatever the codings) that names any other
+//!   coding — `gzip`, `identity` (no longer a transfer coding since RFC 7230, Appendix A.2),
+//!   `xchunked`, `chunked;ext=1`, before `chunked` or after it — is 501 and the connection
+//!   closes: RFC 9112 §6.1, "a server that receives a request message with a transfer coding
+//!   it does not understand SHOULD respond with 501 (Not Implemented)". RFC 9112 §6.3 rule 4
+//!   also covers `gzip` alone or `chunked, gzip` (chunked not final: MUST 400 and close);
+//!   the two rules meet only on codings weir does not understand, and the more specific one
+//!   wins, since a client can act on "not implemented" (resend without the coding) but not
+//!   on "bad request". Either way nothing after the head is read as a request, which is
+//!   what stops smuggling. The one list of understood codings that still leaves the length
+//!   undetermined, `chunked, chunked`, is 400 (RFC 9112 §7.1: chunked MUST NOT be applied
+//!   more than once), and so is a list with no coding at all or an element that is not a
+//!   token (a quoted `"chunked"`): those are syntax errors, not unknown codings.
 //! * `Content-Length` must appear once and hold one decimal number: a repeated field or a
 //!   list, even of equal values, is 400. RFC 9110 §8.6 lets a recipient accept `5, 5`; weir
 //!   does not, because some hop might not.
@@ -414,12 +424,16 @@ pub fn parse_head(head: &Bytes, limits: &Limits) -> Result<RequestHead, Protocol
 ///   instead of letting TE win, and must close either way; rejecting is what stops
 ///   request smuggling). `Transfer-Encoding` in an HTTP/1.0 request → 400 (RFC 9112 §6.1:
 ///   the framing is faulty).
-/// * rule 4: `Transfer-Encoding` whose final coding is `chunked` → chunked; final coding
-///   anything else → 400; `chunked` twice → 400 (RFC 9112 §7: MUST NOT apply chunked more
-///   than once); other codings before `chunked` → 501 (weir decodes none).
+/// * rule 4, with RFC 9112 §6.1 for codings weir does not understand (see the module
+///   docs): exactly one coding, `chunked` → chunked; no coding, or an element whose name
+///   is not a token → 400; `chunked` more than once → 400 (RFC 9112 §7.1); any other
+///   coding, wherever it stands → 501.
 /// * rule 5: `Content-Length` not exactly one field holding one decimal number fitting u64
 ///   → 400; above `body_max` → 413, judged here before any body byte is read.
 /// * rule 6: neither → no body.
+///
+/// Every error here ends the connection (the connection machine closes after any
+/// `ProtocolError`), so a 501 is as safe against smuggling as a 400.
 pub fn body_framing(
     version: Version,
     headers: &Headers,
@@ -434,24 +448,7 @@ pub fn body_framing(
         if version == Version::Http10 {
             return Err(err(400, "Transfer-Encoding in an HTTP/1.0 request"));
         }
-        let codings: Vec<&[u8]> = headers
-            .get_all("transfer-encoding")
-            .flat_map(|v| v.split(|&b| b == b','))
-            .map(trim_ows)
-            .filter(|c| !c.is_empty())
-            .collect();
-        let is_chunked = |c: &&[u8]| c.eq_ignore_ascii_case(b"chunked");
-        match codings.last() {
-            Some(last) if is_chunked(last) => {}
-            _ => return Err(err(400, "final transfer coding is not chunked")),
-        }
-        if codings.iter().filter(|c| is_chunked(c)).count() > 1 {
-            return Err(err(400, "chunked applied more than once"));
-        }
-        if codings.len() > 1 {
-            return Err(err(501, "transfer coding not implemented"));
-        }
-        return Ok(BodyKind::Chunked);
+        return transfer_codings(headers);
     }
     match cl_count {
         0 => Ok(BodyKind::None),
@@ -472,6 +469,42 @@ pub fn body_framing(
         }
         _ => Err(err(400, "more than one Content-Length")),
     }
+}
+
+/// Judges the `Transfer-Encoding` list of a request that has no `Content-Length`.
+///
+/// `Transfer-Encoding = #transfer-coding`, `transfer-coding = token *( OWS ";" OWS
+/// transfer-parameter )` (RFC 9112 §6.1). Empty list elements are skipped (RFC 9110
+/// §5.6.1); parameters are not parsed, since a coding with any parameter is one weir does
+/// not understand and gets 501 whatever they say.
+fn transfer_codings(headers: &Headers) -> Result<BodyKind, ProtocolError> {
+    let mut codings = 0usize;
+    let mut chunked = 0usize;
+    for value in headers.get_all("transfer-encoding") {
+        for element in value.split(|&b| b == b',').map(trim_ows) {
+            if element.is_empty() {
+                continue;
+            }
+            let name = trim_ows(element.split(|&b| b == b';').next().unwrap_or(element));
+            if !valid_field_name(name) {
+                return Err(err(400, "invalid transfer coding"));
+            }
+            codings += 1;
+            if element.eq_ignore_ascii_case(b"chunked") {
+                chunked += 1;
+            }
+        }
+    }
+    if codings == 0 {
+        return Err(err(400, "empty Transfer-Encoding"));
+    }
+    if chunked > 1 {
+        return Err(err(400, "chunked applied more than once"));
+    }
+    if codings > chunked {
+        return Err(err(501, "transfer coding not implemented"));
+    }
+    Ok(BodyKind::Chunked)
 }
 
 /// `1*DIGIT` as a u64, or `None` when empty, not all digits, or too large.
@@ -888,9 +921,41 @@ mod tests {
                 &[("Content-Length", "3"), ("Transfer-Encoding", "chunked")],
                 Err(400),
             ),
-            (Http11, &[("Transfer-Encoding", "gzip")], Err(400)),
-            (Http11, &[("Transfer-Encoding", "chunked, gzip")], Err(400)),
+            // RFC 9112 §6.1: a coding weir does not understand is 501, wherever it stands.
+            (Http11, &[("Transfer-Encoding", "gzip")], Err(501)),
+            (Http11, &[("Transfer-Encoding", "identity")], Err(501)),
+            (Http11, &[("Transfer-Encoding", "chunked, gzip")], Err(501)),
+            (Http11, &[("Transfer-Encoding", "chunkedx")], Err(501)),
+            (Http11, &[("Transfer-Encoding", "chunked;x=1")], Err(501)),
+            (Http11, &[("Transfer-Encoding", "gzip ; q=1")], Err(501)),
+            (
+                Http11,
+                &[
+                    ("Transfer-Encoding", "chunked"),
+                    ("Transfer-Encoding", "gzip"),
+                ],
+                Err(501),
+            ),
+            // Syntax errors and faulty framing stay 400.
             (Http11, &[("Transfer-Encoding", "")], Err(400)),
+            (Http11, &[("Transfer-Encoding", " , ")], Err(400)),
+            (Http11, &[("Transfer-Encoding", "\"chunked\"")], Err(400)),
+            (Http11, &[("Transfer-Encoding", "chunked x")], Err(400)),
+            (
+                Http11,
+                &[("Transfer-Encoding", "gzip, chunked, chunked")],
+                Err(400),
+            ),
+            (
+                Http11,
+                &[("Transfer-Encoding", "identity"), ("Content-Length", "3")],
+                Err(400),
+            ),
+            (
+                Http11,
+                &[("Transfer-Encoding", "gzip"), ("Content-Length", "3")],
+                Err(400),
+            ),
             (
                 Http11,
                 &[("Transfer-Encoding", "chunked, chunked")],

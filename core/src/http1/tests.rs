@@ -754,9 +754,30 @@ const MALFORMED: &[(&str, &[u8], u16)] = &[
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n",
         400,
     ),
+    // RFC 9112 §6.1: a transfer coding weir does not understand is 501, then close.
     (
         "final coding not chunked",
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        501,
+    ),
+    (
+        "unknown coding alone",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+        501,
+    ),
+    (
+        "identity",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
+        501,
+    ),
+    (
+        "unknown coding with CL",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\n",
+        400,
+    ),
+    (
+        "chunked twice in one line",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
         400,
     ),
     (

@@ -140,9 +140,15 @@ pub enum Routed {
 }
 
 /// Normalises a request target (DESIGN.md §3.2): `Some((path, query))`, or `None` where
-/// the server must answer 400.
+/// the server must answer 400. Besides DESIGN.md's rules: a fragment (RFC 9112 §3.2), and
+/// after the one decoding a backslash, a `.`/`..` segment with `;` parameters, or a
+/// leftover escape of `.`, `/`, `\`, `%` or a control byte (double encoding). Overlong
+/// UTF-8 is refused with any other byte string that is not UTF-8 (the model keeps text).
 #[must_use]
 pub fn normalize(target: &str) -> Option<(String, Option<String>)> {
+    if target.contains('#') {
+        return None;
+    }
     let rest = if target.starts_with('/') {
         target
     } else if let Some(after) = target
@@ -181,6 +187,23 @@ pub fn normalize(target: &str) -> Option<(String, Option<String>)> {
         return None;
     }
     let text = String::from_utf8(decoded).ok()?;
+    let double = |i: usize| {
+        let hex = text.get(i + 1..i + 3)?;
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u8::from_str_radix(hex, 16).ok()
+    };
+    let refused = text.contains('\\')
+        || text
+            .split('/')
+            .any(|seg| seg.starts_with(".;") || seg.starts_with("..;"))
+        || text.match_indices('%').any(|(i, _)| {
+            double(i).is_some_and(|v| b"./\\%".contains(&v) || v < 0x20 || v == 0x7f)
+        });
+    if refused {
+        return None;
+    }
     let segments: Vec<&str> = text.split('/').skip(1).collect();
     let mut out: Vec<&str> = Vec::new();
     let mut trailing = false;
@@ -1084,6 +1107,13 @@ mod tests {
         assert!(n("/a%2Fb").is_none());
         assert!(n("/a%00").is_none());
         assert!(n("/a%zz").is_none());
+        assert!(n("/a.txt#x").is_none());
+        assert!(n("/a.txt?q#x").is_none());
+        assert!(n("/..%5ca").is_none());
+        assert!(n("/a/..;/b").is_none());
+        assert!(n("/%252e%252e/a").is_none());
+        assert!(n("/%c0%ae%c0%ae/a").is_none());
+        assert_eq!(n("/a%2520b"), Some(("/a%20b".into(), String::new())));
     }
 
     #[test]

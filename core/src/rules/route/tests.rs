@@ -301,3 +301,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn hostile_targets_are_explained_as_400() {
+    // `weir route` runs the server's normaliser first: what the server answers 400 is
+    // explained as 400, with the reason, before any rule is tried.
+    let c = config("pass /* htdocs/*\n");
+    let peer = "10.0.0.1".parse().unwrap();
+    for (target, reason) in [
+        ("/a#b", "fragment (#) in the request target"),
+        ("/%252e%252e/x", "double percent-encoding in the path"),
+        ("/%c0%ae%c0%ae/x", "overlong UTF-8 encoding in the path"),
+        ("/..%5cx", "backslash in the path"),
+        ("/..\\x", "backslash in the path"),
+        ("/a/..;/b", "path parameter on a dot segment (..;)"),
+    ] {
+        let text = explain_request(
+            &c,
+            &crate::http1::Method::Get,
+            target.as_bytes(),
+            None,
+            peer,
+        );
+        assert!(
+            text.ends_with(&format!("outcome: 400: {reason}\n")),
+            "{target}: {text}"
+        );
+        assert!(!text.contains("pass /*"), "{target}: {text}");
+    }
+}
