@@ -17,6 +17,7 @@ mod ops;
 mod purity;
 mod reload;
 mod rules;
+mod services;
 mod status;
 mod support;
 

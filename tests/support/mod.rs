@@ -1211,3 +1211,9 @@ impl Weir {
         Weir::start_with(workers, Some(conf), files)
     }
 }
+
+/// A loopback port for a server a test starts by itself, claimed like the harness's own
+/// (held until the claim drops).
+pub fn claim_port() -> PortClaim {
+    free_port()
+}
