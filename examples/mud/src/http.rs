@@ -10,7 +10,9 @@
 //! may send only `REQUEST_URI`. So the path is `SCRIPT_NAME` + `PATH_INFO` (the decoded
 //! path weir's rules saw), or `REQUEST_URI` up to its `?` when `SCRIPT_NAME` is missing,
 //! and the request is dispatched on the path's last segment; what comes before it is where
-//! the MUD is mounted, and the cookie's `Path`.
+//! the MUD is mounted, and the cookie's `Path`. One catch: when the `*` matches nothing
+//! (`/mud/`), weir trims the slash and sends `SCRIPT_NAME=/mud` alone, which would read as
+//! a place called `mud`; a `REQUEST_URI` path that ends in `/` puts the slash back.
 //!
 //! | request | answer |
 //! |---|---|
@@ -297,17 +299,18 @@ fn cookie_path(mount: &str) -> &str {
 /// The request's path (see the module documentation), lossily as UTF-8: only its last
 /// segment is compared, with ASCII names.
 fn path(req: &Request) -> String {
+    let uri = req.param("REQUEST_URI").unwrap_or(b"");
+    let uri = &uri[..uri.iter().position(|&b| b == b'?').unwrap_or(uri.len())];
     let bytes = match req.param("SCRIPT_NAME") {
         Some(script) => {
             let mut p = script.to_vec();
             p.extend_from_slice(req.param("PATH_INFO").unwrap_or(b""));
+            if uri.ends_with(b"/") && !p.ends_with(b"/") {
+                p.push(b'/');
+            }
             p
         }
-        None => {
-            let uri = req.param("REQUEST_URI").unwrap_or(b"");
-            let end = uri.iter().position(|&b| b == b'?').unwrap_or(uri.len());
-            uri[..end].to_vec()
-        }
+        None => uri.to_vec(),
     };
     String::from_utf8_lossy(&bytes).into_owned()
 }
@@ -392,10 +395,13 @@ mod tests {
         let mut params = vec![
             ("REQUEST_METHOD", method.to_owned()),
             ("SCRIPT_NAME", "/mud".to_owned()),
-            ("PATH_INFO", format!("/{place}")),
             ("QUERY_STRING", query.to_owned()),
             ("REQUEST_URI", format!("/mud/{place}?{query}")),
         ];
+        // As weir's split_at_star: `/mud/` has no PATH_INFO at all.
+        if !place.is_empty() {
+            params.push(("PATH_INFO", format!("/{place}")));
+        }
         if method == "POST" {
             params.push(("CONTENT_TYPE", FORM.to_owned()));
         }
@@ -660,6 +666,15 @@ mod tests {
         );
         assert_eq!(now(&mut w, &req("HEAD", "", "", None, "")).body, "");
         assert_eq!(now(&mut w, &req("GET", "nope", "", None, "")).status, 404);
+        // `/mud` itself never reaches the service under `exec /mud/*` (weir redirects it to
+        // `/mud/`); were it sent, it names no place.
+        let mut bare = req("GET", "", "", None, "");
+        bare.params.retain(|(n, _)| n.as_ref() != b"REQUEST_URI");
+        bare.params.push((
+            Bytes::from_static(b"REQUEST_URI"),
+            Bytes::from_static(b"/mud"),
+        ));
+        assert_eq!(now(&mut w, &bare).status, 404);
         for (method, place, allow) in [
             ("GET", "login", "POST"),
             ("GET", "cmd", "POST"),
