@@ -34,7 +34,6 @@
 //! descriptors or memory is retried after [`ACCEPT_RETRY`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::convert::Infallible;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
@@ -105,9 +104,7 @@ pub fn run(listener: std::os::unix::net::UnixListener) -> i32 {
 #[must_use]
 pub fn run_with(listener: std::os::unix::net::UnixListener, settings: Settings) -> i32 {
     let err = match Shell::new(listener, settings) {
-        Ok(shell) => match shell.serve() {
-            Err(e) => e,
-        },
+        Ok(shell) => shell.serve(),
         Err(e) => e,
     };
     log(format_args!("stopped: {err}"));
@@ -213,7 +210,8 @@ impl Shell {
         Time(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
-    fn serve(mut self) -> io::Result<Infallible> {
+    /// Runs the loop; returns only the error that stops it.
+    fn serve(mut self) -> io::Error {
         let mut events = Events::with_capacity(1024);
         loop {
             let deadline = [
@@ -230,7 +228,7 @@ impl Shell {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                return Err(e);
+                return e;
             }
             let now = self.now();
             for event in &events {
