@@ -2017,8 +2017,12 @@ fn kill_9_of_weir_still_takes_every_service_process_down() {
         );
         thread::sleep(Duration::from_millis(50));
     }
-    let sock = run_dir_of(weir.pid()).join("app.sock");
+    let run_dir = run_dir_of(weir.pid());
+    let sock = run_dir.join("app.sock");
     assert!(!sock.exists(), "{} is left behind", sock.display());
+    // Nobody is left to remove the (empty) run directory: remove it here, or a later
+    // weir with this PID would find it (see the test after this one).
+    let _ = fs::remove_dir(&run_dir);
 }
 
 /// A weir started by a test itself (not through the harness), stopped by PID on drop.
