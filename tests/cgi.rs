@@ -762,6 +762,38 @@ fn the_example_site_runs_its_cgi_script_and_serves_its_pages() {
         "/ is not htdocs/index.html"
     );
 
+    // The multi-user dungeon, a FastCGI service built into weir (`weir mud`): its page,
+    // a login, and a command.
+    let r = ask(&mut c, "GET", "/mud/", "");
+    r.assert_status(200);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("id=\"login\""),
+        "the MUD's page"
+    );
+    let form = "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 10\r\n";
+    c.send(format!(
+        "POST /mud/login HTTP/1.1\r\nHost: x\r\n{form}\r\nname=alice"
+    ));
+    let r = c.read_response(Expect::Body);
+    r.assert_status(200);
+    let cookie = r
+        .expect_header("set-cookie")
+        .split(';')
+        .next()
+        .expect("a cookie")
+        .to_string();
+    c.send(format!(
+        "POST /mud/cmd HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 8\r\n\r\nline=who"
+    ));
+    let r = c.read_response(Expect::Body);
+    r.assert_status(200);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("alice"),
+        "{}",
+        r.summary()
+    );
+
     // The PHP page, through the `php` service weir launched: with php-cgi on PATH it is
     // PHP's page; without, weir started anyway and answers 503 (README, "Services").
     let php = std::env::var_os("PATH")

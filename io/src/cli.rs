@@ -42,6 +42,10 @@ pub enum Command {
     /// input (not for people: hidden from the help).
     #[command(hide = true)]
     Launcher,
+    /// The demo's multi-user dungeon, a FastCGI service (`service mud spawn="weir mud"`):
+    /// it expects its listening socket as standard input, as weir's launcher gives it.
+    #[command(hide = true)]
+    Mud,
 }
 
 /// Arguments of `weir check`.

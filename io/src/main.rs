@@ -74,6 +74,7 @@ fn main() -> ExitCode {
         Command::Reload(args) => signal::run(&args, signal::Ask::Reload),
         Command::Stop(args) => signal::run(&args, signal::Ask::Stop),
         Command::Launcher => launcher::run::main(),
+        Command::Mud => weir_mud::main_with_listener_on_fd0(),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -218,6 +218,8 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     let mut worst = 0;
     let mut running = threads.len();
     let mut events = Events::with_capacity(16);
+    // Reports that came in while start-up waited for the sockets are handled now.
+    services.handle(clock.mono());
     publish(&mut services, &stoppers);
     // The control loop: worker exits, launcher reports, supervisors' timers.
     while running > 0 {

@@ -132,13 +132,19 @@ pub struct Services {
     run_dir: Option<PathBuf>,
     /// Who may connect to the sockets (weir's account after dropping root).
     owner: Option<(u32, u32)>,
+    /// Reports that arrived while waiting for a `Listening` one, handled next.
+    early: Vec<Report>,
     rng: u64,
 }
 
 /// Looks `name` up as a shell would: a name with a `/` is taken as it is (relative to
-/// `root`), any other is searched on `PATH`.
+/// `root`), any other is searched on `PATH`; `weir` itself is weir's own program (for the
+/// services built into it, such as `weir mud`).
 fn find_program(name: &str, root: &Path, path: Option<OsString>) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
+    if name == "weir" {
+        return std::env::current_exe().ok();
+    }
     let runnable = |p: &Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
@@ -224,6 +230,7 @@ impl Services {
             published: Vec::new(),
             run_dir: None,
             owner: owner.map(|a| (a.uid, a.gid)),
+            early: Vec::new(),
             rng: seed(),
         };
         if !config
@@ -285,7 +292,7 @@ impl Services {
         let answer = launcher
             .send(&listen)
             .map_err(|e| format!("cannot talk to the launcher: {e}"))
-            .and_then(|()| wait_listening(launcher, &key));
+            .and_then(|()| wait_listening(launcher, &key, &mut self.early));
         match answer {
             Ok(None) => {}
             Ok(Some(err)) => {
@@ -422,6 +429,9 @@ impl Services {
     /// Everything that may have happened: launcher reports, served counts, timers.
     pub fn handle(&mut self, now: Time) {
         self.check_served(now);
+        for report in std::mem::take(&mut self.early) {
+            self.report(report, now);
+        }
         while let Some(launcher) = self.launcher.as_mut() {
             match launcher.try_recv() {
                 Ok(Some(report)) => self.report(report, now),
@@ -641,13 +651,19 @@ impl Services {
     }
 }
 
-/// Waits (briefly: the launcher answers at once) for the answer to a `Listen`.
-fn wait_listening(launcher: &mut Launcher, name: &str) -> Result<Option<i32>, String> {
+/// Waits (briefly: the launcher answers at once) for the answer to a `Listen`; other
+/// reports that arrive meanwhile (another service's processes starting or exiting) are
+/// kept in `early`, to be handled next.
+fn wait_listening(
+    launcher: &mut Launcher,
+    name: &str,
+    early: &mut Vec<Report>,
+) -> Result<Option<i32>, String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         match launcher.try_recv() {
             Ok(Some(Report::Listening { service, error })) if service == name => return Ok(error),
-            Ok(Some(other)) => log_error!("launcher: unexpected report at start-up: {other:?}"),
+            Ok(Some(other)) => early.push(other),
             Ok(None) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -658,13 +674,28 @@ fn wait_listening(launcher: &mut Launcher, name: &str) -> Result<Option<i32>, St
 }
 
 /// Makes the private run directory: mode 0700, owned by the account workers run as (they
-/// connect to the sockets in it), and new (an existing one is refused rather than trusted).
+/// connect to the sockets in it). One that exists already is taken only if it is a real
+/// directory (not a link) that this user owns and nobody else may enter: it was left by
+/// an earlier weir with the same PID that was killed (that weir is gone: PIDs are unique
+/// among live processes), and the launcher replaces the stale sockets in it. Anything else
+/// is refused rather than trusted.
 fn make_run_dir(dir: &Path, owner: Option<&privs::Account>) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| format!("cannot make the run directory {}: {e}", dir.display()))?;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let made = std::fs::DirBuilder::new().mode(0o700).create(dir);
+    if let Err(e) = made {
+        let ours = e.kind() == std::io::ErrorKind::AlreadyExists
+            && std::fs::symlink_metadata(dir).is_ok_and(|m| {
+                // SAFETY: geteuid cannot fail and touches no memory.
+                let me = unsafe { libc::geteuid() };
+                m.file_type().is_dir() && m.uid() == me && m.mode() & 0o077 == 0
+            });
+        if !ours {
+            return Err(format!(
+                "cannot make the run directory {}: {e}",
+                dir.display()
+            ));
+        }
+    }
     if let Some(a) = owner {
         std::os::unix::fs::chown(dir, Some(a.uid), Some(a.gid))
             .map_err(|e| format!("cannot give the run directory to {}: {e}", a.name))?;

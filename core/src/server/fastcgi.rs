@@ -37,9 +37,13 @@
 //!
 //! Connections: each worker's `Server` holds its share of the service's `connections=`
 //! (`Server::set_worker_share`: N split among W workers, the first N mod W getting one
-//! more). A worker whose share rounds down to zero may still open one stream at a time,
-//! but never keeps it alive: an idle stream held by one worker must not pin a service
-//! process that another worker's request waits for in the socket's backlog.
+//! more), and keeps streams alive only while every worker has a share of at least one,
+//! that is when N ≥ W. With fewer connections than workers, some worker's share rounds
+//! down to zero; it may still open one stream at a time (or it could never serve), so the
+//! workers together may open more than N, and then *no* worker keeps an idle stream: a
+//! process of a classic FastCGI program (php-cgi) serves one connection at a time, and an
+//! idle stream held by one worker would pin a process that another worker's request
+//! waits for in the socket's backlog until the `gateway` timeout.
 //!
 //! Availability: the service's supervisor publishes `Ready` or `Down { retry_after }`
 //! (`Input::ServiceState`). While Down, requests get 503 with `Retry-After` at once, and
@@ -196,7 +200,7 @@ impl Server {
         let total = self.config.service_connections(service);
         let (index, count) = self.workers;
         let share = total / count + usize::from(index < total % count);
-        (share.max(1), share >= 1)
+        (share.max(1), total >= count)
     }
 
     /// Hands a job to its service: an idle stream, a new one, or the queue.
@@ -551,7 +555,7 @@ impl Server {
         let owner = Owner::Stream(stream);
         match self.fcgi_reply(stream) {
             Some(reply) if reply.conn.is_some() && reply.head_pending() => {
-                self.bad_output(owner, why, now);
+                self.gateway_failed(owner, &format!("{why} before answering; 502"), now);
             }
             Some(reply) if reply.conn.is_some() => {
                 let label = reply.label.clone();

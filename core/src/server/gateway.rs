@@ -732,11 +732,17 @@ impl Server {
 
     /// The gateway's output is not a valid response: 502, and the gateway is stopped.
     pub(super) fn bad_output(&mut self, owner: Owner, why: &str, now: Now) {
+        self.gateway_failed(owner, &format!("bad output: {why}"), now);
+    }
+
+    /// The gateway cannot answer (`what` says why, for the error log) and nothing of its
+    /// answer went out: 502, and the gateway is stopped.
+    pub(super) fn gateway_failed(&mut self, owner: Owner, what: &str, now: Now) {
         let Some(reply) = self.reply(owner) else {
             return;
         };
         let (label, conn) = (reply.label.clone(), reply.conn);
-        self.log(format!("{label}: bad output: {why}"));
+        self.log(format!("{label}: {what}"));
         self.stop_gateway(owner, now);
         if let Some(id) = conn {
             self.error(id, 502, &[], now);
