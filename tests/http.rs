@@ -13,6 +13,7 @@ mod cgi;
 mod framing;
 mod lint;
 mod load;
+mod mud;
 mod ops;
 mod purity;
 mod reload;
