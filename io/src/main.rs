@@ -15,7 +15,7 @@
 //! * `conn` — a connection's readiness and its armed read and send.
 //! * `logger` — the access-log thread.
 //! * `files` — open files by `FileId`; `sendfile` — file ranges to sockets.
-//! * `process` — CGI children by `ProcId`: spawning, their pipes, `Kill`, reaping.
+//! * `process` — CGI children by `StreamId`: spawning, their pipes, `Kill`, reaping.
 //! * `token` — mio tokens with generations; `clock` — `Now`; `errno` — OS errors to
 //!   `IoError`; `log` — the error log (`weir: …` lines on standard error or in a file).
 //! * `launcher` — `weir launcher` (OKWS's okld), the process that creates the services'

@@ -1,5 +1,5 @@
 //! The worker's child processes (CGI scripts): `Spawn`, the stdin/stdout/stderr streams,
-//! `Kill`, `Release`, and reaping — all without ever blocking the event loop.
+//! `Kill`, `StreamClose`, and reaping — all without ever blocking the event loop.
 //!
 //! # Spawning
 //!
@@ -20,22 +20,22 @@
 //!
 //! # Streams
 //!
-//! As for connections (see `conn`): the core arms at most one `WriteStdin` per process and
-//! one `ReadOutput` per output stream, and each is completed by exactly one input. The pipes
+//! As for connections (see `conn`): the core arms at most one `StreamWrite` per process and
+//! one `StreamRead` per output stream, and each is completed by exactly one input. The pipes
 //! are registered edge-triggered, so readiness is remembered (`readable`/`writable`, set by
 //! an event, cleared only by `EAGAIN`, presumed true at first); a process with an armed
 //! operation whose pipe is ready sits in the ready queue and runs in the next round of the
 //! worker: one read per armed output, a write of up to `WRITE_BUDGET` bytes.
 //!
 //! ```text
-//!   ReadOutput  ─► armed ─(readable)─► read(2) ─► Output { data } | OutputEof (pipe closed)
-//!   WriteStdin  ─► in flight ─(writable)─► write(2)… ─► StdinWritten { n } | StdinClosed
-//!   CloseStdin  ─► pipe closed (an outstanding write is abandoned, like Close on a conn)
+//!   StreamRead  ─► armed ─(readable)─► read(2) ─► StreamReceived | StreamEof (pipe closed)
+//!   StreamWrite ─► in flight ─(writable)─► write(2)… ─► StreamWritten { n } | StreamWriteClosed
+//!   StreamShutdownWrite ─► stdin closed (an outstanding write is abandoned)
 //! ```
 //!
 //! A read error other than `EAGAIN`/`EINTR` is reported as end of file (and logged); any
-//! write error (`EPIPE` above all) as `StdinClosed`. A stream that has ended answers a later
-//! operation at once with the same `OutputEof`/`StdinClosed`. A closed pipe's descriptor is
+//! write error (`EPIPE` above all) as `StreamWriteClosed`. A stream that has ended answers a later
+//! operation at once with the same `StreamEof`/`StreamWriteClosed`. A closed pipe's descriptor is
 //! freed at once, not when the process goes.
 //!
 //! # Reaping, and why `Kill` can never hit a stranger
@@ -45,7 +45,7 @@
 //! status *without reaping*: the zombie keeps its PID — and with it the process-group ID —
 //! reserved while the core may still send `Kill`, so `kill(-pid, SIGKILL)` cannot reach an
 //! unrelated group that got the number later. `Exited` is reported then (once). The zombie
-//! is reaped (`waitpid(pid, WNOHANG)`) at `Release`; a process released while still running
+//! is reaped (`waitpid(pid, WNOHANG)`) at `StreamClose`; a process released while still running
 //! is reaped as soon as its pidfd says it exited. Only specific PIDs are ever waited for
 //! (never `-1`), so workers do not steal each other's children. If `pidfd_open` fails (a
 //! kernel before 5.3, or no descriptors left) the child is checked with the same `waitid`
@@ -76,14 +76,14 @@ use mio::event::Event;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry};
 use slab::Slab;
-use weir_core::server::{Completion, ExitStatus, Input, IoError, OutStream, ProcId, SpawnSpec};
+use weir_core::server::{Channel, Completion, ExitStatus, Input, IoError, SpawnSpec, StreamId};
 use weir_core::Token;
 
 use crate::jail;
 use crate::log::log_error;
 use crate::token::{self, Part};
 
-/// The most bytes one armed `WriteStdin` writes before yielding to other work (a pipe takes
+/// The most bytes one armed `StreamWrite` writes before yielding to other work (a pipe takes
 /// 64 KiB by default, so this is rarely reached).
 pub const WRITE_BUDGET: usize = 512 * 1024;
 /// How often a child without a pidfd is checked for having exited.
@@ -94,27 +94,27 @@ const DROP_REAP_TIMEOUT: Duration = Duration::from_secs(2);
 /// One output stream of a process, our read end.
 #[derive(Debug)]
 struct OutPipe {
-    /// `None` once the stream has ended (reported `OutputEof`) or the process was released.
+    /// `None` once the stream has ended (reported `StreamEof`) or the process was released.
     file: Option<File>,
     readable: bool,
-    /// An outstanding `ReadOutput`, with its byte limit.
+    /// An outstanding `StreamRead`, with its byte limit.
     armed: Option<usize>,
 }
 
 /// A process's standard input, our write end.
 #[derive(Debug)]
 struct InPipe {
-    /// `None` once closed (by `CloseStdin`, by the child's end going, or at release).
+    /// `None` once closed (by `StreamShutdownWrite`, by the child's end going, or at release).
     file: Option<File>,
     writable: bool,
-    /// An outstanding `WriteStdin`: the part of its data not yet written.
+    /// An outstanding `StreamWrite`: the part of its data not yet written.
     in_flight: Option<Bytes>,
 }
 
 /// One child process.
 #[derive(Debug)]
 struct Process {
-    id: ProcId,
+    id: StreamId,
     generation: u32,
     pid: libc::pid_t,
     /// Readable once the child has exited; `None` without pidfd support, and once the exit
@@ -141,10 +141,10 @@ impl Process {
         stdin || out(&self.stdout) || out(&self.stderr) || exit
     }
 
-    fn output(&mut self, stream: OutStream) -> &mut OutPipe {
+    fn output(&mut self, stream: Channel) -> &mut OutPipe {
         match stream {
-            OutStream::Stdout => &mut self.stdout,
-            OutStream::Stderr => &mut self.stderr,
+            Channel::Main => &mut self.stdout,
+            Channel::Errors => &mut self.stderr,
         }
     }
 
@@ -155,7 +155,7 @@ impl Process {
         }
         let mut data = self.stdin.in_flight.take()?;
         let Some(file) = self.stdin.file.as_mut() else {
-            return Some(Input::StdinClosed { proc: self.id });
+            return Some(Input::StreamWriteClosed { stream: self.id });
         };
         let mut written = 0;
         let failed = loop {
@@ -183,11 +183,11 @@ impl Process {
                 log_error!("process {}: writing to its input: {e}", self.pid);
             }
             close_pipe(registry, &mut self.stdin.file);
-            return Some(Input::StdinClosed { proc: self.id });
+            return Some(Input::StreamWriteClosed { stream: self.id });
         }
         if written > 0 {
-            Some(Input::StdinWritten {
-                proc: self.id,
+            Some(Input::StreamWritten {
+                stream: self.id,
                 n: written as u64,
             })
         } else {
@@ -201,7 +201,7 @@ impl Process {
     fn run_read(
         &mut self,
         registry: &Registry,
-        stream: OutStream,
+        stream: Channel,
         scratch: &mut [u8],
     ) -> Option<Input> {
         let id = self.id;
@@ -213,7 +213,10 @@ impl Process {
         let max = pipe.armed?;
         let Some(file) = pipe.file.as_mut() else {
             pipe.armed = None;
-            return Some(Input::OutputEof { proc: id, stream });
+            return Some(Input::StreamEof {
+                stream: id,
+                channel: stream,
+            });
         };
         let want = max.min(scratch.len());
         loop {
@@ -221,9 +224,9 @@ impl Process {
                 Ok(0) => break,
                 Ok(n) => {
                     pipe.armed = None;
-                    return Some(Input::Output {
-                        proc: id,
-                        stream,
+                    return Some(Input::StreamReceived {
+                        stream: id,
+                        channel: stream,
                         data: Bytes::copy_from_slice(&scratch[..n]),
                     });
                 }
@@ -240,14 +243,17 @@ impl Process {
         }
         pipe.armed = None;
         close_pipe(registry, &mut pipe.file);
-        Some(Input::OutputEof { proc: id, stream })
+        Some(Input::StreamEof {
+            stream: id,
+            channel: stream,
+        })
     }
 
     /// Closes every pipe (release).
     fn close_pipes(&mut self, registry: &Registry) {
         close_pipe(registry, &mut self.stdin.file);
         self.stdin.in_flight = None;
-        for stream in [OutStream::Stdout, OutStream::Stderr] {
+        for stream in [Channel::Main, Channel::Errors] {
             let pipe = self.output(stream);
             pipe.armed = None;
             close_pipe(registry, &mut pipe.file);
@@ -287,7 +293,7 @@ fn close_pipe(registry: &Registry, file: &mut Option<File>) {
 pub struct Processes {
     slab: Slab<Process>,
     /// Processes the core knows (not released) → slab key.
-    by_id: HashMap<ProcId, usize>,
+    by_id: HashMap<StreamId, usize>,
     next_generation: u32,
     /// Processes that may have work: (slab key, generation).
     ready: VecDeque<(usize, u32)>,
@@ -317,6 +323,12 @@ impl Processes {
         self.by_id.len()
     }
 
+    /// True if `stream` names a process the core knows (spawned, not released).
+    #[must_use]
+    pub fn knows(&self, stream: StreamId) -> bool {
+        self.by_id.contains_key(&stream)
+    }
+
     /// True if some process has an operation that can run now.
     #[must_use]
     pub fn has_ready(&self) -> bool {
@@ -338,14 +350,19 @@ impl Processes {
         spec: &SpawnSpec,
         out: &mut VecDeque<Input>,
     ) {
-        let result = match self.start(registry, ProcId(token), spec) {
+        let result = match self.start(registry, StreamId(token), spec) {
             Ok(()) => Completion::Spawned,
             Err(e) => Completion::Failed(e),
         };
         out.push_back(Input::Completed { token, result });
     }
 
-    fn start(&mut self, registry: &Registry, id: ProcId, spec: &SpawnSpec) -> Result<(), IoError> {
+    fn start(
+        &mut self,
+        registry: &Registry,
+        id: StreamId,
+        spec: &SpawnSpec,
+    ) -> Result<(), IoError> {
         if self.by_id.contains_key(&id) {
             log_error!(
                 "internal error: Spawn reuses the name of process {}",
@@ -464,7 +481,7 @@ impl Processes {
     fn abandon(
         &mut self,
         registry: &Registry,
-        id: ProcId,
+        id: StreamId,
         pid: libc::pid_t,
         cause: Option<&io::Error>,
     ) -> IoError {
@@ -503,7 +520,7 @@ impl Processes {
     }
 
     /// The slab key of a process the core knows; logs the core's mistake if it is unknown.
-    fn known(&self, proc: ProcId, what: &str) -> Option<usize> {
+    fn known(&self, proc: StreamId, what: &str) -> Option<usize> {
         let key = self.by_id.get(&proc).copied();
         if key.is_none() {
             log_error!("internal error: {what} for unknown process {}", proc.0 .0);
@@ -511,20 +528,23 @@ impl Processes {
         key
     }
 
-    /// Carries out `WriteStdin`: arms the write (an answer is queued at once only if the
+    /// Carries out `StreamWrite`: arms the write (an answer is queued at once only if the
     /// input is already closed).
-    pub fn write_stdin(&mut self, proc: ProcId, data: Bytes, out: &mut VecDeque<Input>) {
-        let Some(key) = self.known(proc, "WriteStdin") else {
+    pub fn write_stdin(&mut self, proc: StreamId, data: Bytes, out: &mut VecDeque<Input>) {
+        let Some(key) = self.known(proc, "StreamWrite") else {
             return;
         };
         let p = &mut self.slab[key];
         if p.stdin.file.is_none() {
-            out.push_back(Input::StdinClosed { proc });
+            out.push_back(Input::StreamWriteClosed { stream: proc });
             return;
         }
         if data.is_empty() {
-            log_error!("internal error: empty WriteStdin for process {}", proc.0 .0);
-            out.push_back(Input::StdinWritten { proc, n: 0 });
+            log_error!(
+                "internal error: empty StreamWrite for process {}",
+                proc.0 .0
+            );
+            out.push_back(Input::StreamWritten { stream: proc, n: 0 });
             return;
         }
         debug_assert!(p.stdin.in_flight.is_none(), "two writes armed on one stdin");
@@ -532,10 +552,10 @@ impl Processes {
         self.mark_ready(key);
     }
 
-    /// Carries out `CloseStdin`: the child sees end of file. An outstanding write is
+    /// Carries out `StreamShutdownWrite`: the child sees end of file. An outstanding write is
     /// abandoned without an answer.
-    pub fn close_stdin(&mut self, registry: &Registry, proc: ProcId) {
-        let Some(key) = self.known(proc, "CloseStdin") else {
+    pub fn close_stdin(&mut self, registry: &Registry, proc: StreamId) {
+        let Some(key) = self.known(proc, "StreamShutdownWrite") else {
             return;
         };
         let p = &mut self.slab[key];
@@ -543,28 +563,34 @@ impl Processes {
         close_pipe(registry, &mut p.stdin.file);
     }
 
-    /// Carries out `ReadOutput`: arms the read (answered at once if the stream has ended).
+    /// Carries out `StreamRead`: arms the read (answered at once if the stream has ended).
     pub fn read_output(
         &mut self,
-        proc: ProcId,
-        stream: OutStream,
+        proc: StreamId,
+        stream: Channel,
         max: usize,
         out: &mut VecDeque<Input>,
     ) {
-        let Some(key) = self.known(proc, "ReadOutput") else {
+        let Some(key) = self.known(proc, "StreamRead") else {
             return;
         };
         let pipe = self.slab[key].output(stream);
         if pipe.file.is_none() {
-            out.push_back(Input::OutputEof { proc, stream });
+            out.push_back(Input::StreamEof {
+                stream: proc,
+                channel: stream,
+            });
             return;
         }
         if max == 0 {
             log_error!(
-                "internal error: ReadOutput with max 0 for process {}",
+                "internal error: StreamRead with max 0 for process {}",
                 proc.0 .0
             );
-            out.push_back(Input::OutputEof { proc, stream });
+            out.push_back(Input::StreamEof {
+                stream: proc,
+                channel: stream,
+            });
             return;
         }
         debug_assert!(pipe.armed.is_none(), "two reads armed on one output");
@@ -573,16 +599,16 @@ impl Processes {
     }
 
     /// Carries out `Kill`: SIGKILL to the group (`Exited` follows when the child is gone).
-    pub fn kill(&mut self, proc: ProcId) {
+    pub fn kill(&mut self, proc: StreamId) {
         if let Some(key) = self.known(proc, "Kill") {
             self.slab[key].kill();
         }
     }
 
-    /// Carries out `Release`: closes the pipes and forgets the name. The child is reaped
+    /// Carries out `StreamClose`: closes the pipes and forgets the name. The child is reaped
     /// now if it has exited, else as soon as it does. The caller must purge pending inputs
     /// that name it.
-    pub fn release(&mut self, registry: &Registry, proc: ProcId) {
+    pub fn release(&mut self, registry: &Registry, proc: StreamId) {
         let Some(key) = self.known(proc, "Release") else {
             return;
         };
@@ -667,8 +693,8 @@ impl Processes {
             p.queued = false;
             if !p.released {
                 out.extend(p.run_write(registry));
-                out.extend(p.run_read(registry, OutStream::Stdout, scratch));
-                out.extend(p.run_read(registry, OutStream::Stderr, scratch));
+                out.extend(p.run_read(registry, Channel::Main, scratch));
+                out.extend(p.run_read(registry, Channel::Errors, scratch));
             }
             if p.exit_ready && p.status.is_none() {
                 self.check_exit(registry, key, out);
@@ -699,7 +725,10 @@ impl Processes {
             reap(p.pid);
             self.slab.remove(key);
         } else {
-            out.push_back(Input::Exited { proc: p.id, status });
+            out.push_back(Input::Exited {
+                stream: p.id,
+                status,
+            });
         }
     }
 }

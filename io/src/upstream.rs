@@ -30,7 +30,7 @@ use bytes::Bytes;
 use mio::net::{TcpStream, UnixStream};
 use mio::{event::Event, Interest, Registry};
 use slab::Slab;
-use weir_core::server::{Completion, Input, IoError, UpstreamAddr};
+use weir_core::server::{Channel, Completion, Input, IoError, UpstreamAddr};
 use weir_core::{StreamId, Token};
 
 use crate::errno;
@@ -217,6 +217,19 @@ impl Upstreams {
         }
     }
 
+    /// Shuts down a stream's sending side (the peer reads end of file).
+    pub fn shutdown_write(&mut self, stream: StreamId) {
+        if let Some(&key) = self.keys.get(&stream) {
+            let s = &mut self.slab[key];
+            s.in_flight = None;
+            // Fails only if the peer is already gone; the next read reports that.
+            let _ = match &s.socket {
+                Socket::Unix(u) => u.shutdown(std::net::Shutdown::Write),
+                Socket::Tcp(t) => t.shutdown(std::net::Shutdown::Write),
+            };
+        }
+    }
+
     /// Closes a stream (dropping its socket takes it out of the poll).
     pub fn close(&mut self, stream: StreamId) {
         if let Some(key) = self.keys.remove(&stream) {
@@ -292,12 +305,16 @@ fn run_stream(s: &mut Stream, scratch: &mut [u8], out: &mut VecDeque<Input>) {
         match s.socket.read(&mut scratch[..n]) {
             Ok(0) => {
                 s.armed_read = None;
-                out.push_back(Input::StreamEof { stream });
+                out.push_back(Input::StreamEof {
+                    stream,
+                    channel: Channel::Main,
+                });
             }
             Ok(n) => {
                 s.armed_read = None;
                 out.push_back(Input::StreamReceived {
                     stream,
+                    channel: Channel::Main,
                     data: Bytes::copy_from_slice(&scratch[..n]),
                 });
             }
@@ -338,17 +355,20 @@ fn fail(s: &mut Stream, e: &io::Error, out: &mut VecDeque<Input>) {
     });
 }
 
-/// The stream an input is about, if any (a connect's completion names the stream).
+/// The stream an input is about, if any — a socket's or a process's (the completion of a
+/// connect or a spawn names the stream it made).
 #[must_use]
 pub fn input_stream(input: &Input) -> Option<StreamId> {
     match input {
         Input::StreamReceived { stream, .. }
-        | Input::StreamEof { stream }
+        | Input::StreamEof { stream, .. }
         | Input::StreamWritten { stream, .. }
-        | Input::StreamFailed { stream, .. } => Some(*stream),
+        | Input::StreamWriteClosed { stream }
+        | Input::StreamFailed { stream, .. }
+        | Input::Exited { stream, .. } => Some(*stream),
         Input::Completed {
             token,
-            result: Completion::Connected,
+            result: Completion::Connected | Completion::Spawned,
         } => Some(StreamId(*token)),
         _ => None,
     }

@@ -33,7 +33,7 @@
 //!
 //! **Stale names.** A `Close` removes the connection from the slab, closes its socket (which
 //! takes it out of the epoll set: no `epoll_ctl(DEL)` is spent on it), and purges any pending input that names it, so no input about a closed `ConnId` can
-//! reach the core; a `Release` does the same for a process (`input_proc`), whose child
+//! reach the core; a `StreamClose` does the same for a process (`input_stream`), whose child
 //! the process table still reaps later. Slab keys are reused, so mio tokens and ready-queue
 //! entries carry a generation as well (see `token`); an entry whose generation does not
 //! match is ignored.
@@ -55,7 +55,7 @@ use std::time::Duration;
 use mio::net::{TcpListener, TcpStream};
 use mio::{event::Event, Events, Interest, Poll, Waker};
 use slab::Slab;
-use weir_core::server::{Completion, Effect, Input, IoError, ProcId, Server};
+use weir_core::server::{Completion, Effect, Input, IoError, Server};
 use weir_core::{ConfigRef, ConnId, ListenerId, Now, Time};
 
 use crate::clock::Clock;
@@ -711,24 +711,34 @@ impl Worker {
                 self.procs
                     .spawn(self.poll.registry(), token, &spec, &mut self.pending);
             }
-            Effect::WriteStdin { proc, data } => {
-                self.procs.write_stdin(proc, data, &mut self.pending);
-            }
-            Effect::CloseStdin { proc } => self.procs.close_stdin(self.poll.registry(), proc),
-            Effect::ReadOutput { proc, stream, max } => {
-                self.procs.read_output(proc, stream, max, &mut self.pending);
-            }
-            Effect::Kill { proc } => self.procs.kill(proc),
-            Effect::Release { proc } => {
-                self.procs.release(self.poll.registry(), proc);
-                self.pending.retain(|input| input_proc(input) != Some(proc));
-            }
             Effect::Connect { token, addr } => {
                 self.upstreams
                     .connect(self.poll.registry(), token, &addr, &mut self.pending);
             }
-            Effect::StreamRead { stream, max } => self.upstreams.read(stream, max),
+            // One family of stream effects: a process's pipes or a socket, by who owns it.
+            Effect::StreamWrite { stream, data } if self.procs.knows(stream) => {
+                self.procs.write_stdin(stream, data, &mut self.pending);
+            }
             Effect::StreamWrite { stream, data } => self.upstreams.write(stream, data),
+            Effect::StreamShutdownWrite { stream } if self.procs.knows(stream) => {
+                self.procs.close_stdin(self.poll.registry(), stream);
+            }
+            Effect::StreamShutdownWrite { stream } => self.upstreams.shutdown_write(stream),
+            Effect::StreamRead {
+                stream,
+                channel,
+                max,
+            } if self.procs.knows(stream) => {
+                self.procs
+                    .read_output(stream, channel, max, &mut self.pending);
+            }
+            Effect::StreamRead { stream, max, .. } => self.upstreams.read(stream, max),
+            Effect::Kill { stream } => self.procs.kill(stream),
+            Effect::StreamClose { stream } if self.procs.knows(stream) => {
+                self.procs.release(self.poll.registry(), stream);
+                self.pending
+                    .retain(|input| input_stream(input) != Some(stream));
+            }
             Effect::StreamClose { stream } => {
                 self.upstreams.close(stream);
                 self.pending
@@ -840,40 +850,9 @@ fn input_conn(input: &Input) -> Option<ConnId> {
         | Input::StreamReceived { .. }
         | Input::StreamEof { .. }
         | Input::StreamWritten { .. }
+        | Input::StreamWriteClosed { .. }
         | Input::StreamFailed { .. }
-        | Input::ServiceState { .. }
-        | Input::Reload(_)
-        | Input::StdinWritten { .. }
-        | Input::StdinClosed { .. }
-        | Input::Output { .. }
-        | Input::OutputEof { .. }
         | Input::Exited { .. }
-        | Input::Shutdown => None,
-    }
-}
-
-/// The process an input is about, if any (a spawn's success names the process it made).
-fn input_proc(input: &Input) -> Option<ProcId> {
-    match input {
-        Input::StdinWritten { proc, .. }
-        | Input::StdinClosed { proc }
-        | Input::Output { proc, .. }
-        | Input::OutputEof { proc, .. }
-        | Input::Exited { proc, .. } => Some(*proc),
-        Input::Completed {
-            token,
-            result: Completion::Spawned,
-        } => Some(ProcId(*token)),
-        Input::Accepted { .. }
-        | Input::Received { .. }
-        | Input::PeerClosed { .. }
-        | Input::Sent { .. }
-        | Input::ConnFailed { .. }
-        | Input::Completed { .. }
-        | Input::StreamReceived { .. }
-        | Input::StreamEof { .. }
-        | Input::StreamWritten { .. }
-        | Input::StreamFailed { .. }
         | Input::ServiceState { .. }
         | Input::Reload(_)
         | Input::Shutdown => None,

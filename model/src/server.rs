@@ -62,7 +62,7 @@ use stateright::{Model, Property};
 use weir_core::config::Config;
 use weir_core::ids::ListenerId;
 use weir_core::server::{
-    Completion, Effect, ExitStatus, FileKind, FileMeta, Input, IoError, OutStream, ProcId, Server,
+    Channel, Completion, Effect, ExitStatus, FileKind, FileMeta, Input, IoError, Server, StreamId,
 };
 use weir_core::{Chunk, ConfigRef, ConnId, FileId, Now, Time, Token, UnixTime};
 
@@ -283,16 +283,16 @@ pub enum Pending {
     /// Write to a script's standard input.
     WriteStdin {
         /// The process.
-        proc: ProcId,
+        proc: StreamId,
         /// How many bytes.
         len: u64,
     },
     /// Read one of a script's outputs.
     ReadOutput {
         /// The process.
-        proc: ProcId,
+        proc: StreamId,
         /// Which stream.
-        stream: OutStream,
+        stream: Channel,
     },
 }
 
@@ -304,7 +304,7 @@ impl Pending {
         }
     }
 
-    fn proc(&self) -> Option<ProcId> {
+    fn proc(&self) -> Option<StreamId> {
         match self {
             Pending::WriteStdin { proc, .. } | Pending::ReadOutput { proc, .. } => Some(*proc),
             _ => None,
@@ -370,7 +370,7 @@ pub struct ServerWorld {
     /// Script crashes left.
     pub crashes_left: u8,
     /// Every script spawned, by process.
-    pub procs: BTreeMap<ProcId, Proc>,
+    pub procs: BTreeMap<StreamId, Proc>,
     /// The first broken rule of the effect contract, if any.
     pub contract: Option<&'static str>,
     /// Why a response was wrong (mixed versions, garbled), if one was.
@@ -392,11 +392,11 @@ pub enum ServerAction {
     TimerFires(Time),
     /// A script that has written all its output exits (or a released one dies of its
     /// broken pipe).
-    ScriptExits(ProcId),
+    ScriptExits(StreamId),
     /// A script dies by a signal with output still unwritten.
-    ScriptCrashes(ProcId),
+    ScriptCrashes(StreamId),
     /// The shell reaps a dead script and reports how it ended.
-    ExitReported(ProcId),
+    ExitReported(StreamId),
 }
 
 fn now_at(mono: Time) -> Now {
@@ -508,7 +508,7 @@ impl ServerModel {
                         .unwrap_or(usize::MAX);
                     s.pending.push(Pending::Spawn { token, client });
                 }
-                Effect::WriteStdin { proc, data } => {
+                Effect::StreamWrite { stream: proc, data } => {
                     match s.procs.get(&proc) {
                         Some(p) if p.stdin_closed => {
                             s.contract.get_or_insert("WriteStdin after CloseStdin");
@@ -528,7 +528,11 @@ impl ServerModel {
                     let len = data.len() as u64;
                     s.pending.push(Pending::WriteStdin { proc, len });
                 }
-                Effect::ReadOutput { proc, stream, .. } => {
+                Effect::StreamRead {
+                    stream: proc,
+                    channel: stream,
+                    ..
+                } => {
                     if s.procs.get(&proc).is_none_or(|p| p.released) {
                         s.contract.get_or_insert("ReadOutput of no live process");
                     }
@@ -539,14 +543,14 @@ impl ServerModel {
                     }
                     s.pending.push(Pending::ReadOutput { proc, stream });
                 }
-                Effect::CloseStdin { proc } => match s.procs.get_mut(&proc) {
+                Effect::StreamShutdownWrite { stream: proc } => match s.procs.get_mut(&proc) {
                     Some(p) if !p.released && !p.stdin_closed => p.stdin_closed = true,
                     _ => {
                         s.contract
                             .get_or_insert("CloseStdin twice, or of no live process");
                     }
                 },
-                Effect::Kill { proc } => match s.procs.get_mut(&proc) {
+                Effect::Kill { stream: proc } => match s.procs.get_mut(&proc) {
                     Some(p) if !p.released => {
                         p.ended.get_or_insert(ExitStatus::Signal(9));
                     }
@@ -554,8 +558,8 @@ impl ServerModel {
                         s.contract.get_or_insert("Kill of no live process");
                     }
                 },
-                Effect::Release { .. } if self.fault == ServerFault::DropRelease => {}
-                Effect::Release { proc } => {
+                Effect::StreamClose { .. } if self.fault == ServerFault::DropRelease => {}
+                Effect::StreamClose { stream: proc } => {
                     match s.procs.get_mut(&proc) {
                         Some(p) if !p.released => p.released = true,
                         _ => {
@@ -566,11 +570,7 @@ impl ServerModel {
                     s.pending.retain(|p| p.proc() != Some(proc));
                 }
                 // The modelled sites declare no FastCGI service and no status rule.
-                Effect::Status { .. }
-                | Effect::Connect { .. }
-                | Effect::StreamRead { .. }
-                | Effect::StreamWrite { .. }
-                | Effect::StreamClose { .. } => {
+                Effect::Status { .. } | Effect::Connect { .. } => {
                     s.contract
                         .get_or_insert("a service or status effect for a site without either");
                 }
@@ -644,16 +644,21 @@ impl ServerModel {
             }
             Pending::ReadOutput { proc, stream } => {
                 let what = match (stream, self.next_output(s, *proc)) {
-                    (OutStream::Stderr, _) | (OutStream::Stdout, None) => "EOF".to_owned(),
-                    (OutStream::Stdout, Some(piece)) => format!("\"{}\"", show(piece)),
+                    (Channel::Errors, _) | (Channel::Main, None) => "EOF".to_owned(),
+                    (Channel::Main, Some(piece)) => format!("\"{}\"", show(piece)),
                 };
-                format!("script {}: read {stream:?}: {what}", proc.0 .0)
+                // A script's channels are its standard output and error.
+                let name = match stream {
+                    Channel::Main => "Stdout",
+                    Channel::Errors => "Stderr",
+                };
+                format!("script {}: read {name}: {what}", proc.0 .0)
             }
         }
     }
 
     /// The piece a read of `proc`'s standard output gets, or `None` for the end of file.
-    fn next_output(&self, s: &ServerWorld, proc: ProcId) -> Option<&'static [u8]> {
+    fn next_output(&self, s: &ServerWorld, proc: StreamId) -> Option<&'static [u8]> {
         let p = s.procs.get(&proc)?;
         let crashed = matches!(p.ended, Some(ExitStatus::Signal(11)));
         let alive = p.ended.is_none() || (crashed && self.fault == ServerFault::OutputAfterCrash);
@@ -670,7 +675,7 @@ impl ServerModel {
         match p {
             Pending::ReadOutput {
                 proc,
-                stream: OutStream::Stderr,
+                stream: Channel::Errors,
             } => s.procs.get(proc).is_some_and(|p| {
                 p.ended.is_some() || usize::from(p.written) == SCRIPT_OUTPUT.len()
             }),
@@ -770,7 +775,7 @@ impl ServerModel {
             }
             Pending::Spawn { token, client } => {
                 s.procs.insert(
-                    ProcId(token),
+                    StreamId(token),
                     Proc {
                         client,
                         written: 0,
@@ -786,29 +791,35 @@ impl ServerModel {
             Pending::WriteStdin { proc, len } => {
                 let live = s.procs.get(&proc).is_some_and(|p| p.ended.is_none());
                 let input = if live {
-                    Input::StdinWritten { proc, n: len }
+                    Input::StreamWritten {
+                        stream: proc,
+                        n: len,
+                    }
                 } else {
-                    Input::StdinClosed { proc }
+                    Input::StreamWriteClosed { stream: proc }
                 };
                 self.handle(s, input);
             }
             Pending::ReadOutput { proc, stream } => {
                 let piece = match stream {
-                    OutStream::Stdout => self.next_output(s, proc),
-                    OutStream::Stderr => None,
+                    Channel::Main => self.next_output(s, proc),
+                    Channel::Errors => None,
                 };
                 let input = match piece {
                     Some(data) => {
                         if let Some(p) = s.procs.get_mut(&proc) {
                             p.written += 1;
                         }
-                        Input::Output {
-                            proc,
-                            stream,
+                        Input::StreamReceived {
+                            stream: proc,
+                            channel: stream,
                             data: Bytes::from_static(data),
                         }
                     }
-                    None => Input::OutputEof { proc, stream },
+                    None => Input::StreamEof {
+                        stream: proc,
+                        channel: stream,
+                    },
                 };
                 self.handle(s, input);
             }
@@ -990,7 +1001,13 @@ impl Model for ServerModel {
                 let p = s.procs.get_mut(&proc)?;
                 p.exit_reported = true;
                 let status = p.ended?;
-                self.handle(&mut s, Input::Exited { proc, status });
+                self.handle(
+                    &mut s,
+                    Input::Exited {
+                        stream: proc,
+                        status,
+                    },
+                );
             }
         }
         (s != *last).then_some(s)

@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
-use weir_core::server::{ExitStatus, Input, OutStream, ProcId};
+use weir_core::server::{Channel, ExitStatus, Input, StreamId};
 
 use crate::workload::{flood_body, BadOutput, Script, SCRIPT_TYPE};
 
@@ -143,14 +143,14 @@ pub struct Knobs {
 /// Every process the world runs.
 #[derive(Debug)]
 pub struct Procs {
-    table: BTreeMap<ProcId, Proc>,
+    table: BTreeMap<StreamId, Proc>,
     knobs: Knobs,
     /// Processes whose `Release` the `lose-release` bug ignored.
-    pub leaked: Vec<ProcId>,
+    pub leaked: Vec<StreamId>,
 }
 
 /// Events to schedule: (delay in ms, process, what).
-pub type Wakes = Vec<(u64, ProcId, Wake)>;
+pub type Wakes = Vec<(u64, StreamId, Wake)>;
 
 impl Procs {
     /// No processes.
@@ -165,20 +165,20 @@ impl Procs {
 
     /// A process by id.
     #[must_use]
-    pub fn get(&self, proc: ProcId) -> Option<&Proc> {
+    pub fn get(&self, proc: StreamId) -> Option<&Proc> {
         self.table.get(&proc)
     }
 
     /// Processes the world still runs.
     #[must_use]
-    pub fn running(&self) -> Vec<ProcId> {
+    pub fn running(&self) -> Vec<StreamId> {
         self.table.keys().copied().collect()
     }
 
     /// Starts script `name` (known to exist) for `request`, with `n` from its query.
     pub fn start(
         &mut self,
-        proc: ProcId,
+        proc: StreamId,
         name: &str,
         request: Option<u64>,
         n: usize,
@@ -366,14 +366,14 @@ impl Procs {
     }
 
     /// The spawn's completion was delivered: the script starts.
-    pub fn started(&mut self, proc: ProcId, rng: &mut ChaCha8Rng, wakes: &mut Wakes) {
+    pub fn started(&mut self, proc: StreamId, rng: &mut ChaCha8Rng, wakes: &mut Wakes) {
         if let Some(p) = self.table.get_mut(&proc) {
             p.spawned = true;
         }
         self.kick(proc, rng, wakes);
     }
 
-    fn kick(&mut self, proc: ProcId, rng: &mut ChaCha8Rng, wakes: &mut Wakes) {
+    fn kick(&mut self, proc: StreamId, rng: &mut ChaCha8Rng, wakes: &mut Wakes) {
         let step_max = self.knobs.step_max_ms;
         let Some(p) = self.table.get_mut(&proc) else {
             return;
@@ -387,7 +387,7 @@ impl Procs {
     /// Effect `WriteStdin`.
     pub fn write_stdin(
         &mut self,
-        proc: ProcId,
+        proc: StreamId,
         data: Bytes,
         rng: &mut ChaCha8Rng,
         wakes: &mut Wakes,
@@ -399,7 +399,7 @@ impl Procs {
     }
 
     /// Effect `CloseStdin`.
-    pub fn close_stdin(&mut self, proc: ProcId, rng: &mut ChaCha8Rng, wakes: &mut Wakes) {
+    pub fn close_stdin(&mut self, proc: StreamId, rng: &mut ChaCha8Rng, wakes: &mut Wakes) {
         if let Some(p) = self.table.get_mut(&proc) {
             p.stdin_eof = true;
             let held = std::mem::take(&mut p.swapped);
@@ -413,13 +413,13 @@ impl Procs {
     /// Effect `ReadOutput`.
     pub fn read_output(
         &mut self,
-        proc: ProcId,
-        stream: OutStream,
+        proc: StreamId,
+        stream: Channel,
         max: usize,
         rng: &mut ChaCha8Rng,
         wakes: &mut Wakes,
     ) {
-        let s = usize::from(stream == OutStream::Stderr);
+        let s = usize::from(stream == Channel::Errors);
         if let Some(p) = self.table.get_mut(&proc) {
             p.reads[s] = Some(max);
         }
@@ -427,13 +427,13 @@ impl Procs {
     }
 
     /// Effect `Kill`: SIGKILL to the group.
-    pub fn kill(&mut self, proc: ProcId, rng: &mut ChaCha8Rng, wakes: &mut Wakes) {
+    pub fn kill(&mut self, proc: StreamId, rng: &mut ChaCha8Rng, wakes: &mut Wakes) {
         self.exit(proc, ExitStatus::Signal(9), rng, wakes);
     }
 
     /// Effect `Release`: the process is forgotten (or, with `lose-release`, sometimes
     /// not).
-    pub fn release(&mut self, proc: ProcId, rng: &mut ChaCha8Rng) {
+    pub fn release(&mut self, proc: StreamId, rng: &mut ChaCha8Rng) {
         if self.knobs.lose_release && rng.random_bool(0.3) {
             self.leaked.push(proc);
             return;
@@ -442,7 +442,7 @@ impl Procs {
     }
 
     /// Accepts what the stdin pipe has room for, or reports the broken pipe.
-    fn pump_stdin(&mut self, proc: ProcId, rng: &mut ChaCha8Rng, wakes: &mut Wakes) {
+    fn pump_stdin(&mut self, proc: StreamId, rng: &mut ChaCha8Rng, wakes: &mut Wakes) {
         let cap = self.knobs.pipe_capacity;
         let swap = self.knobs.swap_stdin;
         let Some(p) = self.table.get_mut(&proc) else {
@@ -482,7 +482,7 @@ impl Procs {
     }
 
     /// Schedules the answer to an outstanding read, if there is one to give.
-    fn pump_out(&mut self, proc: ProcId, s: usize, rng: &mut ChaCha8Rng, wakes: &mut Wakes) {
+    fn pump_out(&mut self, proc: StreamId, s: usize, rng: &mut ChaCha8Rng, wakes: &mut Wakes) {
         let Some(p) = self.table.get_mut(&proc) else {
             return;
         };
@@ -493,7 +493,13 @@ impl Procs {
         }
     }
 
-    fn exit(&mut self, proc: ProcId, status: ExitStatus, rng: &mut ChaCha8Rng, wakes: &mut Wakes) {
+    fn exit(
+        &mut self,
+        proc: StreamId,
+        status: ExitStatus,
+        rng: &mut ChaCha8Rng,
+        wakes: &mut Wakes,
+    ) {
         let step_max = self.knobs.step_max_ms;
         let Some(p) = self.table.get_mut(&proc) else {
             return;
@@ -523,7 +529,7 @@ impl Procs {
     /// the process is released).
     pub fn wake(
         &mut self,
-        proc: ProcId,
+        proc: StreamId,
         wake: Wake,
         rng: &mut ChaCha8Rng,
         wakes: &mut Wakes,
@@ -539,17 +545,20 @@ impl Procs {
                 p.stdin_wake = false;
                 let (_, accepted) = p.write.take()?;
                 let input = match accepted {
-                    Some(n) => Input::StdinWritten { proc, n: n as u64 },
-                    None => Input::StdinClosed { proc },
+                    Some(n) => Input::StreamWritten {
+                        stream: proc,
+                        n: n as u64,
+                    },
+                    None => Input::StreamWriteClosed { stream: proc },
                 };
                 Some(input)
             }
             Wake::Out(s) => {
                 p.read_wake[s] = false;
                 let stream = if s == 0 {
-                    OutStream::Stdout
+                    Channel::Main
                 } else {
-                    OutStream::Stderr
+                    Channel::Errors
                 };
                 let max = p.reads[s]?;
                 if !p.out[s].is_empty() {
@@ -567,16 +576,19 @@ impl Procs {
                     }
                     // Room in the pipe: a blocked writer goes on.
                     self.kick(proc, rng, wakes);
-                    return Some(Input::Output {
-                        proc,
-                        stream,
+                    return Some(Input::StreamReceived {
+                        stream: proc,
+                        channel: stream,
                         data: Bytes::from(data),
                     });
                 }
                 if p.out_closed[s] && !p.eof_reported[s] {
                     p.reads[s] = None;
                     p.eof_reported[s] = true;
-                    return Some(Input::OutputEof { proc, stream });
+                    return Some(Input::StreamEof {
+                        stream: proc,
+                        channel: stream,
+                    });
                 }
                 None
             }
@@ -585,13 +597,16 @@ impl Procs {
                     return None;
                 }
                 p.exit_reported = true;
-                p.exited.map(|status| Input::Exited { proc, status })
+                p.exited.map(|status| Input::Exited {
+                    stream: proc,
+                    status,
+                })
             }
         }
     }
 
     /// The script's next step: runs ops until one blocks or takes time.
-    fn step(&mut self, proc: ProcId, rng: &mut ChaCha8Rng, wakes: &mut Wakes) {
+    fn step(&mut self, proc: StreamId, rng: &mut ChaCha8Rng, wakes: &mut Wakes) {
         let cap = self.knobs.pipe_capacity;
         loop {
             let Some(p) = self.table.get_mut(&proc) else {

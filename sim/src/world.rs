@@ -38,8 +38,8 @@
 //! descriptor and timer released, after which `Shutdown` must give `Exit { code: 0 }`.
 //!
 //! * **Scripts** (`procs`): a `Spawn` of a script under `cgi-bin/` starts a simulated
-//!   process whose name says what it does; its pipes answer `WriteStdin` in random
-//!   partial pieces and `ReadOutput` with random slices, and it exits (or is killed)
+//!   process whose name says what it does; its pipes answer `StreamWrite` in random
+//!   partial pieces and `StreamRead` with random slices, and it exits (or is killed)
 //!   with `Exited` before or after its EOFs. Under faults a spawn sometimes fails with
 //!   "too many processes". The gateway book (`oracle::gateway`) checks every process
 //!   effect and input and records, per request, what the judge needs for 503 and 504.
@@ -59,7 +59,7 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use weir_core::chunk::Chunk;
 use weir_core::config::ConfigRef;
-use weir_core::server::{Completion, Effect, Input, IoError, OutStream, ProcId, Server};
+use weir_core::server::{Channel, Completion, Effect, Input, IoError, Server, StreamId};
 use weir_core::{ConnId, FileId, ListenerId, Now, Time, Token, UnixTime};
 
 use crate::fs::{SimFs, State};
@@ -168,7 +168,7 @@ enum Event {
     FsChange,
     Reset(ConnId),
     SpawnDone(Token),
-    Proc(ProcId, Wake),
+    Proc(StreamId, Wake),
 }
 
 struct PendingSend {
@@ -676,11 +676,11 @@ impl World {
             // book has checked them; a site drawn without an `exec` rule gives the core
             // no business starting a process.
             gateway @ (Effect::Spawn { .. }
-            | Effect::WriteStdin { .. }
-            | Effect::CloseStdin { .. }
-            | Effect::ReadOutput { .. }
+            | Effect::StreamWrite { .. }
+            | Effect::StreamShutdownWrite { .. }
+            | Effect::StreamRead { .. }
             | Effect::Kill { .. }
-            | Effect::Release { .. }) => {
+            | Effect::StreamClose { .. }) => {
                 if !self.opts.cgi {
                     return Err(self.safety(format!(
                         "a gateway effect for a site without gateways: {gateway:?}"
@@ -689,11 +689,7 @@ impl World {
                 self.gateway_effect(gateway)?;
             }
             // The simulated sites declare no FastCGI service (yet).
-            stream @ (Effect::Connect { .. }
-            | Effect::ServiceAnswered { .. }
-            | Effect::StreamRead { .. }
-            | Effect::StreamWrite { .. }
-            | Effect::StreamClose { .. }) => {
+            stream @ (Effect::Connect { .. } | Effect::ServiceAnswered { .. }) => {
                 return Err(self.safety(format!(
                     "a service stream for a site without services: {stream:?}"
                 )));
@@ -830,7 +826,7 @@ impl World {
             Event::SpawnDone(token) => {
                 // unwrap: SpawnDone is scheduled only with an entry in `spawns`.
                 let result = self.spawns.remove(&token).unwrap();
-                let proc = ProcId(token);
+                let proc = StreamId(token);
                 self.book.spawn_completed(proc, &result);
                 if result == Completion::Spawned {
                     self.book.started(proc, self.now.mono);
@@ -1221,7 +1217,7 @@ impl World {
     }
 
     /// The request a process serves, with its connection and ledger index.
-    fn request_of(&self, proc: ProcId) -> Option<(u64, ConnId, usize)> {
+    fn request_of(&self, proc: StreamId) -> Option<(u64, ConnId, usize)> {
         let id = self.book.request_for(proc)?;
         let (conn, i) = *self.req_at.get(&id)?;
         Some((id, conn, i))
@@ -1233,7 +1229,7 @@ impl World {
         match e {
             Effect::Spawn { token, spec } => {
                 self.contract.token(token).map_err(|m| self.safety(m))?;
-                let proc = ProcId(token);
+                let proc = StreamId(token);
                 let id = gateway::request_of(&spec);
                 let query = gateway::query_of(&spec);
                 let at = id.and_then(|i| self.req_at.get(&i).copied());
@@ -1296,25 +1292,29 @@ impl World {
                     };
                 self.schedule(d, Event::SpawnDone(token));
             }
-            Effect::WriteStdin { proc, data } => {
+            Effect::StreamWrite { stream: proc, data } => {
                 self.book
                     .write_stdin(proc, &data)
                     .map_err(|m| self.safety(m))?;
                 self.procs
                     .write_stdin(proc, data, &mut self.rng, &mut wakes);
             }
-            Effect::CloseStdin { proc } => {
+            Effect::StreamShutdownWrite { stream: proc } => {
                 self.book.close_stdin(proc).map_err(|m| self.safety(m))?;
                 self.procs.close_stdin(proc, &mut self.rng, &mut wakes);
             }
-            Effect::ReadOutput { proc, stream, max } => {
+            Effect::StreamRead {
+                stream: proc,
+                channel: stream,
+                max,
+            } => {
                 self.book
                     .read_output(proc, stream, max)
                     .map_err(|m| self.safety(m))?;
                 self.procs
                     .read_output(proc, stream, max, &mut self.rng, &mut wakes);
             }
-            Effect::Kill { proc } => {
+            Effect::Kill { stream: proc } => {
                 let head_read = self.procs.get(proc).is_some_and(|p| p.head_read());
                 self.book
                     .kill(proc, self.now.mono, head_read)
@@ -1331,7 +1331,7 @@ impl World {
                 }
                 self.procs.kill(proc, &mut self.rng, &mut wakes);
             }
-            Effect::Release { proc } => {
+            Effect::StreamClose { stream: proc } => {
                 self.book.release(proc).map_err(|m| self.safety(m))?;
                 self.procs.release(proc, &mut self.rng);
             }
@@ -1348,7 +1348,7 @@ impl World {
     }
 
     /// A process event comes due: the input it makes, checked by the book.
-    fn proc_event(&mut self, proc: ProcId, wake: Wake) -> Check {
+    fn proc_event(&mut self, proc: StreamId, wake: Wake) -> Check {
         let mut wakes: Wakes = Vec::new();
         let input = self.procs.wake(proc, wake, &mut self.rng, &mut wakes);
         self.schedule_wakes(wakes);
@@ -1356,14 +1356,16 @@ impl World {
             return Ok(());
         };
         let what = match &input {
-            Input::StdinWritten { n, .. } => ProcInput::StdinWritten(*n),
-            Input::StdinClosed { .. } => ProcInput::StdinClosed,
-            Input::Output { stream, data, .. } => {
-                ProcInput::Output(usize::from(*stream == OutStream::Stderr), data.len())
-            }
-            Input::OutputEof { stream, .. } => {
-                ProcInput::Eof(usize::from(*stream == OutStream::Stderr))
-            }
+            Input::StreamWritten { n, .. } => ProcInput::StdinWritten(*n),
+            Input::StreamWriteClosed { .. } => ProcInput::StdinClosed,
+            Input::StreamReceived {
+                channel: stream,
+                data,
+                ..
+            } => ProcInput::Output(usize::from(*stream == Channel::Errors), data.len()),
+            Input::StreamEof {
+                channel: stream, ..
+            } => ProcInput::Eof(usize::from(*stream == Channel::Errors)),
             _ => ProcInput::Exited,
         };
         let received = self

@@ -55,7 +55,9 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use super::gateway::{slot_done, GatewayState, Job, JobKind, Owner, Reply};
-use super::{Availability, Completion, ConnId, Effect, Input, IoError, Server, UpstreamAddr};
+use super::{
+    Availability, Channel, Completion, ConnId, Effect, Input, IoError, Server, UpstreamAddr,
+};
 use crate::cgi::env::{self, CgiRequest};
 use crate::fcgi::{self, Record, StreamKind};
 use crate::http1::{BodyKind, RequestHead};
@@ -390,6 +392,7 @@ impl Server {
             up.reading = true;
             self.effects.push_back(Effect::StreamRead {
                 stream,
+                channel: Channel::Main,
                 max: READ_CHUNK,
             });
         }
@@ -442,7 +445,7 @@ impl Server {
     pub(super) fn fcgi_input(&mut self, input: Input, now: Now) {
         let stream = match &input {
             Input::StreamReceived { stream, .. }
-            | Input::StreamEof { stream }
+            | Input::StreamEof { stream, .. }
             | Input::StreamWritten { stream, .. }
             | Input::StreamFailed { stream, .. } => *stream,
             _ => return,

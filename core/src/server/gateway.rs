@@ -15,11 +15,14 @@
 //!                                  Running(proc) ── Spawn → Completed(Spawned | Failed)
 //! ```
 //!
-//! A running script (`Cgi`) has three streams, each driven like a connection's: one
-//! outstanding `WriteStdin` (the request body, in order, then `CloseStdin`), one
-//! outstanding `ReadOutput` per output stream. Standard output goes through
+//! A running script (`Cgi`) is a stream (named, like a service's socket, by its token) with
+//! one writing side and two read channels, each driven like a connection's: one
+//! outstanding `StreamWrite` (the request body, in order, then `StreamShutdownWrite`), one
+//! outstanding `StreamRead` per channel (`Main`: standard output, `Errors`: standard error).
+//! CGI and FastCGI thus share one family of stream effects and inputs, one owner map from
+//! token to gateway (`Owner`), one deadline index and one response path (`Reply`). Standard output goes through
 //! `cgi::output::HeadParser` until the header section ends; then the reply is decided:
-//! a document is streamed to the client (the next `ReadOutput` is asked for only while the
+//! a document is streamed to the client (the next `StreamRead` is asked for only while the
 //! connection has less than `OUTPUT_BUFFER` queued, so a slow client slows the script); a
 //! local `Location` re-runs the rules as a new GET (at most `REDIRECTS_MAX` times); bad
 //! output is a 502. An `nph-` script's output is the whole response (status line and all)
@@ -33,9 +36,9 @@
 //! taken regardless: a refusal (`Rejected`) queued behind body bytes is handled when the
 //! connection's own answer is handed over, not when a stuck script makes room.
 //!
-//! Ending: the record is dropped, and `Release` sent, once standard output and standard
+//! Ending: the record is dropped, and `StreamClose` sent, once standard output and standard
 //! error have ended and the process has exited. Every other ending kills the process
-//! group first (`Kill`, then `Release`): the `gateway` timeout (no output for that long:
+//! group first (`Kill`, then `StreamClose`): the `gateway` timeout (no output for that long:
 //! 504 if no header was sent, else the connection is cut), a client that goes away, a
 //! request the protocol layer refused before the script's header went out (a body too
 //! slow, too large or malformed: the connection answers it itself), bad output. Every ending frees a farm slot and starts the next queued job.
@@ -45,9 +48,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 
-use super::{
-    Completion, ConnId, Effect, ExitStatus, Input, IoError, OutStream, ProcId, Server, SpawnSpec,
-};
+use super::{Channel, Completion, ConnId, Effect, ExitStatus, Input, IoError, Server, SpawnSpec};
 use crate::cgi::env::{self, CgiRequest};
 use crate::cgi::output::{HeadParser, Parsed, Reply as CgiReply};
 use crate::chunk::Chunk;
@@ -150,7 +151,7 @@ impl Spool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Owner {
     /// A CGI script's process.
-    Proc(ProcId),
+    Proc(StreamId),
     /// A FastCGI exchange (`super::fastcgi`).
     Stream(StreamId),
 }
@@ -206,13 +207,13 @@ pub(super) struct Cgi {
     /// Body bytes not yet written to standard input.
     stdin: VecDeque<Bytes>,
     stdin_queued: usize,
-    /// Length of the outstanding `WriteStdin`.
+    /// Length of the outstanding `StreamWrite`.
     stdin_writing: Option<u64>,
     /// The whole body has been queued (request End, or no body).
     stdin_complete: bool,
-    /// `CloseStdin` was sent or the pipe broke: body bytes are dropped from now on.
+    /// `StreamShutdownWrite` was sent or the pipe broke: body bytes are dropped from now on.
     stdin_closed: bool,
-    /// A `ReadOutput` is outstanding (standard output, standard error).
+    /// A `StreamRead` is outstanding (standard output, standard error).
     reading: [bool; 2],
     /// The stream has ended (standard output, standard error).
     eof: [bool; 2],
@@ -343,7 +344,7 @@ impl Server {
 
     fn spawn(&mut self, id: ConnId, job: Job, now: Now) {
         let token = self.token();
-        let proc = ProcId(token);
+        let proc = StreamId(token);
         let Some(slot) = self.conns.get_mut(&id) else {
             return;
         };
@@ -451,7 +452,7 @@ impl Server {
 
     /// A `Spawn` completed; returns false if `token` is not a spawn's.
     pub(super) fn spawn_completed(&mut self, token: Token, result: &Completion, now: Now) -> bool {
-        let proc = ProcId(token);
+        let proc = StreamId(token);
         let Some(cgi) = self.procs.get_mut(&proc) else {
             return false;
         };
@@ -487,11 +488,11 @@ impl Server {
 
     pub(super) fn gateway_input(&mut self, input: Input, now: Now) {
         let proc = match &input {
-            Input::StdinWritten { proc, .. }
-            | Input::StdinClosed { proc }
-            | Input::Output { proc, .. }
-            | Input::OutputEof { proc, .. }
-            | Input::Exited { proc, .. } => *proc,
+            Input::StreamWritten { stream: proc, .. }
+            | Input::StreamWriteClosed { stream: proc }
+            | Input::StreamReceived { stream: proc, .. }
+            | Input::StreamEof { stream: proc, .. }
+            | Input::Exited { stream: proc, .. } => *proc,
             _ => return,
         };
         let Some(cgi) = self.procs.get_mut(&proc) else {
@@ -499,7 +500,7 @@ impl Server {
         };
         let conn = cgi.reply.conn;
         match input {
-            Input::StdinWritten { n, .. } => {
+            Input::StreamWritten { n, .. } => {
                 let len = cgi.stdin_writing.take().unwrap_or(0);
                 let mut n = n.min(len) as usize;
                 cgi.stdin_queued -= n.min(cgi.stdin_queued);
@@ -516,22 +517,22 @@ impl Server {
                     }
                 }
             }
-            Input::StdinClosed { .. } => {
+            Input::StreamWriteClosed { .. } => {
                 cgi.stdin_writing = None;
                 cgi.stdin_closed = true;
                 cgi.stdin.clear();
                 cgi.stdin_queued = 0;
             }
-            Input::Output {
-                stream: OutStream::Stderr,
+            Input::StreamReceived {
+                channel: Channel::Errors,
                 data,
                 ..
             } => {
                 cgi.reading[1] = false;
                 self.stderr(proc, &data);
             }
-            Input::OutputEof {
-                stream: OutStream::Stderr,
+            Input::StreamEof {
+                channel: Channel::Errors,
                 ..
             } => {
                 cgi.reading[1] = false;
@@ -542,8 +543,8 @@ impl Server {
                     self.log(format!("{label}: {}", String::from_utf8_lossy(&rest)));
                 }
             }
-            Input::Output {
-                stream: OutStream::Stdout,
+            Input::StreamReceived {
+                channel: Channel::Main,
                 data,
                 ..
             } => {
@@ -552,8 +553,8 @@ impl Server {
                 self.set_gateway_deadline(Owner::Proc(proc), Some(deadline));
                 self.reply_data(Owner::Proc(proc), data, now);
             }
-            Input::OutputEof {
-                stream: OutStream::Stdout,
+            Input::StreamEof {
+                channel: Channel::Main,
                 ..
             } => {
                 cgi.reading[0] = false;
@@ -569,7 +570,7 @@ impl Server {
         }
     }
 
-    fn stderr(&mut self, proc: ProcId, data: &[u8]) {
+    fn stderr(&mut self, proc: StreamId, data: &[u8]) {
         let Some(cgi) = self.procs.get_mut(&proc) else {
             return;
         };
@@ -838,7 +839,7 @@ impl Server {
     }
 
     /// Issues what a script's streams are ready for.
-    pub(super) fn pump_proc(&mut self, proc: ProcId, now: Now) {
+    pub(super) fn pump_proc(&mut self, proc: StreamId, now: Now) {
         let Some(cgi) = self.procs.get_mut(&proc) else {
             return;
         };
@@ -848,13 +849,14 @@ impl Server {
         if !cgi.stdin_closed && cgi.stdin_writing.is_none() {
             if let Some(front) = cgi.stdin.front() {
                 cgi.stdin_writing = Some(front.len() as u64);
-                self.effects.push_back(Effect::WriteStdin {
-                    proc,
+                self.effects.push_back(Effect::StreamWrite {
+                    stream: proc,
                     data: front.clone(),
                 });
             } else if cgi.stdin_complete {
                 cgi.stdin_closed = true;
-                self.effects.push_back(Effect::CloseStdin { proc });
+                self.effects
+                    .push_back(Effect::StreamShutdownWrite { stream: proc });
             }
         }
         let room = cgi
@@ -864,17 +866,17 @@ impl Server {
             .is_some_and(|s| s.conn.transmit_queued() < OUTPUT_BUFFER);
         if !cgi.reading[0] && !cgi.eof[0] && (cgi.reply.head_pending() || room) {
             cgi.reading[0] = true;
-            self.effects.push_back(Effect::ReadOutput {
-                proc,
-                stream: OutStream::Stdout,
+            self.effects.push_back(Effect::StreamRead {
+                stream: proc,
+                channel: Channel::Main,
                 max: READ_CHUNK,
             });
         }
         if !cgi.reading[1] && !cgi.eof[1] {
             cgi.reading[1] = true;
-            self.effects.push_back(Effect::ReadOutput {
-                proc,
-                stream: OutStream::Stderr,
+            self.effects.push_back(Effect::StreamRead {
+                stream: proc,
+                channel: Channel::Errors,
                 max: READ_CHUNK,
             });
         }
@@ -883,19 +885,19 @@ impl Server {
                 let label = cgi.reply.label.clone();
                 self.log(format!("{label}: exited with status {c}"));
             }
-            self.effects.push_back(Effect::Release { proc });
+            self.effects.push_back(Effect::StreamClose { stream: proc });
             self.forget_proc(proc, now);
         }
     }
 
     /// Kills a script's process group and lets it go.
-    pub(super) fn kill_proc(&mut self, proc: ProcId, now: Now) {
+    pub(super) fn kill_proc(&mut self, proc: StreamId, now: Now) {
         let Some(cgi) = self.procs.get(&proc) else {
             return;
         };
         if cgi.spawned {
-            self.effects.push_back(Effect::Kill { proc });
-            self.effects.push_back(Effect::Release { proc });
+            self.effects.push_back(Effect::Kill { stream: proc });
+            self.effects.push_back(Effect::StreamClose { stream: proc });
         } else {
             // The Spawn is still outstanding: keep the record, detached from its request,
             // and kill the process as soon as the spawn reports it (`spawn_completed`).
@@ -908,7 +910,7 @@ impl Server {
     }
 
     /// Drops a script's record, frees its farm place and starts the next queued job.
-    fn forget_proc(&mut self, proc: ProcId, now: Now) {
+    fn forget_proc(&mut self, proc: StreamId, now: Now) {
         let Some(cgi) = self.procs.remove(&proc) else {
             return;
         };

@@ -73,40 +73,10 @@ pub enum Input {
         /// Its outcome.
         result: Completion,
     },
-    /// An outstanding `WriteStdin` wrote the first `n` bytes of its data (`n ≥ 1`; the core
-    /// writes the rest again if `n` is short).
-    StdinWritten {
-        /// The process.
-        proc: ProcId,
-        /// How many bytes were written.
-        n: u64,
-    },
-    /// The process's standard input can take no more (it closed its end: `EPIPE`). Any
-    /// outstanding `WriteStdin` is over; the pipe is closed.
-    StdinClosed {
-        /// The process.
-        proc: ProcId,
-    },
-    /// Bytes read for an outstanding `ReadOutput` (never empty, never more than its `max`).
-    Output {
-        /// The process.
-        proc: ProcId,
-        /// Which stream.
-        stream: OutStream,
-        /// The bytes.
-        data: Bytes,
-    },
-    /// An outstanding `ReadOutput` found the end of the stream.
-    OutputEof {
-        /// The process.
-        proc: ProcId,
-        /// Which stream.
-        stream: OutStream,
-    },
     /// The process ended (reported once, after it was reaped).
     Exited {
         /// The process.
-        proc: ProcId,
+        stream: StreamId,
         /// How it ended.
         status: ExitStatus,
     },
@@ -114,13 +84,17 @@ pub enum Input {
     StreamReceived {
         /// The stream.
         stream: StreamId,
+        /// Which of its channels.
+        channel: Channel,
         /// The bytes.
         data: Bytes,
     },
-    /// An outstanding `StreamRead` found the end of the stream.
+    /// An outstanding `StreamRead` found the end of that channel.
     StreamEof {
         /// The stream.
         stream: StreamId,
+        /// Which of its channels.
+        channel: Channel,
     },
     /// An outstanding `StreamWrite` wrote the first `n` bytes of its data (`n ≥ 1`; the
     /// core writes the rest again if `n` is short).
@@ -130,7 +104,14 @@ pub enum Input {
         /// How many bytes were written.
         n: u64,
     },
-    /// The stream broke (reset, or any error from a read or a write). The shell has not
+    /// A process's standard input can take no more (it closed its end: `EPIPE`): any
+    /// outstanding `StreamWrite` is over and the pipe is closed, while its output is still
+    /// read.
+    StreamWriteClosed {
+        /// The process.
+        stream: StreamId,
+    },
+    /// A socket broke (reset, or any error from a read or a write). The shell has not
     /// closed it yet; the core answers with `StreamClose`.
     StreamFailed {
         /// The stream.
@@ -162,17 +143,13 @@ pub enum UpstreamAddr {
     Tcp(String, u16),
 }
 
-/// A process started by `Spawn`, named by the spawn's token for life.
+/// One of a stream's read channels. A socket has one; a process two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ProcId(pub Token);
-
-/// One of a process's output streams.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum OutStream {
-    /// Standard output: the CGI response.
-    Stdout,
-    /// Standard error: lines for the error log.
-    Stderr,
+pub enum Channel {
+    /// A socket's bytes; a process's standard output (a CGI response).
+    Main,
+    /// A process's standard error: lines for the error log.
+    Errors,
 }
 
 /// How a process ended.
@@ -204,8 +181,9 @@ pub enum Completion {
     Opened(FileMeta),
     /// `ReadFile` succeeded: the bytes read (fewer than asked only at end of file).
     Data(Bytes),
-    /// `Spawn` succeeded: the process runs as `ProcId(token)`, in a process group of its
-    /// own, with pipes on its standard input, output and error.
+    /// `Spawn` succeeded: the process runs as the stream `StreamId(token)`, in a process
+    /// group of its own, with pipes on its standard input (`StreamWrite`), output
+    /// (`Channel::Main`) and error (`Channel::Errors`).
     Spawned,
     /// `ReadDir` succeeded: the directory's entries (at most `LISTING_MAX`, unordered).
     Listing(Vec<DirEntry>),
@@ -333,45 +311,15 @@ pub enum Effect {
     /// Start a process (answer: `Completed { token, Spawned | Failed }`). `Failed(NotFound)`
     /// when the program does not exist, `PermissionDenied` when it may not be run.
     Spawn {
-        /// Names the request and, for life, the process (`ProcId(token)`).
+        /// Names the request and, for life, the process (`StreamId(token)`).
         token: Token,
         /// What to run.
         spec: SpawnSpec,
     },
-    /// Write `data` to the process's standard input (answer: `StdinWritten` or
-    /// `StdinClosed`). At most one is outstanding per process.
-    WriteStdin {
-        /// The process.
-        proc: ProcId,
-        /// The bytes.
-        data: Bytes,
-    },
-    /// Close the process's standard input (no answer): the script sees end of file.
-    CloseStdin {
-        /// The process.
-        proc: ProcId,
-    },
-    /// Read at most `max` bytes from one of the process's outputs (answer: `Output` or
-    /// `OutputEof`). At most one is outstanding per stream.
-    ReadOutput {
-        /// The process.
-        proc: ProcId,
-        /// Which stream.
-        stream: OutStream,
-        /// The most bytes to deliver.
-        max: usize,
-    },
     /// Send SIGKILL to the process's whole group (no answer; `Exited` follows).
     Kill {
         /// The process.
-        proc: ProcId,
-    },
-    /// The core is done with the process: close its pipes and forget it. No input names it
-    /// afterwards; if it has not exited yet, the shell still reaps it when it does (the core
-    /// sends `Kill` first when it wants it gone).
-    Release {
-        /// The process.
-        proc: ProcId,
+        stream: StreamId,
     },
     /// Open a stream to `addr` (answer: `Completed { token, Connected | Failed }`); on
     /// success the stream is `StreamId(token)` until `StreamClose`.
@@ -381,24 +329,36 @@ pub enum Effect {
         /// Where to connect.
         addr: UpstreamAddr,
     },
-    /// Read at most `max` bytes from the stream (answer: `StreamReceived`, `StreamEof` or
-    /// `StreamFailed`). At most one is outstanding per stream.
+    /// Read at most `max` bytes from one channel of the stream (answer: `StreamReceived`,
+    /// `StreamEof`, or for a socket `StreamFailed`). At most one is outstanding per
+    /// channel. A process's pipe that fails to read is reported as its end.
     StreamRead {
         /// The stream.
         stream: StreamId,
+        /// Which channel (`Main` for a socket).
+        channel: Channel,
         /// The most bytes to deliver.
         max: usize,
     },
-    /// Write `data` to the stream (answer: `StreamWritten` or `StreamFailed`). At most one
-    /// is outstanding per stream.
+    /// Write `data` to the stream — a socket, or a process's standard input (answer:
+    /// `StreamWritten`; `StreamFailed` for a socket, `StreamWriteClosed` for a process).
+    /// At most one is outstanding per stream.
     StreamWrite {
         /// The stream.
         stream: StreamId,
         /// The bytes.
         data: Bytes,
     },
+    /// Close the stream's writing side (no answer): a process's standard input is closed,
+    /// so the script sees end of file. An outstanding write is abandoned.
+    StreamShutdownWrite {
+        /// The stream.
+        stream: StreamId,
+    },
     /// Close the stream and forget it; outstanding operations are abandoned and no input
-    /// about it may follow.
+    /// about it may follow. For a process: its pipes are closed; if it has not exited yet,
+    /// the shell still reaps it when it does (the core sends `Kill` first when it wants
+    /// it gone).
     StreamClose {
         /// The stream.
         stream: StreamId,

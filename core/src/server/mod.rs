@@ -54,11 +54,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::config::ConfigRef;
 use crate::http1::{Conn, ConnState};
-use crate::ids::{ConnId, FileId, StreamId, Token};
+pub use crate::ids::StreamId;
+use crate::ids::{ConnId, FileId, Token};
 use crate::time::{Now, Time};
 pub use io::{
-    Availability, Completion, DirEntry, Effect, ExitStatus, FileKind, FileMeta, Input, IoError,
-    OutStream, ProcId, SpawnSpec, UpstreamAddr, LISTING_MAX,
+    Availability, Channel, Completion, DirEntry, Effect, ExitStatus, FileKind, FileMeta, Input,
+    IoError, SpawnSpec, UpstreamAddr, LISTING_MAX,
 };
 use request::Waiting;
 pub use status::{Counters, ServerStatus, ServiceStatus, StatusFormat, WorkerStatus};
@@ -82,7 +83,7 @@ pub struct Server {
     exited: bool,
     counters: Counters,
     /// Running CGI scripts.
-    procs: BTreeMap<ProcId, gateway::Cgi>,
+    procs: BTreeMap<StreamId, gateway::Cgi>,
     /// Streams to FastCGI services, busy with a request or idle in a pool.
     upstreams: BTreeMap<StreamId, fastcgi::Upstream>,
     /// Per FastCGI service: its pool of idle streams, its open count and waiting requests.
@@ -314,21 +315,25 @@ impl Server {
                 }
             }
             Input::Completed { token, result } => self.completed(token, result, now),
-            Input::StreamReceived { .. }
-            | Input::StreamEof { .. }
-            | Input::StreamWritten { .. }
-            | Input::StreamFailed { .. } => self.fcgi_input(input, now),
+            // One family of stream inputs; the stream's owner says which gateway it feeds.
+            Input::StreamReceived { stream, .. }
+            | Input::StreamEof { stream, .. }
+            | Input::StreamWritten { stream, .. }
+            | Input::StreamWriteClosed { stream }
+            | Input::StreamFailed { stream, .. }
+            | Input::Exited { stream, .. } => {
+                if self.procs.contains_key(&stream) {
+                    self.gateway_input(input, now);
+                } else {
+                    self.fcgi_input(input, now);
+                }
+            }
             Input::ServiceState {
                 service,
                 availability,
             } => self.fcgi_availability(service, availability, now),
             Input::Reload(config) => self.reload(config, now),
             Input::Shutdown => self.begin_shutdown(now),
-            Input::StdinWritten { .. }
-            | Input::StdinClosed { .. }
-            | Input::Output { .. }
-            | Input::OutputEof { .. }
-            | Input::Exited { .. } => self.gateway_input(input, now),
         }
         self.check_exit();
     }
@@ -384,7 +389,7 @@ impl Server {
                 self.pump(id, now);
             }
             // Scripts whose spawn has not even completed are let go too.
-            let procs: Vec<ProcId> = self.procs.keys().copied().collect();
+            let procs: Vec<StreamId> = self.procs.keys().copied().collect();
             for proc in procs {
                 self.kill_proc(proc, now);
             }

@@ -315,16 +315,21 @@ impl World {
                 );
             }
             Effect::AccessLog { line } => self.access.push(line),
-            e @ (Effect::Spawn { .. }
-            | Effect::WriteStdin { .. }
-            | Effect::CloseStdin { .. }
-            | Effect::ReadOutput { .. }
-            | Effect::Kill { .. }
-            | Effect::Release { .. }) => self.procs.apply(e, &mut self.server, self.now),
-            e @ (Effect::Connect { .. }
-            | Effect::StreamRead { .. }
-            | Effect::StreamWrite { .. }
-            | Effect::StreamClose { .. }) => self.services.apply(e, &mut self.server, self.now),
+            e @ (Effect::Spawn { .. } | Effect::Kill { .. }) => {
+                self.procs.apply(e, &mut self.server, self.now);
+            }
+            Effect::Connect { .. } => self.services.apply(e, &mut self.server, self.now),
+            // One family of stream effects: a script's pipes, or a service's socket.
+            e @ (Effect::StreamWrite { stream, .. }
+            | Effect::StreamShutdownWrite { stream }
+            | Effect::StreamRead { stream, .. }
+            | Effect::StreamClose { stream }) => {
+                if self.procs.running.contains_key(&stream) {
+                    self.procs.apply(e, &mut self.server, self.now);
+                } else {
+                    self.services.apply(e, &mut self.server, self.now);
+                }
+            }
             Effect::ResumeAccept => self.paused = false,
             Effect::Exit { code } => self.exit = Some(code),
         }
@@ -879,9 +884,9 @@ struct Running {
 #[derive(Debug, Default)]
 struct Procs {
     scripts: BTreeMap<PathBuf, Script>,
-    running: BTreeMap<ProcId, Running>,
+    running: BTreeMap<StreamId, Running>,
     spawned: Vec<SpawnSpec>,
-    released: BTreeSet<ProcId>,
+    released: BTreeSet<StreamId>,
     kills: usize,
 }
 
@@ -889,7 +894,7 @@ impl Procs {
     fn apply(&mut self, e: Effect, server: &mut Server, now: Now) {
         match e {
             Effect::Spawn { token, spec } => {
-                let proc = ProcId(token);
+                let proc = StreamId(token);
                 let result = match self.scripts.get(&spec.program) {
                     Some(s) => {
                         self.running.insert(
@@ -914,40 +919,44 @@ impl Procs {
                 self.spawned.push(spec);
                 server.handle(Input::Completed { token, result }, now);
             }
-            Effect::WriteStdin { proc, data } => {
+            Effect::StreamWrite { stream: proc, data } => {
                 let r = self.running.get_mut(&proc).expect("write to unknown proc");
-                assert!(!r.stdin_closed, "write after CloseStdin");
+                assert!(!r.stdin_closed, "write after StreamShutdownWrite");
                 if matches!(r.script, Script::Deaf) {
                     return;
                 }
                 r.stdin.extend_from_slice(&data);
                 server.handle(
-                    Input::StdinWritten {
-                        proc,
+                    Input::StreamWritten {
+                        stream: proc,
                         n: data.len() as u64,
                     },
                     now,
                 );
             }
-            Effect::CloseStdin { proc } => {
+            Effect::StreamShutdownWrite { stream: proc } => {
                 self.running
                     .get_mut(&proc)
                     .expect("close of unknown proc")
                     .stdin_closed = true;
             }
-            Effect::ReadOutput { proc, stream, max } => {
+            Effect::StreamRead {
+                stream: proc,
+                channel: stream,
+                max,
+            } => {
                 let r = self.running.get_mut(&proc).expect("read of unknown proc");
-                let i = if stream == OutStream::Stdout { 0 } else { 1 };
+                let i = if stream == Channel::Main { 0 } else { 1 };
                 assert!(r.reads[i].is_none(), "two reads on one stream");
                 r.reads[i] = Some(max);
             }
-            Effect::Kill { proc } => {
+            Effect::Kill { stream: proc } => {
                 self.kills += 1;
                 if let Some(r) = self.running.get_mut(&proc) {
                     r.killed = true;
                 }
             }
-            Effect::Release { proc } => {
+            Effect::StreamClose { stream: proc } => {
                 assert!(self.released.insert(proc), "released twice");
                 self.running.remove(&proc);
             }
@@ -957,7 +966,7 @@ impl Procs {
 
     /// Moves scripts along; true if anything happened.
     fn step(&mut self, server: &mut Server, now: Now) -> bool {
-        let ids: Vec<ProcId> = self.running.keys().copied().collect();
+        let ids: Vec<StreamId> = self.running.keys().copied().collect();
         for proc in ids {
             let r = self.running.get_mut(&proc).unwrap();
             if !r.out_ready && !r.killed {
@@ -984,23 +993,33 @@ impl Procs {
                 }
             }
             let done = r.out_ready || r.killed;
-            for (i, stream) in [OutStream::Stdout, OutStream::Stderr]
-                .into_iter()
-                .enumerate()
-            {
+            for (i, stream) in [Channel::Main, Channel::Errors].into_iter().enumerate() {
                 let r = self.running.get_mut(&proc).unwrap();
                 let Some(max) = r.reads[i] else { continue };
                 if !r.out[i].is_empty() {
                     let n = max.min(r.out[i].len());
                     let data = Bytes::from(r.out[i].drain(..n).collect::<Vec<u8>>());
                     r.reads[i] = None;
-                    server.handle(Input::Output { proc, stream, data }, now);
+                    server.handle(
+                        Input::StreamReceived {
+                            stream: proc,
+                            channel: stream,
+                            data,
+                        },
+                        now,
+                    );
                     return true;
                 }
                 if done && !r.eof_sent[i] {
                     r.reads[i] = None;
                     r.eof_sent[i] = true;
-                    server.handle(Input::OutputEof { proc, stream }, now);
+                    server.handle(
+                        Input::StreamEof {
+                            stream: proc,
+                            channel: stream,
+                        },
+                        now,
+                    );
                     return true;
                 }
             }
@@ -1012,7 +1031,13 @@ impl Procs {
                 } else {
                     ExitStatus::Code(0)
                 };
-                server.handle(Input::Exited { proc, status }, now);
+                server.handle(
+                    Input::Exited {
+                        stream: proc,
+                        status,
+                    },
+                    now,
+                );
                 return true;
             }
         }

@@ -2,7 +2,7 @@
 //! children (`/bin/cat`, `/bin/sh` with arguments, `/usr/bin/env`, `/bin/pwd`), real
 //! pipes, a real `mio::Poll`. The checks are the shell's promises: bytes in and out are
 //! exact, the environment and working directory are exactly the spec's, `Kill` reaches the
-//! whole group at once, `EPIPE` is `StdinClosed`, errors classify, and after many children
+//! whole group at once, `EPIPE` is `StreamWriteClosed`, errors classify, and after many children
 //! no descriptor and no zombie is left.
 
 use std::collections::VecDeque;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mio::{Events, Poll};
-use weir_core::server::{Completion, ExitStatus, Input, IoError, OutStream, ProcId, SpawnSpec};
+use weir_core::server::{Channel, Completion, ExitStatus, Input, IoError, SpawnSpec, StreamId};
 use weir_core::Token;
 
 use super::Processes;
@@ -102,20 +102,20 @@ impl Harness {
         }
     }
 
-    fn spawn(&mut self, spec: &SpawnSpec) -> ProcId {
+    fn spawn(&mut self, spec: &SpawnSpec) -> StreamId {
         let (token, result) = self.spawn_result(spec);
         assert_eq!(result, Completion::Spawned, "spawning {spec:?}");
-        ProcId(token)
+        StreamId(token)
     }
 
-    fn pid(&self, proc: ProcId) -> libc::pid_t {
+    fn pid(&self, proc: StreamId) -> libc::pid_t {
         self.procs.slab[self.procs.by_id[&proc]].pid
     }
 
-    fn wait_exit(&mut self, proc: ProcId) -> ExitStatus {
+    fn wait_exit(&mut self, proc: StreamId) -> ExitStatus {
         match self.wait_for(
             "Exited",
-            |i| matches!(i, Input::Exited { proc: p, .. } if *p == proc),
+            |i| matches!(i, Input::Exited { stream: p, .. } if *p == proc),
         ) {
             Input::Exited { status, .. } => status,
             _ => unreachable!("picked an Exited"),
@@ -123,16 +123,16 @@ impl Harness {
     }
 
     /// Reads one output stream to its end.
-    fn read_to_eof(&mut self, proc: ProcId, stream: OutStream) -> Vec<u8> {
+    fn read_to_eof(&mut self, proc: StreamId, stream: Channel) -> Vec<u8> {
         let mut out = Vec::new();
         loop {
             self.procs
                 .read_output(proc, stream, 16 * 1024, &mut self.inputs);
             match self.wait_for("output", |i| {
-                matches!(i, Input::Output { proc: p, stream: s, .. }
-                    | Input::OutputEof { proc: p, stream: s } if *p == proc && *s == stream)
+                matches!(i, Input::StreamReceived { stream: p, channel: s, .. }
+                    | Input::StreamEof { stream: p, channel: s } if *p == proc && *s == stream)
             }) {
-                Input::Output { data, .. } => {
+                Input::StreamReceived { data, .. } => {
                     assert!(!data.is_empty() && data.len() <= 16 * 1024);
                     out.extend_from_slice(&data);
                 }
@@ -144,7 +144,7 @@ impl Harness {
     /// Feeds `input` to the process's stdin (then closes it) while reading both outputs,
     /// the way the core does it: one write and one read per stream outstanding at a time.
     /// Returns stdout, stderr and the exit status.
-    fn pump(&mut self, proc: ProcId, input: &[u8]) -> (Vec<u8>, Vec<u8>, ExitStatus) {
+    fn pump(&mut self, proc: StreamId, input: &[u8]) -> (Vec<u8>, Vec<u8>, ExitStatus) {
         let input = Bytes::copy_from_slice(input);
         let mut sent = 0;
         let mut writing = false;
@@ -153,7 +153,7 @@ impl Harness {
         let mut reading = [false, false];
         let mut eof = [false, false];
         let mut status = None;
-        let streams = [OutStream::Stdout, OutStream::Stderr];
+        let streams = [Channel::Main, Channel::Errors];
         let deadline = Instant::now() + WAIT;
         while !(eof[0] && eof[1] && status.is_some()) {
             assert!(Instant::now() < deadline, "process {proc:?} did not finish");
@@ -183,30 +183,36 @@ impl Harness {
                     continue;
                 }
                 match input {
-                    Input::StdinWritten { proc: p, n } if p == proc => {
+                    Input::StreamWritten { stream: p, n } if p == proc => {
                         assert!(n >= 1);
                         sent += usize::try_from(n).expect("n fits");
                         writing = false;
                     }
-                    Input::StdinClosed { proc: p } if p == proc => {
+                    Input::StreamWriteClosed { stream: p } if p == proc => {
                         writing = false;
                         stdin_done = true;
                     }
-                    Input::Output {
-                        proc: p,
-                        stream,
+                    Input::StreamReceived {
+                        stream: p,
+                        channel: stream,
                         data,
                     } if p == proc => {
-                        let i = usize::from(stream == OutStream::Stderr);
+                        let i = usize::from(stream == Channel::Errors);
                         outs[i].extend_from_slice(&data);
                         reading[i] = false;
                     }
-                    Input::OutputEof { proc: p, stream } if p == proc => {
-                        let i = usize::from(stream == OutStream::Stderr);
+                    Input::StreamEof {
+                        stream: p,
+                        channel: stream,
+                    } if p == proc => {
+                        let i = usize::from(stream == Channel::Errors);
                         eof[i] = true;
                         reading[i] = false;
                     }
-                    Input::Exited { proc: p, status: s } if p == proc => {
+                    Input::Exited {
+                        stream: p,
+                        status: s,
+                    } if p == proc => {
                         assert!(status.is_none(), "Exited twice");
                         status = Some(s);
                     }
@@ -220,7 +226,7 @@ impl Harness {
         (stdout, stderr, status.expect("loop ends with a status"))
     }
 
-    fn release(&mut self, proc: ProcId) {
+    fn release(&mut self, proc: StreamId) {
         self.procs.release(self.poll.registry(), proc);
         self.inputs.retain(|i| input_proc(i) != Some(proc));
     }
@@ -239,13 +245,13 @@ impl Harness {
     }
 }
 
-fn input_proc(input: &Input) -> Option<ProcId> {
+fn input_proc(input: &Input) -> Option<StreamId> {
     match input {
-        Input::StdinWritten { proc, .. }
-        | Input::StdinClosed { proc }
-        | Input::Output { proc, .. }
-        | Input::OutputEof { proc, .. }
-        | Input::Exited { proc, .. } => Some(*proc),
+        Input::StreamWritten { stream: proc, .. }
+        | Input::StreamWriteClosed { stream: proc }
+        | Input::StreamReceived { stream: proc, .. }
+        | Input::StreamEof { stream: proc, .. }
+        | Input::Exited { stream: proc, .. } => Some(*proc),
         _ => None,
     }
 }
@@ -408,11 +414,11 @@ fn kill_is_prompt_and_reaches_grandchildren() {
     let p = h.spawn(&sh("sleep 60 & echo $!; wait"));
     let mut line = Vec::new();
     while !line.ends_with(b"\n") {
-        h.procs.read_output(p, OutStream::Stdout, 64, &mut h.inputs);
+        h.procs.read_output(p, Channel::Main, 64, &mut h.inputs);
         match h.wait_for("the grandchild's PID", |i| {
-            matches!(i, Input::Output { .. })
+            matches!(i, Input::StreamReceived { .. })
         }) {
-            Input::Output { data, .. } => line.extend_from_slice(&data),
+            Input::StreamReceived { data, .. } => line.extend_from_slice(&data),
             _ => unreachable!("picked an Output"),
         }
     }
@@ -439,7 +445,7 @@ fn kill_is_prompt_and_reaches_grandchildren() {
         std::thread::sleep(Duration::from_millis(10));
     }
     // Every writer of the output is dead: it ends.
-    h.read_to_eof(p, OutStream::Stdout);
+    h.read_to_eof(p, Channel::Main);
     let pid = h.pid(p);
     h.release(p);
     assert!(is_reaped(pid));
@@ -453,15 +459,21 @@ fn a_closed_stdin_gives_stdin_closed() {
     h.procs
         .write_stdin(p, Bytes::from(vec![b'x'; 200_000]), &mut h.inputs);
     let got = h.wait_for("StdinClosed", |i| {
-        matches!(i, Input::StdinClosed { .. } | Input::StdinWritten { .. })
+        matches!(
+            i,
+            Input::StreamWriteClosed { .. } | Input::StreamWritten { .. }
+        )
     });
-    assert_eq!(got, Input::StdinClosed { proc: p });
+    assert_eq!(got, Input::StreamWriteClosed { stream: p });
     // Once closed, it stays closed and says so at once.
     h.procs
         .write_stdin(p, Bytes::from_static(b"more"), &mut h.inputs);
-    assert_eq!(h.inputs.pop_front(), Some(Input::StdinClosed { proc: p }));
-    assert_eq!(h.read_to_eof(p, OutStream::Stdout), b"");
-    assert_eq!(h.read_to_eof(p, OutStream::Stdout), b"", "EOF is repeated");
+    assert_eq!(
+        h.inputs.pop_front(),
+        Some(Input::StreamWriteClosed { stream: p })
+    );
+    assert_eq!(h.read_to_eof(p, Channel::Main), b"");
+    assert_eq!(h.read_to_eof(p, Channel::Main), b"", "EOF is repeated");
     h.release(p);
     assert_eq!(h.procs.len(), 0);
 }

@@ -10,7 +10,7 @@ use std::net::TcpStream as StdStream;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
-use weir_core::Config;
+use weir_core::{Config, StreamId};
 
 use super::*;
 use crate::listen;
@@ -177,24 +177,24 @@ fn stops_with_idle_connections_open() {
 
 #[test]
 fn inputs_name_their_process() {
-    use weir_core::server::{Completion, ExitStatus, OutStream};
+    use weir_core::server::{Channel, Completion, ExitStatus};
     use weir_core::Token;
 
-    let p = ProcId(Token(7));
+    let p = StreamId(Token(7));
     let about_p = [
-        Input::StdinWritten { proc: p, n: 1 },
-        Input::StdinClosed { proc: p },
-        Input::Output {
-            proc: p,
-            stream: OutStream::Stderr,
+        Input::StreamWritten { stream: p, n: 1 },
+        Input::StreamWriteClosed { stream: p },
+        Input::StreamReceived {
+            stream: p,
+            channel: Channel::Errors,
             data: bytes::Bytes::from_static(b"x"),
         },
-        Input::OutputEof {
-            proc: p,
-            stream: OutStream::Stdout,
+        Input::StreamEof {
+            stream: p,
+            channel: Channel::Main,
         },
         Input::Exited {
-            proc: p,
+            stream: p,
             status: ExitStatus::Code(0),
         },
         // A spawn's success names the process it created, so a Release purges it too.
@@ -204,7 +204,7 @@ fn inputs_name_their_process() {
         },
     ];
     for input in &about_p {
-        assert_eq!(input_proc(input), Some(p), "{input:?}");
+        assert_eq!(input_stream(input), Some(p), "{input:?}");
         assert_eq!(input_conn(input), None, "{input:?}");
     }
     let not_a_process = [
@@ -216,6 +216,6 @@ fn inputs_name_their_process() {
         Input::Shutdown,
     ];
     for input in &not_a_process {
-        assert_eq!(input_proc(input), None, "{input:?}");
+        assert_eq!(input_stream(input), None, "{input:?}");
     }
 }

@@ -9,15 +9,15 @@
 //! * **lifetimes** — a `Spawn` has a fresh token; nothing but its completion may follow
 //!   until it is `Spawned`; a failed spawn is never killed or released; every spawned
 //!   process is released exactly once, and no effect or input names it afterwards; a
-//!   `Release` without a `Kill` comes only after the process exited (nothing runs on
+//!   `StreamClose` without a `Kill` comes only after the process exited (nothing runs on
 //!   unattended);
-//! * **streams** — at most one `WriteStdin` outstanding, never empty, never after
-//!   `CloseStdin` or `StdinClosed`; at most one `ReadOutput` per stream, none after its
+//! * **streams** — at most one `StreamWrite` outstanding, never empty, never after
+//!   `StreamShutdownWrite` or `StreamWriteClosed`; at most one `StreamRead` per stream, none after its
 //!   end;
 //! * **standard input** — the bytes the core writes are exactly the request body, in
-//!   order (each `WriteStdin` continues where the accepted bytes end), and `CloseStdin`
+//!   order (each `StreamWrite` continues where the accepted bytes end), and `StreamShutdownWrite`
 //!   comes only once all of it was accepted (unless the script closed its input);
-//! * **the farm** — at most `limit cgi=N` processes between `Spawn` and `Release`;
+//! * **the farm** — at most `limit cgi=N` processes between `Spawn` and `StreamClose`;
 //! * **the `gateway` timeout** — no spawned process lives on more than the timeout after
 //!   its last output was read (or its start);
 //! * **back-pressure** — the core never holds more than `BACKLOG_MAX` bytes of a
@@ -32,7 +32,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use weir_core::server::{Completion, IoError, OutStream, ProcId, SpawnSpec};
+use weir_core::server::{Channel, Completion, IoError, SpawnSpec, StreamId};
 use weir_core::Time;
 
 /// The most script output the server may hold that its client has not been sent: its
@@ -44,7 +44,7 @@ pub const BACKLOG_MAX: u64 = 256 * 1024;
 #[derive(Clone, Debug, Default)]
 pub struct RequestRecord {
     /// Processes spawned for it.
-    pub procs: Vec<ProcId>,
+    pub procs: Vec<StreamId>,
     /// The farm was full and its queue held as many again while it waited.
     pub farm_full: bool,
     /// A spawn for it failed with `Exhausted`.
@@ -84,9 +84,9 @@ pub struct GatewayBook {
     /// `timeout gateway=`, in ms.
     pub timeout_ms: u64,
     cgi_max: usize,
-    procs: BTreeMap<ProcId, ProcState>,
-    released: BTreeSet<ProcId>,
-    failed: BTreeSet<ProcId>,
+    procs: BTreeMap<StreamId, ProcState>,
+    released: BTreeSet<StreamId>,
+    failed: BTreeSet<StreamId>,
     requests: BTreeMap<u64, RequestRecord>,
     held: usize,
     held_max: usize,
@@ -144,11 +144,11 @@ impl GatewayBook {
 
     /// The request a process serves.
     #[must_use]
-    pub fn request_for(&self, proc: ProcId) -> Option<u64> {
+    pub fn request_for(&self, proc: StreamId) -> Option<u64> {
         self.procs.get(&proc).and_then(|p| p.request)
     }
 
-    fn live(&mut self, proc: ProcId, what: &str) -> Result<&mut ProcState, String> {
+    fn live(&mut self, proc: StreamId, what: &str) -> Result<&mut ProcState, String> {
         if self.released.contains(&proc) {
             return Err(format!("{what} for {proc:?} after its Release"));
         }
@@ -171,7 +171,7 @@ impl GatewayBook {
     #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         &mut self,
-        proc: ProcId,
+        proc: StreamId,
         spec: &SpawnSpec,
         request: Option<u64>,
         body: Option<&[u8]>,
@@ -277,7 +277,7 @@ impl GatewayBook {
     }
 
     /// Input `Completed` for a spawn.
-    pub fn spawn_completed(&mut self, proc: ProcId, result: &Completion) {
+    pub fn spawn_completed(&mut self, proc: StreamId, result: &Completion) {
         let Some(p) = self.procs.get_mut(&proc) else {
             return;
         };
@@ -297,26 +297,26 @@ impl GatewayBook {
         }
     }
 
-    /// Effect `WriteStdin`.
-    pub fn write_stdin(&mut self, proc: ProcId, data: &Bytes) -> Result<(), String> {
-        let p = self.live(proc, "WriteStdin")?;
+    /// Effect `StreamWrite`.
+    pub fn write_stdin(&mut self, proc: StreamId, data: &Bytes) -> Result<(), String> {
+        let p = self.live(proc, "StreamWrite")?;
         if p.stdin_closed || p.stdin_broken {
             return Err(format!(
-                "WriteStdin for {proc:?} after its input was closed"
+                "StreamWrite for {proc:?} after its input was closed"
             ));
         }
         if p.writing.is_some() {
-            return Err(format!("two WriteStdin outstanding for {proc:?}"));
+            return Err(format!("two StreamWrite outstanding for {proc:?}"));
         }
         if data.is_empty() {
-            return Err(format!("empty WriteStdin for {proc:?}"));
+            return Err(format!("empty StreamWrite for {proc:?}"));
         }
         if let Some(body) = &p.expect {
             let at = p.accepted;
             let due = body.get(at..at + data.len());
             if due != Some(&data[..]) {
                 return Err(format!(
-                    "WriteStdin for {proc:?} of {} bytes at offset {at} is not the request \
+                    "StreamWrite for {proc:?} of {} bytes at offset {at} is not the request \
                      body there (the body has {} bytes)",
                     data.len(),
                     body.len()
@@ -327,21 +327,21 @@ impl GatewayBook {
         Ok(())
     }
 
-    /// Effect `CloseStdin`.
-    pub fn close_stdin(&mut self, proc: ProcId) -> Result<(), String> {
-        let p = self.live(proc, "CloseStdin")?;
+    /// Effect `StreamShutdownWrite`.
+    pub fn close_stdin(&mut self, proc: StreamId) -> Result<(), String> {
+        let p = self.live(proc, "StreamShutdownWrite")?;
         if p.stdin_closed {
-            return Err(format!("CloseStdin for {proc:?} twice"));
+            return Err(format!("StreamShutdownWrite for {proc:?} twice"));
         }
         if p.writing.is_some() {
             return Err(format!(
-                "CloseStdin for {proc:?} with a WriteStdin outstanding"
+                "StreamShutdownWrite for {proc:?} with a StreamWrite outstanding"
             ));
         }
         if let Some(body) = &p.expect {
             if !p.stdin_broken && p.accepted != body.len() {
                 return Err(format!(
-                    "CloseStdin for {proc:?} after {} of the body's {} bytes",
+                    "StreamShutdownWrite for {proc:?} after {} of the body's {} bytes",
                     p.accepted,
                     body.len()
                 ));
@@ -351,20 +351,20 @@ impl GatewayBook {
         Ok(())
     }
 
-    /// Effect `ReadOutput`.
+    /// Effect `StreamRead`.
     pub fn read_output(
         &mut self,
-        proc: ProcId,
-        stream: OutStream,
+        proc: StreamId,
+        stream: Channel,
         max: usize,
     ) -> Result<(), String> {
-        let s = usize::from(stream == OutStream::Stderr);
-        let p = self.live(proc, "ReadOutput")?;
+        let s = usize::from(stream == Channel::Errors);
+        let p = self.live(proc, "StreamRead")?;
         if p.reading[s] {
-            return Err(format!("two ReadOutput outstanding on {proc:?} {stream:?}"));
+            return Err(format!("two StreamRead outstanding on {proc:?} {stream:?}"));
         }
         if p.eof[s] {
-            return Err(format!("ReadOutput on {proc:?} {stream:?} after its end"));
+            return Err(format!("StreamRead on {proc:?} {stream:?} after its end"));
         }
         if max == 0 {
             return Err(format!("ReadOutput {{ max: 0 }} on {proc:?}"));
@@ -376,7 +376,7 @@ impl GatewayBook {
     /// Effect `Kill`; `head_read`: the script's header section had been read in full.
     /// Returns the request whose connection the kill may cut, if the kill was the
     /// `gateway` timeout's after the header section.
-    pub fn kill(&mut self, proc: ProcId, now: Time, head_read: bool) -> Result<(), String> {
+    pub fn kill(&mut self, proc: StreamId, now: Time, head_read: bool) -> Result<(), String> {
         let timeout = self.timeout_ms;
         let p = self.live(proc, "Kill")?;
         p.killed = true;
@@ -392,8 +392,8 @@ impl GatewayBook {
         Ok(())
     }
 
-    /// Effect `Release`.
-    pub fn release(&mut self, proc: ProcId) -> Result<(), String> {
+    /// Effect `StreamClose`.
+    pub fn release(&mut self, proc: StreamId) -> Result<(), String> {
         let p = self.live(proc, "Release")?;
         if !p.killed && !p.exited {
             return Err(format!(
@@ -411,7 +411,7 @@ impl GatewayBook {
     /// process's client has been sent so far (for back-pressure).
     pub fn input(
         &mut self,
-        proc: ProcId,
+        proc: StreamId,
         what: &ProcInput,
         now: Time,
         received: u64,
@@ -489,13 +489,13 @@ impl GatewayBook {
 
     /// Processes spawned and not released.
     #[must_use]
-    pub fn held(&self) -> Vec<ProcId> {
+    pub fn held(&self) -> Vec<StreamId> {
         self.procs.keys().copied().collect()
     }
 
     /// Marks a spawn completion time as the script's start (its silence counts from
     /// then).
-    pub fn started(&mut self, proc: ProcId, now: Time) {
+    pub fn started(&mut self, proc: StreamId, now: Time) {
         if let Some(p) = self.procs.get_mut(&proc) {
             p.started_at = now;
         }
@@ -503,7 +503,7 @@ impl GatewayBook {
 
     /// Was `proc` released?
     #[must_use]
-    pub fn is_released(&self, proc: ProcId) -> bool {
+    pub fn is_released(&self, proc: StreamId) -> bool {
         self.released.contains(&proc)
     }
 }
@@ -513,11 +513,11 @@ impl GatewayBook {
 pub enum ProcInput {
     /// `StdinWritten { n }`.
     StdinWritten(u64),
-    /// `StdinClosed`.
+    /// `StreamWriteClosed`.
     StdinClosed,
     /// `Output` on stream 0/1 with this many bytes.
     Output(usize, usize),
-    /// `OutputEof` on stream 0/1.
+    /// `StreamEof` on stream 0/1.
     Eof(usize),
     /// `Exited`.
     Exited,

@@ -136,7 +136,7 @@ impl Services {
                     now,
                 );
             }
-            Effect::StreamRead { stream, max } => {
+            Effect::StreamRead { stream, max, .. } => {
                 let (_, s) = self
                     .streams
                     .get_mut(&stream)
@@ -167,13 +167,26 @@ impl Services {
                 let n = max.min(s.to_core.len());
                 let data = Bytes::from(s.to_core.drain(..n).collect::<Vec<u8>>());
                 s.read_wanted = None;
-                server.handle(Input::StreamReceived { stream, data }, now);
+                server.handle(
+                    Input::StreamReceived {
+                        stream,
+                        channel: Channel::Main,
+                        data,
+                    },
+                    now,
+                );
                 return true;
             }
             if s.eof_after && !s.eof_sent {
                 s.eof_sent = true;
                 s.read_wanted = None;
-                server.handle(Input::StreamEof { stream }, now);
+                server.handle(
+                    Input::StreamEof {
+                        stream,
+                        channel: Channel::Main,
+                    },
+                    now,
+                );
                 return true;
             }
         }
