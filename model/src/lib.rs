@@ -2,20 +2,24 @@
 //!
 //! # Theory of operation
 //!
-//! Each model's state *is* the core's value (`http1::Conn`, `server::Server`) plus a small
-//! abstract environment — a client script, a shell that answers effects, a clock — and
-//! each action calls the core's real API (STYLE.md §3.7). Nothing of the protocol is
-//! re-implemented; only the client that reads the output ([`wire`]) is written here, and
-//! independently of the core's writer.
+//! Each model's state *is* the core's value (`http1::Conn`, `server::Server`,
+//! `service::Supervisor`) plus a small abstract environment — a client script, a shell
+//! that answers effects, a clock — and each action calls the core's real API (STYLE.md
+//! §3.7). Nothing of the protocol is re-implemented; only the client that reads the output
+//! ([`wire`]) is written here, and independently of the core's writer.
 //!
 //! * [`conn`]: one connection, a scripted client, an application and a shell.
 //! * [`server`]: the whole `Server`, with the environment holding its pending effects and
 //!   completing them in every order.
+//! * [`supervisor`]: one service's `Supervisor`, with a launcher, processes that crash,
+//!   exit, hang and serve, clients, a reload and a stop.
 //!
 //! Every property has a deliberately broken environment that the checker catches with a
-//! counterexample (the `*Fault` enums), so none holds vacuously; the `sometimes`
+//! counterexample (the `*Fault` enums), so none holds vacuously — but for three of the
+//! supervisor's, which no shell can break (see [`supervisor`]); the `sometimes`
 //! properties show the interesting cases are reached.
 
 pub mod conn;
 pub mod server;
+pub mod supervisor;
 pub mod wire;

@@ -4,7 +4,9 @@
 //! weir-model --model conn              # every client script, checked to completion
 //! weir-model --model server            # every server scenario (versions, pipelined, cgi)
 //! weir-model --model server --script cgi --fault output-after-crash
-//! weir-model --model all               # both (what CI runs, in debug)
+//! weir-model --model supervisor        # one service's supervisor (single, pair)
+//! weir-model --model supervisor --script pair --fault drop-kill
+//! weir-model --model all               # all of them (what CI runs, in debug)
 //! weir-model --model conn --script keepalive --explore 127.0.0.1:3000
 //! ```
 //!
@@ -20,22 +22,24 @@ use clap::{Parser, ValueEnum};
 use stateright::{Checker, Expectation, Model};
 use weir_model::conn::{ConnFault, ConnModel, Script};
 use weir_model::server::{Scenario, ServerFault, ServerModel};
+use weir_model::supervisor::{self, SupervisorFault, SupervisorModel};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Which {
     Conn,
     Server,
+    Supervisor,
     All,
 }
 
-/// Model-check weir's connection machine and server core.
+/// Model-check weir's connection machine, server core and service supervisor.
 #[derive(Parser, Debug)]
 #[command(name = "weir-model", version)]
 struct Cli {
     /// Which model to check.
     #[arg(long, value_enum, default_value = "all")]
     model: Which,
-    /// Only this client script (conn) or scenario (server); default: all of them.
+    /// Only this client script (conn) or scenario (server, supervisor); default: all of them.
     #[arg(long)]
     script: Option<String>,
     /// Serve stateright's Explorer on this address instead of checking (one model and one
@@ -45,7 +49,8 @@ struct Cli {
     /// Check a deliberately broken environment instead of the honest one, to see the
     /// counterexample a property finds (conn: reorder-sends, over-report-sent,
     /// recycle-after-reject, write-after-close, ignore-budget, skip-drain; server:
-    /// sendfile-by-path, drop-close-file, answer-read-twice, drop-release, output-after-crash).
+    /// sendfile-by-path, drop-close-file, answer-read-twice, drop-release, output-after-crash;
+    /// supervisor: no-backoff, no-give-up, lost-exit, drop-kill, drop-publish).
     #[arg(long)]
     fault: Option<String>,
     /// Checker threads.
@@ -65,10 +70,16 @@ fn main() -> ExitCode {
         .filter(|s| cli.script.is_none() || cli.script.as_deref() == Some(s.name))
         .map(|s| ServerModel::with_fault(s, server_fault(cli.fault.as_deref())))
         .collect();
-    let (conn_models, server_models) = match cli.model {
-        Which::Conn => (conn_models, Vec::new()),
-        Which::Server => (Vec::new(), server_models),
-        Which::All => (conn_models, server_models),
+    let supervisor_models: Vec<SupervisorModel> = supervisor::Scenario::all()
+        .into_iter()
+        .filter(|s| cli.script.is_none() || cli.script.as_deref() == Some(s.name))
+        .map(|s| SupervisorModel::with_fault(s, supervisor_fault(cli.fault.as_deref())))
+        .collect();
+    let (conn_models, server_models, supervisor_models) = match cli.model {
+        Which::Conn => (conn_models, Vec::new(), Vec::new()),
+        Which::Server => (Vec::new(), server_models, Vec::new()),
+        Which::Supervisor => (Vec::new(), Vec::new(), supervisor_models),
+        Which::All => (conn_models, server_models, supervisor_models),
     };
     if let Some(addr) = cli.explore {
         let explore = |name: &str| eprintln!("explorer for {name} on http://{addr}/");
@@ -78,13 +89,16 @@ fn main() -> ExitCode {
         } else if let Some(m) = server_models.into_iter().next() {
             explore(m.scenario.name);
             m.checker().threads(cli.threads).serve(addr.as_str());
+        } else if let Some(m) = supervisor_models.into_iter().next() {
+            explore(m.scenario.name);
+            m.checker().threads(cli.threads).serve(addr.as_str());
         } else {
             eprintln!("no such model or script");
             return ExitCode::from(2);
         }
         return ExitCode::SUCCESS;
     }
-    if conn_models.is_empty() && server_models.is_empty() {
+    if conn_models.is_empty() && server_models.is_empty() && supervisor_models.is_empty() {
         eprintln!("no such model or script");
         return ExitCode::from(2);
     }
@@ -95,6 +109,10 @@ fn main() -> ExitCode {
     }
     for m in server_models {
         let name = format!("server/{}", m.scenario.name);
+        ok &= check(&name, m, cli.threads);
+    }
+    for m in supervisor_models {
+        let name = format!("supervisor/{}", m.scenario.name);
         ok &= check(&name, m, cli.threads);
     }
     if ok {
@@ -124,6 +142,17 @@ fn server_fault(name: Option<&str>) -> ServerFault {
         Some("drop-release") => ServerFault::DropRelease,
         Some("output-after-crash") => ServerFault::OutputAfterCrash,
         _ => ServerFault::None,
+    }
+}
+
+fn supervisor_fault(name: Option<&str>) -> SupervisorFault {
+    match name {
+        Some("no-backoff") => SupervisorFault::NoBackoff,
+        Some("no-give-up") => SupervisorFault::NoGiveUp,
+        Some("lost-exit") => SupervisorFault::LostExit,
+        Some("drop-kill") => SupervisorFault::DropKill,
+        Some("drop-publish") => SupervisorFault::DropPublish,
+        _ => SupervisorFault::None,
     }
 }
 

@@ -76,8 +76,12 @@
 //! 5. *A process serves a request and dies before the shell sees the served counter grow:*
 //!    its exit is a failed start (the supervisor cannot know); the late `handle_served`
 //!    finds nothing up and changes nothing. One extra back-off step, no more.
-//! 6. *An exit arrives before the proof deadline was handled:* a process is proven by its
-//!    age at the moment it exits too, so `handle_timeout` being late changes nothing.
+//! 6. *A report arrives before a proof deadline was handled* (the shell reads the launcher
+//!    before it hands over its timers): an exit or a failed spawn first proves every process
+//!    old enough, as `handle_timeout` would have, so `handle_timeout` being late changes
+//!    nothing — neither whether the exiting process counts as a failed start, nor whether a
+//!    failed start of another instance can give up a service whose proven process is up,
+//!    nor which streak it counts into.
 //!
 //! Killed processes are not waited for: a `Kill` is final for the supervisor, and a
 //! relaunch may briefly overlap a dying process on the shared socket, which is harmless.
@@ -334,6 +338,7 @@ impl Supervisor {
         let Some(i) = self.index(instance) else {
             return;
         };
+        self.prove_by_age(now);
         self.instances[i].spawning = false;
         if self.instances[i].state == InstanceState::Starting {
             let what = format!("instance {instance} could not be started");
@@ -356,6 +361,7 @@ impl Supervisor {
         let Some(i) = self.index(instance) else {
             return;
         };
+        self.prove_by_age(now);
         let InstanceState::Up {
             pid: up,
             since,
@@ -490,19 +496,7 @@ impl Supervisor {
                 }
             }
             Mode::Running => {
-                let proven_after = self.policy.proven_after;
-                let mut proved = false;
-                for inst in &mut self.instances {
-                    if let InstanceState::Up { since, proven, .. } = &mut inst.state {
-                        if !*proven && now.since(*since) >= proven_after {
-                            *proven = true;
-                            proved = true;
-                        }
-                    }
-                }
-                if proved {
-                    self.reset_streak();
-                }
+                self.prove_by_age(now);
                 for i in 0..self.instances.len() {
                     if matches!(self.instances[i].state, InstanceState::Backoff { until } if now >= until)
                     {
@@ -600,6 +594,26 @@ impl Supervisor {
             inst.restarts += 1;
             self.effects
                 .push_back(SupervisorEffect::Spawn { instance: id(i) });
+        }
+    }
+
+    /// Every process up that has lived `proven_after` by `now` is proven, and if that proves
+    /// one, the streak is over. `handle_timeout` does this when the proof is due; the reports
+    /// do it first too, so that a timer handled late changes nothing (module documentation,
+    /// case 6).
+    fn prove_by_age(&mut self, now: Time) {
+        let proven_after = self.policy.proven_after;
+        let mut proved = false;
+        for inst in &mut self.instances {
+            if let InstanceState::Up { since, proven, .. } = &mut inst.state {
+                if !*proven && now.since(*since) >= proven_after {
+                    *proven = true;
+                    proved = true;
+                }
+            }
+        }
+        if proved {
+            self.reset_streak();
         }
     }
 

@@ -502,6 +502,66 @@ fn a_flaky_instance_beside_a_proven_one_backs_off_but_never_gives_up_the_service
     assert_eq!(s.instances()[0].pid(), Some(10));
 }
 
+/// Found by `weir-model --model supervisor`: the shell reads the launcher's reports before it
+/// hands the supervisor a due deadline (io/src/services.rs), so a failed start can arrive
+/// when another instance has lived `proven_after` but its proof is not handled yet. It must
+/// count as proven all the same: the service is not given up and its process is not killed,
+/// and the failed start opens a new streak, as it would had the timer come first.
+#[test]
+fn a_proof_due_but_not_yet_handled_still_keeps_the_service_from_being_given_up() {
+    let policy = Policy {
+        give_up_after: 2,
+        ..Policy::default()
+    };
+    let mut s = started(2, policy);
+    s.handle_spawned(I0, 10, Time(0));
+    s.handle_spawn_failed(I1, 0, Time(0));
+    s.handle_timeout(Time(100));
+    drain(&mut s);
+    // Instance 0's proof is due at 3 s; the second failed start arrives first.
+    assert_eq!(s.poll_timeout(), Some(Time(3000)));
+    s.handle_spawn_failed(I1, 0, Time(3000));
+    let effects = drain(&mut s);
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Kill { .. } | Publish(_))),
+        "{effects:?}"
+    );
+    assert_eq!(s.state(), ServiceState::Up);
+    assert_eq!(
+        s.instances()[0].state,
+        InstanceState::Up {
+            pid: 10,
+            since: Time(0),
+            proven: true
+        }
+    );
+    assert_eq!(s.failed_starts(), 1);
+    assert_eq!(backoff_until(&s, 1), Time(3100));
+    // The same holds for an exit report, and the timer handled late finds nothing to do.
+    let mut s = started(
+        2,
+        Policy {
+            give_up_after: 2,
+            ..Policy::default()
+        },
+    );
+    s.handle_spawned(I0, 10, Time(0));
+    s.handle_spawned(I1, 20, Time(0));
+    s.handle_exited(I1, 20, ExitStatus::Code(1), 0, Time(0));
+    s.handle_timeout(Time(100));
+    s.handle_spawned(I1, 21, Time(100));
+    drain(&mut s);
+    s.handle_exited(I1, 21, ExitStatus::Code(1), 0, Time(3000));
+    assert!(!drain(&mut s).iter().any(|e| matches!(e, Kill { .. })));
+    assert_eq!(s.state(), ServiceState::Up);
+    assert_eq!(s.failed_starts(), 1);
+    s.handle_timeout(Time(3000));
+    assert!(drain(&mut s).is_empty());
+    assert_eq!(s.instances()[0].pid(), Some(10));
+}
+
 #[test]
 fn exits_with_a_stale_pid_and_nonsense_reports_are_ignored() {
     let mut s = started(2, Policy::default());
