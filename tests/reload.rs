@@ -392,3 +392,60 @@ fn listen_lines_added_and_removed_take_effect_and_a_port_in_use_refuses_the_relo
     assert_eq!(get(p2).header("x-gen"), Some("b"));
     drop(holder);
 }
+
+/// Waits (bounded) until `path` holds `needle`; returns its text.
+fn file_containing(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} does not contain {needle:?}:\n{text}",
+            path.display()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_logs_follow_the_file_on_reload() {
+    let base = crate::support::TempDir::new("relog");
+    let (a, b) = (base.path().join("a.log"), base.path().join("logs/b.log"));
+    let err = base.path().join("errors.log");
+    let conf = |access: &str, error: &str| format!("{access}\n{error}\npass /* {{root}}/*\n");
+    // No access log at first; then one; then another path (and an error log); then none.
+    let mut weir = Weir::start_with_config(&conf("", ""));
+    weir.connect().get("/hello.txt?zero").assert_status(200);
+    reload(
+        &mut weir,
+        &conf(&format!("access-log {}", a.display()), ""),
+        "(generation 2)",
+    );
+    weir.connect().get("/hello.txt?one").assert_status(200);
+    file_containing(&a, "GET /hello.txt?one ");
+    let text = conf(
+        &format!("access-log {} format=json", b.display()),
+        &format!("error-log {}", err.display()),
+    )
+    .replace("{root}", &weir.docs.root().display().to_string());
+    fs::write(conf_path(&weir), text).expect("rewrite weir.conf");
+    weir.signal("HUP");
+    // The error log moved: the reload's own line goes to the new file.
+    file_containing(&err, "(generation 3)");
+    weir.connect().get("/hello.txt?two").assert_status(200);
+    let moved = file_containing(&b, "/hello.txt?two");
+    assert!(moved.starts_with('{'), "JSON lines: {moved}");
+    let first = fs::read_to_string(&a).expect("a.log");
+    assert!(
+        !first.contains("?two") && !first.contains("?zero"),
+        "each line in exactly one file: {first}"
+    );
+    reload(&mut weir, &conf("", ""), "(generation 4)");
+    weir.connect().get("/hello.txt?three").assert_status(200);
+    weir.stderr_containing("(generation 4)");
+    thread::sleep(Duration::from_millis(300));
+    assert!(!fs::read_to_string(&b).expect("b.log").contains("?three"));
+}

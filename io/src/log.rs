@@ -81,6 +81,27 @@ pub fn open_error_log(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Moves the error log to `path` (a reload), or back to standard error with `None`: the new
+/// file is opened first, so on failure nothing changes and the error is returned.
+pub fn switch_error_log(path: Option<&Path>) -> io::Result<()> {
+    let next = match path {
+        Some(p) => {
+            if let Some(dir) = p.parent() {
+                if !dir.as_os_str().is_empty() && !dir.exists() {
+                    std::fs::create_dir_all(dir)?;
+                }
+            }
+            Some(ErrorLog {
+                path: p.to_path_buf(),
+                file: open_append(p)?,
+            })
+        }
+        None => None,
+    };
+    *error_log() = next;
+    Ok(())
+}
+
 /// Opens the error log's path again and writes every later line to the new file (SIGUSR1).
 /// `None` when the log is standard error (nothing to reopen); on failure, the path and the
 /// error, and the old file stays in use.

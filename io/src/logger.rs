@@ -10,8 +10,10 @@
 //! file before weir exits.
 //!
 //! Reopening (SIGUSR1, after logrotate has renamed the file): the signal thread sets the
-//! logger's `Reopen` flag, and the logger looks at it after every batch and every idle
-//! timeout, so it acts within `FLUSH_IDLE` even when no line comes. It opens the path
+//! logger's `Reopen` flag, and the logger looks at it whenever a batch arrives (before
+//! writing it) and at every idle timeout, so it acts within `FLUSH_IDLE` even when no line
+//! comes. A reload that changes `access-log` asks the same way to move to the new path
+//! (`Reopen::move_to`). It opens the path
 //! again (created if missing, appending; under `chroot DIR` with DIR stripped, see
 //! `log::open_append`), flushes what it holds to the old file, and writes every later
 //! batch to the new one. The logger is the only writer and a batch is never split, so
@@ -23,10 +25,10 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -42,20 +44,43 @@ const BUFFER: usize = 64 * 1024;
 /// A worker's handle on the logger: it sends batches of newline-terminated lines.
 pub type LogSender = SyncSender<String>;
 
-/// Asks the logger to reopen its file (SIGUSR1); any thread may hold a clone.
+/// Asks the logger to reopen its file (SIGUSR1), or to move to another path (a reload);
+/// any thread may hold a clone.
 #[derive(Clone, Debug, Default)]
-pub struct Reopen(Arc<AtomicBool>);
+pub struct Reopen(Arc<ReopenState>);
+
+#[derive(Debug, Default)]
+struct ReopenState {
+    asked: AtomicBool,
+    /// A new path to move to, set by a reload.
+    path: Mutex<Option<PathBuf>>,
+}
 
 impl Reopen {
     /// The logger will reopen its path within `FLUSH_IDLE`; several requests before it
     /// does are one reopen.
     pub fn request(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.asked.store(true, Ordering::Release);
     }
 
-    /// Whether a reopen was asked for since the last call (which clears the request).
-    fn take(&self) -> bool {
-        self.0.swap(false, Ordering::Relaxed)
+    /// The logger will move to `path` within `FLUSH_IDLE` (what it holds goes to the old
+    /// file first; every later line to the new one, as for a reopen).
+    pub fn move_to(&self, path: PathBuf) {
+        *self.0.path.lock().unwrap_or_else(PoisonError::into_inner) = Some(path);
+        self.request();
+    }
+
+    /// Whether a reopen was asked for since the last call (which clears the request), and
+    /// the path to move to if a reload gave one.
+    fn take(&self) -> Option<Option<PathBuf>> {
+        // Acquire pairs with `request`'s Release: a path set before the flag is seen.
+        self.0.asked.swap(false, Ordering::Acquire).then(|| {
+            self.0
+                .path
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+        })
     }
 }
 
@@ -63,12 +88,20 @@ impl Reopen {
 pub struct Logger {
     pub tx: LogSender,
     pub thread: JoinHandle<()>,
+    #[cfg_attr(not(test), allow(dead_code))]
     pub reopen: Reopen,
 }
 
-/// Opens (creating, appending) the log file and starts the logger thread. Opening happens
-/// here, in the caller's thread, so that a bad path is a start-up error.
+/// Opens (creating, appending) the log file and starts the logger thread, with a `Reopen`
+/// of its own (the server uses `start_with`, to share one across reloads).
+#[cfg(test)]
 pub fn start(path: &Path) -> io::Result<Logger> {
+    start_with(path, Reopen::default())
+}
+
+/// `start`, with a `Reopen` handle that outlives this logger (SIGUSR1 reaches whichever
+/// logger a reload started).
+pub fn start_with(path: &Path, reopen: Reopen) -> io::Result<Logger> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             std::fs::create_dir_all(dir)?;
@@ -77,38 +110,53 @@ pub fn start(path: &Path) -> io::Result<Logger> {
     let file = open_append(path)?;
     let (tx, rx) = mpsc::sync_channel(CHANNEL_BATCHES);
     let path = path.to_path_buf();
-    let reopen = Reopen::default();
     let flag = reopen.clone();
     let thread = thread::Builder::new()
         .name("weir-access-log".into())
-        .spawn(move || run(file, &path, &rx, &flag))?;
+        .spawn(move || run(file, path, &rx, &flag))?;
     Ok(Logger { tx, thread, reopen })
 }
 
-fn run(file: File, path: &Path, rx: &Receiver<String>, reopen: &Reopen) {
+fn run(file: File, mut path: PathBuf, rx: &Receiver<String>, reopen: &Reopen) {
     let mut out = BufWriter::with_capacity(BUFFER, file);
     // A write error is reported once per file, not once per batch.
     let mut failed = false;
     loop {
-        match rx.recv_timeout(FLUSH_IDLE) {
+        let received = rx.recv_timeout(FLUSH_IDLE);
+        // A reopen or a move asked for before this batch arrived is carried out first, so
+        // that a line sent after the request lands in the new file.
+        if let Some(moved) = reopen.take() {
+            // A new path may need its directory made, as at start-up; a reopen of the same
+            // path does not (a directory that went away is reported, not re-made).
+            let made = moved.is_some();
+            let target = moved.unwrap_or_else(|| path.clone());
+            if made {
+                if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+            }
+            let (new_out, switched) = switch(out, &target, &mut failed);
+            out = new_out;
+            if switched {
+                path = target;
+            }
+        }
+        match received {
             Ok(batch) => {
                 if let Err(e) = out.write_all(batch.as_bytes()) {
-                    report(path, e, &mut failed);
+                    report(&path, e, &mut failed);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
                 if let Err(e) = out.flush() {
-                    report(path, e, &mut failed);
+                    report(&path, e, &mut failed);
                 }
             }
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if reopen.take() {
-            out = switch(out, path, &mut failed);
-        }
     }
     if let Err(e) = out.flush() {
-        report(path, e, &mut failed);
+        report(&path, e, &mut failed);
     }
 }
 
@@ -121,16 +169,16 @@ fn report(path: &Path, e: io::Error, failed: &mut bool) {
 
 /// Opens `path` anew and moves `out` over to it: what `out` holds is flushed to the old
 /// file first (or, if the old file refuses it, written to the new one). If the path cannot
-/// be opened, `out` is kept as it is.
-fn switch(mut out: BufWriter<File>, path: &Path, failed: &mut bool) -> BufWriter<File> {
+/// be opened, `out` is kept as it is (and false returned).
+fn switch(mut out: BufWriter<File>, path: &Path, failed: &mut bool) -> (BufWriter<File>, bool) {
     let file = match open_append(path) {
         Ok(file) => file,
         Err(e) => {
             log_error!(
-                "cannot reopen the access log {}: {e}; still writing to the old file",
+                "cannot open the access log {}: {e}; still writing to the old file",
                 path.display()
             );
-            return out;
+            return (out, false);
         }
     };
     let flushed = out.flush();
@@ -146,7 +194,7 @@ fn switch(mut out: BufWriter<File>, path: &Path, failed: &mut bool) -> BufWriter
     if let Err(e) = out.write_all(&unwritten) {
         report(path, e, failed);
     }
-    out
+    (out, true)
 }
 
 #[cfg(test)]
@@ -220,6 +268,29 @@ mod tests {
 
     fn lines(from: &str, range: std::ops::Range<usize>) -> String {
         range.map(|i| format!("{from} {i}\n")).collect()
+    }
+
+    #[test]
+    fn a_move_sends_later_lines_to_the_new_path_and_loses_none() {
+        let dir = scratch("move");
+        let (first, second) = (dir.join("a.log"), dir.join("sub/b.log"));
+        let logger = start(&first).expect("start");
+        logger.tx.send(lines("before", 0..500)).expect("send");
+        wait_for(&first, |t| t.ends_with("before 499\n"));
+        logger.reopen.move_to(second.clone());
+        wait_for(&second, |_| second.exists());
+        logger.tx.send(lines("after", 0..500)).expect("send");
+        drop(logger.tx);
+        logger.thread.join().expect("logger thread");
+        assert_eq!(
+            std::fs::read_to_string(&first).expect("old file"),
+            lines("before", 0..500)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&second).expect("new file"),
+            lines("after", 0..500)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -107,14 +107,18 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     let mut services = Services::start(&config, owner, Arc::clone(&board), clock.mono())?;
     let config = ConfigRef::new(1, config);
 
-    let (log_tx, logger, reopen) = match &config.access_log {
-        Some(log) => {
-            let logger = crate::logger::start(&log.path)
-                .map_err(|e| format!("cannot open the access log {}: {e}", log.path.display()))?;
-            (Some(logger.tx), Some(logger.thread), Some(logger.reopen))
-        }
-        None => (None, None, None),
+    let mut logs = AccessLogs {
+        tx: None,
+        threads: Vec::new(),
+        reopen: Reopen::default(),
     };
+    if let Some(log) = &config.access_log {
+        let logger = crate::logger::start_with(&log.path, logs.reopen.clone())
+            .map_err(|e| format!("cannot open the access log {}: {e}", log.path.display()))?;
+        logs.tx = Some(logger.tx);
+        logs.threads.push(logger.thread);
+    }
+    let reopen = Some(logs.reopen.clone());
     if let Some(path) = &config.error_log {
         crate::log::open_error_log(path)
             .map_err(|e| format!("cannot open the error log {}: {e}", path.display()))?;
@@ -139,7 +143,7 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
             i,
             config.clone(),
             sockets,
-            log_tx.clone(),
+            logs.tx.clone(),
             Arc::clone(&board),
             Arc::clone(&status),
         )
@@ -245,7 +249,14 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
         }
         if reload_rx.try_recv().is_ok() {
             while reload_rx.try_recv().is_ok() {}
-            reload(&args, &mut current, &mut services, &stoppers, clock.mono());
+            reload(
+                &args,
+                &mut current,
+                &mut services,
+                &mut logs,
+                &stoppers,
+                clock.mono(),
+            );
         }
         services.handle(clock.mono());
         publish(&mut services, &stoppers);
@@ -260,9 +271,9 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
         // A panic was already reported through the worker's ExitReport.
         let _ = t.join();
     }
-    // The workers have dropped their senders; this one goes too, and the logger flushes.
-    drop(log_tx);
-    if let Some(logger) = logger {
+    // The workers have dropped their senders; this one goes too, and the loggers flush.
+    drop(logs.tx);
+    for logger in logs.threads {
         let _ = logger.join();
     }
     signal_handle.close();
@@ -337,6 +348,15 @@ fn stop_all(stoppers: &[Stopper]) {
     }
 }
 
+/// The access log's writer threads and the handles to reach them: the sender workers
+/// clone (none while there is no access log), every logger thread started (joined at
+/// exit, when their senders are gone), and the one `Reopen` that SIGUSR1 and reloads use.
+struct AccessLogs {
+    tx: Option<crate::logger::LogSender>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    reopen: Reopen,
+}
+
 /// A message for the control loop, and the waker that makes it look.
 struct Wake {
     tx: mpsc::Sender<()>,
@@ -365,6 +385,7 @@ fn reload(
     args: &ServeArgs,
     current: &mut ConfigRef,
     services: &mut Services,
+    logs: &mut AccessLogs,
     stoppers: &[Stopper],
     now: weir_core::Time,
 ) {
@@ -415,13 +436,50 @@ fn reload(
         kept.push("chroot");
         config.chroot.clone_from(&current.chroot);
     }
-    if config.access_log != current.access_log {
-        kept.push("access-log");
-        config.access_log.clone_from(&current.access_log);
-    }
+    // The logs follow the file: a new path is opened before anything changes, and one that
+    // cannot be opened keeps the old log (and says so) without refusing the rest.
     if config.error_log != current.error_log {
-        kept.push("error-log");
-        config.error_log.clone_from(&current.error_log);
+        if let Err(e) = crate::log::switch_error_log(config.error_log.as_deref()) {
+            log_error!(
+                "SIGHUP: cannot open the error log {}: {e}; keeping the old one",
+                config
+                    .error_log
+                    .as_deref()
+                    .map_or_else(String::new, |p| p.display().to_string())
+            );
+            config.error_log.clone_from(&current.error_log);
+        }
+    }
+    let old_path = current.access_log.as_ref().map(|l| l.path.clone());
+    let new_path = config.access_log.as_ref().map(|l| l.path.clone());
+    if old_path != new_path {
+        match (&old_path, &new_path) {
+            (Some(_), Some(path)) => logs.reopen.move_to(path.clone()),
+            (None, Some(path)) => match crate::logger::start_with(path, logs.reopen.clone()) {
+                Ok(logger) => {
+                    for s in stoppers {
+                        s.send(Message::AccessLog(Some(logger.tx.clone())));
+                    }
+                    logs.tx = Some(logger.tx);
+                    logs.threads.push(logger.thread);
+                }
+                Err(e) => {
+                    log_error!(
+                        "SIGHUP: cannot open the access log {}: {e}; no access log",
+                        path.display()
+                    );
+                    config.access_log = None;
+                }
+            },
+            (Some(_), None) => {
+                for s in stoppers {
+                    s.send(Message::AccessLog(None));
+                }
+                // The logger ends, flushing, once the workers have let go of it too.
+                logs.tx = None;
+            }
+            (None, None) => {}
+        }
     }
     config.workers = current.workers;
     config.run_dir.clone_from(&current.run_dir);

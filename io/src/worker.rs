@@ -131,6 +131,9 @@ pub enum Message {
     Listen(TcpListener, SocketAddr),
     /// Stop listening on this address (a reload removed it).
     Unlisten(SocketAddr),
+    /// Hand access-log lines to this logger from now on (`None`: there is no access log
+    /// any more); lines already gathered go to the old one first.
+    AccessLog(Option<LogSender>),
 }
 
 /// A listening socket and whether it may have connections waiting.
@@ -335,6 +338,10 @@ impl Worker {
                     }),
                     Err(e) => log_error!("worker {}: cannot listen on {addr}: {e}", self.index),
                 }
+            }
+            Message::AccessLog(log) => {
+                self.flush_access_log();
+                self.access_log = log;
             }
             Message::Unlisten(addr) => {
                 for l in &mut self.listeners {
