@@ -171,8 +171,8 @@ pub struct Worker {
     board: Arc<ServiceBoard>,
     /// Where this worker publishes its part of the whole server's status.
     status: Arc<StatusBoard>,
-    /// What was last published there: (accepted, requests, bytes sent, open).
-    status_published: (u64, u64, u64, usize),
+    /// What was last published there: (accepted, requests, responses, bytes sent, open).
+    status_published: (u64, u64, u64, u64, usize),
     /// Streams to FastCGI services.
     upstreams: Upstreams,
     /// The access logger, when there is an access log.
@@ -241,7 +241,7 @@ impl Worker {
             inbox,
             board,
             status,
-            status_published: (0, 0, 0, usize::MAX),
+            status_published: (0, 0, 0, 0, usize::MAX),
             upstreams: Upstreams::new(),
             access_log,
             log_batch: String::new(),
@@ -362,6 +362,7 @@ impl Worker {
         let now = (
             c.accepted,
             c.requests,
+            c.responses.iter().sum::<u64>(),
             c.bytes_sent,
             self.server.connection_count(),
         );
@@ -495,6 +496,9 @@ impl Worker {
             self.upstreams
                 .run_ready(&mut self.scratch, &mut self.pending);
             self.settle();
+            // Before the next round sends what this one answered: a client that has its
+            // answer finds it counted on every worker's status page.
+            self.publish_status(false);
         }
     }
 
