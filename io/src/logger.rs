@@ -26,13 +26,13 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::PoisonError;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::log::{log_error, open_append};
+use crate::sync::{Arc, Mutex};
 
 /// Batches buffered between the workers and the logger before workers wait.
 pub const CHANNEL_BATCHES: usize = 1024;
@@ -45,42 +45,53 @@ const BUFFER: usize = 64 * 1024;
 pub type LogSender = SyncSender<String>;
 
 /// Asks the logger to reopen its file (SIGUSR1), or to move to another path (a reload);
-/// any thread may hold a clone.
-#[derive(Clone, Debug, Default)]
-pub struct Reopen(Arc<ReopenState>);
+/// any thread may hold a clone. The request and its path live under one lock, so a path
+/// can never be seen without its request or the other way round (checked by loom, below).
+#[derive(Clone, Debug)]
+pub struct Reopen(Arc<Mutex<Asked>>);
 
-#[derive(Debug, Default)]
-struct ReopenState {
-    asked: AtomicBool,
+/// What the logger has been asked since it last looked.
+#[derive(Debug)]
+struct Asked {
+    reopen: bool,
     /// A new path to move to, set by a reload.
-    path: Mutex<Option<PathBuf>>,
+    path: Option<PathBuf>,
+}
+
+impl Default for Reopen {
+    fn default() -> Reopen {
+        Reopen(Arc::new(Mutex::new(Asked {
+            reopen: false,
+            path: None,
+        })))
+    }
 }
 
 impl Reopen {
+    fn asked(&self) -> impl std::ops::DerefMut<Target = Asked> + '_ {
+        // Two plain fields, written whole: a panicking holder leaves nothing half-done.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The logger will reopen its path within `FLUSH_IDLE`; several requests before it
     /// does are one reopen.
     pub fn request(&self) {
-        self.0.asked.store(true, Ordering::Release);
+        self.asked().reopen = true;
     }
 
     /// The logger will move to `path` within `FLUSH_IDLE` (what it holds goes to the old
     /// file first; every later line to the new one, as for a reopen).
     pub fn move_to(&self, path: PathBuf) {
-        *self.0.path.lock().unwrap_or_else(PoisonError::into_inner) = Some(path);
-        self.request();
+        let mut asked = self.asked();
+        asked.reopen = true;
+        asked.path = Some(path);
     }
 
     /// Whether a reopen was asked for since the last call (which clears the request), and
     /// the path to move to if a reload gave one.
     fn take(&self) -> Option<Option<PathBuf>> {
-        // Acquire pairs with `request`'s Release: a path set before the flag is seen.
-        self.0.asked.swap(false, Ordering::Acquire).then(|| {
-            self.0
-                .path
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-        })
+        let mut asked = self.asked();
+        std::mem::take(&mut asked.reopen).then(|| asked.path.take())
     }
 }
 
@@ -135,7 +146,7 @@ fn run(file: File, mut path: PathBuf, rx: &Receiver<String>, reopen: &Reopen) {
                     let _ = std::fs::create_dir_all(dir);
                 }
             }
-            let (new_out, switched) = switch(out, &target, &mut failed);
+            let (new_out, switched) = switch(out, &target, made, &mut failed);
             out = new_out;
             if switched {
                 path = target;
@@ -170,12 +181,18 @@ fn report(path: &Path, e: io::Error, failed: &mut bool) {
 /// Opens `path` anew and moves `out` over to it: what `out` holds is flushed to the old
 /// file first (or, if the old file refuses it, written to the new one). If the path cannot
 /// be opened, `out` is kept as it is (and false returned).
-fn switch(mut out: BufWriter<File>, path: &Path, failed: &mut bool) -> (BufWriter<File>, bool) {
+fn switch(
+    mut out: BufWriter<File>,
+    path: &Path,
+    moved: bool,
+    failed: &mut bool,
+) -> (BufWriter<File>, bool) {
     let file = match open_append(path) {
         Ok(file) => file,
         Err(e) => {
+            let verb = if moved { "open" } else { "reopen" };
             log_error!(
-                "cannot open the access log {}: {e}; still writing to the old file",
+                "cannot {verb} the access log {}: {e}; still writing to the old file",
                 path.display()
             );
             return (out, false);
@@ -199,6 +216,8 @@ fn switch(mut out: BufWriter<File>, path: &Path, failed: &mut bool) -> (BufWrite
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
 
     #[test]
@@ -392,5 +411,66 @@ mod tests {
             lines("before", 0..10) + &lines("after", 0..10)
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// loom: `RUSTFLAGS="--cfg loom" cargo test --release -p weir loom_`.
+#[cfg(loom)]
+mod loom_tests {
+    use super::*;
+
+    /// A reload's move racing the logger's look, then one more look: the paths the logger
+    /// was given.
+    fn race<T: Send + Sync + 'static>(
+        shared: T,
+        mover: fn(&T, PathBuf),
+        take: fn(&T) -> Option<Option<PathBuf>>,
+    ) -> Vec<PathBuf> {
+        let shared = Arc::new(shared);
+        let reload = Arc::clone(&shared);
+        let t = loom::thread::spawn(move || mover(&reload, PathBuf::from("/b.log")));
+        let first = take(&shared);
+        t.join().expect("reload thread");
+        let second = take(&shared);
+        [first, second].into_iter().flatten().flatten().collect()
+    }
+
+    /// The property: a move to a new path asked for while the logger looks is never lost
+    /// — the logger gets the path exactly once, from this look or the next.
+    #[test]
+    fn loom_a_move_asked_while_the_logger_looks_is_never_lost() {
+        loom::model(|| {
+            let got = race(Reopen::default(), |r, p| r.move_to(p), Reopen::take);
+            assert_eq!(got, vec![PathBuf::from("/b.log")]);
+        });
+    }
+
+    /// The broken variant: the request and the path under two locks, the request raised
+    /// first. The logger can take the request with no path yet (a plain reopen), and the
+    /// move is lost; loom finds that interleaving.
+    #[test]
+    fn loom_a_request_and_path_under_two_locks_is_caught_losing_the_move() {
+        struct TwoLocks {
+            reopen: Mutex<bool>,
+            path: Mutex<Option<PathBuf>>,
+        }
+        fn mover(t: &TwoLocks, path: PathBuf) {
+            *t.reopen.lock().expect("lock") = true;
+            *t.path.lock().expect("lock") = Some(path);
+        }
+        fn take(t: &TwoLocks) -> Option<Option<PathBuf>> {
+            std::mem::take(&mut *t.reopen.lock().expect("lock"))
+                .then(|| t.path.lock().expect("lock").take())
+        }
+        let caught = std::panic::catch_unwind(|| {
+            loom::model(|| {
+                let two = TwoLocks {
+                    reopen: Mutex::new(false),
+                    path: Mutex::new(None),
+                };
+                assert_eq!(race(two, mover, take), vec![PathBuf::from("/b.log")]);
+            });
+        });
+        assert!(caught.is_err(), "loom must find the lost move");
     }
 }

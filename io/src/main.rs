@@ -48,6 +48,7 @@ mod serve;
 mod services;
 mod signal;
 mod status;
+mod sync;
 mod token;
 mod upstream;
 mod worker;

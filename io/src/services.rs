@@ -31,7 +31,6 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +44,7 @@ use weir_core::{Config, Time};
 use crate::launcher::{Launcher, Report, Request};
 use crate::log::log_error;
 use crate::privs;
+use crate::sync::{AtomicU64, Ordering};
 
 /// How often the loop looks at the served counts while services run.
 pub const SERVED_CHECK: Duration = Duration::from_millis(250);
@@ -760,5 +760,56 @@ mod tests {
         board.answered("unknown");
         assert_eq!(board.served("php"), 2);
         assert_eq!(board.served("unknown"), 0);
+    }
+}
+
+/// loom: `RUSTFLAGS="--cfg loom" cargo test --release -p weir loom_`.
+#[cfg(loom)]
+mod loom_tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn board() -> ServiceBoard {
+        ServiceBoard {
+            served: [("php".to_string(), AtomicU64::new(0))]
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// The property: two workers counting answers of one service at once lose no count;
+    /// the control loop reads both once they are done.
+    #[test]
+    fn loom_two_workers_counting_at_once_lose_no_count() {
+        loom::model(|| {
+            let board = Arc::new(board());
+            let other = Arc::clone(&board);
+            let t = loom::thread::spawn(move || other.answered("php"));
+            board.answered("php");
+            t.join().expect("worker");
+            assert_eq!(board.served("php"), 2);
+        });
+    }
+
+    /// The broken variant: a count read and then written back (not one atomic step)
+    /// loses an answer when two workers count at once, and loom finds it.
+    #[test]
+    fn loom_a_read_then_write_count_is_caught_losing_one() {
+        let caught = std::panic::catch_unwind(|| {
+            loom::model(|| {
+                let board = Arc::new(board());
+                let count = |b: &ServiceBoard| {
+                    let c = &b.served["php"];
+                    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                };
+                let other = Arc::clone(&board);
+                let t = loom::thread::spawn(move || count(&other));
+                count(&board);
+                t.join().expect("worker");
+                assert_eq!(board.served("php"), 2, "a lost count");
+            });
+        });
+        assert!(caught.is_err(), "loom must find the lost update");
     }
 }

@@ -9,7 +9,9 @@
 //! counted here; a `status` request is answered from the copies, the asking worker's own
 //! made fresh first.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::PoisonError;
+
+use crate::sync::Mutex;
 
 use weir_core::server::{ServerStatus, ServiceStatus, WorkerStatus};
 use weir_core::UnixTime;
@@ -90,5 +92,63 @@ mod tests {
         assert_eq!(s.started, UnixTime(100));
         assert_eq!(s.workers, vec![a, WorkerStatus::default()]);
         assert_eq!(s.services.len(), 1);
+    }
+}
+
+/// loom: `RUSTFLAGS="--cfg loom" cargo test --release -p weir loom_`.
+#[cfg(loom)]
+mod loom_tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A copy where two fields are written under two locks: the broken variant.
+    struct TornBoard {
+        requests: Mutex<u64>,
+        open: Mutex<u64>,
+    }
+
+    /// The property: a snapshot taken while a worker publishes shows the old copy or the
+    /// new one whole, never a mix of two publications (here: requests and open connections
+    /// written together always read as equal).
+    #[test]
+    fn loom_a_snapshot_never_mixes_two_publications() {
+        loom::model(|| {
+            let board = Arc::new(StatusBoard::new(1, UnixTime(0)));
+            let publisher = Arc::clone(&board);
+            let t = loom::thread::spawn(move || {
+                let mut w = WorkerStatus::default();
+                w.counters.requests = 1;
+                w.open = 1;
+                publisher.publish_worker(0, w);
+            });
+            let s = board.snapshot();
+            assert_eq!(s.workers[0].counters.requests, s.workers[0].open as u64);
+            t.join().expect("publisher");
+        });
+    }
+
+    /// The broken variant: two locks let a reader see half a publication, and loom finds
+    /// the interleaving.
+    #[test]
+    fn loom_a_board_with_two_locks_is_caught_tearing() {
+        let caught = std::panic::catch_unwind(|| {
+            loom::model(|| {
+                let board = Arc::new(TornBoard {
+                    requests: Mutex::new(0),
+                    open: Mutex::new(0),
+                });
+                let publisher = Arc::clone(&board);
+                let t = loom::thread::spawn(move || {
+                    *publisher.requests.lock().expect("lock") = 1;
+                    *publisher.open.lock().expect("lock") = 1;
+                });
+                let requests = *board.requests.lock().expect("lock");
+                let open = *board.open.lock().expect("lock");
+                assert_eq!(requests, open, "a torn snapshot");
+                t.join().expect("publisher");
+            });
+        });
+        assert!(caught.is_err(), "loom must find the torn read");
     }
 }

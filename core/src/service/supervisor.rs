@@ -11,7 +11,11 @@
 //!   request while it was up (`handle_served`). A proven process that ends for any reason —
 //!   an OOM kill, an operator's `kill -9`, a recycle — is relaunched at once: it showed the
 //!   service can run, and each such death costs only the requests in flight.
-//! * A process that dies unproven, or a spawn that fails, is a **failed start**. Failed starts
+//! * A process killed by SIGKILL before it proved itself (an operator's `kill -9`, the OOM
+//!   killer) is relaunched at once and is no failed start: the kill came from outside and
+//!   says nothing about the command. (It proves nothing either: the streak stays as it
+//!   is.) So a storm of kills on a healthy service never backs it off or gives it up.
+//! * A process that dies unproven otherwise, or a spawn that fails, is a **failed start**. Failed starts
 //!   form the service's *streak* (all instances count into one streak; proof of any process
 //!   ends it). The instance backs off `backoff_first` doubled per failed start of the streak,
 //!   capped at `backoff_max`, plus the jitter the shell passes in; within a streak the
@@ -376,6 +380,16 @@ impl Supervisor {
         if proven || now.since(since) >= self.policy.proven_after {
             self.log(format_args!("process {pid} {}; relaunching", Ended(status)));
             self.reset_streak();
+            self.spawn(i);
+        } else if status == ExitStatus::Signal(SIGKILL) {
+            // SIGKILL comes from outside — an operator's `kill -9`, the OOM killer — and
+            // says nothing about whether the command can run: no failed start, no proof
+            // either (the streak neither grows nor ends). Relaunched at once, so a storm of
+            // kills on a healthy service never gives it up.
+            self.log(format_args!(
+                "process {pid} {} before serving; relaunching (a kill is no failed start)",
+                Ended(status)
+            ));
             self.spawn(i);
         } else {
             let what = format!("process {pid} {} before serving", Ended(status));
@@ -798,6 +812,9 @@ impl fmt::Display for Show {
         }
     }
 }
+
+/// Linux's SIGKILL: the signal no program sends itself by accident.
+const SIGKILL: i32 = 9;
 
 impl ServiceState {
     /// The state's name on the status page: `up`, `starting`, `backoff`, `given-up`,

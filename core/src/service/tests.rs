@@ -98,6 +98,32 @@ fn a_healthy_service_killed_a_hundred_times_is_relaunched_at_once_every_time() {
 }
 
 #[test]
+fn a_storm_of_kill_9_before_serving_never_backs_off_or_gives_up_but_a_crash_does() {
+    let mut s = started(1, Policy::default());
+    let mut now = 0;
+    for pid in 1..=50u32 {
+        s.handle_spawned(I0, pid, Time(now));
+        now += 10;
+        // Killed from outside before it served anything: relaunched at once, every time.
+        s.handle_exited(I0, pid, ExitStatus::Signal(9), 500, Time(now));
+        let line = format!(
+            "service php: process {pid} killed by signal 9 before serving; relaunching (a kill is no failed start)"
+        );
+        assert_eq!(drain(&mut s), [Log(line), Spawn { instance: I0 }]);
+        assert_eq!(s.failed_starts(), 0);
+        assert_eq!(s.availability(), Availability::Ready);
+    }
+    // A crash of its own (SIGSEGV) before serving is a failed start: it backs off.
+    s.handle_spawned(I0, 99, Time(now));
+    s.handle_exited(I0, 99, ExitStatus::Signal(11), 0, Time(now + 1));
+    assert_eq!(s.failed_starts(), 1);
+    assert!(matches!(
+        s.instances()[0].state,
+        InstanceState::Backoff { .. }
+    ));
+}
+
+#[test]
 fn a_process_is_proven_by_age_even_when_the_timer_is_late() {
     let mut s = started(1, Policy::default());
     s.handle_spawned(I0, 7, Time(0));
