@@ -164,6 +164,8 @@ enum Event {
     ListDone(Token),
     /// The shell's answer to `Effect::Status`: one worker, no services.
     StatusDone(Token),
+    /// A verifier thread's answer to `Effect::VerifyPassword`.
+    VerifyDone(Token, bool),
     FileRead(Token, FileId, u64, u64),
     FsChange,
     Reset(ConnId),
@@ -626,6 +628,18 @@ impl World {
                 self.contract.token(token).map_err(|m| self.safety(m))?;
                 self.schedule(0, Event::StatusDone(token));
             }
+            // A verifier thread: the core's own check, answered after a while (a hash is
+            // slow), in any order with everything else.
+            Effect::VerifyPassword {
+                token,
+                hash,
+                password,
+            } => {
+                self.contract.token(token).map_err(|m| self.safety(m))?;
+                let ok = weir_core::rules::auth::verify(&hash, &password.0);
+                let d = self.rng.random_range(0..=self.opts.open_delay_max_ms);
+                self.schedule(d, Event::VerifyDone(token, ok));
+            }
             Effect::ReadDir { token, path } => {
                 self.contract
                     .open(token, &path)
@@ -794,6 +808,10 @@ impl World {
                     result: weir_core::server::Completion::Status(Box::new(status)),
                 })
             }
+            Event::VerifyDone(token, ok) => self.input(Input::Completed {
+                token,
+                result: Completion::Verified(ok),
+            }),
             Event::FileRead(token, file, offset, len) => {
                 // A read from the descriptor's own version, as `pread` on an open file
                 // (the stale-file bug reads the path's previous version instead).
