@@ -127,9 +127,12 @@ impl Server {
                 if answered {
                     self.counters.response(error.status);
                     if let Some(slot) = self.conns.get_mut(&id) {
-                        // The head that failed was never a request.
+                        // The head that failed was never a request, and nobody logged in
+                        // with it (a user left from the request before, pipelined on
+                        // this connection, is not this record's).
                         if let Some(cur) = slot.cur.existing() {
                             cur.request = None;
+                            cur.user = None;
                         }
                     }
                     if let Some(line) = self.access_line(id, error.status, answer_bytes, now) {

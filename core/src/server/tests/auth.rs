@@ -284,3 +284,35 @@ fn a_check_the_shell_could_not_make_is_503_not_401() {
     assert_eq!(status(&w.take_output(id)), 200);
     assert_eq!(w.verifies, 2);
 }
+
+/// The user a request logged in as belongs to that request's record only: a head that
+/// times out after it on the same connection (pipelined, so the connection never went
+/// idle in between) is logged without one.
+#[test]
+fn a_refused_head_after_a_login_is_logged_without_the_user() {
+    let mut w = configured(
+        "access-log logs/access.log\nprotect /admin/* users=users realm=\"Staff\"\npass /*\n",
+    );
+    w.file("admin/a.txt", b"secret stuff");
+    let id = w.connect();
+    w.send(
+        id,
+        b"GET /admin/a.txt HTTP/1.1\r\nHost: h\r\nAuthorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n\
+          GET /admin/a.txt HTTP/1.1\r\nHo",
+    );
+    assert_eq!(status(&w.take_output(id)), 200);
+    w.advance(std::time::Duration::from_secs(120));
+    let out = w.take_output(id);
+    assert_eq!(status(&out), 408, "{out}");
+    assert_eq!(w.access.len(), 2, "{:?}", w.access);
+    assert!(
+        w.access[0].starts_with("127.0.0.1 - alice ["),
+        "{}",
+        w.access[0]
+    );
+    assert!(
+        w.access[1].starts_with("127.0.0.1 - - ["),
+        "{}",
+        w.access[1]
+    );
+}
