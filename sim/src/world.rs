@@ -264,6 +264,9 @@ impl World {
             what,
         };
         let mut load = |p: &std::path::Path| -> Result<String, String> {
+            if p == std::path::Path::new(workload::ROOT).join("users") {
+                return Ok(workload::USERS.to_string());
+            }
             Err(format!("{} does not exist in the simulation", p.display()))
         };
         let config =
@@ -542,8 +545,9 @@ impl World {
         let Some((path, query)) = model::normalize(&req.target) else {
             return false;
         };
+        let creds = model::Creds::of(&req.headers);
         matches!(
-            model::route(&self.site, &path, query.as_deref(), peer).0,
+            model::route(&self.site, &path, query.as_deref(), peer, creds).0,
             Routed::Cgi(_)
         )
     }
