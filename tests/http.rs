@@ -9,6 +9,7 @@
 //! `chroot`, serving the current directory) and `purity` (the CI script that keeps
 //! weir-core free of I/O).
 
+mod auth;
 mod cgi;
 mod framing;
 mod lint;

@@ -18,7 +18,9 @@
 //! 1. After every `handle` or `handle_timeout`, drain `poll_effect()` to `None` and carry out
 //!    every effect, in order, before the next input.
 //! 2. Report each effect's outcome as an `Input` (streams: one outstanding `Read` and one
-//!    outstanding `Send` per connection; tokens name everything else).
+//!    outstanding `Send` per connection; tokens name everything else). An effect with a
+//!    token may be answered much later and in any order: the shell runs `VerifyPassword`,
+//!    a deliberately slow password hash, on threads of its own.
 //! 3. Time only moves forward: `Now::mono` never decreases between calls. Calling
 //!    `handle_timeout` early is harmless.
 //!

@@ -22,6 +22,8 @@
 //!   sockets and starts, stops and reaps their processes, and weir's end of its socket.
 //! * `services` — `spawn=` services in the control loop: their supervisors, the
 //!   launcher's reports, what workers are told; `upstream` — streams to FastCGI services.
+//! * `verifier` — the password verifiers: a small pool of threads, shared by the workers,
+//!   that runs `protect … users=` checks off the event loops.
 //! * `signal` — `weir reload` and `weir stop`, and the `pid-file` they read.
 //! * `privs` — `user`: resolving the account and dropping root; `jail` — `chroot`:
 //!   checking, entering, and translating the core's paths to paths inside it.
@@ -51,6 +53,7 @@ mod status;
 mod sync;
 mod token;
 mod upstream;
+mod verifier;
 mod worker;
 
 use std::process::ExitCode;

@@ -5,9 +5,9 @@
 //! and check the `chroot` against the configuration (so that a mistake there costs
 //! nothing), install the signal handlers (first, so a signal during start-up is not lost),
 //! bind every listening socket for every worker, open the access and error logs, enter the
-//! chroot, drop to the user, set up each worker's poll. Only then do the worker threads
-//! start and the start line is printed (to the error log, and to standard error too when
-//! the error log is a file).
+//! chroot, drop to the user, start the password verifiers (`verifier`), set up each
+//! worker's poll. Only then do the worker threads start and the start line is printed (to
+//! the error log, and to standard error too when the error log is a file).
 //!
 //! ```text
 //!   main thread                     signal thread                 workers
@@ -49,7 +49,7 @@ use crate::logger::Reopen;
 use crate::services::{ServiceBoard, Services};
 use crate::status::StatusBoard;
 use crate::worker::{Message, Stopper, Worker};
-use crate::{jail, listen, privs};
+use crate::{jail, listen, privs, verifier};
 
 /// The control loop's poll tokens.
 const WAKE: Token = Token(0);
@@ -136,6 +136,10 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
         ),
         None => {}
     }
+    // The password verifiers, shared by the workers (`verifier`): only the workers hold
+    // the queue from here on, so the threads end when the last worker does.
+    let (verifiers, verifier_pool) = verifier::start(verifier::default_threads(), workers)
+        .map_err(|e| format!("cannot start the password verifiers: {e}"))?;
     let mut built = Vec::with_capacity(workers);
     for (i, sockets) in bound.sockets.into_iter().enumerate() {
         let sockets = sockets.into_iter().zip(addrs.iter().copied()).collect();
@@ -146,10 +150,12 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
             logs.tx.clone(),
             Arc::clone(&board),
             Arc::clone(&status),
+            verifiers.clone(),
         )
         .map_err(|e| format!("cannot set up worker {i}: {e}"))?;
         built.push(worker);
     }
+    drop(verifiers);
 
     let mut poll = Poll::new().map_err(|e| format!("cannot set up the control loop: {e}"))?;
     let waker = Arc::new(
@@ -271,6 +277,8 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
         // A panic was already reported through the worker's ExitReport.
         let _ = t.join();
     }
+    // Checks still queued were for requests that are gone.
+    verifier_pool.finish();
     // The workers have dropped their senders; this one goes too, and the loggers flush.
     drop(logs.tx);
     for logger in logs.threads {

@@ -38,6 +38,10 @@
 //! entries carry a generation as well (see `token`); an entry whose generation does not
 //! match is ignored.
 //!
+//! **Password checks.** `VerifyPassword` is handed to the verifier pool (`verifier`) with
+//! this worker's `Inbox`; its answer comes back through the inbox as a `Message::Input`,
+//! like what the control loop tells, and is fed on the next turn. The loop never hashes.
+//!
 //! **Accept back-pressure.** `PauseAccept` / `ResumeAccept` set a flag; listeners stay
 //! registered, and edge events while paused just leave `ready` set, so accepting resumes
 //! where it stopped. Running out of descriptors on `accept` (EMFILE, ENFILE, ENOMEM) is
@@ -69,6 +73,7 @@ use crate::services::ServiceBoard;
 use crate::status::StatusBoard;
 use crate::token::{self, Source};
 use crate::upstream::{input_stream, Upstreams};
+use crate::verifier::Verifiers;
 
 /// Events taken from the OS per `poll`.
 const EVENTS_CAPACITY: usize = 1024;
@@ -91,8 +96,7 @@ const LOG_BATCH_DELAY: Duration = Duration::from_millis(100);
 #[derive(Clone, Debug)]
 pub struct Stopper {
     stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-    inbox: mpsc::Sender<Message>,
+    inbox: Inbox,
 }
 
 impl Stopper {
@@ -100,7 +104,7 @@ impl Stopper {
     /// its next turn, and the waker makes that turn come now.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
-        if let Err(e) = self.waker.wake() {
+        if let Err(e) = self.inbox.waker.wake() {
             log_error!("cannot wake a worker to stop it: {e}");
         }
     }
@@ -108,13 +112,34 @@ impl Stopper {
     /// Hands the worker an input from the control loop (a service's new availability);
     /// it is fed to the worker's server on its next turn, which the waker makes come now.
     pub fn tell(&self, input: Input) {
-        self.send(Message::Input(input));
+        self.inbox.tell(input);
     }
 
     /// Hands the worker a message from the control loop, and wakes it.
     pub fn send(&self, message: Message) {
+        self.inbox.send(message);
+    }
+}
+
+/// A way into a worker from another thread: its inbox, and the waker that makes it read
+/// the inbox now. The control loop talks to a worker through it (`Stopper`), and the
+/// verifier pool answers a worker's password checks through it.
+#[derive(Clone, Debug)]
+pub struct Inbox {
+    tx: mpsc::Sender<Message>,
+    waker: Arc<Waker>,
+}
+
+impl Inbox {
+    /// Hands the worker an input, fed to its server on its next turn.
+    pub fn tell(&self, input: Input) {
+        self.send(Message::Input(input));
+    }
+
+    /// Hands the worker a message, and wakes it.
+    pub fn send(&self, message: Message) {
         // A worker that has exited has dropped its receiver: nobody is left to tell.
-        if self.inbox.send(message).is_ok() {
+        if self.tx.send(message).is_ok() {
             if let Err(e) = self.waker.wake() {
                 log_error!("cannot wake a worker: {e}");
             }
@@ -165,8 +190,12 @@ pub struct Worker {
     files: Files,
     /// Child processes (CGI scripts), and children released but not yet reaped.
     procs: Processes,
-    /// Messages from the control loop.
+    /// Messages from the control loop, and the verifiers' answers.
     inbox: mpsc::Receiver<Message>,
+    /// This worker's own way in, which each password check carries for its answer.
+    reply: Inbox,
+    /// The verifier pool (`Effect::VerifyPassword`).
+    verifiers: Verifiers,
     /// Requests each service answered, for the services' supervisors.
     board: Arc<ServiceBoard>,
     /// Where this worker publishes its part of the whole server's status.
@@ -203,6 +232,7 @@ impl Worker {
         access_log: Option<LogSender>,
         board: Arc<ServiceBoard>,
         status: Arc<StatusBoard>,
+        verifiers: Verifiers,
     ) -> io::Result<(Worker, Stopper)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token::WAKER)?);
@@ -223,7 +253,8 @@ impl Worker {
         let mut server = Server::new(config, now);
         server.set_worker_share(index, workers);
         let stop = Arc::new(AtomicBool::new(false));
-        let (tell, inbox) = mpsc::channel();
+        let (tx, inbox) = mpsc::channel();
+        let reply = Inbox { tx, waker };
         let worker = Worker {
             index,
             poll,
@@ -239,6 +270,8 @@ impl Worker {
             files: Files::new(),
             procs: Processes::new(),
             inbox,
+            reply: reply.clone(),
+            verifiers,
             board,
             status,
             status_published: (0, 0, 0, 0, usize::MAX),
@@ -254,14 +287,7 @@ impl Worker {
             shutdown_fed: false,
             exit: None,
         };
-        Ok((
-            worker,
-            Stopper {
-                stop,
-                waker,
-                inbox: tell,
-            },
-        ))
+        Ok((worker, Stopper { stop, inbox: reply }))
     }
 
     /// Runs the loop until the server says `Exit`; returns its exit code (1 if the poll
@@ -756,6 +782,12 @@ impl Worker {
                     .retain(|input| input_stream(input) != Some(stream));
             }
             Effect::ServiceAnswered { service } => self.board.answered(&service),
+            // Off the loop: the answer comes back through the inbox (`verifier`).
+            Effect::VerifyPassword {
+                token,
+                hash,
+                password,
+            } => self.verifiers.submit(token, hash, password, &self.reply),
             Effect::Status { token } => {
                 self.publish_status(true);
                 let status = Box::new(self.status.snapshot());

@@ -5,11 +5,11 @@
 //!
 //! The state ([`ServerWorld`]) holds the core's `Server` value and what a shell would hold
 //! for it: the effects it asked for and that still await an answer (`Read`, `Send`, `Open`,
-//! `ReadDir`), a file system with *versions*, the files the shell has open, and one client
-//! per connection with its script and the bytes it has read. After every `handle` the
-//! model drains `poll_effect` to `None` (the calling contract): effects that expect an
-//! answer join the pending list, the others (`Close`, `CloseFile`, `ShutdownWrite`,
-//! `PauseAccept`, `ResumeAccept`, `Exit`) are carried out at once.
+//! `ReadDir`, `VerifyPassword`), a file system with *versions*, the files the shell has
+//! open, and one client per connection with its script and the bytes it has read. After
+//! every `handle` the model drains `poll_effect` to `None` (the calling contract): effects
+//! that expect an answer join the pending list, the others (`Close`, `CloseFile`,
+//! `ShutdownWrite`, `PauseAccept`, `ResumeAccept`, `Exit`) are carried out at once.
 //!
 //! Actions:
 //!
@@ -273,6 +273,13 @@ pub enum Pending {
         /// The effect's token.
         token: Token,
     },
+    /// Check a password (a verifier thread's work).
+    Verify {
+        /// The effect's token.
+        token: Token,
+        /// What `rules::auth::verify` says (computed when asked: it is pure).
+        ok: bool,
+    },
     /// Start a script.
     Spawn {
         /// The effect's token (the process's name once spawned).
@@ -472,6 +479,14 @@ impl ServerModel {
                 }
                 Effect::Open { token, path } => s.pending.push(Pending::Open { token, path }),
                 Effect::ReadDir { token, .. } => s.pending.push(Pending::ReadDir { token }),
+                Effect::VerifyPassword {
+                    token,
+                    hash,
+                    password,
+                } => {
+                    let ok = weir_core::rules::auth::verify(&hash, &password.0);
+                    s.pending.push(Pending::Verify { token, ok });
+                }
                 Effect::ReadFile {
                     token,
                     file,
@@ -631,6 +646,9 @@ impl ServerModel {
                 token.0
             ),
             Pending::ReadDir { token } => format!("list a directory (token {})", token.0),
+            Pending::Verify { token, ok } => {
+                format!("check a password: {ok} (token {})", token.0)
+            }
             Pending::Spawn { token, client } => {
                 format!("spawn the script for conn {client} (token {})", token.0)
             }
@@ -771,6 +789,10 @@ impl ServerModel {
             }
             Pending::ReadDir { token } => {
                 let result = Completion::Failed(IoError::PermissionDenied);
+                self.handle(s, Input::Completed { token, result });
+            }
+            Pending::Verify { token, ok } => {
+                let result = Completion::Verified(ok);
                 self.handle(s, Input::Completed { token, result });
             }
             Pending::Spawn { token, client } => {

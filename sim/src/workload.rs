@@ -36,6 +36,31 @@ use crate::oracle::model::{Net, Rule, Site, Tpl};
 /// The site's root directory in the simulated file system.
 pub const ROOT: &str = "/sim";
 
+/// The users file a `Login` rule names (`users=users`): alice, password `secret` (apr1,
+/// cheap enough for a simulation that checks each password for real).
+pub const USERS: &str = "alice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\n";
+/// `Authorization` with alice's password.
+pub const AUTH_GOOD: &str = "Basic YWxpY2U6c2VjcmV0";
+/// Well-formed credentials that are wrong: alice with `wrong`, bob (unknown) with
+/// `secret`, alice with `secreT`.
+pub const AUTH_BAD: &[&str] = &[
+    "Basic YWxpY2U6d3Jvbmc=",
+    "Basic Ym9iOnNlY3JldA==",
+    "Basic YWxpY2U6c2VjcmVU",
+];
+/// Every `Authorization` value a client sends: good, bad, and ones that are no Basic
+/// credentials at all.
+pub const AUTHORIZATIONS: &[&str] = &[
+    AUTH_GOOD,
+    AUTH_GOOD,
+    AUTH_GOOD,
+    "Basic YWxpY2U6d3Jvbmc=",
+    "Basic Ym9iOnNlY3JldA==",
+    "Basic YWxpY2U6c2VjcmVU",
+    "Bearer abc",
+    "Basic !!!",
+];
+
 /// Paths clients ask for (before any mangling).
 pub const PATHS: &[&str] = &[
     "/",
@@ -234,6 +259,7 @@ pub fn site(rng: &mut ChaCha8Rng, o: &Options) -> (Site, String) {
             }],
         ),
         Rule::Status(tpl("/server-status")),
+        Rule::Login(tpl("/docs/*")),
         Rule::Pass(tpl("/static/*"), Some("docs/*".into())),
         Rule::Pass(tpl("/admin/*"), Some("docs/*".into())),
         Rule::Pass(tpl("/*.png"), None),
@@ -369,6 +395,7 @@ fn rule_text(r: &Rule) -> String {
             }
             s
         }
+        Rule::Login(t) => format!("protect {} users=users realm=Sim", t.0),
         Rule::Status(t) => format!("status {}", t.0),
         Rule::Exec(t, script) => format!("exec {} {script}", t.0),
     }
@@ -555,6 +582,10 @@ pub fn valid(rng: &mut ChaCha8Rng, o: &Options, memory: &Memory, id: u64) -> Req
     }
     if rng.random_bool(0.5) {
         add("User-Agent", "weir-sim".into());
+    }
+    if rng.random_bool(0.3) {
+        let auth = AUTHORIZATIONS.choose(rng).unwrap_or(&AUTH_GOOD);
+        add("Authorization", (*auth).to_string());
     }
     let mut close = false;
     if http10 {

@@ -164,6 +164,8 @@ enum Event {
     ListDone(Token),
     /// The shell's answer to `Effect::Status`: one worker, no services.
     StatusDone(Token),
+    /// A verifier thread's answer to `Effect::VerifyPassword`.
+    VerifyDone(Token, bool),
     FileRead(Token, FileId, u64, u64),
     FsChange,
     Reset(ConnId),
@@ -262,6 +264,9 @@ impl World {
             what,
         };
         let mut load = |p: &std::path::Path| -> Result<String, String> {
+            if p == std::path::Path::new(workload::ROOT).join("users") {
+                return Ok(workload::USERS.to_string());
+            }
             Err(format!("{} does not exist in the simulation", p.display()))
         };
         let config =
@@ -540,8 +545,9 @@ impl World {
         let Some((path, query)) = model::normalize(&req.target) else {
             return false;
         };
+        let creds = model::Creds::of(&req.headers);
         matches!(
-            model::route(&self.site, &path, query.as_deref(), peer).0,
+            model::route(&self.site, &path, query.as_deref(), peer, creds).0,
             Routed::Cgi(_)
         )
     }
@@ -625,6 +631,18 @@ impl World {
             Effect::Status { token } => {
                 self.contract.token(token).map_err(|m| self.safety(m))?;
                 self.schedule(0, Event::StatusDone(token));
+            }
+            // A verifier thread: the core's own check, answered after a while (a hash is
+            // slow), in any order with everything else.
+            Effect::VerifyPassword {
+                token,
+                hash,
+                password,
+            } => {
+                self.contract.token(token).map_err(|m| self.safety(m))?;
+                let ok = weir_core::rules::auth::verify(&hash, &password.0);
+                let d = self.rng.random_range(0..=self.opts.open_delay_max_ms);
+                self.schedule(d, Event::VerifyDone(token, ok));
             }
             Effect::ReadDir { token, path } => {
                 self.contract
@@ -794,6 +812,10 @@ impl World {
                     result: weir_core::server::Completion::Status(Box::new(status)),
                 })
             }
+            Event::VerifyDone(token, ok) => self.input(Input::Completed {
+                token,
+                result: Completion::Verified(ok),
+            }),
             Event::FileRead(token, file, offset, len) => {
                 // A read from the descriptor's own version, as `pread` on an open file
                 // (the stale-file bug reads the path's previous version instead).

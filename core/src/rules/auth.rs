@@ -5,11 +5,39 @@
 //! Plain-text, `crypt(3)` DES and `{SHA}` entries are refused when the file is loaded, so a
 //! configuration never silently accepts a weak scheme. The final comparison of the computed
 //! hash with the stored one takes the same time wherever they differ.
+//!
+//! Checking a password is split in two, so that the server never runs the expensive half
+//! on its event loop (`crate::server` hands it to the shell as `Effect::VerifyPassword`):
+//!
+//! * [`PasswordCheck::new`] is cheap: it finds the user's stored hash. For a user the file
+//!   does not name it takes a *stand-in*, the file's first hash, and marks the check
+//!   `known: false`: the stand-in is verified like a real hash (same scheme, same cost, so
+//!   the answer takes as long whether the user exists or not) and its result is ignored.
+//! * [`verify`] is the expensive, pure half (a cost-12 bcrypt takes about 250 ms): any
+//!   thread may run it.
+//!
+//! [`PasswordCheck::fingerprint`] names a check for the server's cache of recent successes:
+//! a SHA-256 over the users file, the user, the stored hash (which changes whenever the
+//! password or its salt does) and the password, never the password itself.
+
+use std::path::PathBuf;
 
 use base64::Engine;
 use md5::{Digest, Md5};
+use sha2::Sha256;
 
 use super::Users;
+
+/// A password as a client sent it (RFC 7617 allows any octets): kept out of `Debug`
+/// output, so no log or trace ever prints one.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Password(pub Vec<u8>);
+
+impl core::fmt::Debug for Password {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
 
 /// A user name and password from an `Authorization: Basic` field.
 #[derive(Clone, PartialEq, Eq)]
@@ -50,32 +78,102 @@ impl Credentials {
     }
 }
 
-/// True if `creds` names a user of `users` with the right password.
-#[must_use]
-pub fn verify(users: &Users, creds: &Credentials) -> bool {
-    users
-        .entries
-        .iter()
-        .find(|(u, _)| *u == creds.user)
-        .is_some_and(|(_, hash)| verify_hash(&creds.password, hash))
+/// A SHA-256 naming one password check (see [`PasswordCheck::fingerprint`]).
+pub type Fingerprint = [u8; 32];
+
+/// One password check a `protect … users=` rule asks for: the credentials, and the stored
+/// hash to verify them against.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PasswordCheck {
+    /// The realm of the rule (for the 401 if the check fails).
+    pub realm: String,
+    /// The users file the hash comes from.
+    pub file: PathBuf,
+    /// The user name sent.
+    pub user: String,
+    /// The password sent.
+    pub password: Password,
+    /// The user's stored hash, or for an unknown user the stand-in (the file's first).
+    pub hash: String,
+    /// Whether the file names the user: if not, the check fails whatever `verify` says.
+    pub known: bool,
 }
 
-/// True if `password` hashes to `stored` under the scheme `stored` names.
+impl PasswordCheck {
+    /// The check of `creds` against `users` (cheap: no hashing). `None` when the file has
+    /// no entry at all (nobody can be let in, and no timing can tell anything).
+    #[must_use]
+    pub fn new(users: &Users, creds: Credentials, realm: &str) -> Option<PasswordCheck> {
+        let entry = users.entries.iter().find(|(u, _)| *u == creds.user);
+        let (hash, known) = match entry {
+            Some((_, hash)) => (hash.clone(), true),
+            None => (users.entries.first()?.1.clone(), false),
+        };
+        Some(PasswordCheck {
+            realm: realm.to_string(),
+            file: users.path.clone(),
+            user: creds.user,
+            password: Password(creds.password),
+            hash,
+            known,
+        })
+    }
+
+    /// Whether the check lets the user in, given what [`verify`] said of `hash` and
+    /// `password`.
+    #[must_use]
+    pub fn accepts(&self, verified: bool) -> bool {
+        verified && self.known
+    }
+
+    /// Runs the check here and now (the expensive part included): for `weir route` and
+    /// the tests, never for the server's event loop.
+    #[must_use]
+    pub fn run(&self) -> bool {
+        let verified = verify(&self.hash, &self.password.0);
+        self.accepts(verified)
+    }
+
+    /// A SHA-256 over everything the check's outcome depends on: the users file, the user,
+    /// whether the file names them, the stored hash and the password (each field with its
+    /// length first, so no two checks share one input). Two checks with one fingerprint
+    /// have one outcome; the fingerprint does not give the password back.
+    #[must_use]
+    pub fn fingerprint(&self) -> Fingerprint {
+        use std::os::unix::ffi::OsStrExt;
+        let mut h = Sha256::new();
+        for field in [
+            self.file.as_os_str().as_bytes(),
+            self.user.as_bytes(),
+            &[u8::from(self.known)],
+            self.hash.as_bytes(),
+            &self.password.0,
+        ] {
+            h.update((field.len() as u64).to_le_bytes());
+            h.update(field);
+        }
+        h.finalize().into()
+    }
+}
+
+/// True if `password` hashes to `hash` (an htpasswd entry's hash) under the scheme `hash`
+/// names. Pure, and as slow as the scheme makes it (a cost-12 bcrypt: about 250 ms): the
+/// server's verifier threads call it, never its event loop.
 #[must_use]
-pub fn verify_hash(password: &[u8], stored: &str) -> bool {
-    let computed = if stored.starts_with("$2") {
-        bcrypt_hash(password, stored)
-    } else if let Some(rest) = stored.strip_prefix("$5$") {
+pub fn verify(hash: &str, password: &[u8]) -> bool {
+    let computed = if hash.starts_with("$2") {
+        bcrypt_hash(password, hash)
+    } else if let Some(rest) = hash.strip_prefix("$5$") {
         sha_crypt_hash(password, rest, false)
-    } else if let Some(rest) = stored.strip_prefix("$6$") {
+    } else if let Some(rest) = hash.strip_prefix("$6$") {
         sha_crypt_hash(password, rest, true)
-    } else if let Some(rest) = stored.strip_prefix("$apr1$") {
+    } else if let Some(rest) = hash.strip_prefix("$apr1$") {
         let salt = rest.split('$').next().unwrap_or("");
         Some(apr1(password, salt.as_bytes()))
     } else {
         None
     };
-    computed.is_some_and(|c| constant_time_eq(c.as_bytes(), stored.as_bytes()))
+    computed.is_some_and(|c| constant_time_eq(c.as_bytes(), hash.as_bytes()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -258,20 +356,27 @@ mod tests {
     #[test]
     fn every_scheme_verifies_the_right_password_only() {
         for hash in [APR1, SHA256, SHA512, BCRYPT] {
-            assert!(verify_hash(b"secret", hash), "{hash}");
-            assert!(!verify_hash(b"Secret", hash), "{hash}");
-            assert!(!verify_hash(b"", hash), "{hash}");
+            assert!(verify(hash, b"secret"), "{hash}");
+            assert!(!verify(hash, b"Secret"), "{hash}");
+            assert!(!verify(hash, b""), "{hash}");
         }
-        assert!(verify_hash(
-            b"U*U",
-            "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
+        assert!(verify(
+            "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW",
+            b"U*U"
         ));
-        assert!(verify_hash(
-            b"x",
-            &sha_crypt_hash(b"x", "rounds=1000$abc$", true).unwrap()
+        assert!(verify(
+            &sha_crypt_hash(b"x", "rounds=1000$abc$", true).unwrap(),
+            b"x"
         ));
-        assert!(!verify_hash(b"secret", "secret"));
-        assert!(!verify_hash(b"secret", "$2y$05$short"));
+        assert!(!verify("secret", b"secret"));
+        assert!(!verify("$2y$05$short", b"secret"));
+    }
+
+    fn creds(user: &str, password: &[u8]) -> Credentials {
+        Credentials {
+            user: user.into(),
+            password: password.to_vec(),
+        }
     }
 
     #[test]
@@ -291,17 +396,53 @@ mod tests {
         assert!(Credentials::from_basic(b"Basic !!!").is_none());
         assert!(Credentials::from_basic(b"Basic bm9jb2xvbg==").is_none());
         assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn an_unknown_user_is_checked_against_a_stand_in_and_refused() {
+        let users = Users {
+            path: PathBuf::from("/u"),
+            entries: vec![
+                ("alice".into(), APR1.into()),
+                ("carol".into(), SHA256.into()),
+            ],
+        };
+        let alice = PasswordCheck::new(&users, creds("alice", b"secret"), "r").unwrap();
+        assert!(alice.known && alice.hash == APR1 && alice.run());
+        assert!(!PasswordCheck::new(&users, creds("alice", b"wrong"), "r")
+            .unwrap()
+            .run());
+        // Bob does not exist: his check costs what alice's does (her hash, her scheme)
+        // and fails even with her password.
+        let bob = PasswordCheck::new(&users, creds("bob", b"secret"), "r").unwrap();
+        assert!(!bob.known && bob.hash == APR1);
+        assert!(verify(&bob.hash, b"secret") && !bob.run() && !bob.accepts(true));
+        let empty = Users {
+            path: PathBuf::from("/u"),
+            entries: Vec::new(),
+        };
+        assert!(PasswordCheck::new(&empty, creds("bob", b"x"), "r").is_none());
+        // The password appears in no Debug output.
+        assert!(!format!("{alice:?}").contains("secret"));
+        assert!(!format!("{alice:?}").contains("115, 101, 99"));
+    }
+
+    #[test]
+    fn fingerprints_tell_checks_apart() {
         let users = Users {
             path: PathBuf::from("/u"),
             entries: vec![("alice".into(), APR1.into())],
         };
-        assert!(verify(&users, &c));
-        assert!(!verify(
-            &users,
-            &Credentials {
-                user: "bob".into(),
-                password: b"secret".to_vec()
-            }
-        ));
+        let check = |u: &str, p: &[u8]| PasswordCheck::new(&users, creds(u, p), "r").unwrap();
+        let print = check("alice", b"secret").fingerprint();
+        assert_eq!(print, check("alice", b"secret").fingerprint());
+        assert_ne!(print, check("alice", b"secreT").fingerprint());
+        assert_ne!(print, check("alicesecret", b"").fingerprint());
+        let mut moved = check("alice", b"secret");
+        moved.file = PathBuf::from("/v");
+        assert_ne!(print, moved.fingerprint());
+        let mut changed = check("alice", b"secret");
+        changed.hash = SHA256.into();
+        assert_ne!(print, changed.fingerprint(), "a new hash is a new version");
     }
 }

@@ -5,13 +5,19 @@
 //! section's), records every rule that matched as a `Step`, and returns the `Outcome`.
 //! Protections matched on the way are checked last, against the peer's address and the
 //! request's credentials: a protected outcome becomes 403 or 401 instead.
+//!
+//! Checking a password can be slow (a cost-12 bcrypt takes about 250 ms), so the server's
+//! own path, `route_quiet`, does not run it: it returns the outcome the request will have
+//! if its passwords check out, with the checks still to make in `Route::checks`
+//! (`crate::server` hands them to the shell's verifier threads). `route`, for `weir route`
+//! and the tests, makes them at once.
 
 use core::net::IpAddr;
 use std::borrow::Cow;
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
-use super::auth::{self, Credentials};
+use super::auth::{Credentials, PasswordCheck};
 use super::template::substitute;
 use super::{Action, Protection, Rule};
 use crate::config::{Config, HostSection};
@@ -110,6 +116,10 @@ pub struct Route {
     pub headers: Vec<(String, String)>,
     /// The user authenticated by a `protect` rule, if any (`REMOTE_USER`).
     pub user: Option<String>,
+    /// Password checks still to make, in order, before `outcome` stands (each failure is
+    /// a 401 with its realm; when all pass, the last one's user is authenticated). Only
+    /// `route_quiet` leaves any: `route` makes them itself.
+    pub checks: Vec<PasswordCheck>,
     /// The rules that matched, in order.
     pub steps: Vec<Step>,
 }
@@ -175,19 +185,23 @@ pub fn presentation_for(config: &Config, host: Option<&[u8]>, mime: &str) -> Opt
     })
 }
 
-/// Routes a request (see the module documentation), recording every rule that matched.
+/// Routes a request (see the module documentation), recording every rule that matched and
+/// checking passwords here and now.
 #[must_use]
 pub fn route(config: &Config, req: &RouteRequest<'_>) -> Route {
     route_with(config, req, true)
 }
 
-/// `route` without the explanation: the same walk and the same outcome, but no `Step`s
-/// are written (the server's per-request path, where nobody reads them).
+/// `route` without the explanation and without the slow part: the same walk, but no
+/// `Step`s are written and password checks are returned in `Route::checks` rather than
+/// made (the server's per-request path: see the module documentation).
 #[must_use]
 pub fn route_quiet(config: &Config, req: &RouteRequest<'_>) -> Route {
     route_with(config, req, false)
 }
 
+/// `explain` also says who checks passwords: `route` explains and checks them at once,
+/// the server's `route_quiet` does neither.
 fn route_with(config: &Config, req: &RouteRequest<'_>, explain: bool) -> Route {
     // Borrowed until a `map` rule rewrites it: most requests are never copied here.
     let mut path: Cow<'_, [u8]> = Cow::Borrowed(req.path);
@@ -347,9 +361,21 @@ fn route_with(config: &Config, req: &RouteRequest<'_>, explain: bool) -> Route {
         });
     }
     let mut user = None;
+    let mut checks = Vec::new();
     if !matches!(outcome, Outcome::NotFound) {
         match check_protections(&protections, req) {
-            Ok(u) => user = u,
+            Ok(pending) if explain => {
+                // `route`: the checks are made here, in order; the first to fail answers.
+                for check in pending {
+                    if !check.run() {
+                        outcome = Outcome::Unauthorized { realm: check.realm };
+                        user = None;
+                        break;
+                    }
+                    user = Some(check.user);
+                }
+            }
+            Ok(pending) => checks = pending,
             Err(refusal) => outcome = refusal,
         }
     }
@@ -357,16 +383,18 @@ fn route_with(config: &Config, req: &RouteRequest<'_>, explain: bool) -> Route {
         outcome,
         headers,
         user,
+        checks,
         steps,
     }
 }
 
 /// All matched protections must let the request in: the address first, then credentials.
+/// Refuses at once what needs no hashing (an address, missing credentials, a users file
+/// with nobody in it); returns the password checks still to make, in order.
 fn check_protections(
     list: &[&Protection],
     req: &RouteRequest<'_>,
-) -> Result<Option<String>, Outcome> {
-    let mut user = None;
+) -> Result<Vec<PasswordCheck>, Outcome> {
     for p in list {
         let denied = p.deny.iter().any(|c| c.contains(req.peer));
         let allowed = p.allow.is_empty() || p.allow.iter().any(|c| c.contains(req.peer));
@@ -374,19 +402,23 @@ fn check_protections(
             return Err(Outcome::Forbidden);
         }
     }
+    let mut checks = Vec::new();
     for p in list {
         let Some(users) = &p.users else { continue };
-        let creds = req.authorization.and_then(Credentials::from_basic);
-        match creds {
-            Some(c) if auth::verify(users, &c) => user = Some(c.user),
-            _ => {
+        let check = req
+            .authorization
+            .and_then(Credentials::from_basic)
+            .and_then(|c| PasswordCheck::new(users, c, &p.realm));
+        match check {
+            Some(check) => checks.push(check),
+            None => {
                 return Err(Outcome::Unauthorized {
                     realm: p.realm.clone(),
                 })
             }
         }
     }
-    Ok(user)
+    Ok(checks)
 }
 
 /// Resolves a configuration path against `root` (absolute paths stay as they are).

@@ -20,6 +20,7 @@ use crate::chunk::Chunk;
 use crate::config::ConfigRef;
 pub use crate::document::listing::DirEntry;
 use crate::ids::{ConnId, FileId, ListenerId, StreamId, Token};
+pub use crate::rules::auth::Password;
 use crate::server::status::ServerStatus;
 pub use crate::service::Availability;
 use crate::time::UnixTime;
@@ -191,6 +192,10 @@ pub enum Completion {
     Connected,
     /// `Status`: the whole server's status as last published.
     Status(Box<ServerStatus>),
+    /// `VerifyPassword`: whether the password matches the hash
+    /// (`crate::rules::auth::verify`). (A `VerifyPassword` the shell could not carry out
+    /// is answered `Failed`, and its request 503.)
+    Verified(bool),
     /// The operation failed.
     Failed(IoError),
 }
@@ -368,6 +373,18 @@ pub enum Effect {
     Status {
         /// Names the request.
         token: Token,
+    },
+    /// Check a password against a stored hash: `crate::rules::auth::verify(&hash,
+    /// &password.0)`, which is pure but slow (a cost-12 bcrypt takes about 250 ms), so the
+    /// shell runs it off its event loop (answer: `Completed { token, Verified }`). The core
+    /// keeps at most `server::VERIFY_IN_FLIGHT_MAX` of them outstanding.
+    VerifyPassword {
+        /// Names the check.
+        token: Token,
+        /// The stored hash (htpasswd format).
+        hash: String,
+        /// The password the client sent.
+        password: Password,
     },
     /// A service answered a request whole (END_REQUEST): its supervisor takes that as
     /// proof that the service's processes can run (`crate::service`). No answer.

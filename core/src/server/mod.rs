@@ -42,6 +42,7 @@
 //! a box of empty state compare equal, so the model checker sees one state either way.
 
 pub mod accesslog;
+mod auth;
 mod fastcgi;
 mod gateway;
 pub mod io;
@@ -57,9 +58,12 @@ use crate::http1::{Conn, ConnState};
 pub use crate::ids::StreamId;
 use crate::ids::{ConnId, FileId, Token};
 use crate::time::{Now, Time};
+pub use auth::{
+    VERIFIED_MAX, VERIFIED_TTL, VERIFY_IN_FLIGHT_MAX, VERIFY_PER_PEER, VERIFY_QUEUE_PER_PEER,
+};
 pub use io::{
     Availability, Channel, Completion, DirEntry, Effect, ExitStatus, FileKind, FileMeta, Input,
-    IoError, SpawnSpec, UpstreamAddr, LISTING_MAX,
+    IoError, Password, SpawnSpec, UpstreamAddr, LISTING_MAX,
 };
 use request::Waiting;
 pub use status::{Counters, ServerStatus, ServiceStatus, StatusFormat, WorkerStatus};
@@ -100,6 +104,8 @@ pub struct Server {
     cache: Option<crate::cache::Cache>,
     /// `ReadFile`s whose request went away: the file to close when each completes.
     orphan_reads: BTreeMap<Token, FileId>,
+    /// Password checks: in flight, waiting for a place, and recent successes (`auth`).
+    verifier: auth::Verifier,
 }
 
 /// One connection and what the server is doing for it.
@@ -135,6 +141,8 @@ struct Current {
     files: VecDeque<(FileId, u64)>,
     /// The request waiting on an effect, if any.
     waiting: Option<Box<Waiting>>,
+    /// The request waiting for its password checks, if any.
+    auth: Option<Box<auth::AuthWait>>,
     /// Header fields that `header` rules add to the current response.
     extra_headers: Vec<(String, String)>,
     /// The current request's head (for a script's local redirect and the access log).
@@ -155,6 +163,7 @@ static NO_CURRENT: Current = Current {
     transmitted: 0,
     files: VecDeque::new(),
     waiting: None,
+    auth: None,
     extra_headers: Vec::new(),
     request: None,
     user: None,
@@ -270,6 +279,7 @@ impl Server {
             cgi_queue: VecDeque::new(),
             cache,
             orphan_reads: BTreeMap::new(),
+            verifier: auth::Verifier::default(),
         }
     }
 
@@ -567,13 +577,14 @@ impl Server {
         let state = slot.conn.state();
         if state == ConnState::Closed {
             self.effects.push_back(Effect::Close { conn: id });
-            let (mut waiting, mut gateway) = (None, None);
+            let (mut waiting, mut gateway, mut auth) = (None, None, None);
             if let Some(cur) = slot.cur.existing() {
                 for (file, _) in cur.files.drain(..) {
                     self.effects.push_back(Effect::CloseFile { file });
                 }
                 waiting = cur.waiting.take();
                 gateway = cur.gateway.take();
+                auth = cur.auth.take();
             }
             if let Some(t) = slot.deadline.take() {
                 self.deadlines.remove(&(t, id));
@@ -585,6 +596,9 @@ impl Server {
                 // The Open may still complete; with nobody parked on its token, its file
                 // is closed when it does.
                 self.release(*w);
+            }
+            if let Some(w) = auth {
+                self.release_auth(id, *w);
             }
             if self.accept_paused
                 && self.shutdown.is_none()
@@ -638,7 +652,11 @@ impl Server {
             self.effects.push_back(Effect::ShutdownWrite { conn: id });
         }
         let cur = slot.cur.get();
-        if state == ConnState::Idle && cur.waiting.is_none() && cur.gateway.is_none() {
+        if state == ConnState::Idle
+            && cur.waiting.is_none()
+            && cur.auth.is_none()
+            && cur.gateway.is_none()
+        {
             // Between requests a connection keeps nothing of the last one (memory per idle
             // connection is what thousands of keep-alive clients cost).
             if cur.files.is_empty() {

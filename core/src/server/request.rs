@@ -4,8 +4,9 @@
 //!  Head ─► method known? (501) ─► target normalised? (400) ─► OPTIONS * (200 + Allow)
 //!            │
 //!            ▼
-//!        rules::route ─► Fail / Redirect / Status / Forbidden / Unauthorized / NotFound:
-//!            │            answered at once
+//!        rules::route_quiet ─► Fail / Redirect / Status / Forbidden / Unauthorized /
+//!            │                  NotFound: answered at once
+//!            │ password checks first (`auth`): VerifyPassword … Verified ─► 401 / 429, or on
 //!            │ File
 //!            ▼
 //!        GET/HEAD? (405 + Allow; OPTIONS → 200) ─► Open(path) ─► Completed:
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::auth::AuthWait;
 use super::status::StatusFormat;
 use super::{Completion, ConnId, Effect, FileId, FileKind, FileMeta, IoError, Server};
 use crate::cache::Cached;
@@ -125,9 +127,12 @@ impl Server {
                 if answered {
                     self.counters.response(error.status);
                     if let Some(slot) = self.conns.get_mut(&id) {
-                        // The head that failed was never a request.
+                        // The head that failed was never a request, and nobody logged in
+                        // with it (a user left from the request before, pipelined on
+                        // this connection, is not this record's).
                         if let Some(cur) = slot.cur.existing() {
                             cur.request = None;
+                            cur.user = None;
                         }
                     }
                     if let Some(line) = self.access_line(id, error.status, answer_bytes, now) {
@@ -163,6 +168,13 @@ impl Server {
         ) {
             if let Some(w) = slot.cur.existing().and_then(|c| c.waiting.take()) {
                 self.release(*w);
+            }
+            let slot = self.conns.get_mut(&id);
+            if let Some(w) = slot
+                .and_then(|s| s.cur.existing())
+                .and_then(|c| c.auth.take())
+            {
+                self.release_auth(id, *w);
             }
         }
     }
@@ -201,13 +213,14 @@ impl Server {
         let Some(slot) = self.conns.get(&id) else {
             return;
         };
+        let peer = slot.peer().ip();
         let routed = rules::route_quiet(
             self.conf(id),
             &RouteRequest {
                 path: &target.path,
                 query: target.query.as_deref(),
                 host: req.host.as_deref(),
-                peer: slot.peer().ip(),
+                peer,
                 authorization: req.headers.get("authorization").map(|v| v.as_ref()),
             },
         );
@@ -216,7 +229,24 @@ impl Server {
             cur.extra_headers = routed.headers;
             cur.user = routed.user.map(String::into_boxed_str);
         }
-        match routed.outcome {
+        if !routed.checks.is_empty() {
+            // Passwords first, off the event loop (`auth`); the outcome waits.
+            let w = AuthWait::new(req, target, routed.outcome, routed.checks, peer);
+            return self.authenticate(id, w, now);
+        }
+        self.dispatch(id, req, target, routed.outcome, now);
+    }
+
+    /// Carries out what routing decided for the request (its passwords, if any, checked).
+    pub(super) fn dispatch(
+        &mut self,
+        id: ConnId,
+        req: Arc<RequestHead>,
+        target: path::Target,
+        outcome: Outcome,
+        now: Now,
+    ) {
+        match outcome {
             Outcome::File {
                 path,
                 search: Some(script),
@@ -285,10 +315,7 @@ impl Server {
             }
             Outcome::NotFound => self.error(id, 404, &[], now),
             Outcome::Forbidden | Outcome::Escapes => self.error(id, 403, &[], now),
-            Outcome::Unauthorized { realm } => {
-                let challenge = format!("Basic realm=\"{realm}\", charset=\"UTF-8\"");
-                self.error(id, 401, &[("WWW-Authenticate", challenge)], now);
-            }
+            Outcome::Unauthorized { realm } => self.unauthorized(id, realm, now),
             Outcome::Cgi(gw) => self.start_cgi(
                 id,
                 &req,
@@ -346,7 +373,9 @@ impl Server {
     }
 
     pub(super) fn completed(&mut self, token: crate::ids::Token, result: Completion, now: Now) {
-        if self.spawn_completed(token, &result, now) || self.connect_completed(token, &result, now)
+        if self.spawn_completed(token, &result, now)
+            || self.connect_completed(token, &result, now)
+            || self.verify_completed(token, &result, now)
         {
             return;
         }
@@ -402,7 +431,10 @@ impl Server {
                 self.open_failed(id, w, err, now);
             }
             // Only a shell bug could answer an Open with Spawned, Connected or Status.
-            Completion::Spawned | Completion::Connected | Completion::Status(_) => {
+            Completion::Spawned
+            | Completion::Connected
+            | Completion::Status(_)
+            | Completion::Verified(_) => {
                 self.error(id, 500, &[], now);
             }
             Completion::Listing(entries) => {

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::ids::ListenerId;
 use crate::time::UnixTime;
 
+mod auth;
 mod fcgi;
 
 struct Client {
@@ -44,6 +45,14 @@ struct World {
     reads: usize,
     procs: Procs,
     services: fcgi::Services,
+    /// `VerifyPassword` effects carried out.
+    verifies: usize,
+    /// With `hold_verifies`, the checks asked for and not yet answered (the test answers
+    /// them); without, each is answered at once with `rules::auth::verify`.
+    held: Vec<(Token, String, Password)>,
+    hold_verifies: bool,
+    /// The address the next connection comes from.
+    peer: core::net::SocketAddr,
 }
 
 const ROOT: &str = "/srv/www";
@@ -76,6 +85,10 @@ impl World {
             reads: 0,
             procs: Procs::default(),
             services: fcgi::Services::default(),
+            verifies: 0,
+            held: Vec::new(),
+            hold_verifies: false,
+            peer: core::net::SocketAddr::from(([127, 0, 0, 1], 40000)),
         };
         w.dir("");
         w
@@ -111,13 +124,13 @@ impl World {
                 closed: false,
             },
         );
-        let addr = core::net::SocketAddr::from(([127, 0, 0, 1], 40000));
+        let local = core::net::SocketAddr::from(([127, 0, 0, 1], 40000));
         self.server.handle(
             Input::Accepted {
                 listener: ListenerId(0),
                 conn: id,
-                peer: addr,
-                local: addr,
+                peer: self.peer,
+                local,
             },
             self.now,
         );
@@ -315,6 +328,25 @@ impl World {
                 );
             }
             Effect::AccessLog { line } => self.access.push(line),
+            Effect::VerifyPassword {
+                token,
+                hash,
+                password,
+            } => {
+                self.verifies += 1;
+                if self.hold_verifies {
+                    self.held.push((token, hash, password));
+                } else {
+                    let ok = crate::rules::auth::verify(&hash, &password.0);
+                    self.server.handle(
+                        Input::Completed {
+                            token,
+                            result: Completion::Verified(ok),
+                        },
+                        self.now,
+                    );
+                }
+            }
             e @ (Effect::Spawn { .. } | Effect::Kill { .. }) => {
                 self.procs.apply(e, &mut self.server, self.now);
             }

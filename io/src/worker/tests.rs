@@ -48,6 +48,7 @@ impl Running {
             None,
             std::sync::Arc::default(),
             std::sync::Arc::new(crate::status::StatusBoard::new(1, weir_core::UnixTime(0))),
+            crate::verifier::start(1, 1).expect("verifier thread").0,
         )
         .expect("worker setup");
         let thread = std::thread::spawn(move || worker.run());

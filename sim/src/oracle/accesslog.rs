@@ -25,9 +25,10 @@
 //! * anything else is a failure: a response without a record, a second record for one
 //!   response, a record for a request never answered, any record while the log is off.
 //!
-//! Each record's time must be the virtual clock's when it was written, its user `-` (no
-//! drawn site authenticates), its referer `-` (no client sends one), and the line one line
-//! of printable ASCII (the core escapes what clients chose).
+//! Each record's time must be the virtual clock's when it was written, its user `-` or,
+//! for a request that sent alice's password and was not refused (not 401, not 429),
+//! `alice` (a site's `Login` rule let her in), its referer `-` (no client sends one), and
+//! the line one line of printable ASCII (the core escapes what clients chose).
 //!
 //! A line names no connection, so pairing is by content: a claim takes the oldest record
 //! that fits it; records that are equal in every field are interchangeable, so taking the
@@ -52,6 +53,7 @@ use core::net::Ipv4Addr;
 use weir_core::{Now, Time};
 
 use super::ledger::Entry;
+use super::model::Creds;
 use super::parse::Response;
 use crate::options::LogFormat;
 use crate::workload::Expect;
@@ -94,6 +96,9 @@ pub struct Want {
     received: u64,
     /// The user agent the client sent.
     agent: Option<Vec<u8>>,
+    /// The record may name alice: the request sent her password (and, for a response,
+    /// was not refused).
+    alice: bool,
     /// The record was written no earlier than this.
     from: Time,
     /// ... and no later than this, if bounded.
@@ -113,6 +118,7 @@ impl Want {
         let bytes = if empty { 0 } else { r.body.len() as u64 };
         w.answer = Some((r.status, bytes));
         w.received = r.body.len() as u64;
+        w.alice &= !matches!(r.status, 401 | 429);
         // A 408 is the protocol layer's: it may come before or after the head was read.
         w.dash |= r.status == 408;
         // Only an answer a script wrote (its scripts all say `X-Sim-Script`) is logged
@@ -169,6 +175,7 @@ impl Want {
             answer: None,
             received: 0,
             agent,
+            alice: Creds::of(&e.req.headers) == Creds::Good,
             from: e.first.unwrap_or(e.written_at),
             until: None,
         }
@@ -177,6 +184,9 @@ impl Want {
     fn fits(&self, l: &Logged, format: LogFormat) -> bool {
         let r = &l.rec;
         if r.peer != self.peer || l.at < self.from || self.until.is_some_and(|u| l.at > u) {
+            return false;
+        }
+        if r.user != b"-" && !(self.alice && r.user == b"alice") {
             return false;
         }
         let agents = format == LogFormat::Common;
@@ -244,7 +254,7 @@ impl LogBook {
                 rec.time
             ));
         }
-        if rec.user != b"-" || rec.referer.is_some() {
+        if (rec.user != b"-" && rec.user != b"alice") || rec.referer.is_some() {
             return Err(format!(
                 "access-log line {line:?} names a user or a referer no client sent"
             ));

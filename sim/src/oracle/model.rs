@@ -14,7 +14,8 @@
 //!
 //! ```text
 //!   target ─► normalise (400) ─► rules: map / header / protect … pass / fail / redirect /
-//!             status ─► protections (403) ─► method (405, OPTIONS) ─► file state:
+//!             status ─► protections (403, then a login's 401; a password check may
+//!             also give 429) ─► method (405, OPTIONS) ─► file state:
 //!             missing 404 · denied 403 · dir: no slash 301, else welcome files, else 403 ·
 //!             file: Accept (406) ─► .gz variant ─► If-Match (412) ─► If-None-Match /
 //!             If-Modified-Since (304) ─► Range (206 / 416) ─► 200
@@ -95,6 +96,9 @@ pub enum Rule {
     Header(Tpl, String, String),
     /// `protect TEMPLATE allow=… deny=…`
     Protect(Tpl, Vec<Net>, Vec<Net>),
+    /// `protect TEMPLATE users=users realm=Sim`: Basic credentials checked against the
+    /// simulated users file ([`crate::workload::USERS`]: alice, password `secret`).
+    Login(Tpl),
     /// `status TEMPLATE`
     Status(Tpl),
     /// `exec TEMPLATE SCRIPT` (SCRIPT with one `*`, for the first segment `*` matched)
@@ -135,8 +139,48 @@ pub enum Routed {
     NotFound,
     /// A protection refused the address, or the file would leave its directory.
     Forbidden,
+    /// A `Login` rule wants credentials that were missing or wrong.
+    Unauthorized,
     /// Run the script `rel` (relative to the root).
     Cgi(String),
+}
+
+/// What the request's `Authorization` field says, for a `Login` rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Creds {
+    /// None, or not Basic credentials: refused without a check.
+    Missing,
+    /// alice's password.
+    Good,
+    /// Well-formed, but a wrong password or an unknown user: refused after a check.
+    Bad,
+}
+
+impl Creds {
+    /// Reads the request's `Authorization` field (the workload sends only the values in
+    /// [`crate::workload::AUTHORIZATIONS`]).
+    #[must_use]
+    pub fn of(headers: &[(String, String)]) -> Creds {
+        let field = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+            .map(|(_, v)| v.as_str());
+        match field {
+            Some(crate::workload::AUTH_GOOD) => Creds::Good,
+            Some(v) if crate::workload::AUTH_BAD.contains(&v) => Creds::Bad,
+            _ => Creds::Missing,
+        }
+    }
+}
+
+/// Whether routing needed a password check (then the server may also answer 429: the
+/// client's address had too many checks waiting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// No `Login` rule applied, or it refused without a check.
+    None,
+    /// A check was made; `true` if it let the user in.
+    Made(bool),
 }
 
 /// Normalises a request target (DESIGN.md §3.2): `Some((path, query))`, or `None` where
@@ -237,10 +281,12 @@ pub fn route(
     path: &str,
     query: Option<&str>,
     peer: Ipv4Addr,
-) -> (Routed, Vec<(String, String)>) {
+    creds: Creds,
+) -> (Routed, Vec<(String, String)>, Check) {
     let mut path = path.to_string();
     let mut headers = Vec::new();
     let mut refused = false;
+    let mut login = false;
     let mut outcome = Routed::NotFound;
     for rule in &site.rules {
         match rule {
@@ -261,6 +307,7 @@ pub fn route(
                     refused |= denied || !allowed;
                 }
             }
+            Rule::Login(t) => login |= t.matches(&path).is_some(),
             Rule::Pass(t, result) => {
                 if let Some(star) = t.matches(&path) {
                     outcome = pass(&path, star, result.as_deref());
@@ -299,10 +346,22 @@ pub fn route(
             }
         }
     }
-    if refused && outcome != Routed::NotFound {
-        outcome = Routed::Forbidden;
+    // Addresses first (403), then credentials (401), which override even an escaping
+    // path's 403; a 404 stays a 404.
+    let mut check = Check::None;
+    if outcome != Routed::NotFound {
+        if refused {
+            outcome = Routed::Forbidden;
+        } else if login {
+            if creds != Creds::Missing {
+                check = Check::Made(creds == Creds::Good);
+            }
+            if creds != Creds::Good {
+                outcome = Routed::Unauthorized;
+            }
+        }
     }
-    (outcome, headers)
+    (outcome, headers, check)
 }
 
 /// `pass`: the file, confined to the directory its result names before the `*`.
@@ -500,10 +559,24 @@ pub fn predict(
     let Some((path, query)) = normalize(ask.target) else {
         return vec![Prediction::new(400, "target does not normalise")];
     };
-    let (routed, rule_headers) = route(site, &path, query.as_deref(), ask.peer);
+    let (routed, rule_headers, check) = route(
+        site,
+        &path,
+        query.as_deref(),
+        ask.peer,
+        Creds::of(ask.headers),
+    );
     let mut out = match routed {
         Routed::Fail(s) => vec![Prediction::new(s, "fail rule")],
         Routed::Forbidden => vec![Prediction::new(403, "protected or escaping")],
+        Routed::Unauthorized => {
+            let mut p = Prediction::new(401, "login rule, credentials missing or wrong");
+            p.fields.push(Field::Is(
+                "www-authenticate",
+                "Basic realm=\"Sim\", charset=\"UTF-8\"".into(),
+            ));
+            vec![p]
+        }
         Routed::NotFound => vec![Prediction::new(404, "no stopping rule")],
         Routed::Redirect(location, s) => {
             let mut p = Prediction::new(s, "redirect rule");
@@ -546,6 +619,12 @@ pub fn predict(
             out
         }
     };
+    if check != Check::None {
+        // Its address had too many password checks in flight and waiting.
+        let mut p = Prediction::new(429, "too many password checks from this address");
+        p.fields.push(Field::Is("retry-after", "1".into()));
+        out.push(p);
+    }
     for p in &mut out {
         for (n, v) in &rule_headers {
             p.fields.push(Field::Rule(n.clone(), v.clone()));
@@ -1188,18 +1267,19 @@ mod tests {
             listing: false,
         };
         let home = Ipv4Addr::new(10, 0, 0, 1);
-        let (r, h) = route(&site, "/new/a.txt", None, home);
+        let go = |path, query, peer| {
+            let (r, h, _) = route(&site, path, query, peer, Creds::Missing);
+            (r, h)
+        };
+        let (r, h) = go("/new/a.txt", None, home);
         assert_eq!(r, Routed::File("docs/a.txt".into()));
         assert_eq!(h, vec![("X-A".to_string(), "1".to_string())]);
-        let (r, _) = route(&site, "/new/a.txt", None, Ipv4Addr::new(192, 168, 1, 1));
+        let (r, _) = go("/new/a.txt", None, Ipv4Addr::new(192, 168, 1, 1));
         assert_eq!(r, Routed::Forbidden);
-        let (r, _) = route(&site, "/old/x", Some("q=1"), home);
+        let (r, _) = go("/old/x", Some("q=1"), home);
         assert_eq!(r, Routed::Redirect("/docs/x?q=1".into(), 301));
-        assert_eq!(
-            route(&site, "/static/", None, home).0,
-            Routed::File("docs/".into())
-        );
-        assert_eq!(route(&site, "/", None, home).0, Routed::File(String::new()));
+        assert_eq!(go("/static/", None, home).0, Routed::File("docs/".into()));
+        assert_eq!(go("/", None, home).0, Routed::File(String::new()));
     }
 
     #[test]

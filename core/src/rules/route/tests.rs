@@ -169,6 +169,55 @@ fn protect_by_address_and_password() {
     assert_eq!(go(&c, "/x").outcome, Outcome::NotFound);
 }
 
+/// The server's `route_quiet` finds the password checks but makes none: it returns them,
+/// with the outcome they would let through; `route` makes them itself.
+#[test]
+fn route_quiet_leaves_the_password_checks_to_the_caller() {
+    let c = config(
+        "protect /a/* users=users realm=One\nprotect /a/b/* users=users realm=Two\npass /*\n",
+    );
+    let quiet = |path: &str, auth: Option<&[u8]>| {
+        route_quiet(
+            &c,
+            &RouteRequest {
+                path: path.as_bytes(),
+                query: None,
+                host: None,
+                peer: "10.0.0.1".parse().unwrap(),
+                authorization: auth,
+            },
+        )
+    };
+    for creds in [GOOD, BAD] {
+        let r = quiet("/a/b/x", Some(creds));
+        assert!(matches!(r.outcome, Outcome::File { .. }), "{r:?}");
+        assert_eq!(r.user, None);
+        let realms: Vec<&str> = r.checks.iter().map(|c| c.realm.as_str()).collect();
+        assert_eq!(realms, ["One", "Two"]);
+        assert!(r.checks.iter().all(|c| c.user == "alice" && c.known));
+    }
+    // What needs no hash is answered at once.
+    let r = quiet("/a/x", None);
+    assert_eq!(
+        r.outcome,
+        Outcome::Unauthorized {
+            realm: "One".into()
+        }
+    );
+    assert!(r.checks.is_empty());
+    assert!(quiet("/open", Some(GOOD)).checks.is_empty());
+    // `route` makes them.
+    let r = go_with(&c, "/a/b/x", None, None, "10.0.0.1", Some(GOOD));
+    assert!(r.checks.is_empty() && r.user.as_deref() == Some("alice"));
+    let r = go_with(&c, "/a/b/x", None, None, "10.0.0.1", Some(BAD));
+    assert_eq!(
+        r.outcome,
+        Outcome::Unauthorized {
+            realm: "One".into()
+        }
+    );
+}
+
 #[test]
 fn headers_accumulate() {
     let c = config("header /static/* Cache-Control \"max-age=3600\"\nheader /* X-A b\npass /*\n");
