@@ -295,13 +295,22 @@ fn a_service_gets_its_socket_its_environment_and_its_directory() {
     assert_eq!(path, sock.to_str().expect("UTF-8"));
     assert_ne!(flags & ACCEPTCON, 0, "fd 0 is listening");
     assert_eq!(proc_link(pid, "fd/1"), Path::new("/dev/null"));
-    // Nothing else of the launcher's: fds 0, 1, 2 only.
-    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("/proc")
-        .map(|e| e.expect("entry").file_name().into_string().expect("digits"))
-        .collect();
-    let mut fds = fds;
-    fds.sort();
+    // Nothing else of the launcher's: fds 0, 1, 2 only. Right after the exec the dynamic
+    // loader may still hold a library open for a moment (fd 3), so look until it settles.
+    let fds_of = || {
+        let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("/proc")
+            .map(|e| e.expect("entry").file_name().into_string().expect("digits"))
+            .collect();
+        fds.sort();
+        fds
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut fds = fds_of();
+    while fds != ["0", "1", "2"] && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        fds = fds_of();
+    }
     assert_eq!(fds, ["0", "1", "2"]);
     // Its own group; no signal blocked or ignored (this test process ignores SIGPIPE).
     let stat = proc_file(pid, "stat");
