@@ -42,8 +42,7 @@ pub fn route(args: &RouteArgs) -> i32 {
             return 1;
         }
     };
-    let url_host = url_authority(&args.url);
-    let host = args.host.clone().or(url_host);
+    let host = args.host.clone();
     let method = Method::from_bytes(args.method.as_bytes());
     let text = weir_core::rules::explain_request(
         &config,
@@ -56,28 +55,4 @@ pub fn route(args: &RouteArgs) -> i32 {
     // A closed pipe (`weir route … | head`) is not an error worth a panic.
     let _ = out.write_all(text.as_bytes());
     0
-}
-
-/// The authority of an absolute URL (`http://h:1/x` → `h:1`).
-fn url_authority(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))?;
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    Some(rest[..end].to_string()).filter(|a| !a.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn authority() {
-        assert_eq!(
-            url_authority("http://a.example:8080/x?y").as_deref(),
-            Some("a.example:8080")
-        );
-        assert_eq!(url_authority("https://b"), Some("b".into()));
-        assert_eq!(url_authority("/x"), None);
-    }
 }

@@ -554,8 +554,10 @@ fn request_host(
     Ok(host.filter(|h| !h.is_empty()).cloned())
 }
 
-/// The authority of an absolute-form target (`scheme "://" authority path…`), if it is one.
-fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
+/// The authority of an absolute-form target (`scheme "://" authority path…`), if it is one
+/// (not checked: `request_host` judges it). `weir route` takes a URL's host from it.
+#[must_use]
+pub fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
     let first = *target.first()?;
     if !first.is_ascii_alphabetic() {
         return None;

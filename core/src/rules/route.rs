@@ -663,6 +663,10 @@ pub fn explain_request(
 ) -> String {
     use crate::http1::Method;
     let shown = String::from_utf8_lossy(target);
+    // Without a host given, an absolute-form URL's authority is the host, as for a
+    // request (RFC 9112 §3.2.2).
+    let host = host
+        .or_else(|| crate::http1::parse::absolute_form_authority(target).filter(|a| !a.is_empty()));
     let mut out = format!(
         "{} {shown} (host {}, peer {peer})\n",
         String::from_utf8_lossy(method.as_bytes()),

@@ -379,3 +379,25 @@ fn hostile_targets_are_explained_as_400() {
         assert!(!text.contains("pass /*"), "{target}: {text}");
     }
 }
+
+#[test]
+fn explain_takes_the_host_of_an_absolute_url() {
+    let mut none = |_: &std::path::Path| Err("no files".to_string());
+    let config = crate::config::parse(
+        "t.conf",
+        "host a.example\nfail /* 410\nhost *\npass /*\n",
+        std::path::Path::new("/srv"),
+        &mut none,
+    )
+    .expect("valid");
+    let get = crate::http1::Method::Get;
+    let peer = std::net::IpAddr::from([127, 0, 0, 1]);
+    let text = explain_request(&config, &get, b"http://a.example:8080/x?y", None, peer);
+    assert!(text.contains("(host a.example:8080,"), "{text}");
+    assert!(text.contains("outcome: answer 410"), "{text}");
+    let text = explain_request(&config, &get, b"/x", None, peer);
+    assert!(text.contains("(host none,"), "{text}");
+    // A host given wins, as `weir route --host` asks.
+    let text = explain_request(&config, &get, b"http://a.example/x", Some(b"b"), peer);
+    assert!(text.contains("(host b,"), "{text}");
+}
