@@ -11,7 +11,7 @@
 //! anything but a regular file (`FileKind::Other` is refused), and for regular files and
 //! directories those flags change nothing.
 //!
-//! Under `chroot DIR`, every path is translated first (`jail::inside`: DIR stripped).
+//! Under `chroot DIR`, the core hands over paths as seen inside already (`config::chroot`).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -25,7 +25,7 @@ use bytes::Bytes;
 use weir_core::server::{Completion, DirEntry, FileKind, FileMeta, IoError, LISTING_MAX};
 use weir_core::{FileId, Token, UnixTime};
 
-use crate::{errno, jail};
+use crate::errno;
 
 /// Open files by the core's name for them.
 #[derive(Debug, Default)]
@@ -43,11 +43,7 @@ impl Files {
     /// Carries out `Open { token, path }`: opens read-only, `fstat`s, and on success keeps
     /// the file as `FileId(token)`.
     pub fn open(&mut self, token: Token, path: &Path) -> Completion {
-        let path = match jail::inside(path) {
-            Ok(p) => p,
-            Err(e) => return Completion::Failed(e),
-        };
-        match open_and_stat(&path) {
+        match open_and_stat(path) {
             Ok((file, meta)) => {
                 // A reused token would be a core bug; the new file wins and the old one is
                 // closed rather than leaked.
@@ -63,11 +59,7 @@ impl Files {
     /// `LISTING_MAX` of them. Runs inline like `open`: a directory read is a few syscalls
     /// per hundred entries on a local disk.
     pub fn read_dir(path: &Path) -> Completion {
-        let path = match jail::inside(path) {
-            Ok(p) => p,
-            Err(e) => return Completion::Failed(e),
-        };
-        let dir = match std::fs::read_dir(&path) {
+        let dir = match std::fs::read_dir(path) {
             Ok(d) => d,
             Err(e) => return Completion::Failed(errno::classify(&e)),
         };

@@ -79,7 +79,6 @@ use slab::Slab;
 use weir_core::server::{Channel, Completion, ExitStatus, Input, IoError, SpawnSpec, StreamId};
 use weir_core::Token;
 
-use crate::jail;
 use crate::log::log_error;
 use crate::token::{self, Part};
 
@@ -375,19 +374,17 @@ impl Processes {
             log_error!("too many processes");
             return Err(IoError::Exhausted);
         }
-        // Under `chroot DIR`, the paths (and the variables that hold paths) without DIR.
-        let program = jail::inside(&spec.program)?;
-        let cwd = jail::inside(&spec.cwd)?;
-        let mut command = Command::new(&*program);
+        // Under `chroot DIR`, the core gave the paths as seen inside already.
+        let mut command = Command::new(&spec.program);
         command
             .args(spec.args.iter().map(|a| OsStr::from_bytes(a)))
             .env_clear()
             .envs(
                 spec.env
                     .iter()
-                    .map(|(k, v)| (OsStr::from_bytes(k), jail::env_value(k, v))),
+                    .map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))),
             )
-            .current_dir(&*cwd)
+            .current_dir(&spec.cwd)
             .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

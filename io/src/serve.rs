@@ -82,7 +82,7 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     };
     let as_root = privs::is_root();
     if let Some(dir) = &config.chroot {
-        jail::check(&config, dir)?;
+        weir_core::config::chroot::check(&config, dir)?;
         if !as_root {
             return Err(format!(
                 "chroot {}: only root can chroot; start weir as root or remove the chroot line",

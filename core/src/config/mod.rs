@@ -10,6 +10,7 @@
 //! asks for them through a loader function, so `weir check`, `weir route`, the server and
 //! the tests all run the same parser.
 
+pub mod chroot;
 pub mod lex;
 pub mod parse;
 

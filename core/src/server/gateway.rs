@@ -289,8 +289,26 @@ impl Server {
         let nph = script
             .file_name()
             .is_some_and(|n| n.as_encoded_bytes().starts_with(b"nph-"));
+        // The log names the script as configured; under `chroot`, the shell gets the
+        // script, its directory and the path variables as seen inside.
+        let label = format!("cgi {}", script.display());
+        let (Some(script), Some(cwd)) = (self.shell_path(&script), self.shell_path(&cwd)) else {
+            return self.error(id, 404, &[], now);
+        };
+        let mut env = env;
+        if self.config.chroot.is_some() {
+            for (name, value) in &mut env {
+                if crate::config::chroot::PATH_VARIABLES.contains(&name.as_slice()) {
+                    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+                    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(value));
+                    if let Some(p) = self.shell_path(path) {
+                        *value = p.into_os_string().into_vec();
+                    }
+                }
+            }
+        }
         let job = Job {
-            label: format!("cgi {}", script.display()),
+            label,
             kind: JobKind::Cgi {
                 spec: SpawnSpec {
                     program: script,

@@ -445,6 +445,15 @@ impl Server {
         self.workers = (index, count.max(1));
     }
 
+    /// `path` as the shell sees it: under `chroot DIR`, the path inside DIR (`None` if it
+    /// is outside: it does not exist there); else `path` itself.
+    fn shell_path(&self, path: &std::path::Path) -> Option<std::path::PathBuf> {
+        match &self.config.chroot {
+            Some(jail) => crate::config::chroot::inside(jail, path),
+            None => Some(path.to_path_buf()),
+        }
+    }
+
     /// The configuration a connection's current request started under; the server's own
     /// for a connection between requests (or unknown).
     fn conf(&self, id: ConnId) -> &ConfigRef {

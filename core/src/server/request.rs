@@ -359,13 +359,13 @@ impl Server {
                 None => {}
             }
         }
+        let Some(path) = self.shell_path(&w.fs_path) else {
+            return self.open_failed(id, w, IoError::NotFound, now);
+        };
         let token = self.token();
         w.token = token;
         w.opened_at = now.mono;
-        self.effects.push_back(Effect::Open {
-            token,
-            path: w.fs_path.clone(),
-        });
+        self.effects.push_back(Effect::Open { token, path });
         self.parked.insert(token, id);
         if let Some(slot) = self.conns.get_mut(&id) {
             slot.cur.get_mut().waiting = Some(Box::new(w));
@@ -783,12 +783,12 @@ impl Server {
             w.fs_path = w.fs_path.parent().map(PathBuf::from).unwrap_or_default();
         }
         w.stage = Stage::Listing;
+        let Some(path) = self.shell_path(&w.fs_path) else {
+            return self.error(id, 404, &[], now);
+        };
         let token = self.token();
         w.token = token;
-        self.effects.push_back(Effect::ReadDir {
-            token,
-            path: w.fs_path.clone(),
-        });
+        self.effects.push_back(Effect::ReadDir { token, path });
         self.parked.insert(token, id);
         if let Some(slot) = self.conns.get_mut(&id) {
             slot.cur.get_mut().waiting = Some(Box::new(w));

@@ -1109,6 +1109,39 @@ fn env_of(spec: &SpawnSpec, k: &str) -> Option<String> {
 }
 
 #[test]
+fn under_chroot_the_shell_gets_every_path_as_seen_inside() {
+    // The scripts the world knows are the inside paths: a spawn of an outside path fails.
+    let mut w = configured("chroot /srv\nexec /cgi-bin/* cgi-bin/*\npass /*\n");
+    w.procs.scripts.insert(
+        PathBuf::from("/www/cgi-bin/hello"),
+        Script::Prints(b"Content-Type: text/plain\n\nhi\n", b""),
+    );
+    w.files.insert(
+        PathBuf::from("/www/a.txt"),
+        (FileKind::File, b"inside".to_vec(), UnixTime(1_600_000_000)),
+    );
+    let out = w.get("/a.txt");
+    assert!(out.ends_with("\r\n\r\ninside"), "{out}");
+    let out = request(&mut w, "GET /cgi-bin/hello/x HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let spec = &w.procs.spawned[0];
+    assert_eq!(spec.program, PathBuf::from("/www/cgi-bin/hello"));
+    assert_eq!(spec.cwd, PathBuf::from("/www/cgi-bin"));
+    assert_eq!(
+        env_of(spec, "SCRIPT_FILENAME").as_deref(),
+        Some("/www/cgi-bin/hello")
+    );
+    assert_eq!(env_of(spec, "DOCUMENT_ROOT").as_deref(), Some("/www"));
+    assert_eq!(env_of(spec, "PATH_TRANSLATED").as_deref(), Some("/www/x"));
+    // The log names the script as configured.
+    assert!(
+        w.log.iter().all(|l| !l.contains("cgi /www/")),
+        "{:?}",
+        w.log
+    );
+}
+
+#[test]
 fn cgi_scripts_get_their_environment_and_stream_their_answer() {
     let mut w = cgi_world("exec /cgi-bin/* cgi-bin/*\npass /*\n");
     let out = request(
