@@ -391,7 +391,7 @@ fn explain_takes_the_host_of_an_absolute_url() {
     )
     .expect("valid");
     let get = crate::http1::Method::Get;
-    let peer = std::net::IpAddr::from([127, 0, 0, 1]);
+    let peer = core::net::IpAddr::from([127, 0, 0, 1]);
     let text = explain_request(&config, &get, b"http://a.example:8080/x?y", None, peer);
     assert!(text.contains("(host a.example:8080,"), "{text}");
     assert!(text.contains("outcome: answer 410"), "{text}");
