@@ -2,11 +2,12 @@
 //!
 //! Each worker owns its core `Server` and its counters; the control loop owns the
 //! services' supervisors. Neither can be read from another thread, so each publishes a
-//! copy here: a worker after every loop turn in which its figures changed (a lock held for
-//! the time of one small copy, by one writer, so nobody waits), the control loop whenever
-//! it has handled its inputs. A `status` request is answered from the copies, the asking
-//! worker's own made fresh first: the page is exact for the worker that answers and at
-//! most one loop turn behind for the others.
+//! copy here: a worker after every round of its loop in which its figures changed (a lock
+//! held for the time of one small copy, by one writer, so nobody waits), the control loop
+//! whenever it has handled its inputs. A worker sends what a round answered only in the
+//! next round, after that publication, so any response a client has received is already
+//! counted here; a `status` request is answered from the copies, the asking worker's own
+//! made fresh first.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -53,6 +54,8 @@ impl StatusBoard {
     pub fn snapshot(&self) -> ServerStatus {
         ServerStatus {
             started: self.started,
+            // Nothing counts the access log's losses yet.
+            access_log_lost: 0,
             workers: self
                 .workers
                 .iter()

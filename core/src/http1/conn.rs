@@ -1011,6 +1011,13 @@ impl Conn {
         }
     }
 
+    /// Since when the connection has been idle — waiting for a request with no byte of one
+    /// buffered and nothing to send (`ConnState::Idle`) — or `None` if it is not.
+    #[must_use]
+    pub fn idle_since(&self) -> Option<Time> {
+        (self.state() == ConnState::Idle).then_some(self.since)
+    }
+
     /// The deadline of one timer, if armed (for tests and diagnostics).
     #[must_use]
     pub fn timer(&self, timer: ConnTimer) -> Option<Time> {
