@@ -112,10 +112,12 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
         tx: None,
         threads: Vec::new(),
         reopen: Reopen::default(),
+        lost: status.access_log_lost(),
     };
     if let Some(log) = &config.access_log {
-        let logger = crate::logger::start_with(&log.path, logs.reopen.clone())
-            .map_err(|e| format!("cannot open the access log {}: {e}", log.path.display()))?;
+        let logger =
+            crate::logger::start_with(&log.path, logs.reopen.clone(), Arc::clone(&logs.lost))
+                .map_err(|e| format!("cannot open the access log {}: {e}", log.path.display()))?;
         logs.tx = Some(logger.tx);
         logs.threads.push(logger.thread);
     }
@@ -401,6 +403,8 @@ struct AccessLogs {
     tx: Option<crate::logger::LogSender>,
     threads: Vec<std::thread::JoinHandle<()>>,
     reopen: Reopen,
+    /// Access-log lines lost, whichever logger lost them (the status page shows it).
+    lost: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A message for the control loop, and the waker that makes it look.
@@ -501,22 +505,24 @@ fn reload(
     if old_path != new_path {
         match (&old_path, &new_path) {
             (Some(_), Some(path)) => logs.reopen.move_to(path.clone()),
-            (None, Some(path)) => match crate::logger::start_with(path, logs.reopen.clone()) {
-                Ok(logger) => {
-                    for s in stoppers {
-                        s.send(Message::AccessLog(Some(logger.tx.clone())));
+            (None, Some(path)) => {
+                match crate::logger::start_with(path, logs.reopen.clone(), Arc::clone(&logs.lost)) {
+                    Ok(logger) => {
+                        for s in stoppers {
+                            s.send(Message::AccessLog(Some(logger.tx.clone())));
+                        }
+                        logs.tx = Some(logger.tx);
+                        logs.threads.push(logger.thread);
                     }
-                    logs.tx = Some(logger.tx);
-                    logs.threads.push(logger.thread);
+                    Err(e) => {
+                        log_error!(
+                            "SIGHUP: cannot open the access log {}: {e}; no access log",
+                            path.display()
+                        );
+                        config.access_log = None;
+                    }
                 }
-                Err(e) => {
-                    log_error!(
-                        "SIGHUP: cannot open the access log {}: {e}; no access log",
-                        path.display()
-                    );
-                    config.access_log = None;
-                }
-            },
+            }
             (Some(_), None) => {
                 for s in stoppers {
                     s.send(Message::AccessLog(None));

@@ -2,14 +2,14 @@
 //!
 //! Each worker owns its core `Server` and its counters; the control loop owns the
 //! services' supervisors. Neither can be read from another thread, so each publishes a
-//! copy here: a worker after every round of its loop in which its figures changed (a lock
-//! held for the time of one small copy, by one writer, so nobody waits), the control loop
-//! whenever it has handled its inputs. A worker sends what a round answered only in the
-//! next round, after that publication, so any response a client has received is already
-//! counted here; a `status` request is answered from the copies, the asking worker's own
-//! made fresh first.
+//! copy here: a worker after every loop turn in which its figures changed (a lock held for
+//! the time of one small copy, by one writer, so nobody waits), the control loop whenever
+//! it has handled its inputs. A `status` request is answered from the copies, the asking
+//! worker's own made fresh first: the page is exact for the worker that answers and at
+//! most one loop turn behind for the others.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use weir_core::server::{ServerStatus, ServiceStatus, WorkerStatus};
 use weir_core::UnixTime;
@@ -20,6 +20,8 @@ pub struct StatusBoard {
     started: UnixTime,
     workers: Vec<Mutex<WorkerStatus>>,
     services: Mutex<Vec<ServiceStatus>>,
+    /// Access-log lines lost, counted by the access logger (whichever one runs).
+    access_log_lost: Arc<AtomicU64>,
 }
 
 impl StatusBoard {
@@ -32,7 +34,14 @@ impl StatusBoard {
                 .map(|_| Mutex::new(WorkerStatus::default()))
                 .collect(),
             services: Mutex::new(Vec::new()),
+            access_log_lost: Arc::default(),
         }
+    }
+
+    /// The count of access-log lines lost, for the access logger to add to.
+    #[must_use]
+    pub fn access_log_lost(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.access_log_lost)
     }
 
     /// Worker `index` publishes its figures.
@@ -54,8 +63,7 @@ impl StatusBoard {
     pub fn snapshot(&self) -> ServerStatus {
         ServerStatus {
             started: self.started,
-            // Nothing counts the access log's losses yet.
-            access_log_lost: 0,
+            access_log_lost: self.access_log_lost.load(Ordering::Relaxed),
             workers: self
                 .workers
                 .iter()

@@ -388,8 +388,9 @@ pub enum Effect {
         /// The service's name.
         service: String,
     },
-    /// Append a line to the access log (no answer; never dropped: the shell waits rather
-    /// than lose a line).
+    /// Append a line to the access log (no answer; the shell waits rather than drop a line
+    /// while its logger is behind, and counts the lines the file itself refuses, on a full
+    /// disk, as `ServerStatus::access_log_lost`).
     AccessLog {
         /// The line, without its newline.
         line: String,
