@@ -22,17 +22,28 @@
 //! flush, the bytes it did not take go to the new file rather than be lost. If the open
 //! fails (after `user` has dropped root, a root-owned directory refuses the new file), the
 //! logger says so in the error log and goes on with the old file.
+//!
+//! Lines that cannot be written (a full disk, a quota, an I/O error): requests are served
+//! all the same, and the logger never holds more than its buffer. What the file refuses is
+//! dropped and counted — `access_log_lines_lost` on the status page — and the error log
+//! says so at once, then once per [`LOSS_REPORT`] (a minute) with the number lost since,
+//! while the losses go on, and once more when writing works again. The file keeps whole
+//! lines only: a write cut short inside a line is cut out of the file again (`set_len`),
+//! or, should that fail, ended by a newline before the next write, so that a lost line can
+//! never glue itself to the next one. A line counts as lost unless it reached the file
+//! whole.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::log::{log_error, open_append};
-use crate::sync::{Arc, Mutex};
+use crate::sync::Mutex;
 
 /// Batches buffered between the workers and the logger before workers wait.
 pub const CHANNEL_BATCHES: usize = 1024;
@@ -48,7 +59,7 @@ pub type LogSender = SyncSender<String>;
 /// any thread may hold a clone. The request and its path live under one lock, so a path
 /// can never be seen without its request or the other way round (checked by loom, below).
 #[derive(Clone, Debug)]
-pub struct Reopen(Arc<Mutex<Asked>>);
+pub struct Reopen(crate::sync::Arc<Mutex<Asked>>);
 
 /// What the logger has been asked since it last looked.
 #[derive(Debug)]
@@ -60,7 +71,7 @@ struct Asked {
 
 impl Default for Reopen {
     fn default() -> Reopen {
-        Reopen(Arc::new(Mutex::new(Asked {
+        Reopen(crate::sync::Arc::new(Mutex::new(Asked {
             reopen: false,
             path: None,
         })))
@@ -104,15 +115,17 @@ pub struct Logger {
 }
 
 /// Opens (creating, appending) the log file and starts the logger thread, with a `Reopen`
-/// of its own (the server uses `start_with`, to share one across reloads).
+/// and a count of lost lines of its own (the server uses `start_with`, to share them
+/// across reloads).
 #[cfg(test)]
 pub fn start(path: &Path) -> io::Result<Logger> {
-    start_with(path, Reopen::default())
+    start_with(path, Reopen::default(), Arc::default())
 }
 
 /// `start`, with a `Reopen` handle that outlives this logger (SIGUSR1 reaches whichever
-/// logger a reload started).
-pub fn start_with(path: &Path, reopen: Reopen) -> io::Result<Logger> {
+/// logger a reload started) and the count of lines lost (see "Lines that cannot be
+/// written"), which the status page shows.
+pub fn start_with(path: &Path, reopen: Reopen, lost: Arc<AtomicU64>) -> io::Result<Logger> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             std::fs::create_dir_all(dir)?;
@@ -124,14 +137,12 @@ pub fn start_with(path: &Path, reopen: Reopen) -> io::Result<Logger> {
     let flag = reopen.clone();
     let thread = thread::Builder::new()
         .name("weir-access-log".into())
-        .spawn(move || run(file, path, &rx, &flag))?;
+        .spawn(move || run(file, path, &rx, &flag, Loss::new(lost)))?;
     Ok(Logger { tx, thread, reopen })
 }
 
-fn run(file: File, mut path: PathBuf, rx: &Receiver<String>, reopen: &Reopen) {
-    let mut out = BufWriter::with_capacity(BUFFER, file);
-    // A write error is reported once per file, not once per batch.
-    let mut failed = false;
+fn run(file: File, mut path: PathBuf, rx: &Receiver<String>, reopen: &Reopen, mut loss: Loss) {
+    let mut out = Out::new(file);
     loop {
         let received = rx.recv_timeout(FLUSH_IDLE);
         // A reopen or a move asked for before this batch arrived is carried out first, so
@@ -146,77 +157,217 @@ fn run(file: File, mut path: PathBuf, rx: &Receiver<String>, reopen: &Reopen) {
                     let _ = std::fs::create_dir_all(dir);
                 }
             }
-            let (new_out, switched) = switch(out, &target, made, &mut failed);
-            out = new_out;
-            if switched {
+            if out.switch(&path, &target, &mut loss) {
                 path = target;
             }
         }
         match received {
-            Ok(batch) => {
-                if let Err(e) = out.write_all(batch.as_bytes()) {
-                    report(&path, e, &mut failed);
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if let Err(e) = out.flush() {
-                    report(&path, e, &mut failed);
-                }
-            }
+            Ok(batch) => out.push(batch.as_bytes(), &path, &mut loss),
+            Err(RecvTimeoutError::Timeout) => out.flush(&path, &mut loss),
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        loss.summarise(&path);
     }
-    if let Err(e) = out.flush() {
-        report(&path, e, &mut failed);
+    out.flush(&path, &mut loss);
+    loss.summarise_now(&path);
+}
+
+/// The file and the whole lines not yet written to it (at most about `BUFFER` bytes).
+struct Out {
+    file: File,
+    buf: Vec<u8>,
+    /// The file ends inside a line (a write cut short that could not be taken back): the
+    /// next write starts with a newline, so that later lines stay whole.
+    torn: bool,
+}
+
+impl Out {
+    fn new(file: File) -> Out {
+        Out {
+            file,
+            buf: Vec::with_capacity(BUFFER),
+            torn: false,
+        }
+    }
+
+    /// Takes a batch of lines, and writes what is buffered once it is full.
+    fn push(&mut self, batch: &[u8], path: &Path, loss: &mut Loss) {
+        self.buf.extend_from_slice(batch);
+        if self.buf.len() >= BUFFER {
+            self.flush(path, loss);
+        }
+    }
+
+    /// Writes what is buffered; lines the file would not take are lost (and counted).
+    fn flush(&mut self, path: &Path, loss: &mut Loss) {
+        if let Err((e, rest)) = self.write_buffered() {
+            loss.lost(path, &e, lines(&rest));
+        } else if !self.buf.is_empty() {
+            loss.written(path);
+        }
+        self.buf.clear();
+    }
+
+    /// Writes the buffer. On failure: the error, and the lines that did not reach the file
+    /// whole (a line cut short is cut out of the file again, see `take_back`).
+    fn write_buffered(&mut self) -> Result<(), (io::Error, Vec<u8>)> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if self.torn {
+            write_all(&mut self.file, b"\n").map_err(|(e, _)| (e, self.buf.clone()))?;
+            self.torn = false;
+        }
+        let Err((e, done)) = write_all(&mut self.file, &self.buf) else {
+            return Ok(());
+        };
+        let whole = self.buf[..done]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        if done > whole && !take_back(&self.file, (done - whole) as u64) {
+            self.torn = true;
+        }
+        Err((e, self.buf[whole..].to_vec()))
+    }
+
+    /// Moves to `to` (opened anew): what is buffered goes to the old file first or, if the
+    /// old file refuses it, to the new one. If `to` cannot be opened, nothing changes (and
+    /// false is returned).
+    fn switch(&mut self, from: &Path, to: &Path, loss: &mut Loss) -> bool {
+        let file = match open_append(to) {
+            Ok(file) => file,
+            Err(e) => {
+                let verb = if from == to { "reopen" } else { "open" };
+                log_error!(
+                    "cannot {verb} the access log {}: {e}; still writing to the old file",
+                    to.display()
+                );
+                return false;
+            }
+        };
+        let rest = match self.write_buffered() {
+            Ok(()) => Vec::new(),
+            Err((e, rest)) => {
+                log_error!(
+                    "access log {}: {e}; its last lines go to {}",
+                    from.display(),
+                    to.display()
+                );
+                rest
+            }
+        };
+        *self = Out::new(file);
+        self.buf = rest;
+        self.flush(to, loss);
+        true
     }
 }
 
-fn report(path: &Path, e: io::Error, failed: &mut bool) {
-    if !*failed {
-        log_error!("access log {}: {e}", path.display());
-        *failed = true;
+/// Writes all of `bytes`, or says how many went before the error.
+fn write_all(file: &mut File, bytes: &[u8]) -> Result<(), (io::Error, usize)> {
+    let mut done = 0;
+    while done < bytes.len() {
+        match file.write(&bytes[done..]) {
+            Ok(0) => return Err((io::ErrorKind::WriteZero.into(), done)),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((e, done)),
+        }
     }
+    Ok(())
 }
 
-/// Opens `path` anew and moves `out` over to it: what `out` holds is flushed to the old
-/// file first (or, if the old file refuses it, written to the new one). If the path cannot
-/// be opened, `out` is kept as it is (and false returned).
-fn switch(
-    mut out: BufWriter<File>,
-    path: &Path,
-    moved: bool,
-    failed: &mut bool,
-) -> (BufWriter<File>, bool) {
-    let file = match open_append(path) {
-        Ok(file) => file,
-        Err(e) => {
-            let verb = if moved { "open" } else { "reopen" };
+/// Cuts the last `n` bytes (the start of a line whose end could not be written) off the
+/// file, so that it holds whole lines only. False if that fails.
+fn take_back(file: &File, n: u64) -> bool {
+    file.metadata()
+        .and_then(|m| file.set_len(m.len().saturating_sub(n)))
+        .is_ok()
+}
+
+/// The number of lines in `bytes` (each ends in a newline).
+fn lines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// Lines that could not be written: counted (the status page shows the count) and told in
+/// the error log — at once when losing starts, then once per `LOSS_REPORT` while it goes
+/// on, and when writing works again.
+struct Loss {
+    total: Arc<AtomicU64>,
+    /// Lost since the error log last said so.
+    unreported: u64,
+    /// The last error, while losing.
+    error: Option<String>,
+    /// When the error log last spoke of losses.
+    reported: Instant,
+    failing: bool,
+}
+
+/// How often the error log tells how many lines were lost while losing goes on.
+pub const LOSS_REPORT: Duration = Duration::from_secs(60);
+
+impl Loss {
+    fn new(total: Arc<AtomicU64>) -> Loss {
+        Loss {
+            total,
+            unreported: 0,
+            error: None,
+            reported: Instant::now(),
+            failing: false,
+        }
+    }
+
+    fn lost(&mut self, path: &Path, e: &io::Error, n: u64) {
+        self.total.fetch_add(n, Ordering::Relaxed);
+        self.error = Some(e.to_string());
+        if self.failing {
+            self.unreported += n;
+        } else {
+            self.failing = true;
+            self.reported = Instant::now();
             log_error!(
-                "cannot {verb} the access log {}: {e}; still writing to the old file",
+                "access log {}: {e}: {n} lines lost; lines that cannot be written are \
+                 dropped and counted (access_log_lines_lost on the status page)",
                 path.display()
             );
-            return (out, false);
         }
-    };
-    let flushed = out.flush();
-    // On a failed flush the buffer still holds exactly the bytes the old file did not take.
-    let (old, unwritten) = out.into_parts();
-    let unwritten = unwritten.unwrap_or_else(|panicked| panicked.into_inner());
-    drop(old);
-    if let Err(e) = flushed {
-        report(path, e, failed);
     }
-    *failed = false;
-    let mut out = BufWriter::with_capacity(BUFFER, file);
-    if let Err(e) = out.write_all(&unwritten) {
-        report(path, e, failed);
+
+    fn written(&mut self, path: &Path) {
+        if self.failing {
+            self.failing = false;
+            self.summarise_now(path);
+            log_error!("access log {}: writing again", path.display());
+        }
     }
-    (out, true)
+
+    /// Tells the lines lost since the last report, if there are some and it is time.
+    fn summarise(&mut self, path: &Path) {
+        if self.reported.elapsed() >= LOSS_REPORT {
+            self.summarise_now(path);
+        }
+    }
+
+    fn summarise_now(&mut self, path: &Path) {
+        if self.unreported > 0 {
+            log_error!(
+                "access log {}: {} more lines lost ({}); {} since start-up",
+                path.display(),
+                self.unreported,
+                self.error.as_deref().unwrap_or("write error"),
+                self.total.load(Ordering::Relaxed)
+            );
+            self.unreported = 0;
+        }
+        self.reported = Instant::now();
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
 
     use super::*;
 
@@ -386,6 +537,42 @@ mod tests {
             all.push_str(&std::fs::read_to_string(file).expect("a log file"));
         }
         assert!(all == lines("line", 0..sent), "every line once, in order");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn lines_a_full_disk_refuses_are_counted_and_dropped() {
+        // /dev/full refuses every write with ENOSPC.
+        let lost = Arc::new(AtomicU64::new(0));
+        let logger = start_with(Path::new("/dev/full"), Reopen::default(), Arc::clone(&lost))
+            .expect("start");
+        for i in 0..100 {
+            logger
+                .tx
+                .send(lines("line", i * 10..i * 10 + 10))
+                .expect("send");
+        }
+        drop(logger.tx);
+        logger.thread.join().expect("logger thread");
+        assert_eq!(lost.load(Ordering::Relaxed), 1000);
+    }
+
+    #[test]
+    fn a_write_cut_short_is_taken_back_out_of_the_file() {
+        let dir = scratch("torn");
+        let path = dir.join("access.log");
+        let mut out = Out::new(open_append(&path).expect("open"));
+        let mut loss = Loss::new(Arc::default());
+        out.push(b"whole 1\nwhole 2\n", &path, &mut loss);
+        out.flush(&path, &mut loss);
+        // As if a write had stopped inside the third line.
+        out.file.write_all(b"half a li").expect("write");
+        assert!(take_back(&out.file, 9));
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("log"),
+            "whole 1\nwhole 2\n"
+        );
+        assert_eq!(super::lines(b"a\nb\nc"), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -91,6 +91,7 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
         }
     }
 
+    descriptors(&config, workers);
     let signals = Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let bound = listen::bind_all(&config.listen, workers).map_err(|e| e.to_string())?;
@@ -111,10 +112,12 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
         tx: None,
         threads: Vec::new(),
         reopen: Reopen::default(),
+        lost: status.access_log_lost(),
     };
     if let Some(log) = &config.access_log {
-        let logger = crate::logger::start_with(&log.path, logs.reopen.clone())
-            .map_err(|e| format!("cannot open the access log {}: {e}", log.path.display()))?;
+        let logger =
+            crate::logger::start_with(&log.path, logs.reopen.clone(), Arc::clone(&logs.lost))
+                .map_err(|e| format!("cannot open the access log {}: {e}", log.path.display()))?;
         logs.tx = Some(logger.tx);
         logs.threads.push(logger.thread);
     }
@@ -292,6 +295,51 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
 }
 
 /// The configuration file's (or the built-in) configuration with the command line's changes.
+/// Descriptors weir needs besides one per connection: per worker its poll, waker and
+/// listening sockets, and files and pipes in use; for the process its logs, signals and
+/// control loop. A rough margin, for the warning below.
+const DESCRIPTORS_SPARE: u64 = 64;
+
+/// Raises the soft limit on open descriptors (`ulimit -n`) to the hard limit, as nginx's
+/// `worker_rlimit_nofile` or Go's runtime do: every connection is a descriptor, and the
+/// usual soft limit of 1024 is far below `limit connections=` (10,000 per worker by
+/// default), while the hard limit is typically much higher. Children (scripts, services)
+/// inherit the raised limit. Then warns if even that is short of what the connection
+/// limit needs: past it accepting fails (EMFILE) and backs off, and new clients wait.
+fn descriptors(config: &Config, workers: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given, which lives for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct it is given, which lives for the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    let per_worker = u64::try_from(config.limits.connections_max).unwrap_or(u64::MAX);
+    let need = (workers as u64)
+        .saturating_mul(per_worker.saturating_add(16))
+        .saturating_add(DESCRIPTORS_SPARE);
+    if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < need {
+        announce!(
+            "limit connections={per_worker} with {workers} workers needs about {need} open \
+             descriptors, but only {} may be open (ulimit -n): beyond that new connections \
+             wait; raise the hard limit (LimitNOFILE= in a systemd unit) or lower limit \
+             connections=",
+            lim.rlim_cur
+        );
+    }
+}
+
 fn build_config(args: &ServeArgs) -> Result<Config, String> {
     let root = match (&args.root, &args.config) {
         (Some(asked), _) => Some(canonical_dir(asked)?),
@@ -363,6 +411,8 @@ struct AccessLogs {
     tx: Option<crate::logger::LogSender>,
     threads: Vec<std::thread::JoinHandle<()>>,
     reopen: Reopen,
+    /// Access-log lines lost, whichever logger lost them (the status page shows it).
+    lost: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A message for the control loop, and the waker that makes it look.
@@ -463,22 +513,24 @@ fn reload(
     if old_path != new_path {
         match (&old_path, &new_path) {
             (Some(_), Some(path)) => logs.reopen.move_to(path.clone()),
-            (None, Some(path)) => match crate::logger::start_with(path, logs.reopen.clone()) {
-                Ok(logger) => {
-                    for s in stoppers {
-                        s.send(Message::AccessLog(Some(logger.tx.clone())));
+            (None, Some(path)) => {
+                match crate::logger::start_with(path, logs.reopen.clone(), Arc::clone(&logs.lost)) {
+                    Ok(logger) => {
+                        for s in stoppers {
+                            s.send(Message::AccessLog(Some(logger.tx.clone())));
+                        }
+                        logs.tx = Some(logger.tx);
+                        logs.threads.push(logger.thread);
                     }
-                    logs.tx = Some(logger.tx);
-                    logs.threads.push(logger.thread);
+                    Err(e) => {
+                        log_error!(
+                            "SIGHUP: cannot open the access log {}: {e}; no access log",
+                            path.display()
+                        );
+                        config.access_log = None;
+                    }
                 }
-                Err(e) => {
-                    log_error!(
-                        "SIGHUP: cannot open the access log {}: {e}; no access log",
-                        path.display()
-                    );
-                    config.access_log = None;
-                }
-            },
+            }
             (Some(_), None) => {
                 for s in stoppers {
                     s.send(Message::AccessLog(None));

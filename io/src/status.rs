@@ -9,7 +9,8 @@
 //! counted here; a `status` request is answered from the copies, the asking worker's own
 //! made fresh first.
 
-use std::sync::PoisonError;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 
 use crate::sync::Mutex;
 
@@ -22,6 +23,8 @@ pub struct StatusBoard {
     started: UnixTime,
     workers: Vec<Mutex<WorkerStatus>>,
     services: Mutex<Vec<ServiceStatus>>,
+    /// Access-log lines lost, counted by the access logger (whichever one runs).
+    access_log_lost: Arc<AtomicU64>,
 }
 
 impl StatusBoard {
@@ -34,7 +37,14 @@ impl StatusBoard {
                 .map(|_| Mutex::new(WorkerStatus::default()))
                 .collect(),
             services: Mutex::new(Vec::new()),
+            access_log_lost: Arc::default(),
         }
+    }
+
+    /// The count of access-log lines lost, for the access logger to add to.
+    #[must_use]
+    pub fn access_log_lost(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.access_log_lost)
     }
 
     /// Worker `index` publishes its figures.
@@ -56,6 +66,7 @@ impl StatusBoard {
     pub fn snapshot(&self) -> ServerStatus {
         ServerStatus {
             started: self.started,
+            access_log_lost: self.access_log_lost.load(Ordering::Relaxed),
             workers: self
                 .workers
                 .iter()

@@ -42,14 +42,17 @@
 //! this worker's `Inbox`; its answer comes back through the inbox as a `Message::Input`,
 //! like what the control loop tells, and is fed on the next turn. The loop never hashes.
 //!
-//! **Accept back-pressure.** `PauseAccept` / `ResumeAccept` set a flag; listeners stay
-//! registered, and edge events while paused just leave `ready` set, so accepting resumes
-//! where it stopped. Running out of descriptors on `accept` (EMFILE, ENFILE, ENOMEM) is
+//! **Accepting.** The worker accepts whenever connections wait: at `limit connections=`
+//! the core makes room by closing idle connections, or refuses the new one
+//! (`Effect::Refuse`: a 503 written and the socket closed at once), so the kernel's accept
+//! queue never fills behind a full server. `PauseAccept` / `ResumeAccept` (shutdown) set
+//! a flag; listeners stay registered, and edge events while paused just leave `ready` set,
+//! so accepting resumes where it stopped. Running out of descriptors on `accept` (EMFILE, ENFILE, ENOMEM) is
 //! logged once and accepting pauses for `ACCEPT_BACKOFF` instead of spinning on a full
 //! accept queue.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -718,6 +721,7 @@ impl Worker {
                 }
             }
             Effect::Close { conn } => self.close(conn),
+            Effect::Refuse { conn, answer } => self.refuse(conn, &answer),
             Effect::PauseAccept => self.accept_paused = true,
             Effect::ResumeAccept => {
                 self.accept_paused = false;
@@ -861,6 +865,29 @@ impl Worker {
                 });
             }
         }
+    }
+
+    /// Carries out `Refuse`: what the client sent so far is read and dropped (a close on
+    /// unread bytes would reset the connection under the answer), the answer written as
+    /// far as the socket takes it now, the sending side shut, and the connection closed.
+    /// Bounded: a few reads, one write, whatever the client does.
+    fn refuse(&mut self, conn: ConnId, answer: &[u8]) {
+        if let Some(c) = self
+            .known(conn, "Refuse")
+            .and_then(|k| self.conns.get_mut(k))
+        {
+            for _ in 0..4 {
+                match c.socket.read(&mut self.scratch) {
+                    Ok(n) if n > 0 => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    _ => break,
+                }
+            }
+            // Failures change nothing: the connection is closed either way.
+            let _ = c.socket.write(answer);
+            let _ = c.socket.shutdown(Shutdown::Write);
+        }
+        self.close(conn);
     }
 
     /// Carries out `Close`: forget the connection and every pending word about it.

@@ -878,8 +878,8 @@ mod tests {
     #[test]
     fn honest_models_hold_and_their_state_counts_are_pinned() {
         for (script, unique) in [
-            (Script::keepalive(), 176_061),
-            (Script::chunked(), 4_820),
+            (Script::keepalive(), 221_159),
+            (Script::chunked(), 6_056),
             (Script::smuggle(), 688),
         ] {
             let name = script.name;

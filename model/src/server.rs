@@ -509,6 +509,11 @@ impl ServerModel {
                     s.clients[idx(conn)].shut = true;
                     read_responses(s, conn);
                 }
+                // The modelled clients stay within `limit connections=`.
+                Effect::Refuse { .. } => {
+                    s.contract
+                        .get_or_insert("a Refuse within the connection limit");
+                }
                 Effect::CloseFile { file } => {
                     if self.fault != ServerFault::DropCloseFile && s.open.remove(&file).is_none() {
                         s.contract.get_or_insert("CloseFile for a file not open");

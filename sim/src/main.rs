@@ -115,7 +115,7 @@ fn report(o: &Outcome, start: Instant, verbose: bool) -> ExitCode {
                 println!(
                     "ok seed={} steps={} time={}ms connections={} requests={} responses={} \
                      fs_changes={} resets={} short_writes={} open_failures={} cgi_requests={} \
-                     spawns={} kills={} statuses={:?}",
+                     spawns={} kills={} shed={} refused={} statuses={:?}",
                     o.options.args.seed,
                     s.stats.steps,
                     s.stats.time.0,
@@ -129,6 +129,8 @@ fn report(o: &Outcome, start: Instant, verbose: bool) -> ExitCode {
                     s.stats.cgi_requests,
                     s.stats.spawns,
                     s.stats.kills,
+                    s.stats.shed,
+                    s.stats.refused,
                     s.stats.statuses
                 );
                 println!(

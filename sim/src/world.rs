@@ -141,6 +141,10 @@ pub struct Stats {
     pub spawns: u64,
     /// Processes killed.
     pub kills: u64,
+    /// Connections refused (503) at the connection limit.
+    pub refused: u64,
+    /// Idle connections closed to make room at the connection limit.
+    pub shed: u64,
 }
 
 /// A successful run's summary.
@@ -382,6 +386,7 @@ impl World {
         self.finish()?;
         self.stats.steps = self.step;
         self.stats.time = self.now.mono;
+        self.stats.shed = self.server.counters().shed;
         Ok(Summary {
             trace_hash: self.trace.finish(),
             stats: self.stats.clone(),
@@ -612,6 +617,23 @@ impl World {
                 c.send = None;
                 self.server_end(conn)?;
             }
+            Effect::Refuse { conn, answer } => {
+                self.contract.refuse(conn).map_err(|m| self.safety(m))?;
+                if !answer.starts_with(b"HTTP/1.1 503 ") {
+                    return Err(self.safety(format!(
+                        "Refuse of {conn:?} with an answer that is no 503: {:?}",
+                        String::from_utf8_lossy(&answer)
+                    )));
+                }
+                self.stats.refused += 1;
+                // The client never had a request read: it is owed nothing, and the
+                // connection simply ends (the 503 is checked above, not by its ledger).
+                let c = self.client(conn);
+                c.closed = true;
+                c.read_max = None;
+                c.send = None;
+                self.server_end(conn)?;
+            }
             Effect::PauseAccept => self.paused = true,
             Effect::ResumeAccept => {
                 self.paused = false;
@@ -804,6 +826,7 @@ impl World {
             Event::StatusDone(token) => {
                 let status = weir_core::server::ServerStatus {
                     started: weir_core::UnixTime(0),
+                    access_log_lost: 0,
                     workers: vec![self.server.worker_status()],
                     services: Vec::new(),
                 };

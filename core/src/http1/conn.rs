@@ -118,7 +118,7 @@
 //! |--------|----------------------------------------------|------------------------|-------------------|
 //! | Idle   | no request byte buffered, nothing to send    | last activity          | Closed, silently  |
 //! | Header | a head is incomplete                         | its first byte (or the cycle start if pipelined bytes were waiting) | 408, close |
-//! | Body   | a body is incomplete                         | last body byte         | 408 if no head sent, else abort |
+//! | Body   | a body is incomplete                         | last body byte (or the discard limit, if earlier) | 408 if no head sent, close if discarding, else abort |
 //! | Send   | output is queued                             | last transmit progress | abort             |
 //! | Linger | lingering                                    | start of lingering     | Closed            |
 //!
@@ -129,6 +129,20 @@
 //! their starting points share one stored time, which each state transition that arms
 //! one of them sets; `Send` keeps its own, in the buffers' box, since output only exists
 //! there.
+//!
+//! ## Discarding an unwanted body
+//!
+//! An answer may be complete before its request's body has arrived (a 405 or 404 to a
+//! POST, a 413 the application chose): the rest of the body is read and thrown away, so
+//! that the connection can carry the next request. That is bounded, like nginx's
+//! lingering limits: at most [`DISCARD_MAX`] bytes or [`DISCARD_TIME`] from the moment the
+//! answer was complete, whichever comes first; then the connection closes (a lingering
+//! close, so at most [`LINGER`] more), and the client that keeps sending a body nobody
+//! wants holds a connection for seconds, not for as long as it likes. A `Content-Length`
+//! whose rest is beyond the byte bound closes at once (nothing is read in vain); a chunked
+//! body's bytes are counted as they come. The `Body` timer carries the time bound (the
+//! earlier of its two deadlines). Body bytes read while the answer is still going out are
+//! not counted: a gateway may answer while it still reads.
 //!
 //! ## Subtle cases
 //!
@@ -173,6 +187,15 @@ pub const LINGER: Duration = Duration::from_secs(2);
 
 /// Read budget while closing or lingering: input is discarded, so any amount is safe.
 pub const LINGER_READ: usize = 64 * 1024;
+
+/// The most request-body bytes read and discarded after the response to that request is
+/// complete (a 405 or 404 to a POST), so that the connection can carry the next request;
+/// past it the connection closes instead (see "Discarding an unwanted body").
+pub const DISCARD_MAX: u64 = 1024 * 1024;
+
+/// The longest an unwanted body is read and discarded after the response to its request
+/// is complete; then the connection closes instead.
+pub const DISCARD_TIME: Duration = Duration::from_secs(5);
 
 /// Adjacent in-memory chunks are merged into one while the result stays this small, so a
 /// head and a small body leave in a single write.
@@ -371,6 +394,9 @@ struct Buffers {
     out_len: u64,
     /// Where the `Send` timer runs from (meaningful while `out` is not empty).
     send_since: Time,
+    /// While an unwanted body is discarded (the answer complete, the body not): since when,
+    /// and how many of its bytes (see "Discarding an unwanted body").
+    discard: Option<(Time, u64)>,
 }
 
 /// The queues of a connection that has no box.
@@ -413,6 +439,11 @@ impl Bufs {
         self.0.as_ref().map_or(0, |b| b.queued_body)
     }
 
+    /// Since when an unwanted body has been discarded, and how many bytes of it.
+    fn discard(&self) -> Option<(Time, u64)> {
+        self.0.as_ref().and_then(|b| b.discard)
+    }
+
     /// Where the `Send` timer runs from, while there is output.
     fn send_since(&self) -> Option<Time> {
         self.0
@@ -433,6 +464,7 @@ impl Bufs {
         &VecDeque<Chunk>,
         u64,
         Option<Time>,
+        Option<(Time, u64)>,
     ) {
         (
             self.input(),
@@ -441,6 +473,7 @@ impl Bufs {
             self.out(),
             self.out_len(),
             self.send_since(),
+            self.discard(),
         )
     }
 }
@@ -935,6 +968,9 @@ impl Conn {
                 ConnTimer::Body if self.write == Write::Waiting => {
                     self.reject(err(408, "request body timed out"), now);
                 }
+                // Discarding an unwanted body for too long: the answer is complete, so the
+                // connection closes after it (lingering) instead of reading on.
+                ConnTimer::Body if self.bufs.discard().is_some() => self.enter_closing(true),
                 ConnTimer::Body => self.abort(),
             }
             self.settle(now);
@@ -1009,6 +1045,13 @@ impl Conn {
                 (Read::Done | Read::Stopped, _) => ConnState::Closing,
             },
         }
+    }
+
+    /// Since when the connection has been idle — waiting for a request with no byte of one
+    /// buffered and nothing to send (`ConnState::Idle`) — or `None` if it is not.
+    #[must_use]
+    pub fn idle_since(&self) -> Option<Time> {
+        (self.state() == ConnState::Idle).then_some(self.since)
     }
 
     /// The deadline of one timer, if armed (for tests and diagnostics).
@@ -1135,6 +1178,12 @@ impl Conn {
     fn push_body(&mut self, data: Bytes) {
         if !data.is_empty() {
             let bufs = self.bufs.get_mut();
+            // Only a chunked body is counted: a length was judged when discarding began.
+            if let (Some((_, discarded)), Read::Body(BodyReader::Chunked(_))) =
+                (&mut bufs.discard, &self.read)
+            {
+                *discarded += data.len() as u64;
+            }
             bufs.queued_body += data.len();
             bufs.events.push_back(Event::Body(data));
         }
@@ -1232,6 +1281,24 @@ impl Conn {
                         self.enter_closing(true);
                         true
                     }
+                    // Answered before the body arrived: the rest is discarded, within
+                    // bounds (see "Discarding an unwanted body").
+                    (Read::Body(body), Write::Done) => match self.bufs.discard() {
+                        // A length says at once whether the rest is within the bound.
+                        None if matches!(body, BodyReader::Length(n) if *n > DISCARD_MAX) => {
+                            self.enter_closing(true);
+                            true
+                        }
+                        None => {
+                            self.bufs.get_mut().discard = Some((now.mono, 0));
+                            false
+                        }
+                        Some((_, n)) if n >= DISCARD_MAX => {
+                            self.enter_closing(true);
+                            true
+                        }
+                        Some(_) => false,
+                    },
                     _ => false,
                 },
                 Phase::Closing if self.bufs.out().is_empty() => {
@@ -1274,6 +1341,9 @@ impl Conn {
     }
 
     fn next_cycle(&mut self, now: Now) {
+        if let Some(bufs) = self.bufs.existing() {
+            bufs.discard = None;
+        }
         self.read = Read::Idle;
         self.write = Write::Waiting;
         self.request = None;
@@ -1295,7 +1365,9 @@ impl Conn {
                     t[ConnTimer::Header as usize] = at(self.since, self.timeouts.header_ms);
                 }
                 Read::Body(_) => {
-                    t[ConnTimer::Body as usize] = at(self.since, self.timeouts.body_ms);
+                    let body = at(self.since, self.timeouts.body_ms);
+                    let discard = self.bufs.discard().map(|(t, _)| t.after(DISCARD_TIME));
+                    t[ConnTimer::Body as usize] = body.min(discard.or(body));
                 }
                 _ => {}
             },

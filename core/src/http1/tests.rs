@@ -9,7 +9,7 @@ use core::time::Duration;
 use proptest::prelude::*;
 
 use crate::chunk::Chunk;
-use crate::http1::conn::{Conn, ConnState, ConnTimer, Event, LINGER};
+use crate::http1::conn::{Conn, ConnState, ConnTimer, Event, DISCARD_MAX, DISCARD_TIME, LINGER};
 use crate::http1::error::UsageError;
 use crate::http1::head::{BodyKind, Headers, Method, ResponseBody, ResponseHead, Version};
 use crate::ids::{FileId, Token};
@@ -385,6 +385,88 @@ fn early_response_keeps_reading_the_body() {
     let r = p.responses();
     assert_eq!(r.len(), 2);
     assert!(!r[0].closes());
+}
+
+#[test]
+fn an_unwanted_chunked_body_is_discarded_up_to_a_mebibyte_then_the_connection_closes() {
+    let mut p = Pair::new();
+    p.send(b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+    p.events();
+    p.respond(405, b"no");
+    assert_eq!(p.responses()[0].status, 405);
+    let mut piece = b"10000\r\n".to_vec();
+    piece.extend(vec![b'x'; 0x10000]);
+    piece.extend(b"\r\n");
+    let mut sent = 0;
+    while p.conn.state() == ConnState::ReadingBody {
+        assert!(sent <= DISCARD_MAX, "still reading after {sent} bytes");
+        p.send(&piece);
+        p.events();
+        sent += 0x10000;
+    }
+    assert_eq!(sent, DISCARD_MAX);
+    assert_eq!(p.conn.state(), ConnState::Lingering);
+    p.advance(LINGER.as_millis() as u64);
+    assert_eq!(p.conn.state(), ConnState::Closed);
+}
+
+#[test]
+fn an_unwanted_body_longer_than_a_mebibyte_is_not_read_at_all() {
+    let mut p = Pair::new();
+    p.send(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 16000000\r\n\r\nabc");
+    p.events();
+    p.respond(405, b"no");
+    let r = p.responses();
+    assert_eq!(r[0].status, 405);
+    assert_eq!(p.conn.state(), ConnState::Lingering);
+    // Within the bound, the rest is read.
+    let mut p = Pair::new();
+    p.send(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\nabc");
+    p.events();
+    p.respond(405, b"no");
+    p.transmit();
+    assert_eq!(p.conn.state(), ConnState::ReadingBody);
+    p.send(&vec![b'x'; 1_048_573]);
+    p.events();
+    assert_eq!(p.conn.state(), ConnState::Idle);
+}
+
+#[test]
+fn an_unwanted_body_is_discarded_for_five_seconds_at_most() {
+    let mut p = Pair::new();
+    p.send(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n");
+    p.events();
+    p.respond(405, b"no");
+    assert_eq!(p.responses()[0].status, 405);
+    let start = p.now.mono;
+    // A byte every half second keeps the body timer from firing …
+    while p.conn.state() == ConnState::ReadingBody {
+        assert!(p.now.mono.0 - start.0 <= DISCARD_TIME.as_millis() as u64);
+        p.send(b"x");
+        p.events();
+        p.advance(500);
+    }
+    // … but not the discard limit.
+    assert_eq!(p.now.mono, start.after(DISCARD_TIME));
+    assert_eq!(p.conn.state(), ConnState::Lingering);
+    p.advance(LINGER.as_millis() as u64);
+    assert_eq!(p.conn.state(), ConnState::Closed);
+}
+
+#[test]
+fn the_discard_limits_start_afresh_with_each_request() {
+    let mut p = Pair::new();
+    for _ in 0..3 {
+        p.send(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 900000\r\n\r\n");
+        p.events();
+        p.respond(405, b"no");
+        p.transmit();
+        p.advance(4_000);
+        p.send(&vec![b'x'; 900_000]);
+        p.events();
+        assert_eq!(p.conn.state(), ConnState::Idle);
+    }
+    assert_eq!(p.responses().len(), 3);
 }
 
 #[test]

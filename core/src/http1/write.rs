@@ -180,6 +180,24 @@ pub fn canned(status: u16, date: UnixTime, with_body: bool) -> Bytes {
     Bytes::from(out)
 }
 
+/// The answer to a connection the server will not take (`limit connections=` reached and
+/// no idle connection to close for it): a complete 503 with `Retry-After: 1`, marked
+/// `Connection: close`, written before any request is read.
+#[must_use]
+pub fn refusal(date: UnixTime) -> Bytes {
+    let body = canned_body(503);
+    let length = body.len().to_string();
+    let fields = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Retry-After", "1"),
+        ("Content-Length", length.as_str()),
+        ("Connection", "close"),
+    ];
+    let mut out = final_head(503, &Headers::new(), date, &fields);
+    out.extend_from_slice(body.as_bytes());
+    Bytes::from(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

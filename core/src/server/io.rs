@@ -275,7 +275,20 @@ pub enum Effect {
         /// The connection.
         conn: ConnId,
     },
-    /// Stop accepting connections (too many are open, or shutting down).
+    /// Answer `conn` — a connection the shell just reported `Accepted`, which the core will
+    /// not take (`limit connections=` reached, and no idle connection to close for it) —
+    /// and close it, without another word about it (no answer). The shell discards what
+    /// the client already sent (closing on unread bytes would make the kernel reset the
+    /// connection under the answer), writes as much of `answer` as the socket takes at once
+    /// (all of it on a fresh socket: it is a few hundred bytes), shuts down its sending
+    /// side and closes it. The core has forgotten the connection already.
+    Refuse {
+        /// The connection.
+        conn: ConnId,
+        /// The whole answer: a 503 that says `Connection: close`.
+        answer: Bytes,
+    },
+    /// Stop accepting connections (shutting down).
     PauseAccept,
     /// Accept connections again.
     ResumeAccept,
@@ -392,8 +405,9 @@ pub enum Effect {
         /// The service's name.
         service: String,
     },
-    /// Append a line to the access log (no answer; never dropped: the shell waits rather
-    /// than lose a line).
+    /// Append a line to the access log (no answer; the shell waits rather than drop a line
+    /// while its logger is behind, and counts the lines the file itself refuses, on a full
+    /// disk, as `ServerStatus::access_log_lost`).
     AccessLog {
         /// The line, without its newline.
         line: String,

@@ -16,7 +16,8 @@
 //!                                     3. no Send outstanding and pending_transmit → Send
 //!                                     4. files whose bytes have all left → CloseFile
 //!                                     5. Lingering → ShutdownWrite (once); Closed → Close
-//!                                     6. index the connection's deadline if it is earlier
+//!                                     6. index the connection's deadline if it is earlier,
+//!                                        and whether it is idle (see "Connection limit")
 //! ```
 //!
 //! What a request becomes is decided in `request` (routing through the rules, then the
@@ -35,6 +36,19 @@
 //! and a connection at most one early wake-up per time-out period. Shutdown adds one more
 //! deadline, the end of the grace time.
 //!
+//! Connection limit (`limit connections=N`, per worker), nginx's reusable connections: the
+//! server never holds more than N connections, and it never stops accepting either (a full
+//! accept queue would leave every new client hanging, the good ones with the bad). The
+//! count is checked before a new connection is admitted: at N, room is made by closing an
+//! idle connection — first one that has never sent a byte, the oldest first, then a
+//! kept-alive one waiting for its next request, the longest idle first — exactly as its
+//! idle time-out would close it (no answer; a client retries a request on a kept-alive
+//! connection closed under it). Only when every connection is busy is the new one refused:
+//! `Effect::Refuse` has the shell answer it 503 and close it, and the core never takes it.
+//! Which connections are idle, and since when, is kept in a `BTreeSet` ordered that way,
+//! updated by `pump` whenever a connection goes idle or stops being idle (two B-tree
+//! operations per kept-alive request), so finding the one to close costs O(log n).
+//!
 //! Memory: an idle kept-alive connection is the common case, by the thousand, so what it
 //! costs is kept to its `Slot` (one boxed block), its map and deadline entries and the
 //! shell's own entry. What only a request in progress needs (the `Conn`'s buffers, the
@@ -51,6 +65,7 @@ mod respond;
 pub mod status;
 
 use core::net::{SocketAddr, SocketAddrV4};
+use core::num::NonZeroU64;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::config::ConfigRef;
@@ -82,6 +97,11 @@ pub struct Server {
     effects: VecDeque<Effect>,
     deadlines: BTreeSet<(Time, ConnId)>,
     next_token: u64,
+    /// The idle connections, the first to close to make room first (see "Connection
+    /// limit"): each connection's entry is its `Slot::idle`.
+    idle: BTreeSet<(Reuse, Time, ConnId)>,
+    /// When the error log last said that new connections are being refused.
+    refusal_logged: Option<Time>,
     accept_paused: bool,
     shutdown: Option<Time>,
     exited: bool,
@@ -119,8 +139,12 @@ struct Slot {
     addrs: Addrs,
     reading: bool,
     shutdown_sent: bool,
-    /// Length of the chunk an outstanding `Send` carries.
-    sending: Option<u64>,
+    /// No byte has arrived on this connection yet.
+    fresh: bool,
+    /// This connection's entry in `Server::idle`, while it is idle.
+    idle: Option<IdleEntry>,
+    /// Length of the chunk an outstanding `Send` carries (never empty).
+    sending: Option<NonZeroU64>,
     /// The time indexed for this connection in `Server::deadlines`: at or before its
     /// `Conn::poll_timeout` (see "Deadlines").
     deadline: Option<Time>,
@@ -156,6 +180,40 @@ struct Current {
     /// The configuration the current request started under: it keeps it to its end,
     /// whatever a reload brings meanwhile.
     config: Option<ConfigRef>,
+}
+
+/// Which idle connections are closed first to make room for a new one (the order of the
+/// variants), see "Connection limit".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Reuse {
+    /// It has never sent a byte.
+    Fresh,
+    /// It waits for its next request.
+    KeptAlive,
+}
+
+/// A slot's entry in `Server::idle`, packed into one word (the slot of every idle
+/// connection carries it): the time it went idle and its `Reuse`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct IdleEntry(NonZeroU64);
+
+impl IdleEntry {
+    fn new(reuse: Reuse, since: Time) -> IdleEntry {
+        // Milliseconds below 2^62 (a hundred million years): nothing is lost.
+        let word = (since.0.min(u64::MAX >> 2) << 1) | u64::from(reuse == Reuse::KeptAlive);
+        IdleEntry(NonZeroU64::MIN.saturating_add(word))
+    }
+
+    /// The entry's key in `Server::idle`.
+    fn key(self, id: ConnId) -> (Reuse, Time, ConnId) {
+        let word = self.0.get() - 1;
+        let reuse = if word & 1 == 0 {
+            Reuse::Fresh
+        } else {
+            Reuse::KeptAlive
+        };
+        (reuse, Time(word >> 1), id)
+    }
 }
 
 /// A connection without a request in progress: what `Cur` reads as when it has no box.
@@ -266,6 +324,8 @@ impl Server {
             effects: VecDeque::new(),
             deadlines: BTreeSet::new(),
             next_token: 1,
+            idle: BTreeSet::new(),
+            refusal_logged: None,
             accept_paused: false,
             shutdown: None,
             exited: false,
@@ -292,6 +352,7 @@ impl Server {
             Input::Received { conn, data } => {
                 if let Some(slot) = self.conns.get_mut(&conn) {
                     slot.reading = false;
+                    slot.fresh = false;
                     slot.conn.receive(&data, now);
                     self.pump(conn, now);
                 }
@@ -305,7 +366,7 @@ impl Server {
             }
             Input::Sent { conn, n } => {
                 if let Some(slot) = self.conns.get_mut(&conn) {
-                    let len = slot.sending.take().unwrap_or(0);
+                    let len = slot.sending.take().map_or(0, NonZeroU64::get);
                     let n = n.min(len);
                     // Without a box no file waits on the count (see `Current`).
                     if let Some(cur) = slot.cur.existing() {
@@ -474,6 +535,18 @@ impl Server {
             self.effects.push_back(Effect::Close { conn: id });
             return;
         }
+        // Room is made before the new connection is counted (see "Connection limit").
+        while self.conns.len() >= self.config.limits.connections_max {
+            let Some((_, _, victim)) = self.idle.pop_first() else {
+                return self.refuse(id, now);
+            };
+            self.counters.shed += 1;
+            if let Some(slot) = self.conns.get_mut(&victim) {
+                slot.idle = None;
+                slot.conn.abort();
+            }
+            self.pump(victim, now);
+        }
         self.counters.accepted += 1;
         let conn = Conn::new(&self.config.limits, &self.config.timeouts, now);
         self.conns.insert(
@@ -483,37 +556,50 @@ impl Server {
                 addrs: Addrs::new(peer, local),
                 reading: false,
                 shutdown_sent: false,
+                fresh: true,
+                idle: None,
                 sending: None,
                 deadline: None,
                 cur: Cur(None),
             }),
         );
-        if self.conns.len() >= self.config.limits.connections_max && !self.accept_paused {
-            self.accept_paused = true;
-            self.effects.push_back(Effect::PauseAccept);
-        }
         self.pump(id, now);
+    }
+
+    /// Turns a new connection away: every connection is busy (see "Connection limit").
+    fn refuse(&mut self, id: ConnId, now: Now) {
+        self.counters.refused += 1;
+        self.effects.push_back(Effect::Refuse {
+            conn: id,
+            answer: crate::http1::write::refusal(now.unix),
+        });
+        // Said once a minute at most: a flood must not flood the error log too.
+        let minute = core::time::Duration::from_secs(60);
+        if self
+            .refusal_logged
+            .is_none_or(|t| now.mono >= t.after(minute))
+        {
+            self.refusal_logged = Some(now.mono);
+            self.effects.push_back(Effect::ErrorLog {
+                line: format!(
+                    "limit connections={} reached with no idle connection to close: new \
+                     connections are answered 503 ({} so far)",
+                    self.config.limits.connections_max, self.counters.refused
+                ),
+            });
+        }
     }
 
     /// Takes a new configuration for every request that starts from now on (see
     /// `Current::config` for those in flight). Idle connections stay open. A changed
-    /// `cache` setting starts an empty cache; the connection limit applies at once.
+    /// `cache` setting starts an empty cache; a new connection limit applies from the next
+    /// connection accepted (which makes room down to it, see "Connection limit").
     fn reload(&mut self, config: ConfigRef, now: Now) {
         if config.cache != self.config.cache {
             self.cache = config.cache.map(crate::cache::Cache::new);
         }
         self.config = config;
         self.fcgi_reloaded(now);
-        let max = self.config.limits.connections_max;
-        if self.shutdown.is_none() {
-            if self.conns.len() >= max && !self.accept_paused {
-                self.accept_paused = true;
-                self.effects.push_back(Effect::PauseAccept);
-            } else if self.conns.len() < max && self.accept_paused {
-                self.accept_paused = false;
-                self.effects.push_back(Effect::ResumeAccept);
-            }
-        }
     }
 
     fn begin_shutdown(&mut self, now: Now) {
@@ -598,6 +684,9 @@ impl Server {
             if let Some(t) = slot.deadline.take() {
                 self.deadlines.remove(&(t, id));
             }
+            if let Some(entry) = slot.idle.take() {
+                self.idle.remove(&entry.key(id));
+            }
             // While the slot still exists: a script's cut answer is logged from it.
             self.gateway_conn_closed(id, gateway, now);
             self.conns.remove(&id);
@@ -609,13 +698,6 @@ impl Server {
             if let Some(w) = auth {
                 self.release_auth(id, *w);
             }
-            if self.accept_paused
-                && self.shutdown.is_none()
-                && self.conns.len() < self.config.limits.connections_max
-            {
-                self.accept_paused = false;
-                self.effects.push_back(Effect::ResumeAccept);
-            }
             return;
         }
         if !slot.reading {
@@ -626,8 +708,12 @@ impl Server {
             }
         }
         if slot.sending.is_none() {
-            if let Some(chunk) = slot.conn.pending_transmit() {
-                slot.sending = Some(chunk.len());
+            if let Some((chunk, len)) = slot
+                .conn
+                .pending_transmit()
+                .and_then(|c| Some((c, NonZeroU64::new(c.len())?)))
+            {
+                slot.sending = Some(len);
                 self.effects.push_back(Effect::Send {
                     conn: id,
                     chunk: chunk.clone(),
@@ -659,6 +745,30 @@ impl Server {
         if state == ConnState::Lingering && !slot.shutdown_sent && slot.sending.is_none() {
             slot.shutdown_sent = true;
             self.effects.push_back(Effect::ShutdownWrite { conn: id });
+        }
+        // Idle, and so closable to make room: nothing in flight at all (see "Connection
+        // limit"). A connection's entry changes only when it goes idle or busy.
+        let cur = slot.cur.get();
+        let idle = slot
+            .conn
+            .idle_since()
+            .filter(|_| cur.waiting.is_none() && cur.gateway.is_none() && cur.files.is_empty())
+            .map(|since| {
+                let reuse = if slot.fresh {
+                    Reuse::Fresh
+                } else {
+                    Reuse::KeptAlive
+                };
+                IdleEntry::new(reuse, since)
+            });
+        if idle != slot.idle {
+            if let Some(entry) = slot.idle {
+                self.idle.remove(&entry.key(id));
+            }
+            if let Some(entry) = idle {
+                self.idle.insert(entry.key(id));
+            }
+            slot.idle = idle;
         }
         let cur = slot.cur.get();
         if state == ConnState::Idle

@@ -13,8 +13,13 @@ use crate::time::{Now, Time, UnixTime};
 pub struct Counters {
     /// When the server started.
     pub started: Time,
-    /// Connections accepted.
+    /// Connections accepted (taken in: refused ones are not counted here).
     pub accepted: u64,
+    /// Idle connections closed to make room for a new one at `limit connections=`.
+    pub shed: u64,
+    /// New connections answered 503 and closed at `limit connections=`, every connection
+    /// being busy.
+    pub refused: u64,
     /// Request heads received.
     pub requests: u64,
     /// Responses started, by status class (index 0 = 1xx … 4 = 5xx).
@@ -74,6 +79,8 @@ pub struct ServiceStatus {
 pub struct ServerStatus {
     /// When the server started (wall clock).
     pub started: UnixTime,
+    /// Access-log lines that could not be written (a full disk, say) since start-up.
+    pub access_log_lost: u64,
     /// Every worker's part.
     pub workers: Vec<WorkerStatus>,
     /// Every service.
@@ -106,6 +113,8 @@ impl StatusFormat {
 /// Sums of every worker's counters.
 struct Totals {
     accepted: u64,
+    shed: u64,
+    refused: u64,
     requests: u64,
     responses: [u64; 5],
     bytes_sent: u64,
@@ -116,6 +125,8 @@ impl ServerStatus {
     fn totals(&self) -> Totals {
         let mut t = Totals {
             accepted: 0,
+            shed: 0,
+            refused: 0,
             requests: 0,
             responses: [0; 5],
             bytes_sent: 0,
@@ -123,6 +134,8 @@ impl ServerStatus {
         };
         for w in &self.workers {
             t.accepted += w.counters.accepted;
+            t.shed += w.counters.shed;
+            t.refused += w.counters.refused;
             t.requests += w.counters.requests;
             for (sum, n) in t.responses.iter_mut().zip(w.counters.responses) {
                 *sum += n;
@@ -162,19 +175,23 @@ impl ServerStatus {
         let r = t.responses;
         let mut s = format!(
             "weir status (whole server)\nworkers: {}\nuptime_seconds: {}\nconnections_open: {}\n\
-             connections_accepted: {}\nrequests: {}\nresponses_1xx: {}\nresponses_2xx: {}\n\
-             responses_3xx: {}\nresponses_4xx: {}\nresponses_5xx: {}\nbytes_sent: {}\n",
+             connections_accepted: {}\nconnections_shed: {}\nconnections_refused: {}\n\
+             requests: {}\nresponses_1xx: {}\nresponses_2xx: {}\nresponses_3xx: {}\n\
+             responses_4xx: {}\nresponses_5xx: {}\nbytes_sent: {}\naccess_log_lines_lost: {}\n",
             self.workers.len(),
             self.uptime(now),
             t.open,
             t.accepted,
+            t.shed,
+            t.refused,
             t.requests,
             r[0],
             r[1],
             r[2],
             r[3],
             r[4],
-            t.bytes_sent
+            t.bytes_sent,
+            self.access_log_lost
         );
         for svc in &self.services {
             let pids: Vec<String> = svc
@@ -225,12 +242,15 @@ impl ServerStatus {
             .collect();
         format!(
             "{{\"scope\":\"server\",\"workers\":{},\"uptime_seconds\":{},\"connections_open\":{},\
-             \"connections_accepted\":{},\"requests\":{},\"responses\":{{\"1xx\":{},\"2xx\":{},\
-             \"3xx\":{},\"4xx\":{},\"5xx\":{}}},\"bytes_sent\":{},\"services\":[{}]}}\n",
+             \"connections_accepted\":{},\"connections_shed\":{},\"connections_refused\":{},\
+             \"requests\":{},\"responses\":{{\"1xx\":{},\"2xx\":{},\"3xx\":{},\"4xx\":{},\
+             \"5xx\":{}}},\"bytes_sent\":{},\"access_log_lines_lost\":{},\"services\":[{}]}}\n",
             self.workers.len(),
             self.uptime(now),
             t.open,
             t.accepted,
+            t.shed,
+            t.refused,
             t.requests,
             r[0],
             r[1],
@@ -238,6 +258,7 @@ impl ServerStatus {
             r[3],
             r[4],
             t.bytes_sent,
+            self.access_log_lost,
             services.join(",")
         )
     }
@@ -278,6 +299,18 @@ impl ServerStatus {
             &plain(t.accepted),
         );
         metric(
+            "connections_shed_total",
+            "counter",
+            "Idle connections closed to make room at the connection limit.",
+            &plain(t.shed),
+        );
+        metric(
+            "connections_refused_total",
+            "counter",
+            "New connections answered 503 at the connection limit.",
+            &plain(t.refused),
+        );
+        metric(
             "requests_total",
             "counter",
             "Request heads received.",
@@ -300,6 +333,12 @@ impl ServerStatus {
             "counter",
             "Response bytes sent.",
             &plain(t.bytes_sent),
+        );
+        metric(
+            "access_log_lines_lost_total",
+            "counter",
+            "Access-log lines that could not be written.",
+            &plain(self.access_log_lost),
         );
         let label = |svc: &ServiceStatus| format!("{{service=\"{}\"}}", prom_escape(&svc.name));
         let up: Vec<(String, u64)> = self

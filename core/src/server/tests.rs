@@ -244,6 +244,12 @@ impl World {
                 assert!(!c.closed, "closed twice");
                 c.closed = true;
             }
+            Effect::Refuse { conn, answer } => {
+                let c = self.clients.get_mut(&conn).unwrap();
+                assert!(!c.closed, "closed twice");
+                c.from_server.extend_from_slice(&answer);
+                c.closed = true;
+            }
             Effect::Open { token, path } => {
                 self.opens += 1;
                 let result = match self.files.get(&path) {
@@ -316,6 +322,7 @@ impl World {
                 // One worker, no services: the whole server is this one.
                 let status = status::ServerStatus {
                     started: UnixTime(self.now.unix.0 - 5),
+                    access_log_lost: 0,
                     workers: vec![self.server.worker_status()],
                     services: Vec::new(),
                 };
@@ -672,21 +679,63 @@ fn shutdown_grace_cuts_off_slow_requests() {
 }
 
 #[test]
-fn accepting_pauses_at_the_connection_limit() {
-    let mut w = World::with_config(|c| c.limits.connections_max = 2);
+fn at_the_connection_limit_idle_connections_make_room_and_busy_ones_do_not() {
+    let mut w = World::with_config(|c| c.limits.connections_max = 3);
+    w.file("a.txt", b"hello");
+    // A kept-alive connection, idle the longest …
+    let kept = w.connect();
+    w.send(kept, b"GET /a.txt HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&w.take_output(kept)), 200);
+    w.advance(Duration::from_secs(1));
+    // … and two that never sent a byte.
+    let fresh_old = w.connect();
+    w.advance(Duration::from_secs(1));
+    let fresh_new = w.connect();
+    w.advance(Duration::from_secs(1));
+    assert!(!w.paused, "accepting never pauses at the limit");
+    // The oldest connection that never sent a byte goes first, silently.
     let a = w.connect();
-    assert!(!w.paused);
-    let _b = w.connect();
-    assert!(w.paused);
-    w.server.handle(
-        Input::ConnFailed {
-            conn: a,
-            error: IoError::Reset,
-        },
-        w.now,
+    assert!(w.clients[&fresh_old].closed);
+    assert!(w.clients[&fresh_old].from_server.is_empty());
+    assert!(!w.clients[&fresh_new].closed && !w.clients[&kept].closed);
+    assert_eq!(w.server.connection_count(), 3);
+    // Busy connections (a head in progress) are never closed to make room: the next one
+    // to go is the fresh one left, then the kept-alive one.
+    w.send(a, b"GET /a.txt HTTP/1.1\r\n");
+    w.advance(Duration::from_secs(1));
+    let b = w.connect();
+    assert!(w.clients[&fresh_new].closed && !w.clients[&kept].closed);
+    w.send(b, b"GET /a.txt HTTP/1.1\r\n");
+    let c = w.connect();
+    assert!(w.clients[&kept].closed, "then the kept-alive connection");
+    assert!(w.take_output(kept).is_empty());
+    w.send(c, b"GET /a.txt");
+    assert_eq!(w.server.counters().shed, 3);
+    // Every connection busy: the new one is answered 503 and closed, never taken in.
+    let refused = w.connect();
+    assert!(w.clients[&refused].closed);
+    let out = w.take_output(refused);
+    assert_eq!(status(&out), 503, "{out}");
+    assert!(
+        out.contains("Retry-After: 1\r\n") && out.contains("Connection: close\r\n"),
+        "{out}"
     );
-    w.run();
-    assert!(!w.paused);
+    assert_eq!(w.server.connection_count(), 3);
+    assert_eq!(w.server.counters().refused, 1);
+    assert_eq!(w.server.counters().accepted, 6);
+    assert!(w.log.iter().any(|l| l.contains("limit connections=3")));
+    // The busy ones are served as usual, and once one is done it is idle again.
+    w.send(a, b"Host: h\r\n\r\n");
+    assert_eq!(status(&w.take_output(a)), 200);
+    let d = w.connect();
+    assert!(w.clients[&a].closed && !w.clients[&d].closed);
+    // A second refusal within the minute is counted but not logged again.
+    w.send(d, b"G");
+    let logged = w.log.len();
+    let again = w.connect();
+    assert!(w.clients[&again].closed);
+    assert_eq!(w.server.counters().refused, 2);
+    assert_eq!(w.log.len(), logged);
 }
 
 fn configured(text: &str) -> World {

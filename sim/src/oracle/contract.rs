@@ -9,7 +9,8 @@
 //!   for at least one byte and at most what the limits allow the core to buffer; a `Send`
 //!   carries at least one byte; nothing is sent after `ShutdownWrite`;
 //! * lifetimes: no effect for a connection after its `Close`, no `Close` twice, no `Read`
-//!   or `Send` after the core was told the connection failed;
+//!   or `Send` after the core was told the connection failed, a `Refuse` (which closes)
+//!   only for a connection the core never read from or sent to;
 //! * tokens: each `Open` has a fresh token and an absolute path inside the root (the
 //!   rules the simulation draws never name anything outside it);
 //! * `Exit` comes only after `Shutdown`, with status 0.
@@ -28,6 +29,8 @@ struct Stream {
     sending: bool,
     shut: bool,
     failed: bool,
+    /// A `Read` or `Send` was asked for: the core has taken the connection in.
+    used: bool,
 }
 
 /// Per-connection stream state as the contract sees it.
@@ -85,6 +88,7 @@ impl Contract {
             ));
         }
         s.reading = true;
+        s.used = true;
         Ok(())
     }
 
@@ -111,6 +115,7 @@ impl Contract {
             return Err(format!("empty Send on {conn:?}"));
         }
         s.sending = true;
+        s.used = true;
         Ok(())
     }
 
@@ -149,6 +154,15 @@ impl Contract {
         self.streams.remove(&conn);
         self.closed.insert(conn);
         Ok(())
+    }
+
+    /// Effect `Refuse`: only for a connection the core never took in (no `Read` or `Send`
+    /// was ever asked for on it).
+    pub fn refuse(&mut self, conn: ConnId) -> Result<(), String> {
+        if self.live(conn, "Refuse")?.used {
+            return Err(format!("Refuse of {conn:?}, which the core had taken in"));
+        }
+        self.close(conn)
     }
 
     /// An effect that carries a fresh token (`ReadFile`, `Spawn`).
