@@ -6,6 +6,8 @@
 //! weir-model --model server --script cgi --fault output-after-crash
 //! weir-model --model supervisor        # one service's supervisor (single, pair)
 //! weir-model --model supervisor --script pair --fault drop-kill
+//! weir-model --model reload            # reloads landing mid-request (once, twice)
+//! weir-model --model reload --script once --fault in-flight-too
 //! weir-model --model all               # all of them (what CI runs, in debug)
 //! weir-model --model conn --script keepalive --explore 127.0.0.1:3000
 //! ```
@@ -21,6 +23,7 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use stateright::{Checker, Expectation, Model};
 use weir_model::conn::{ConnFault, ConnModel, Script};
+use weir_model::reload::{self, ReloadFault, ReloadModel};
 use weir_model::server::{Scenario, ServerFault, ServerModel};
 use weir_model::supervisor::{self, SupervisorFault, SupervisorModel};
 
@@ -29,17 +32,19 @@ enum Which {
     Conn,
     Server,
     Supervisor,
+    Reload,
     All,
 }
 
-/// Model-check weir's connection machine, server core and service supervisor.
+/// Model-check weir's connection machine, server core, service supervisor and reloads.
 #[derive(Parser, Debug)]
 #[command(name = "weir-model", version)]
 struct Cli {
     /// Which model to check.
     #[arg(long, value_enum, default_value = "all")]
     model: Which,
-    /// Only this client script (conn) or scenario (server, supervisor); default: all of them.
+    /// Only this client script (conn) or scenario (server, supervisor, reload); default: all
+    /// of them.
     #[arg(long)]
     script: Option<String>,
     /// Serve stateright's Explorer on this address instead of checking (one model and one
@@ -50,7 +55,8 @@ struct Cli {
     /// counterexample a property finds (conn: reorder-sends, over-report-sent,
     /// recycle-after-reject, write-after-close, ignore-budget, skip-drain; server:
     /// sendfile-by-path, drop-close-file, answer-read-twice, drop-release, output-after-crash;
-    /// supervisor: no-backoff, no-give-up, lost-exit, drop-kill, drop-publish).
+    /// supervisor: no-backoff, no-give-up, lost-exit, drop-kill, drop-publish; reload:
+    /// in-flight-too).
     #[arg(long)]
     fault: Option<String>,
     /// Checker threads.
@@ -75,11 +81,17 @@ fn main() -> ExitCode {
         .filter(|s| cli.script.is_none() || cli.script.as_deref() == Some(s.name))
         .map(|s| SupervisorModel::with_fault(s, supervisor_fault(cli.fault.as_deref())))
         .collect();
-    let (conn_models, server_models, supervisor_models) = match cli.model {
-        Which::Conn => (conn_models, Vec::new(), Vec::new()),
-        Which::Server => (Vec::new(), server_models, Vec::new()),
-        Which::Supervisor => (Vec::new(), Vec::new(), supervisor_models),
-        Which::All => (conn_models, server_models, supervisor_models),
+    let reload_models: Vec<ReloadModel> = reload::Scenario::all()
+        .into_iter()
+        .filter(|s| cli.script.is_none() || cli.script.as_deref() == Some(s.name))
+        .map(|s| ReloadModel::with_fault(s, reload_fault(cli.fault.as_deref())))
+        .collect();
+    let (conn_models, server_models, supervisor_models, reload_models) = match cli.model {
+        Which::Conn => (conn_models, Vec::new(), Vec::new(), Vec::new()),
+        Which::Server => (Vec::new(), server_models, Vec::new(), Vec::new()),
+        Which::Supervisor => (Vec::new(), Vec::new(), supervisor_models, Vec::new()),
+        Which::Reload => (Vec::new(), Vec::new(), Vec::new(), reload_models),
+        Which::All => (conn_models, server_models, supervisor_models, reload_models),
     };
     if let Some(addr) = cli.explore {
         let explore = |name: &str| eprintln!("explorer for {name} on http://{addr}/");
@@ -92,13 +104,20 @@ fn main() -> ExitCode {
         } else if let Some(m) = supervisor_models.into_iter().next() {
             explore(m.scenario.name);
             m.checker().threads(cli.threads).serve(addr.as_str());
+        } else if let Some(m) = reload_models.into_iter().next() {
+            explore(m.scenario.name);
+            m.checker().threads(cli.threads).serve(addr.as_str());
         } else {
             eprintln!("no such model or script");
             return ExitCode::from(2);
         }
         return ExitCode::SUCCESS;
     }
-    if conn_models.is_empty() && server_models.is_empty() && supervisor_models.is_empty() {
+    if conn_models.is_empty()
+        && server_models.is_empty()
+        && supervisor_models.is_empty()
+        && reload_models.is_empty()
+    {
         eprintln!("no such model or script");
         return ExitCode::from(2);
     }
@@ -113,6 +132,10 @@ fn main() -> ExitCode {
     }
     for m in supervisor_models {
         let name = format!("supervisor/{}", m.scenario.name);
+        ok &= check(&name, m, cli.threads);
+    }
+    for m in reload_models {
+        let name = format!("reload/{}", m.scenario.name);
         ok &= check(&name, m, cli.threads);
     }
     if ok {
@@ -153,6 +176,13 @@ fn supervisor_fault(name: Option<&str>) -> SupervisorFault {
         Some("drop-kill") => SupervisorFault::DropKill,
         Some("drop-publish") => SupervisorFault::DropPublish,
         _ => SupervisorFault::None,
+    }
+}
+
+fn reload_fault(name: Option<&str>) -> ReloadFault {
+    match name {
+        Some("in-flight-too") => ReloadFault::InFlightToo,
+        _ => ReloadFault::None,
     }
 }
 

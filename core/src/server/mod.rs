@@ -602,6 +602,23 @@ impl Server {
         self.fcgi_reloaded(now);
     }
 
+    /// A deliberately wrong reload, for weir-model's broken variant only (the feature
+    /// `model-faults`): `Input::Reload(config)`, and every request in flight is moved to
+    /// `config` too, mid-way — what `Current::config` exists to prevent. No shell can do
+    /// this through `handle`, hence this seam.
+    #[cfg(any(test, feature = "model-faults"))]
+    #[doc(hidden)]
+    pub fn reload_in_flight_too(&mut self, config: ConfigRef, now: Now) {
+        for slot in self.conns.values_mut() {
+            if let Some(cur) = slot.cur.existing() {
+                if cur.config.is_some() {
+                    cur.config = Some(config.clone());
+                }
+            }
+        }
+        self.handle(Input::Reload(config), now);
+    }
+
     fn begin_shutdown(&mut self, now: Now) {
         if self.shutdown.is_some() {
             return;
