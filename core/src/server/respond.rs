@@ -89,7 +89,10 @@ impl Server {
         bytes: u64,
         now: Now,
     ) -> Option<String> {
-        let format = self.config.access_log.as_ref()?.format;
+        // The line's format is that of the request's configuration, like everything else
+        // about it (a reload that changes `format=` applies to the requests started after);
+        // whether the line is written at all is the shell's (is there a log now?).
+        let format = self.conf(id).access_log.as_ref()?.format;
         let slot = self.conns.get(&id)?;
         Some(super::accesslog::line(
             format,

@@ -427,7 +427,10 @@ fn a_request_keeps_the_configuration_it_started_under_across_a_reload() {
     );
     // The next generation refuses /target.php: new requests follow it, the one in flight
     // (whose service answers with a local redirect to /target.php) does not.
-    let text = format!("fail /target.php 410\n{CONF}");
+    let text = format!("fail /target.php 410\n{CONF}").replace(
+        "access-log /var/log/weir.log",
+        "access-log /var/log/weir.log format=json",
+    );
     let mut load = |_: &std::path::Path| -> Result<String, String> { Err("none".into()) };
     let config = crate::config::parse(
         "t.conf",
@@ -454,4 +457,15 @@ fn a_request_keeps_the_configuration_it_started_under_across_a_reload() {
         "the old request re-ran the old rules: {out}"
     );
     assert!(out.contains("script=/srv/www/htdocs/target.php"), "{out}");
+    // Each logged in its own generation's format: the new request in JSON, the old in
+    // the combined format it started under.
+    let last = w.access.last().expect("a line for the old request");
+    assert!(!last.starts_with('{'), "{last}");
+    assert!(
+        w.access
+            .iter()
+            .any(|l| l.starts_with('{') && l.contains("410")),
+        "{:?}",
+        w.access
+    );
 }
