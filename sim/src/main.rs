@@ -33,7 +33,7 @@ struct Cli {
     faults: Option<FaultLevel>,
     /// Plant a bug in the world to test the oracle: reorder-sends, drop-final-chunk,
     /// stale-file, lose-closefile, swap-stdin, lose-release, lose-log-record,
-    /// duplicate-log-record.
+    /// duplicate-log-record, reload-in-flight.
     #[arg(long)]
     inject: Option<Inject>,
     /// Also check what today's core is known to get wrong (see the README): a script's
@@ -115,7 +115,7 @@ fn report(o: &Outcome, start: Instant, verbose: bool) -> ExitCode {
                 println!(
                     "ok seed={} steps={} time={}ms connections={} requests={} responses={} \
                      fs_changes={} resets={} short_writes={} open_failures={} cgi_requests={} \
-                     spawns={} kills={} shed={} refused={} statuses={:?}",
+                     spawns={} kills={} shed={} refused={} reloads={} statuses={:?}",
                     o.options.args.seed,
                     s.stats.steps,
                     s.stats.time.0,
@@ -131,6 +131,7 @@ fn report(o: &Outcome, start: Instant, verbose: bool) -> ExitCode {
                     s.stats.kills,
                     s.stats.shed,
                     s.stats.refused,
+                    s.stats.reloads,
                     s.stats.statuses
                 );
                 println!(

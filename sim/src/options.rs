@@ -75,11 +75,16 @@ pub enum Inject {
     /// Sometimes write an access-log line twice, as a logger retrying a write that had
     /// in fact succeeded would.
     DuplicateLogRecord,
+    /// Reload with `Server::reload_in_flight_too` (weir-core's `model-faults` seam), which
+    /// moves every request in flight to the new generation too. The one planted bug that
+    /// needs the core's help: no shell can move a request's configuration through
+    /// `handle`. It turns reloads on in every run.
+    ReloadInFlight,
 }
 
 impl Inject {
     /// Every injectable bug, for tests and `--help`.
-    pub const ALL: [Inject; 8] = [
+    pub const ALL: [Inject; 9] = [
         Inject::ReorderSends,
         Inject::DropFinalChunk,
         Inject::StaleFile,
@@ -88,6 +93,7 @@ impl Inject {
         Inject::LoseRelease,
         Inject::LoseLogRecord,
         Inject::DuplicateLogRecord,
+        Inject::ReloadInFlight,
     ];
 }
 
@@ -101,7 +107,7 @@ impl FromStr for Inject {
                 format!(
                     "unknown bug `{s}` (reorder-sends, drop-final-chunk, stale-file, \
                      lose-closefile, swap-stdin, lose-release, lose-log-record, \
-                     duplicate-log-record)"
+                     duplicate-log-record, reload-in-flight)"
                 )
             })
     }
@@ -118,6 +124,7 @@ impl fmt::Display for Inject {
             Inject::LoseRelease => "lose-release",
             Inject::LoseLogRecord => "lose-log-record",
             Inject::DuplicateLogRecord => "duplicate-log-record",
+            Inject::ReloadInFlight => "reload-in-flight",
         })
     }
 }
@@ -257,6 +264,8 @@ pub struct Options {
     pub spawn_exhausted: Permille,
     /// `access-log sim.log format=…`, or no access log.
     pub access_log: Option<LogFormat>,
+    /// Mean time between two reloads (`Input::Reload`), or no reloads.
+    pub reload_every_ms: Option<u64>,
 }
 
 impl Options {
@@ -325,9 +334,11 @@ impl Options {
             flood_max: 0,
             spawn_exhausted: 0,
             access_log: None,
+            reload_every_ms: None,
         }
         .draw_gateways(rng)
         .draw_logs(rng)
+        .draw_reloads(rng)
     }
 
     /// The gateway knobs, drawn after everything else so that the older knobs of a seed
@@ -368,6 +379,20 @@ impl Options {
         self
     }
 
+    /// Reloads, drawn last: in a third of the runs (every run with the `reload-in-flight`
+    /// bug), the world hands the core a new generation of the configuration every
+    /// `reload_every_ms` on average, from a few per request to one every few seconds.
+    fn draw_reloads(mut self, rng: &mut ChaCha8Rng) -> Options {
+        let on = rng.random_range(0..3u32) == 0;
+        let every = *[30, 200, 1_000, 4_000]
+            .get(rng.random_range(0..4))
+            .unwrap_or(&1_000);
+        if on || self.args.inject == Some(Inject::ReloadInFlight) {
+            self.reload_every_ms = Some(every);
+        }
+        self
+    }
+
     /// The longest the world ever keeps the server waiting on one operation, when no
     /// stall is planned: the send timeout must stay well above it.
     #[must_use]
@@ -387,7 +412,7 @@ impl fmt::Display for Options {
              headers_max={} body_max={} connections_max={} header_timeout={}ms \
              body_timeout={}ms idle_timeout={}ms send_timeout={}ms cgi={} cgi_share={}‰ \
              cgi_max={} gateway_timeout={}ms script_delay_max={}ms pipe_capacity={} \
-             flood_max={} spawn_exhausted={}‰ access_log={}",
+             flood_max={} spawn_exhausted={}‰ access_log={} reload_every={}",
             self.args.seed,
             self.args.steps,
             self.faults,
@@ -427,6 +452,8 @@ impl fmt::Display for Options {
             self.spawn_exhausted,
             self.access_log
                 .map_or_else(|| "off".to_string(), |l| l.to_string()),
+            self.reload_every_ms
+                .map_or_else(|| "off".to_string(), |ms| format!("{ms}ms")),
         )
     }
 }

@@ -359,6 +359,55 @@ pub fn site(rng: &mut ChaCha8Rng, o: &Options) -> (Site, String) {
     )
 }
 
+/// The path that even generations refuse with 410 (see `generation`).
+pub const GEN_REFUSED: &str = "/a.txt";
+
+/// The suffixes whose media type says the generation (see `generation`).
+pub const GEN_TYPED: [&str; 2] = [".sim", ".txt"];
+
+/// Generation `g` of the drawn site (`site`'s `base` and `text`), for runs with reloads:
+/// every response it routes says `X-Gen: g` (a `header /* X-Gen g` rule put first), a
+/// `.sim` or `.txt` file is served as `text/x-gen{g}` (the media type is decided when its
+/// `Open` completes, steps after the head: a request moved to another generation in
+/// flight shows two), and even generations refuse `GEN_REFUSED` with 410 (a `fail` rule second).
+/// The rest of the site is the drawn one.
+#[must_use]
+pub fn generation(base: &Site, text: &str, g: u64) -> (Site, String) {
+    let mut site = base.clone();
+    let mut first = vec![Rule::Header(tpl("/*"), "X-Gen".into(), g.to_string())];
+    if g.is_multiple_of(2) {
+        first.push(Rule::Fail(tpl(GEN_REFUSED), Some(410)));
+    }
+    site.types
+        .retain(|(suffix, _)| !GEN_TYPED.contains(&suffix.as_str()));
+    for suffix in GEN_TYPED {
+        site.types.push((suffix.into(), format!("text/x-gen{g}")));
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let (head, rules) = lines.split_at(lines.len() - base.rules.len());
+    let mut out = String::new();
+    let typed = |l: &str| {
+        GEN_TYPED
+            .iter()
+            .any(|s| l.starts_with(&format!("type {s} ")))
+    };
+    for line in head.iter().filter(|l| !typed(l)) {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = writeln!(out, "# generation {g}");
+    for suffix in GEN_TYPED {
+        let _ = writeln!(out, "type {suffix} text/x-gen{g}");
+    }
+    for r in &first {
+        let _ = writeln!(out, "{}", rule_text(r));
+    }
+    for line in rules {
+        let _ = writeln!(out, "{line}");
+    }
+    site.rules.splice(0..0, first);
+    (site, out)
+}
+
 fn quote(s: &str) -> String {
     if s.contains(' ') {
         format!("\"{s}\"")

@@ -70,6 +70,7 @@ use crate::oracle::gateway::{self, GatewayBook, ProcInput};
 use crate::oracle::judge::Judge;
 use crate::oracle::ledger::{Ledger, Progress};
 use crate::oracle::model::{self, Routed, Site, TagBook};
+use crate::oracle::reload::Generations;
 use crate::procs::{Knobs, Procs, Wake, Wakes};
 use crate::trace::Fnv;
 use crate::workload::{self, End, Memory, Plan};
@@ -145,6 +146,8 @@ pub struct Stats {
     pub refused: u64,
     /// Idle connections closed to make room at the connection limit.
     pub shed: u64,
+    /// Reloads (generations after the first).
+    pub reloads: u64,
 }
 
 /// A successful run's summary.
@@ -175,6 +178,8 @@ enum Event {
     Reset(ConnId),
     SpawnDone(Token),
     Proc(StreamId, Wake),
+    /// The operator reloads: the next generation of the configuration.
+    Reload,
 }
 
 struct PendingSend {
@@ -205,6 +210,8 @@ struct Client {
     held: Vec<u8>,
     /// Bytes the server has been told were sent.
     received: u64,
+    /// The highest generation an answer on this connection has shown.
+    seen_gen: u64,
 }
 
 type Check<T = ()> = Result<T, Failure>;
@@ -250,6 +257,10 @@ pub struct World {
     req_at: BTreeMap<u64, (ConnId, usize)>,
     /// The access-log checker.
     log: LogBook,
+    /// Every generation of the configuration loaded so far (see `oracle::reload`).
+    gens: Generations,
+    /// The drawn configuration's text, from which each generation is made.
+    conf_text: String,
 }
 
 impl World {
@@ -267,48 +278,13 @@ impl World {
             time: Time(0),
             what,
         };
-        let mut load = |p: &std::path::Path| -> Result<String, String> {
-            if p == std::path::Path::new(workload::ROOT).join("users") {
-                return Ok(workload::USERS.to_string());
-            }
-            Err(format!("{} does not exist in the simulation", p.display()))
+        // With reloads, generation 1 is already marked as such (see `oracle::reload`).
+        let (gen1, gen1_text) = if opts.reload_every_ms.is_some() {
+            workload::generation(&site, &text, 1)
+        } else {
+            (site.clone(), text.clone())
         };
-        let config =
-            weir_core::config::parse("sim.conf", &text, std::path::Path::new("/"), &mut load)
-                .map_err(|d| {
-                    let all: Vec<String> = d.iter().map(|x| x.to_string()).collect();
-                    fail(format!(
-                        "the core refused a valid configuration:\n{text}\n{}",
-                        all.join("\n")
-                    ))
-                })?;
-        // The parser must have understood what was written.
-        let l = &config.limits;
-        let t = &config.timeouts;
-        let understood = l.request_line_max == opts.request_line_max
-            && l.header_bytes_max == opts.header_bytes_max
-            && l.headers_max == opts.headers_max
-            && l.body_max == opts.body_max
-            && l.connections_max == opts.connections_max
-            && t.header.as_millis() == u128::from(opts.header_timeout_ms)
-            && t.body.as_millis() == u128::from(opts.body_timeout_ms)
-            && t.idle.as_millis() == u128::from(opts.idle_timeout_ms)
-            && t.gateway.as_millis() == u128::from(opts.gateway_timeout_ms)
-            && l.cgi_max == opts.cgi_max
-            && config.root == std::path::Path::new(workload::ROOT)
-            && config.welcome == site.welcome
-            && config.listing == site.listing
-            && config.rules.len() == site.rules.len()
-            && config
-                .access_log
-                .as_ref()
-                .map(|a| format!("{:?}", a.format).to_lowercase())
-                == opts.access_log.map(|f| f.to_string());
-        if !understood {
-            return Err(fail(format!(
-                "the parsed configuration differs from its text:\n{text}\n{config:?}"
-            )));
-        }
+        let config = parse_config(&opts, &gen1, &gen1_text).map_err(fail)?;
         let fs = SimFs::new(
             PathBuf::from(workload::ROOT),
             opts.file_size_max,
@@ -319,7 +295,7 @@ impl World {
             .max(weir_core::http1::conn::BODY_BUFFER)
             .max(weir_core::http1::conn::LINGER_READ);
         if print_trace {
-            println!("config:\n{text}");
+            println!("config:\n{gen1_text}");
         }
         let knobs = Knobs {
             pipe_capacity: opts.pipe_capacity,
@@ -334,6 +310,8 @@ impl World {
             spawns: BTreeMap::new(),
             req_at: BTreeMap::new(),
             log: LogBook::new(opts.access_log),
+            gens: Generations::new(gen1),
+            conf_text: text,
             server: Server::new(ConfigRef::new(1, config), now),
             contract: Contract::new(read_max, workload::ROOT),
             opts,
@@ -368,6 +346,10 @@ impl World {
     pub fn run(&mut self) -> Check<Summary> {
         self.schedule(0, Event::Spawn);
         self.schedule(0, Event::FsChange);
+        if let Some(every) = self.opts.reload_every_ms {
+            let d = self.rng.random_range(1..=2 * every);
+            self.schedule(d, Event::Reload);
+        }
         while self.step < self.opts.args.steps {
             self.tick()?;
         }
@@ -882,6 +864,7 @@ impl World {
                 self.input(Input::Completed { token, result })
             }
             Event::Proc(proc, wake) => self.proc_event(proc, wake),
+            Event::Reload => self.reload(),
             Event::Reset(conn) => {
                 let healed = self.healed;
                 let c = self.client(conn);
@@ -897,6 +880,39 @@ impl World {
                 Ok(())
             }
         }
+    }
+
+    /// The operator reloads (faults only: the liveness phase keeps the last generation):
+    /// the next generation of the site, alternating between the two shapes
+    /// `workload::generation` draws, goes to the core, and comes back in a while.
+    fn reload(&mut self) -> Check {
+        let Some(every) = self.opts.reload_every_ms else {
+            return Ok(());
+        };
+        if self.healed {
+            return Ok(());
+        }
+        let g = self.gens.current() + 1;
+        let (site, text) = workload::generation(&self.site, &self.conf_text, g);
+        let config = parse_config(&self.opts, &site, &text).map_err(|m| self.safety(m))?;
+        self.gens.reload(g, site);
+        self.stats.reloads += 1;
+        let config = ConfigRef::new(g, config);
+        let t = self.now.mono.0;
+        self.record(format_args!("{t} reload {g}"));
+        if self.opts.args.inject == Some(Inject::ReloadInFlight) {
+            self.record_input(&Input::Reload(config.clone()));
+            let waiting = self.farm_waiting();
+            self.book.begin_handle();
+            self.server.reload_in_flight_too(config, self.now);
+            self.drain()?;
+            self.book.end_handle(&waiting);
+        } else {
+            self.input(Input::Reload(config))?;
+        }
+        let d = self.rng.random_range(1..=2 * every);
+        self.schedule(d, Event::Reload);
+        Ok(())
     }
 
     fn spawn(&mut self) -> Check {
@@ -931,6 +947,7 @@ impl World {
                     ledger: Ledger::default(),
                     held: Vec::new(),
                     received: 0,
+                    seen_gen: 0,
                 },
             );
             self.stats.connections += 1;
@@ -1057,6 +1074,7 @@ impl World {
     }
 
     fn read_done(&mut self, conn: ConnId) -> Check {
+        let gen = self.gens.current();
         let c = self.client(conn);
         c.read_armed = false;
         if c.closed || c.failed {
@@ -1075,7 +1093,7 @@ impl World {
             let now = self.now.mono;
             let c = self.client(conn);
             let data = Bytes::copy_from_slice(&c.out[delivered..delivered + n]);
-            c.ledger.delivered(delivered + n, now);
+            c.ledger.delivered(delivered + n, now, gen);
             c.read_max = None;
             self.contract.read_done(conn);
             return self.input(Input::Received { conn, data });
@@ -1142,8 +1160,10 @@ impl World {
         let mut ledger = std::mem::take(&mut self.client(conn).ledger);
         let peer = self.clients[&conn].plan.peer;
         let stats = &mut self.stats;
+        let seen_gen = self.clients[&conn].seen_gen;
         let mut judge = Judge {
-            site: &self.site,
+            gens: &self.gens,
+            seen_gen,
             fs: &self.fs,
             tags: &mut self.tags,
             memory: &mut self.memory,
@@ -1163,7 +1183,10 @@ impl World {
             judge.judge(e, r)?;
             log.claim(Want::response(peer, e, r, now))
         });
-        self.client(conn).ledger = ledger;
+        let seen_gen = judge.seen_gen;
+        let c = self.client(conn);
+        c.ledger = ledger;
+        c.seen_gen = seen_gen;
         let progress = result.map_err(|m| self.safety(format!("{conn:?}: {m}")))?;
         for Progress::Answered(_) in progress {
             let think = self.rng.random_range(0..=self.opts.think_max_ms);
@@ -1192,8 +1215,10 @@ impl World {
         let mut ledger = std::mem::take(&mut self.client(conn).ledger);
         let peer = self.clients[&conn].plan.peer;
         let stats = &mut self.stats;
+        let seen_gen = self.clients[&conn].seen_gen;
         let mut judge = Judge {
-            site: &self.site,
+            gens: &self.gens,
+            seen_gen,
             fs: &self.fs,
             tags: &mut self.tags,
             memory: &mut self.memory,
@@ -1221,8 +1246,10 @@ impl World {
                 log.claim(Want::response(peer, e, r, now))
             }
         });
+        let seen_gen = judge.seen_gen;
         let c = self.client(conn);
         c.ledger = ledger;
+        c.seen_gen = seen_gen;
         c.server_ended = true;
         result
             .map_err(|m| format!("{conn:?}: {m}"))
@@ -1542,4 +1569,54 @@ impl World {
         );
         s
     }
+}
+
+/// Parses `text`, a configuration the workload wrote for `site`, with the real parser,
+/// and checks that the parser understood what was written.
+fn parse_config(
+    opts: &Options,
+    site: &Site,
+    text: &str,
+) -> Result<weir_core::config::Config, String> {
+    let mut load = |p: &std::path::Path| -> Result<String, String> {
+        if p == std::path::Path::new(workload::ROOT).join("users") {
+            return Ok(workload::USERS.to_string());
+        }
+        Err(format!("{} does not exist in the simulation", p.display()))
+    };
+    let config = weir_core::config::parse("sim.conf", text, std::path::Path::new("/"), &mut load)
+        .map_err(|d| {
+        let all: Vec<String> = d.iter().map(|x| x.to_string()).collect();
+        format!(
+            "the core refused a valid configuration:\n{text}\n{}",
+            all.join("\n")
+        )
+    })?;
+    let l = &config.limits;
+    let t = &config.timeouts;
+    let understood = l.request_line_max == opts.request_line_max
+        && l.header_bytes_max == opts.header_bytes_max
+        && l.headers_max == opts.headers_max
+        && l.body_max == opts.body_max
+        && l.connections_max == opts.connections_max
+        && t.header.as_millis() == u128::from(opts.header_timeout_ms)
+        && t.body.as_millis() == u128::from(opts.body_timeout_ms)
+        && t.idle.as_millis() == u128::from(opts.idle_timeout_ms)
+        && t.gateway.as_millis() == u128::from(opts.gateway_timeout_ms)
+        && l.cgi_max == opts.cgi_max
+        && config.root == std::path::Path::new(workload::ROOT)
+        && config.welcome == site.welcome
+        && config.listing == site.listing
+        && config.rules.len() == site.rules.len()
+        && config
+            .access_log
+            .as_ref()
+            .map(|a| format!("{:?}", a.format).to_lowercase())
+            == opts.access_log.map(|f| f.to_string());
+    if !understood {
+        return Err(format!(
+            "the parsed configuration differs from its text:\n{text}\n{config:?}"
+        ));
+    }
+    Ok(config)
 }

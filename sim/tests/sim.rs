@@ -67,7 +67,7 @@ fn the_unmodified_world_passes_a_range_of_seeds() {
 #[test]
 fn the_oracle_catches_every_planted_bug() {
     use Category::{Liveness, Safety};
-    let cases: [(Inject, &[Category]); 8] = [
+    let cases: [(Inject, &[Category]); 9] = [
         (Inject::ReorderSends, &[Safety]),
         (Inject::DropFinalChunk, &[Safety]),
         (Inject::StaleFile, &[Safety]),
@@ -80,6 +80,9 @@ fn the_oracle_catches_every_planted_bug() {
         // A response without its access-log record, and one with two.
         (Inject::LoseLogRecord, &[Safety]),
         (Inject::DuplicateLogRecord, &[Safety]),
+        // A request moved to the new generation in flight: one generation's X-Gen, the
+        // other's media type (seeds 1, 21, 25, 30 of 0..40).
+        (Inject::ReloadInFlight, &[Safety]),
     ];
     for (bug, categories) in cases {
         let mut caught = 0;
@@ -196,4 +199,27 @@ fn the_binary_prints_options_first_and_replays_failures() {
 
     let (code, _) = sim(&["--seeds", "5..3"]);
     assert_eq!(code, 1);
+}
+
+/// Reloads happen, and the generation checker holds on the unmodified core; a reload that
+/// moves requests in flight (`reload-in-flight`, the core's `model-faults` seam) is
+/// caught on seed 1 as a response that mixes two generations.
+#[test]
+fn reloads_keep_each_request_on_its_generation() {
+    let mut reloads = 0;
+    for seed in 0..40 {
+        let o = run(args(seed, None), false);
+        let replay = o.replay();
+        let s = o
+            .result
+            .unwrap_or_else(|f| panic!("seed {seed}: {f:?}\nreplay: {replay}"));
+        reloads += s.stats.reloads;
+    }
+    assert!(reloads > 100, "only {reloads} reloads");
+    let mut a = args(1, Some(Inject::ReloadInFlight));
+    a.steps = 3_000;
+    let o = run(a, false);
+    let f = o.result.expect_err("seed 1 catches reload-in-flight");
+    assert_eq!(f.category, Category::Safety, "{f:?}");
+    assert!(f.what.contains("text/x-gen"), "{}", f.what);
 }

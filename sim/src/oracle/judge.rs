@@ -15,6 +15,9 @@
 //! failed for want of processes; a 504 only if the script's process was killed after
 //! saying nothing for the whole `gateway` timeout, before its header section was read.
 //!
+//! With reloads, the response is judged against the site of the generation its request
+//! started under, which `reload` works out (and checks) first.
+//!
 //! Entity tags are checked across responses: the `TagBook` binds each tag to the one
 //! version whose bytes were served with it, and any second version under the same tag (a
 //! stale validator) or second tag for one version is a failure.
@@ -25,15 +28,18 @@ use weir_core::Time;
 
 use super::gateway::GatewayBook;
 use super::ledger::Entry;
-use super::model::{self, Ask, Body, Field, Prediction, Site, TagBook};
+use super::model::{self, Ask, Body, Field, Prediction, TagBook};
 use super::parse::{self, Response};
+use super::reload::Generations;
 use crate::fs::SimFs;
 use crate::workload::{Expect, Memory};
 
 /// What the judge reads and writes.
 pub struct Judge<'a> {
-    /// The site.
-    pub site: &'a Site,
+    /// Every generation's site (see `reload`).
+    pub gens: &'a Generations,
+    /// The highest generation an answer on this connection has shown so far.
+    pub seen_gen: u64,
     /// The file system and its history.
     pub fs: &'a SimFs,
     /// Entity tags seen.
@@ -63,6 +69,8 @@ impl Judge<'_> {
     /// Checks one final response to `e`.
     pub fn judge(&mut self, e: &Entry, r: &Response) -> Result<(), String> {
         self.date(e, r)?;
+        let gens = self.gens;
+        let site = gens.site_for(e, r, &mut self.seen_gen)?;
         if r.status == 408 {
             let (h, b) = self.timeouts_ms;
             return if e.timeout_legit(self.now, h, b) {
@@ -138,12 +146,12 @@ impl Judge<'_> {
                 };
                 // With the cache on, the answer may come from a version validated up to
                 // `revalidate` before the request: widen the window by that much.
-                let window_start = match self.site.cache_revalidate_ms {
+                let window_start = match site.cache_revalidate_ms {
                     Some(ms) => Time(from.0.saturating_sub(ms)),
                     None => from,
                 };
                 let mut predictions =
-                    model::predict(self.site, self.fs, self.tags, &ask, window_start, self.now);
+                    model::predict(site, self.fs, self.tags, &ask, window_start, self.now);
                 predictions.retain(|p| self.cut || !p.cut_only);
                 if self.cut {
                     for p in &mut predictions {

@@ -52,6 +52,14 @@ pub struct Entry {
     pub body_gap_max_ms: u64,
     /// Answered.
     pub answered: bool,
+    /// The configuration's generation when the end of its head reached the server (0
+    /// before): the earliest it can have started under (see `oracle::reload`).
+    pub gen: u64,
+    /// Every request before it had been answered whole when its head arrived, and the one
+    /// just before it was no script's (whose answer the core ends only when the script's
+    /// output ends, which may come after its client has every byte of a
+    /// `Content-Length`): it started exactly then, under `gen`.
+    pub gen_exact: bool,
 }
 
 impl Entry {
@@ -134,14 +142,20 @@ impl Ledger {
             last: None,
             body_gap_max_ms: 0,
             answered: false,
+            gen: 0,
+            gen_exact: false,
         });
     }
 
-    /// The server received stream bytes up to `upto`.
-    pub fn delivered(&mut self, upto: usize, now: Time) {
+    /// The server received stream bytes up to `upto`, under generation `gen` of the
+    /// configuration.
+    pub fn delivered(&mut self, upto: usize, now: Time, gen: u64) {
         let from = self.delivered;
         self.delivered = upto;
-        for e in &mut self.entries {
+        let next = self.next;
+        let mut after_script = false;
+        for (i, e) in self.entries.iter_mut().enumerate() {
+            let previous_script = core::mem::replace(&mut after_script, e.req.cgi);
             if e.end <= from || e.start >= upto {
                 continue;
             }
@@ -153,6 +167,8 @@ impl Ledger {
             }
             if e.head.is_none() && upto >= e.head_end {
                 e.head = Some(now);
+                e.gen = gen;
+                e.gen_exact = i == next && !previous_script;
             }
             if e.all.is_none() && upto >= e.end {
                 e.all = Some(now);
@@ -450,7 +466,7 @@ mod tests {
             cgi: false,
         };
         l.write(req, Time(0));
-        l.delivered(l.written, Time(0));
+        l.delivered(l.written, Time(0), 1);
         let body = vec![b'x'; 5_000];
         let mut wire = format!(
             "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nServer: weir\r\n\

@@ -13,6 +13,9 @@
 //!   comes after a connection's last response;
 //! * `judge` with `model` — each response is one the reference model allows for the rules
 //!   and the file versions that existed while it was served, never two versions mixed;
+//! * `reload` — with reloads, each response shows the one generation of the configuration
+//!   its request can have started under, wholly (its rules and media types), and the
+//!   generations a connection's answers show never go down;
 //! * `accesslog` — one access-log record per response, saying what its client received,
 //!   and none for a request that was never answered;
 //! * liveness (in `world`) — after the faults heal, everything started finishes and every
@@ -28,3 +31,4 @@ pub mod judge;
 pub mod ledger;
 pub mod model;
 pub mod parse;
+pub mod reload;
