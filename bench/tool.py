@@ -229,7 +229,9 @@ WORKLOADS = {
     "1m-64": "1 MiB, keep-alive, 64 conns",
     "404-64": "404, keep-alive, 64 conns",
     "cgi-16": "CGI (sh script), keep-alive, 16 conns",
+    "php-8": "PHP hello.php through FastCGI (CPU incl. the PHP processes), keep-alive, 8 conns",
 }
+PHP_PEERS = {"weir": "weir + php-cgi", "nginx": "nginx + php-fpm", "lighttpd": "lighttpd + php-cgi"}
 SERVERS = ["weir", "nginx", "lighttpd"]
 
 
@@ -291,6 +293,22 @@ def cmd_report(argv):
                 vals.append(int(r[field]) * 1_000_000 / int(meta.get("clk_tck", ["100"])[-1]) / n)
         return statistics.median(vals) if vals else None
 
+    def app_per_req(variant, wl, server):
+        """CPU µs per request of the PHP processes alone (app_ticks; newer runs only)."""
+        rows = runs.get((variant, wl, server)) or []
+        if not rows or "app_ticks" not in rows[0]:
+            return None
+        return cpu_per_req(variant, wl, server, "app_ticks")
+
+    def stack_per_req(variant, wl, server):
+        """CPU µs per request of everything under the server (and its FastCGI application):
+        the processes' own time plus what they reaped (PHP processes recycled by weir's
+        launcher or by lighttpd)."""
+        own = cpu_per_req(variant, wl, server)
+        if own is None:
+            return None
+        return own + (cpu_per_req(variant, wl, server, "child_ticks") or 0.0)
+
     def problems(variant, wl, server):
         rows = runs.get((variant, wl, server)) or []
         errs = sum(int(r["errors"]) for r in rows)
@@ -333,6 +351,34 @@ def cmd_report(argv):
                 f" {fmt_cpu(cpu['weir'])} / {fmt_cpu(cpu['nginx'])} / {fmt_cpu(cpu['lighttpd'])} |"
             )
         out.append("")
+
+    # PHP through FastCGI: the whole stack's CPU, split into the server and the PHP processes.
+    php_wls = [wl for wl in WORKLOADS if wl.startswith("php-")]
+    for variant in variants:
+        for wl in php_wls:
+            if not any((variant, wl, s) in runs for s in SERVERS):
+                continue
+            title = "access log on" if variant == "on" else "access log off"
+            settings = meta.get("php_settings", ["?"])[-1]
+            out.append(f"### PHP through FastCGI: {WORKLOADS[wl]}, {title} ({settings})\n")
+            out.append("| server + PHP | req/s | ×nginx | p50 | p99 | CPU µs/req (all) | of which the server |"
+                       " of which PHP | CPU ×nginx | errors / non-2xx |")
+            out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+            n_rps, n_cpu = med(variant, wl, "nginx", "rps"), stack_per_req(variant, wl, "nginx")
+            for s in SERVERS:
+                if (variant, wl, s) not in runs:
+                    out.append(f"| {PHP_PEERS[s]} | n/a | | | | | | | | |")
+                    continue
+                rps, total, app = med(variant, wl, s, "rps"), stack_per_req(variant, wl, s), app_per_req(variant, wl, s)
+                srv = None if total is None or app is None else total - app
+                e, n2 = problems(variant, wl, s)
+                out.append(
+                    f"| {PHP_PEERS[s]} | {fmt_rps(rps)} | {fmt_ratio(rps, n_rps)} | {fmt_us(med(variant, wl, s, 'p50_us'))} |"
+                    f" {fmt_us(med(variant, wl, s, 'p99_us'))} | {fmt_cpu(total)} | {fmt_cpu(srv)} | {fmt_cpu(app)} |"
+                    f" {fmt_ratio(total, n_cpu)} |"
+                    f" {e} / {n2} |"
+                )
+            out.append("")
 
     idle = os.path.join(d, "idle.tsv")
     idle_rows = {}
@@ -412,6 +458,19 @@ def cmd_report(argv):
         )
     elif lv is not None:
         out.append("| CGI: ≥ 1.5× lighttpd mod_cgi | weir did not serve the CGI script | **not measured** |")
+    for wl in php_wls:
+        w, nv = med(tv, wl, "weir", "rps"), med(tv, wl, "nginx", "rps")
+        if w is None or nv is None:
+            continue
+        wc, nc = stack_per_req(tv, wl, "weir"), stack_per_req(tv, wl, "nginx")
+        if wc is None or not nc:
+            continue
+        ok = w >= nv and wc < nc
+        out.append(
+            f"| PHP (weir + php-cgi against nginx + php-fpm): ≥ 1.0× nginx's req/s and less server CPU per request |"
+            f" {w / nv:.2f}× req/s; CPU/req {fmt_cpu(wc)} vs {fmt_cpu(nc)} µs = {wc / nc:.2f}× |"
+            f" {'met' if ok else '**not met**'} |"
+        )
     r = idle_rows.get("weir")
     if r and r["bytes_per_conn"] is not None:
         out.append(
