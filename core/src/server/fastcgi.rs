@@ -54,7 +54,7 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use super::gateway::{slot_done, GatewayState, Job, JobKind, Owner, Reply};
+use super::gateway::{slot_done, ErrorLines, GatewayState, Job, JobKind, Owner, Reply, WriteQueue};
 use super::{
     Availability, Channel, Completion, ConnId, Effect, Input, IoError, Server, UpstreamAddr,
 };
@@ -65,7 +65,7 @@ use crate::ids::{StreamId, Token};
 use crate::rules::Gateway;
 use crate::time::Now;
 
-use super::gateway::{OUTPUT_BUFFER, READ_CHUNK, STDERR_LINE_MAX, STDIN_BUFFER};
+use super::gateway::{OUTPUT_BUFFER, READ_CHUNK, STDIN_BUFFER};
 
 /// The request id of every exchange (one request per stream at a time).
 const REQUEST_ID: u16 = 1;
@@ -94,13 +94,10 @@ pub(super) struct Upstream {
     stdin_open: bool,
     decoder: fcgi::Decoder,
     /// Encoded records not yet written, in order.
-    out: VecDeque<Bytes>,
-    out_queued: usize,
-    /// Length of the outstanding `StreamWrite`.
-    writing: Option<u64>,
+    out: WriteQueue,
     /// A `StreamRead` is outstanding.
     reading: bool,
-    stderr_line: Vec<u8>,
+    stderr: ErrorLines,
 }
 
 impl Upstream {
@@ -248,11 +245,9 @@ impl Server {
                     keep: false,
                     stdin_open: false,
                     decoder: fcgi::Decoder::new(DECODER_BUFFER),
-                    out: VecDeque::new(),
-                    out_queued: 0,
-                    writing: None,
+                    out: WriteQueue::default(),
                     reading: false,
-                    stderr_line: Vec::new(),
+                    stderr: ErrorLines::default(),
                 },
             );
             self.effects.push_back(Effect::Connect { token, addr });
@@ -313,8 +308,7 @@ impl Server {
         if !job.streams_body {
             fcgi::encode_stream(StreamKind::Stdin, REQUEST_ID, &[], &mut buf);
         }
-        up.out_queued += buf.len();
-        up.out.push_back(buf.freeze());
+        up.out.push(buf.freeze());
         self.set_gateway_deadline(Owner::Stream(stream), Some(deadline));
         self.pump_stream(stream, now);
     }
@@ -331,7 +325,7 @@ impl Server {
     pub(super) fn fcgi_body_blocked(&self, stream: StreamId) -> bool {
         self.upstreams
             .get(&stream)
-            .is_some_and(|u| u.out_queued > STDIN_BUFFER)
+            .is_some_and(|u| u.out.queued() > STDIN_BUFFER)
     }
 
     /// Request-body bytes (or, with `None`, its end) for the exchange on `stream`.
@@ -352,8 +346,7 @@ impl Server {
                 fcgi::encode_stream(StreamKind::Stdin, REQUEST_ID, &[], &mut buf);
             }
         }
-        up.out_queued += buf.len();
-        up.out.push_back(buf.freeze());
+        up.out.push(buf.freeze());
         self.pump_stream(stream, now);
     }
 
@@ -365,14 +358,8 @@ impl Server {
         if !up.connected {
             return;
         }
-        if up.writing.is_none() {
-            if let Some(front) = up.out.front() {
-                up.writing = Some(front.len() as u64);
-                self.effects.push_back(Effect::StreamWrite {
-                    stream,
-                    data: front.clone(),
-                });
-            }
+        if let Some(data) = up.out.next_write() {
+            self.effects.push_back(Effect::StreamWrite { stream, data });
         }
         if up.reading {
             return;
@@ -455,23 +442,7 @@ impl Server {
         };
         let conn = up.reply.as_ref().and_then(|r| r.conn);
         match input {
-            Input::StreamWritten { n, .. } => {
-                let len = up.writing.take().unwrap_or(0);
-                let mut n = n.min(len) as usize;
-                up.out_queued -= n.min(up.out_queued);
-                while n > 0 {
-                    let Some(front) = up.out.front_mut() else {
-                        break;
-                    };
-                    if front.len() <= n {
-                        n -= front.len();
-                        up.out.pop_front();
-                    } else {
-                        let _ = front.split_to(n);
-                        n = 0;
-                    }
-                }
-            }
+            Input::StreamWritten { n, .. } => up.out.written(n),
             Input::StreamReceived { data, .. } => {
                 up.reading = false;
                 if up.reply.is_none() {
@@ -531,10 +502,7 @@ impl Server {
                 Record::Stderr { data, .. } => self.fcgi_stderr(stream, &data),
                 Record::EndRequest { .. } => {
                     let up = &self.upstreams[&stream];
-                    let reusable = up.keep
-                        && up.decoder.buffered() == 0
-                        && up.out.is_empty()
-                        && up.writing.is_none();
+                    let reusable = up.keep && up.decoder.buffered() == 0 && up.out.is_idle();
                     let service = up.service.clone();
                     self.effects.push_back(Effect::ServiceAnswered { service });
                     self.fcgi_stderr_flush(stream);
@@ -573,18 +541,9 @@ impl Server {
         let Some(up) = self.upstreams.get_mut(&stream) else {
             return;
         };
-        let mut lines = Vec::new();
-        for &b in data {
-            if b == b'\n' {
-                lines.push(std::mem::take(&mut up.stderr_line));
-            } else if up.stderr_line.len() < STDERR_LINE_MAX {
-                up.stderr_line.push(b);
-            }
-        }
         let service = up.service.clone();
-        for l in lines {
-            let l = l.strip_suffix(b"\r").unwrap_or(&l);
-            self.log(format!("service {service}: {}", String::from_utf8_lossy(l)));
+        for line in up.stderr.feed(data) {
+            self.log(format!("service {service}: {line}"));
         }
     }
 
@@ -592,13 +551,9 @@ impl Server {
         let Some(up) = self.upstreams.get_mut(&stream) else {
             return;
         };
-        let rest = std::mem::take(&mut up.stderr_line);
-        if !rest.is_empty() {
+        if let Some(rest) = up.stderr.rest() {
             let service = up.service.clone();
-            self.log(format!(
-                "service {service}: {}",
-                String::from_utf8_lossy(&rest)
-            ));
+            self.log(format!("service {service}: {rest}"));
         }
     }
 

@@ -205,10 +205,7 @@ pub(super) struct Cgi {
     pub(super) reply: Reply,
     spawned: bool,
     /// Body bytes not yet written to standard input.
-    stdin: VecDeque<Bytes>,
-    stdin_queued: usize,
-    /// Length of the outstanding `StreamWrite`.
-    stdin_writing: Option<u64>,
+    stdin: WriteQueue,
     /// The whole body has been queued (request End, or no body).
     stdin_complete: bool,
     /// `StreamShutdownWrite` was sent or the pipe broke: body bytes are dropped from now on.
@@ -218,7 +215,7 @@ pub(super) struct Cgi {
     /// The stream has ended (standard output, standard error).
     eof: [bool; 2],
     exited: Option<ExitStatus>,
-    stderr_line: Vec<u8>,
+    stderr: ErrorLines,
 }
 
 /// The answer when a script cannot be started.
@@ -377,19 +374,16 @@ impl Server {
         let mut cgi = Cgi {
             reply: Reply::new(id, job.label, nph),
             spawned: false,
-            stdin: VecDeque::new(),
-            stdin_queued: 0,
-            stdin_writing: None,
+            stdin: WriteQueue::default(),
             stdin_complete: !job.streams_body,
             stdin_closed: false,
             reading: [false; 2],
             eof: [false; 2],
             exited: None,
-            stderr_line: Vec::new(),
+            stderr: ErrorLines::default(),
         };
-        if let Some(body) = job.spooled.filter(|b| !b.is_empty()) {
-            cgi.stdin_queued = body.len();
-            cgi.stdin.push_back(body);
+        if let Some(body) = job.spooled {
+            cgi.stdin.push(body);
         }
         self.cgi_running += 1;
         self.procs.insert(proc, cgi);
@@ -411,7 +405,7 @@ impl Server {
             Some(GatewayState::Running(Owner::Proc(p))) => self
                 .procs
                 .get(p)
-                .is_some_and(|c| c.stdin_queued > STDIN_BUFFER),
+                .is_some_and(|c| c.stdin.queued() > STDIN_BUFFER),
             Some(GatewayState::Running(Owner::Stream(s))) => self.fcgi_body_blocked(*s),
             _ => false,
         }
@@ -455,8 +449,7 @@ impl Server {
                 if let Some(cgi) = self.procs.get_mut(&proc) {
                     match data {
                         Some(d) if !cgi.stdin_closed => {
-                            cgi.stdin_queued += d.len();
-                            cgi.stdin.push_back(d);
+                            cgi.stdin.push(d);
                         }
                         Some(_) => {}
                         None => cgi.stdin_complete = true,
@@ -518,28 +511,10 @@ impl Server {
         };
         let conn = cgi.reply.conn;
         match input {
-            Input::StreamWritten { n, .. } => {
-                let len = cgi.stdin_writing.take().unwrap_or(0);
-                let mut n = n.min(len) as usize;
-                cgi.stdin_queued -= n.min(cgi.stdin_queued);
-                while n > 0 {
-                    let Some(front) = cgi.stdin.front_mut() else {
-                        break;
-                    };
-                    if front.len() <= n {
-                        n -= front.len();
-                        cgi.stdin.pop_front();
-                    } else {
-                        let _ = front.split_to(n);
-                        n = 0;
-                    }
-                }
-            }
+            Input::StreamWritten { n, .. } => cgi.stdin.written(n),
             Input::StreamWriteClosed { .. } => {
-                cgi.stdin_writing = None;
                 cgi.stdin_closed = true;
                 cgi.stdin.clear();
-                cgi.stdin_queued = 0;
             }
             Input::StreamReceived {
                 channel: Channel::Errors,
@@ -555,10 +530,9 @@ impl Server {
             } => {
                 cgi.reading[1] = false;
                 cgi.eof[1] = true;
-                let rest = std::mem::take(&mut cgi.stderr_line);
-                if !rest.is_empty() {
+                if let Some(rest) = cgi.stderr.rest() {
                     let label = cgi.reply.label.clone();
-                    self.log(format!("{label}: {}", String::from_utf8_lossy(&rest)));
+                    self.log(format!("{label}: {rest}"));
                 }
             }
             Input::StreamReceived {
@@ -593,17 +567,8 @@ impl Server {
             return;
         };
         let label = cgi.reply.label.clone();
-        let mut lines = Vec::new();
-        for &b in data {
-            if b == b'\n' {
-                lines.push(std::mem::take(&mut cgi.stderr_line));
-            } else if cgi.stderr_line.len() < STDERR_LINE_MAX {
-                cgi.stderr_line.push(b);
-            }
-        }
-        for l in lines {
-            let l = l.strip_suffix(b"\r").unwrap_or(&l);
-            self.log(format!("{label}: {}", String::from_utf8_lossy(l)));
+        for line in cgi.stderr.feed(data) {
+            self.log(format!("{label}: {line}"));
         }
     }
 
@@ -864,13 +829,10 @@ impl Server {
         if !cgi.spawned {
             return;
         }
-        if !cgi.stdin_closed && cgi.stdin_writing.is_none() {
-            if let Some(front) = cgi.stdin.front() {
-                cgi.stdin_writing = Some(front.len() as u64);
-                self.effects.push_back(Effect::StreamWrite {
-                    stream: proc,
-                    data: front.clone(),
-                });
+        if !cgi.stdin_closed && !cgi.stdin.writing() {
+            if let Some(data) = cgi.stdin.next_write() {
+                self.effects
+                    .push_back(Effect::StreamWrite { stream: proc, data });
             } else if cgi.stdin_complete {
                 cgi.stdin_closed = true;
                 self.effects
@@ -1098,6 +1060,107 @@ impl Server {
 
     pub(super) fn log(&mut self, line: String) {
         self.effects.push_back(Effect::ErrorLog { line });
+    }
+}
+
+/// Bytes queued for a stream's writing side (a script's standard input, a service's
+/// socket), written in order with at most one `StreamWrite` outstanding: the part of a
+/// gateway's exchange that both kinds share.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub(super) struct WriteQueue {
+    chunks: VecDeque<Bytes>,
+    queued: usize,
+    /// Length of the outstanding `StreamWrite`.
+    writing: Option<u64>,
+}
+
+impl WriteQueue {
+    /// Queues `data` (nothing for empty data).
+    pub(super) fn push(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            self.queued += data.len();
+            self.chunks.push_back(data);
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub(super) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// True when nothing is queued or being written.
+    pub(super) fn is_idle(&self) -> bool {
+        self.chunks.is_empty() && self.writing.is_none()
+    }
+
+    /// True while a `StreamWrite` is outstanding.
+    pub(super) fn writing(&self) -> bool {
+        self.writing.is_some()
+    }
+
+    /// The next bytes to write, if none is outstanding (it is then).
+    pub(super) fn next_write(&mut self) -> Option<Bytes> {
+        if self.writing.is_some() {
+            return None;
+        }
+        let front = self.chunks.front()?;
+        self.writing = Some(front.len() as u64);
+        Some(front.clone())
+    }
+
+    /// The outstanding write took its first `n` bytes; the rest is written again.
+    pub(super) fn written(&mut self, n: u64) {
+        let len = self.writing.take().unwrap_or(0);
+        // Lossless on the 64-bit targets weir supports: `n` is at most a chunk's length.
+        let mut n = n.min(len) as usize;
+        self.queued -= n.min(self.queued);
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.chunks.pop_front();
+            } else {
+                let _ = front.split_to(n);
+                n = 0;
+            }
+        }
+    }
+
+    /// The writing side is gone: everything queued is dropped.
+    pub(super) fn clear(&mut self) {
+        *self = WriteQueue::default();
+    }
+}
+
+/// A gateway's standard error cut into lines for the error log (a line longer than
+/// `STDERR_LINE_MAX` is cut; a CR before the LF is dropped).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub(super) struct ErrorLines {
+    partial: Vec<u8>,
+}
+
+impl ErrorLines {
+    /// The whole lines `data` completes.
+    pub(super) fn feed(&mut self, data: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for &b in data {
+            if b == b'\n' {
+                let l = std::mem::take(&mut self.partial);
+                let l = l.strip_suffix(b"\r").unwrap_or(&l);
+                lines.push(String::from_utf8_lossy(l).into_owned());
+            } else if self.partial.len() < STDERR_LINE_MAX {
+                self.partial.push(b);
+            }
+        }
+        lines
+    }
+
+    /// What is left of a last line without its newline, once the stream has ended.
+    pub(super) fn rest(&mut self) -> Option<String> {
+        let rest = std::mem::take(&mut self.partial);
+        (!rest.is_empty()).then(|| String::from_utf8_lossy(&rest).into_owned())
     }
 }
 
