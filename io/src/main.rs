@@ -15,6 +15,7 @@
 //! * `conn` — a connection's readiness and its armed read and send.
 //! * `logger` — the access-log thread.
 //! * `files` — open files by `FileId`; `sendfile` — file ranges to sockets.
+//! * `child` — pidfds and exit statuses, for both child tables (launcher and CGI).
 //! * `process` — CGI children by `StreamId`: spawning, their pipes, `Kill`, reaping.
 //! * `token` — mio tokens with generations; `clock` — `Now`; `errno` — OS errors to
 //!   `IoError`; `log` — the error log (`weir: …` lines on standard error or in a file).
@@ -31,6 +32,7 @@
 //! Exit status: 0 after a clean shutdown, 1 when start-up fails, 2 for a usage error
 //! (clap's convention), 128 + signal when a second SIGINT/SIGTERM cuts the shutdown short.
 
+mod child;
 mod cli;
 mod clock;
 mod conffile;

@@ -33,9 +33,10 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::child::{peek_exit, pidfd_open};
 use crate::log::log_error;
 
 /// How long a stopped process has between SIGTERM and SIGKILL.
@@ -45,12 +46,8 @@ pub const EXIT_POLL: Duration = Duration::from_millis(50);
 /// How long, after SIGKILL at the end, the launcher waits for its children to be gone.
 pub const KILL_REAP: Duration = Duration::from_secs(1);
 
-/// How a process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Code(i32),
-    Signal(i32),
-}
+/// How a process ended (the same as a CGI script's: both come from `child::peek_exit`).
+pub use weir_core::server::ExitStatus as Status;
 
 #[derive(Debug)]
 struct Child {
@@ -233,60 +230,6 @@ impl Children {
                 libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms);
             }
         }
-    }
-}
-
-/// A pidfd for our child `pid`, or `None` if the kernel cannot make one.
-fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor (always
-    // close-on-exec) or -1; it touches no memory of ours. The child is not reaped.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ENOSYS) {
-            log_error!("launcher: pidfd_open for process {pid}: {e}; polling for its exit");
-        }
-        return None;
-    }
-    let fd = RawFd::try_from(fd).ok()?;
-    // SAFETY: `fd` was just returned by pidfd_open, so it is open and nothing else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// The exit status of our child `pid` if it has exited, leaving it a zombie (not reaped).
-fn peek_exit(pid: libc::pid_t) -> io::Result<Option<Status>> {
-    loop {
-        // SAFETY: an all-zero siginfo_t is a valid value (a plain C struct), which waitid
-        // fills; si_pid stays 0 when the child has not changed state (WNOHANG).
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `info` is valid and writable; `pid` is our unreaped child; WNOWAIT
-        // leaves it waitable.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                // A positive pid_t converts losslessly to id_t.
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        // SAFETY: waitid succeeded, so the union holds the SIGCHLD fields (or zeros).
-        let (who, code) = unsafe { (info.si_pid(), info.si_status()) };
-        if who == 0 {
-            return Ok(None);
-        }
-        return Ok(Some(match info.si_code {
-            libc::CLD_EXITED => Status::Code(code),
-            // CLD_KILLED or CLD_DUMPED: WEXITED reports nothing else.
-            _ => Status::Signal(code),
-        }));
     }
 }
 
