@@ -57,9 +57,12 @@
 
 pub mod accesslog;
 mod auth;
+mod exchange;
+mod farm;
 mod fastcgi;
 mod gateway;
 pub mod io;
+mod reply;
 mod request;
 mod respond;
 pub mod status;
@@ -106,14 +109,13 @@ pub struct Server {
     shutdown: Option<Time>,
     exited: bool,
     counters: Counters,
-    /// Running CGI scripts.
-    procs: BTreeMap<StreamId, gateway::Cgi>,
-    /// Streams to FastCGI services, busy with a request or idle in a pool.
-    upstreams: BTreeMap<StreamId, fastcgi::Upstream>,
+    /// Every gateway by its stream, the one token → owner map: running CGI scripts, and
+    /// streams to FastCGI services, busy with a request or idle in a pool.
+    gateways: BTreeMap<StreamId, gateway::Gateway>,
     /// Per FastCGI service: its pool of idle streams, its open count and waiting requests.
     services: BTreeMap<String, fastcgi::ServicePool>,
     /// The `gateway` deadline of every script and exchange.
-    gateway_deadlines: BTreeSet<(Time, gateway::Owner)>,
+    gateway_deadlines: BTreeSet<(Time, StreamId)>,
     /// This worker's share of each service's `connections=` (set by the shell).
     workers: (usize, usize),
     /// Scripts counted against `limit cgi=`.
@@ -330,8 +332,7 @@ impl Server {
             shutdown: None,
             exited: false,
             counters: Counters::new(now),
-            procs: BTreeMap::new(),
-            upstreams: BTreeMap::new(),
+            gateways: BTreeMap::new(),
             services: BTreeMap::new(),
             gateway_deadlines: BTreeSet::new(),
             workers: (0, 1),
@@ -387,18 +388,12 @@ impl Server {
             }
             Input::Completed { token, result } => self.completed(token, result, now),
             // One family of stream inputs; the stream's owner says which gateway it feeds.
-            Input::StreamReceived { stream, .. }
-            | Input::StreamEof { stream, .. }
-            | Input::StreamWritten { stream, .. }
-            | Input::StreamWriteClosed { stream }
-            | Input::StreamFailed { stream, .. }
-            | Input::Exited { stream, .. } => {
-                if self.procs.contains_key(&stream) {
-                    self.gateway_input(input, now);
-                } else {
-                    self.fcgi_input(input, now);
-                }
-            }
+            Input::StreamReceived { .. }
+            | Input::StreamEof { .. }
+            | Input::StreamWritten { .. }
+            | Input::StreamWriteClosed { .. }
+            | Input::StreamFailed { .. }
+            | Input::Exited { .. } => self.stream_input(input, now),
             Input::ServiceState {
                 service,
                 availability,
@@ -459,12 +454,8 @@ impl Server {
                 }
                 self.pump(id, now);
             }
-            // Scripts whose spawn has not even completed are let go too.
-            let procs: Vec<StreamId> = self.procs.keys().copied().collect();
-            for proc in procs {
-                self.kill_proc(proc, now);
-            }
-            self.fcgi_close_all(now);
+            // Gateways whose stream has not even opened are let go too.
+            self.stop_all_gateways(now);
         }
         self.check_exit();
     }
@@ -485,8 +476,8 @@ impl Server {
     #[must_use]
     pub fn worker_status(&self) -> WorkerStatus {
         let mut in_flight: Vec<(String, u64)> = Vec::new();
-        for up in self.upstreams.values() {
-            if let Some(service) = up.busy_service() {
+        for g in self.gateways.values() {
+            if let (Some(_), Some((service, _))) = (&g.reply, &g.service) {
                 match in_flight.iter_mut().find(|(s, _)| s == service) {
                     Some((_, n)) => *n += 1,
                     None => in_flight.push((service.to_string(), 1)),
@@ -638,12 +629,13 @@ impl Server {
     }
 
     fn check_exit(&mut self) {
-        let idle = self.conns.is_empty() && self.procs.is_empty() && self.orphan_reads.is_empty();
+        let scripts = self.gateways.values().any(|g| g.service.is_none());
+        let idle = self.conns.is_empty() && !scripts && self.orphan_reads.is_empty();
         // Idle pooled streams to services are not work in flight: they are closed now.
         if self.shutdown.is_some() && idle && !self.exited {
             self.fcgi_close_all_idle();
         }
-        let idle = idle && self.upstreams.is_empty();
+        let idle = idle && self.gateways.is_empty();
         if self.shutdown.is_some() && idle && !self.exited {
             self.exited = true;
             self.shutdown = None;
@@ -737,15 +729,9 @@ impl Server {
                 });
             }
         }
-        match slot.cur.get().gateway {
-            // Room on the connection may let the gateway's output be read again.
-            Some(gateway::GatewayState::Running(gateway::Owner::Proc(proc))) => {
-                self.pump_proc(proc, now);
-            }
-            Some(gateway::GatewayState::Running(gateway::Owner::Stream(stream))) => {
-                self.pump_stream(stream, now);
-            }
-            _ => {}
+        // Room on the connection may let the gateway's output be read again.
+        if let Some(gateway::GatewayState::Running(stream)) = slot.cur.get().gateway {
+            self.pump_gateway(stream, now);
         }
         let Some(slot) = self.conns.get_mut(&id) else {
             return;

@@ -373,10 +373,7 @@ impl Server {
     }
 
     pub(super) fn completed(&mut self, token: crate::ids::Token, result: Completion, now: Now) {
-        if self.spawn_completed(token, &result, now)
-            || self.connect_completed(token, &result, now)
-            || self.verify_completed(token, &result, now)
-        {
+        if self.gateway_opened(token, &result, now) || self.verify_completed(token, &result, now) {
             return;
         }
         if let Some((id, format)) = self.status_parked.remove(&token) {
