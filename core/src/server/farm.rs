@@ -24,7 +24,7 @@
 use std::path::{Path, PathBuf};
 
 use super::exchange::{CgiExchange, Exchange};
-use super::gateway::{Gateway, GatewayState, Job, JobKind, Spool};
+use super::gateway::{content_length, Gateway, GatewayState, Job, JobKind};
 use super::reply::Reply;
 use super::{ConnId, Effect, IoError, Server, SpawnSpec};
 use crate::cgi::env::{self, CgiRequest};
@@ -61,12 +61,7 @@ impl Server {
         let Some(slot) = self.conns.get(&id) else {
             return;
         };
-        let content_length = match req.body {
-            BodyKind::None => None,
-            BodyKind::Length(n) => Some(n),
-            // Known once the body is spooled.
-            BodyKind::Chunked => Some(0),
-        };
+        let content_length = content_length(req.body);
         let document_root = self.conf(id).root.clone();
         let cwd = script
             .parent()
@@ -133,15 +128,7 @@ impl Server {
             spooled: None,
             streams_body: matches!(req.body, BodyKind::Length(_)),
         };
-        let Some(slot) = self.conns.get_mut(&id) else {
-            return;
-        };
-        if req.body == BodyKind::Chunked {
-            slot.conn.accept_body();
-            slot.cur.get_mut().gateway = Some(GatewayState::Spooling(Box::new(Spool::new(job))));
-            return;
-        }
-        self.start_or_queue(id, job, now);
+        self.begin_job(id, req.body, job, now);
     }
 
     /// Starts a job whose request body (if chunked) has been gathered.

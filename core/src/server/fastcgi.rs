@@ -55,7 +55,7 @@
 use std::collections::VecDeque;
 
 use super::exchange::{Exchange, FcgiExchange};
-use super::gateway::{slot_done, Gateway, GatewayState, Job, JobKind};
+use super::gateway::{content_length, slot_done, Gateway, GatewayState, Job, JobKind};
 use super::reply::Reply;
 use super::{Availability, ConnId, Effect, IoError, Server};
 use crate::cgi::env::{self, CgiRequest};
@@ -104,12 +104,7 @@ impl Server {
         let Some(slot) = self.conns.get(&id) else {
             return;
         };
-        let content_length = match req.body {
-            BodyKind::None => None,
-            BodyKind::Length(n) => Some(n),
-            // Known once the body is spooled.
-            BodyKind::Chunked => Some(0),
-        };
+        let content_length = content_length(req.body);
         let document_root = self.conf(id).root.clone();
         // Without a SCRIPT, the service is the script: SCRIPT_FILENAME names the
         // document root joined with the script name, as nginx's default does.
@@ -141,16 +136,7 @@ impl Server {
             spooled: None,
             streams_body: matches!(req.body, BodyKind::Length(_)),
         };
-        if req.body == BodyKind::Chunked {
-            if let Some(slot) = self.conns.get_mut(&id) {
-                slot.conn.accept_body();
-                slot.cur.get_mut().gateway = Some(GatewayState::Spooling(Box::new(
-                    super::gateway::Spool::new(job),
-                )));
-            }
-            return;
-        }
-        self.fcgi_start(id, job, now);
+        self.begin_job(id, req.body, job, now);
     }
 
     /// This worker's share of `connections=` for a service, and whether streams to it

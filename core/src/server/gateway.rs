@@ -58,6 +58,7 @@ use super::exchange::{Exchange, ExchangeEvent, StreamEvent};
 use super::reply::Reply;
 use super::{Completion, ConnId, Effect, Input, Server, SpawnSpec, UpstreamAddr};
 use crate::config::ConfigRef;
+use crate::http1::BodyKind;
 use crate::ids::{StreamId, Token};
 use crate::time::{Now, Time};
 
@@ -192,7 +193,29 @@ impl Gateway {
     }
 }
 
+/// The `CONTENT_LENGTH` a gateway is given for a request body of this kind (a chunked
+/// body's is set once it has been gathered).
+pub(super) fn content_length(body: BodyKind) -> Option<u64> {
+    match body {
+        BodyKind::None => None,
+        BodyKind::Length(n) => Some(n),
+        BodyKind::Chunked => Some(0),
+    }
+}
+
 impl Server {
+    /// A job for request `id` starts, or, for a chunked body, waits for the body to be
+    /// gathered first (so that `CONTENT_LENGTH` can be given).
+    pub(super) fn begin_job(&mut self, id: ConnId, body: BodyKind, job: Job, now: Now) {
+        if body != BodyKind::Chunked {
+            return self.start_or_queue(id, job, now);
+        }
+        if let Some(slot) = self.conns.get_mut(&id) {
+            slot.conn.accept_body();
+            slot.cur.get_mut().gateway = Some(GatewayState::Spooling(Box::new(Spool::new(job))));
+        }
+    }
+
     /// True while the connection's events must wait (see the module documentation).
     pub(super) fn body_blocked(&self, id: ConnId) -> bool {
         match self
