@@ -173,6 +173,14 @@ impl Server {
             let stream = pool.idle.remove(i);
             return self.fcgi_attach(stream, id, job, now);
         }
+        if pool.open >= cap && !pool.idle.is_empty() {
+            // Every place is taken, some by idle streams to where the service no longer
+            // is for this request (a reload moved it): the oldest makes room, or the
+            // request would wait behind a stream nobody will use again.
+            let stale = pool.idle[0];
+            self.stop_gateway(stale, now);
+            return self.fcgi_start(id, job, now);
+        }
         if pool.open < cap {
             let Some(addr) = addr else {
                 self.log(format!("{}: not declared", job.label));
@@ -238,10 +246,16 @@ impl Server {
             return;
         };
         let reply = g.reply.take();
-        let Some((service, _)) = g.service.clone() else {
+        let Some((service, addr)) = g.service.clone() else {
             return;
         };
         self.detach(stream, reply);
+        if self.config.service_addr(&service).as_ref() != Some(&addr) {
+            // A reload moved the service while this exchange ran: the stream goes to the
+            // old place, where no request of the new configuration may be sent.
+            self.effects.push_back(Effect::StreamClose { stream });
+            return self.forget(stream, now);
+        }
         let pool = self.services.entry(service.clone()).or_default();
         pool.idle.push(stream);
         self.pump_gateway(stream, now);

@@ -469,3 +469,83 @@ fn a_request_keeps_the_configuration_it_started_under_across_a_reload() {
         w.access
     );
 }
+
+#[test]
+fn a_stream_to_where_a_reload_moved_the_service_from_is_closed_not_pooled() {
+    let conf = CONF.replace("connections=2", "connections=1");
+    let mut w = fcgi_world(&conf, Behaviour::Echo);
+    w.services.listening.push((
+        UpstreamAddr::Unix("/run/test/php2.sock".into()),
+        Behaviour::Echo,
+    ));
+    let old = w.connect();
+    // In flight across the reload: the body is not there yet.
+    w.send(
+        old,
+        b"POST /x.php HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n",
+    );
+    let text = conf.replace("/run/test/php.sock", "/run/test/php2.sock");
+    let mut load = |_: &std::path::Path| -> Result<String, String> { Err("none".into()) };
+    let config = crate::config::parse(
+        "t.conf",
+        &text,
+        std::path::Path::new(super::ROOT),
+        &mut load,
+    )
+    .unwrap_or_else(|d| panic!("{}", d[0]));
+    w.server
+        .handle(Input::Reload(ConfigRef::new(2, config)), w.now);
+    w.run();
+    w.send(old, b"abc");
+    assert_eq!(status(&w.take_output(old)), 200);
+    assert_eq!(
+        w.services.open(),
+        0,
+        "the stream to the old socket is closed once its exchange ends"
+    );
+    // With connections=1, a pooled stream to the old socket would hold the only place
+    // and the next request would wait for ever.
+    let out = request(&mut w, "GET /y.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&out), 200, "{out}");
+    assert_eq!(w.services.connects, 2);
+    assert_eq!(w.services.open(), 1);
+}
+
+#[test]
+fn an_idle_stream_to_the_new_place_makes_room_for_a_request_of_the_old_generation() {
+    let conf = CONF.replace("connections=2", "connections=1");
+    let mut w = fcgi_world(&conf, Behaviour::Echo);
+    w.services.listening.push((
+        UpstreamAddr::Unix("/run/test/php2.sock".into()),
+        Behaviour::Echo,
+    ));
+    let old = w.connect();
+    // A chunked body is gathered before the service is asked: the request starts under
+    // generation 1, and reaches the service only after the reload.
+    w.send(
+        old,
+        b"POST /x.php HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+    );
+    let text = conf.replace("/run/test/php.sock", "/run/test/php2.sock");
+    let mut load = |_: &std::path::Path| -> Result<String, String> { Err("none".into()) };
+    let config = crate::config::parse(
+        "t.conf",
+        &text,
+        std::path::Path::new(super::ROOT),
+        &mut load,
+    )
+    .unwrap_or_else(|d| panic!("{}", d[0]));
+    w.server
+        .handle(Input::Reload(ConfigRef::new(2, config)), w.now);
+    w.run();
+    let out = request(&mut w, "GET /y.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&out), 200, "{out}");
+    assert_eq!(w.services.open(), 1, "kept alive, to the new socket");
+    // The old request's body ends: its service is at the old socket, and the only place
+    // is held by an idle stream to the new one, which makes room.
+    w.send(old, b"0\r\n\r\n");
+    let out = w.take_output(old);
+    assert_eq!(status(&out), 200, "{out}");
+    assert!(out.contains("body=3"), "{out}");
+    assert_eq!(w.services.connects, 2);
+}
