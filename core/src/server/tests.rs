@@ -525,11 +525,35 @@ fn methods() {
             assert!(out.contains("Allow: GET, HEAD, OPTIONS\r\n"), "{out}");
         }
     }
-    let id = w.connect();
-    w.send(id, b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
-    let out = w.take_output(id);
-    assert_eq!(status(&out), 200, "{out}");
-    assert!(out.contains("Allow: GET, HEAD, OPTIONS\r\n"));
+    for target in ["*", "/a.txt"] {
+        let id = w.connect();
+        w.send(
+            id,
+            format!("OPTIONS {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        let out = w.take_output(id);
+        assert_eq!(status(&out), 200, "{out}");
+        assert!(out.contains("Allow: GET, HEAD, OPTIONS\r\n"), "{out}");
+        assert!(out.ends_with("Content-Length: 0\r\n\r\n"), "{out}");
+    }
+}
+
+#[test]
+fn trace_and_connect_are_refused_before_any_rule_runs() {
+    // A script and a redirect would each answer a TRACE their own way; neither may see it
+    // (RFC 9110 §9.3.8: TRACE reflects the request, credentials and all).
+    let mut w = cgi_world("exec /cgi/* /srv/cgi/*\nredirect /old/* http://elsewhere/*\n");
+    for target in ["/cgi/echo", "/old/x"] {
+        for method in ["TRACE", "CONNECT"] {
+            let out = request(
+                &mut w,
+                &format!("{method} {target} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            );
+            assert_eq!(status(&out), 405, "{method} {target}: {out}");
+            assert!(out.contains("Allow: GET, HEAD, OPTIONS\r\n"), "{out}");
+        }
+    }
+    assert!(w.procs.spawned.is_empty(), "no script ran");
 }
 
 #[test]
@@ -596,6 +620,10 @@ fn a_closed_connection_releases_a_file_opened_for_it_later() {
     );
     w.run();
     assert!(w.clients[&id].closed);
+    assert!(
+        w.server.parked.is_empty(),
+        "the request is let go with its connection, not when its Open completes"
+    );
     w.open.insert(FileId(token), b"A".to_vec());
     w.server.handle(
         Input::Completed {
