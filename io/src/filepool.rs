@@ -166,6 +166,10 @@ impl FilePool {
 pub struct Pool {
     threads: Vec<JoinHandle<()>>,
     closing: Arc<AtomicBool>,
+    /// The queue's receiving end, held here too so that the queue outlives its threads
+    /// (and exists in a test's pool without any): a job queued then is never taken,
+    /// rather than refused as if the pool were gone.
+    _jobs: Arc<Mutex<Receiver<Job>>>,
 }
 
 impl Pool {
@@ -198,14 +202,20 @@ impl Pool {
 
 /// Starts `threads` file threads fed by a queue sized for `workers` workers.
 pub fn start(threads: usize, workers: usize) -> io::Result<(FilePool, Pool)> {
-    let (queue, jobs) = mpsc::sync_channel(workers.max(1) * QUEUE_PER_WORKER);
+    spawn(threads.max(1), workers.max(1) * QUEUE_PER_WORKER)
+}
+
+/// Starts exactly `threads` threads on a queue of `capacity` jobs.
+fn spawn(threads: usize, capacity: usize) -> io::Result<(FilePool, Pool)> {
+    let (queue, jobs) = mpsc::sync_channel(capacity);
     let jobs = Arc::new(Mutex::new(jobs));
     let closing = Arc::new(AtomicBool::new(false));
     let mut pool = Pool {
         threads: Vec::with_capacity(threads),
         closing: Arc::clone(&closing),
+        _jobs: Arc::clone(&jobs),
     };
-    for i in 0..threads.max(1) {
+    for i in 0..threads {
         let jobs = Arc::clone(&jobs);
         let closing = Arc::clone(&closing);
         let spawned = thread::Builder::new()
@@ -309,5 +319,159 @@ pub fn refused(token: Token) -> Input {
     Input::Completed {
         token,
         result: Completion::Failed(IoError::Exhausted),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::Receiver;
+    use std::time::Duration;
+
+    use weir_core::server::FileKind;
+
+    use crate::worker::Inbox;
+
+    /// The next message for the test's "worker".
+    fn next(rx: &Receiver<Message>) -> Done {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Message::File(done)) => done,
+            other => panic!("expected a file answer, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn carries_out_each_operation_and_answers_through_the_inbox() {
+        let dir = std::env::temp_dir().join(format!("weir-filepool-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir is writable");
+        let path = dir.join("a.txt");
+        std::fs::write(&path, b"hello, pool").expect("write temp file");
+        let (inbox, rx, _poll) = Inbox::for_test();
+        let (pool, threads) = start(1, 1).expect("a file thread");
+
+        pool.submit(
+            Work::Open {
+                token: Token(1),
+                path: path.clone(),
+            },
+            &inbox,
+        )
+        .expect("room in the queue");
+        let file = match next(&rx) {
+            Done::Opened {
+                token: Token(1),
+                file: Some(file),
+                result: Completion::Opened(meta),
+            } => {
+                assert_eq!((meta.kind, meta.len), (FileKind::File, 11));
+                Arc::new(file)
+            }
+            other => panic!("expected the file, got {other:?}"),
+        };
+        let read = Work::Read {
+            token: Token(2),
+            file: Arc::clone(&file),
+            offset: 7,
+            len: 100,
+        };
+        pool.submit(read, &inbox).expect("room in the queue");
+        match next(&rx) {
+            Done::Completed(Input::Completed {
+                token: Token(2),
+                result: Completion::Data(bytes),
+            }) => assert_eq!(&bytes[..], b"pool"),
+            other => panic!("expected the bytes, got {other:?}"),
+        }
+        let preload = Work::Preload {
+            key: 3,
+            generation: 4,
+            file,
+            offset: 0,
+            len: 11,
+        };
+        pool.submit(preload, &inbox).expect("room in the queue");
+        assert!(matches!(
+            next(&rx),
+            Done::Preloaded {
+                key: 3,
+                generation: 4
+            }
+        ));
+        let list = Work::ReadDir {
+            token: Token(5),
+            path: dir.clone(),
+        };
+        pool.submit(list, &inbox).expect("room in the queue");
+        match next(&rx) {
+            Done::Completed(Input::Completed {
+                token: Token(5),
+                result: Completion::Listing(entries),
+            }) => assert_eq!(entries.len(), 1),
+            other => panic!("expected the listing, got {other:?}"),
+        }
+        let missing = Work::Open {
+            token: Token(6),
+            path: dir.join("missing"),
+        };
+        pool.submit(missing, &inbox).expect("room in the queue");
+        assert!(matches!(
+            next(&rx),
+            Done::Opened {
+                token: Token(6),
+                file: None,
+                result: Completion::Failed(IoError::NotFound)
+            }
+        ));
+
+        // A worker that has gone: the answer is dropped, the thread goes on.
+        let (gone, gone_rx, _gone_poll) = Inbox::for_test();
+        drop(gone_rx);
+        let open = Work::Open {
+            token: Token(7),
+            path: path.clone(),
+        };
+        pool.submit(open, &gone).expect("room in the queue");
+        let open = Work::Open {
+            token: Token(8),
+            path,
+        };
+        pool.submit(open, &inbox).expect("room in the queue");
+        assert!(matches!(
+            next(&rx),
+            Done::Opened {
+                token: Token(8),
+                ..
+            }
+        ));
+
+        drop(pool);
+        threads.finish();
+        std::fs::remove_dir_all(&dir).expect("remove temp dir");
+    }
+
+    #[test]
+    fn a_full_queue_gives_the_work_back_at_once() {
+        // No thread takes jobs: the queue's one place fills and stays full.
+        let (pool, threads) = spawn(0, 1).expect("no threads to start");
+        let (inbox, _rx, _poll) = Inbox::for_test();
+        let open = |n| Work::Open {
+            token: Token(n),
+            path: PathBuf::from("/"),
+        };
+        assert!(pool.submit(open(1), &inbox).is_ok());
+        match pool.submit(open(2), &inbox) {
+            Err(Work::Open { token, .. }) => {
+                assert_eq!(refused(token), refused(Token(2)));
+                assert_eq!(
+                    refused(token),
+                    Input::Completed {
+                        token: Token(2),
+                        result: Completion::Failed(IoError::Exhausted)
+                    }
+                );
+            }
+            other => panic!("expected the work back, got {other:?}"),
+        }
+        threads.finish();
     }
 }

@@ -100,6 +100,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// Access-log bytes a busy loop gathers before handing them to the logger.
 const LOG_BATCH_BYTES: usize = 32 * 1024;
+/// How often, at most, the error log says that the file pool turned operations away.
+const FILE_REFUSED_LOG_EVERY: Duration = Duration::from_secs(60);
 /// The longest a line waits in a busy loop's batch (an idle loop hands it over at once).
 const LOG_BATCH_DELAY: Duration = Duration::from_millis(100);
 
@@ -146,6 +148,16 @@ impl Inbox {
     /// Hands the worker an input, fed to its server on its next turn.
     pub fn tell(&self, input: Input) {
         self.send(Message::Input(input));
+    }
+
+    /// An inbox with no worker behind it, for tests of the threads that answer through
+    /// one: its receiving end, and the poll its waker wakes (which must outlive it).
+    #[cfg(test)]
+    pub fn for_test() -> (Inbox, mpsc::Receiver<Message>, Poll) {
+        let poll = Poll::new().expect("a poll");
+        let waker = Arc::new(Waker::new(poll.registry(), token::WAKER).expect("a waker"));
+        let (tx, rx) = mpsc::channel();
+        (Inbox { tx, waker }, rx, poll)
     }
 
     /// Hands the worker a message, and wakes it.
@@ -221,6 +233,9 @@ pub struct Worker {
     verifiers: Verifiers,
     /// The file pool, unless `file-threads off` (then file operations run inline).
     file_pool: Option<FilePool>,
+    /// Operations the file pool's full queue turned away since the error log last said
+    /// so, and when it did.
+    file_refused: (u64, Option<Time>),
     /// Requests each service answered, for the services' supervisors.
     board: Arc<ServiceBoard>,
     /// Where this worker publishes its part of the whole server's status.
@@ -302,6 +317,7 @@ impl Worker {
             reply: reply.clone(),
             verifiers,
             file_pool,
+            file_refused: (0, None),
             board,
             status,
             status_published: (0, 0, 0, 0, usize::MAX),
@@ -897,7 +913,29 @@ impl Worker {
         };
         if pool.submit(work, &self.reply).is_err() {
             self.pending.push_back(filepool::refused(token));
+            self.note_file_refused();
         }
+    }
+
+    /// Counts an operation the file pool's full queue turned away, and says so in the
+    /// error log at most once a minute (a slow disk under load would otherwise fill it).
+    fn note_file_refused(&mut self) {
+        self.file_refused.0 += 1;
+        let now = self.clock.mono();
+        if self
+            .file_refused
+            .1
+            .is_some_and(|t| now.since(t) < FILE_REFUSED_LOG_EVERY)
+        {
+            return;
+        }
+        log_error!(
+            "worker {}: the file threads are behind (the disk is slow): {} file operations \
+             turned away (503, or a response cut) since the last report",
+            self.index,
+            self.file_refused.0
+        );
+        self.file_refused = (0, Some(now));
     }
 
     /// Takes in what the file pool did for this worker.
@@ -967,11 +1005,6 @@ impl Worker {
         if pool.submit(work, &self.reply).is_ok() {
             c.preloading = true;
         } else {
-            log_error!(
-                "worker {}: the file pool's queue is full; cutting a response that would \
-                 wait on the disk",
-                self.index
-            );
             c.failed = true;
             c.armed_read = None;
             c.in_flight = None;
@@ -979,6 +1012,7 @@ impl Worker {
                 conn: conn_id(key),
                 error: IoError::Exhausted,
             });
+            self.note_file_refused();
         }
         true
     }
