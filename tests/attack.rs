@@ -1,6 +1,8 @@
 //! Hostile clients, through the real binary on loopback: a flood of idle connections at the
 //! connection limit, bodies nobody wants, slowloris, huge header sections, running out of
-//! descriptors, and an access log on a full disk. Each attack is bounded in count and time,
+//! descriptors, an access log on a full disk, a slow disk (made slow on purpose through the
+//! binary's test seam, `io/src/fault.rs`) and a FIFO in the document root. Each attack is
+//! bounded in count and time,
 //! and where it matters a normal client's latency is measured alongside and printed (the
 //! figures in README.md, "Under attack", come from these lines: run with `--nocapture`).
 //!
@@ -825,4 +827,296 @@ fn a_full_disk_loses_access_log_lines_but_no_request_and_says_so() {
         );
         weir.assert_running();
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. A slow disk, and a FIFO in the document root
+// ---------------------------------------------------------------------------------------
+
+/// How long each file operation on a `slow…` file (and each disk read of a `cold…` one)
+/// takes in the servers below (the binary's test seam, `io/src/fault.rs`).
+const SLOW_DISK: Duration = Duration::from_millis(1000);
+
+/// `weir serve` with one worker and `file-threads` as given (`off`, or a number), on a disk
+/// made slow by `WEIR_TEST_SLOW_DISK`; stopped by PID when dropped.
+struct SlowDisk {
+    child: Child,
+    addr: SocketAddr,
+    stderr: PathBuf,
+    docs: DocRoot,
+    _claim: support::PortClaim,
+}
+
+impl SlowDisk {
+    fn start(file_threads: &str) -> SlowDisk {
+        let docs = DocRoot::new();
+        std::fs::write(docs.root().join("slow.txt"), b"a file on a slow disk\n")
+            .expect("write slow.txt");
+        let conf = docs.base().join("weir.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "file-threads {file_threads}\npass /* {}/*\n",
+                docs.root().display()
+            ),
+        )
+        .expect("write weir.conf");
+        let claim = claim_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], claim.port));
+        let stderr = docs.base().join("weir.stderr");
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("serve")
+            .arg("-c")
+            .arg(&conf)
+            .args(["--listen", &addr.to_string(), "--workers", "1"])
+            .env("WEIR_TEST_SLOW_DISK", SLOW_DISK.as_millis().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(&stderr).expect("stderr file"),
+            ))
+            .spawn()
+            .expect("spawn weir");
+        let server = SlowDisk {
+            child,
+            addr,
+            stderr,
+            docs,
+            _claim: claim,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(250)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "weir did not start: {}",
+                server.stderr()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for SlowDisk {
+    fn drop(&mut self) {
+        // SAFETY: kill sends a signal to our own child, not yet reaped (its PID is ours).
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        if thread::panicking() {
+            eprintln!("---- weir stderr ----\n{}", self.stderr());
+        }
+    }
+}
+
+/// Whether the binary has the slow-disk seam: only debug builds do (this test crate is
+/// built with the same profile as the binary it runs).
+fn seam_present() -> bool {
+    if !cfg!(debug_assertions) {
+        println!("NOTE: a release build has no slow-disk seam; skipping the slow-disk test");
+    }
+    cfg!(debug_assertions)
+}
+
+/// Sends a GET for `path` on a new connection and returns the socket, to read later.
+fn ask(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .expect("send");
+    s
+}
+
+/// Reads the whole answer; returns its status, its body, and when it ended.
+fn answer(mut s: TcpStream) -> (u16, Vec<u8>, Instant) {
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).expect("read the answer");
+    let ended = Instant::now();
+    let status = std::str::from_utf8(&got[..got.len().min(12)])
+        .ok()
+        .and_then(|t| t.strip_prefix("HTTP/1.1 "))
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("not an answer: {:?}", String::from_utf8_lossy(&got)));
+    let body = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or_else(Vec::new, |i| got[i + 4..].to_vec());
+    (status, body, ended)
+}
+
+/// A slow file asked for first, `/hello.txt` 100 ms later, on one worker: when each
+/// answer ended, and how long `/hello.txt` took.
+fn slow_then_fast(server: &SlowDisk, slow: &str, want: &[u8]) -> (Instant, Instant, Duration) {
+    let started = Instant::now();
+    let s = ask(server.addr, slow);
+    thread::sleep(Duration::from_millis(100));
+    let asked = Instant::now();
+    let f = ask(server.addr, "/hello.txt");
+    // Read the quick one first: on the pool, it ends while the slow one still waits.
+    let (status, body, fast_ended) = answer(f);
+    assert_eq!(status, 200);
+    assert_eq!(body, support::hello_bytes());
+    let (status, body, slow_ended) = answer(s);
+    assert_eq!(status, 200, "{slow}");
+    assert!(
+        body == want,
+        "{slow}: a body of {} bytes differs",
+        body.len()
+    );
+    assert!(
+        slow_ended - started >= SLOW_DISK,
+        "{slow} took only {:?}: the slow disk did not slow it, nothing was measured",
+        slow_ended - started
+    );
+    (slow_ended, fast_ended, fast_ended - asked)
+}
+
+#[test]
+fn a_slow_open_or_read_holds_no_other_request() {
+    let _turn = serial();
+    if !seam_present() {
+        return;
+    }
+    // Inline (`file-threads off`), the slow disk holds the loop and the static file waits
+    // for it: what this test would see without the pool.
+    let inline = SlowDisk::start("off");
+    let want = inline.docs.bytes("slow.txt");
+    let (_, _, waited) = slow_then_fast(&inline, "/slow.txt", &want);
+    println!(
+        "ATTACK slow disk: file-threads off: /hello.txt took {:.0} ms behind /slow.txt \
+         ({} ms per file operation)",
+        ms(waited),
+        SLOW_DISK.as_millis()
+    );
+    assert!(
+        waited >= SLOW_DISK / 2,
+        "inline, the static file took only {waited:?}: the seam did not stall the loop"
+    );
+    drop(inline);
+
+    // On the pool, it is answered while the slow open and read are still waiting.
+    let pooled = SlowDisk::start("2");
+    let want = pooled.docs.bytes("slow.txt");
+    let (slow_ended, fast_ended, took) = slow_then_fast(&pooled, "/slow.txt", &want);
+    println!(
+        "ATTACK slow disk: file-threads 2: /hello.txt took {:.1} ms, {:.0} ms before /slow.txt \
+         ended",
+        ms(took),
+        ms(slow_ended - fast_ended)
+    );
+    assert!(
+        fast_ended < slow_ended,
+        "the static file ({took:?}) ended after the slow one: the loop waited for the disk"
+    );
+}
+
+/// Drops `path` from the page cache; false (with a note) where that cannot be done or
+/// checked: a file system in memory, or a kernel without `cachestat` (before 6.5).
+fn evict(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).expect("open to evict");
+    f.sync_all().expect("fsync");
+    // SAFETY: plain integers and a live descriptor.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    let range = Range { off: 0, len: 0 };
+    let mut stat = [0u64; 5];
+    // SAFETY: cachestat(2) (number 451 everywhere) reads `range` and writes five u64s.
+    let rc = unsafe { libc::syscall(451, f.as_raw_fd(), &range, stat.as_mut_ptr(), 0) };
+    if rc != 0 || stat[0] != 0 {
+        println!(
+            "NOTE: cannot drop {} from the page cache here (cachestat {rc}, {} pages \
+             cached); skipping the cold-file part",
+            path.display(),
+            stat[0]
+        );
+        return false;
+    }
+    true
+}
+
+#[test]
+fn sending_a_file_that_is_not_in_the_page_cache_holds_no_other_request() {
+    let _turn = serial();
+    if !seam_present() {
+        return;
+    }
+    // 2 MiB: above the cache's max-file, so it goes out with sendfile; on the pool, two
+    // read-aheads of 1 MiB.
+    let body: Vec<u8> = (0..2u32 << 20).map(|i| (i % 253) as u8).collect();
+    for file_threads in ["off", "2"] {
+        let server = SlowDisk::start(file_threads);
+        let path = server.docs.root().join("cold.bin");
+        std::fs::write(&path, &body).expect("write cold.bin");
+        if !evict(&path) {
+            return;
+        }
+        let (slow_ended, fast_ended, took) = slow_then_fast(&server, "/cold.bin", &body);
+        println!(
+            "ATTACK slow disk: file-threads {file_threads}: /hello.txt took {:.1} ms while \
+             /cold.bin was read from the disk",
+            ms(took)
+        );
+        if file_threads == "off" {
+            assert!(
+                took >= SLOW_DISK / 2,
+                "inline, the static file took only {took:?}: the seam did not stall the loop"
+            );
+        } else {
+            assert!(
+                fast_ended < slow_ended,
+                "the static file ({took:?}) ended after the cold one: the loop waited for \
+                 the disk"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_fifo_in_the_document_root_is_refused_at_once() {
+    let _turn = serial();
+    let server = SlowDisk::start("2");
+    let root = server.docs.root();
+    std::fs::create_dir_all(root.join("fifodir")).expect("mkdir");
+    for fifo in ["pipe", "fifodir/index.html"] {
+        let c = std::ffi::CString::new(root.join(fifo).into_os_string().into_encoded_bytes())
+            .expect("no NUL in a temp path");
+        // SAFETY: a valid C string; mkfifo only creates the node.
+        assert_eq!(
+            unsafe { libc::mkfifo(c.as_ptr(), 0o644) },
+            0,
+            "mkfifo {fifo}"
+        );
+    }
+    // Nobody ever writes to them: an open without O_NONBLOCK, or a read, would wait
+    // forever (the sockets' 20 s timeout would fail the test).
+    for path in ["/pipe", "/fifodir/", "/fifodir/index.html"] {
+        let started = Instant::now();
+        let (status, _, _) = answer(ask(server.addr, path));
+        println!(
+            "ATTACK fifo: {path}: {status} in {:.1} ms",
+            ms(started.elapsed())
+        );
+        assert_eq!(status, 403, "{path}");
+    }
+    let (status, body, _) = answer(ask(server.addr, "/hello.txt"));
+    assert_eq!((status, body), (200, support::hello_bytes()));
 }

@@ -25,6 +25,10 @@
 //! A send writes until the chunk is done, the socket is full, or `SEND_BUDGET` bytes have
 //! gone (fairness between connections); it then reports how much went (`Sent { n }`) and the
 //! core asks again for the rest. Only a send that wrote nothing waits armed for writability.
+//!
+//! A send from a file whose range is not in the page cache waits, armed, while the file
+//! pool reads the range in (`preloading`, see `filepool`); the read-ahead's end makes the
+//! next send go ahead without asking again (`warm`), so that one is never waited for twice.
 
 use std::io::{self, Read, Write};
 
@@ -33,9 +37,9 @@ use mio::net::TcpStream;
 use weir_core::server::{Input, IoError};
 use weir_core::{Chunk, ConnId};
 
-use crate::errno;
 use crate::files::Files;
-use crate::sendfile::send_file;
+use crate::sendfile::{resident, send_file};
+use crate::{errno, fault};
 
 /// The most bytes one send operation writes before yielding to other connections.
 ///
@@ -71,6 +75,11 @@ pub struct Connection {
     pub failed: bool,
     /// The OS reported the peer's half-close (or an error): no edge will announce it again.
     pub read_closed: bool,
+    /// The file pool is reading the armed send's range into the page cache: the send waits.
+    pub preloading: bool,
+    /// A read-ahead for the armed send has ended: send without asking whether the range is
+    /// cached (cleared by the next send).
+    pub warm: bool,
 }
 
 impl Connection {
@@ -89,6 +98,8 @@ impl Connection {
             queued: false,
             failed: false,
             read_closed: false,
+            preloading: false,
+            warm: false,
         }
     }
 
@@ -97,7 +108,7 @@ impl Connection {
     pub fn has_work(&self) -> bool {
         !self.failed
             && ((self.armed_read.is_some() && self.readable)
-                || (self.in_flight.is_some() && self.writable))
+                || (self.in_flight.is_some() && self.writable && !self.preloading))
     }
 
     /// Runs the armed read if the socket is readable; returns the input that completes it,
@@ -140,10 +151,11 @@ impl Connection {
     /// went (see the module documentation), `ConnFailed` on error, or `None` if it stays
     /// armed.
     pub fn run_send(&mut self, id: ConnId, files: &Files) -> Option<Input> {
-        if !self.writable || self.failed {
+        if !self.writable || self.failed || self.preloading {
             return None;
         }
         let mut chunk = self.in_flight.take()?;
+        self.warm = false;
         let mut written: usize = 0;
         let outcome = loop {
             if chunk.is_empty() || written >= SEND_BUDGET {
@@ -158,7 +170,12 @@ impl Connection {
                 Chunk::File { file, offset, len } => match files.get(*file) {
                     Some(f) => {
                         let want = usize::try_from(*len).unwrap_or(usize::MAX).min(budget);
-                        match send_file(&self.socket, f, *offset, want) {
+                        // The test seam's slow disk (debug builds): a range read from the
+                        // disk, not the cache, takes its time here.
+                        if f.slow && resident(&f.file, *offset, want as u64) == Some(false) {
+                            fault::before_read(true);
+                        }
+                        match send_file(&self.socket, &f.file, *offset, want) {
                             // The file ended before the range did: it shrank under us. The
                             // response can no longer be completed as promised.
                             Ok(0) => Err(io::Error::new(

@@ -1,10 +1,14 @@
-//! The worker's open files: `Open` and `CloseFile` effects, and the descriptors `sendfile`
-//! reads from.
+//! The worker's open files: carrying out `Open`, `ReadFile`, `ReadDir` and `CloseFile`, and
+//! the descriptors `sendfile` reads from.
 //!
 //! The core names each open file by the token of the `Open` that created it (`FileId`), so
-//! this table is the only place that maps the name to a descriptor. Files are opened inline
-//! on the event-loop thread: on a local disk `open` + `fstat` take microseconds, and a worker
-//! pool would buy nothing until slow (network) file systems matter.
+//! this table is the only place that maps the name to a descriptor. The operations
+//! themselves (`open_file`, `read_at`, `read_dir`) are free functions, so that they run
+//! wherever the worker sends them: on the file pool (`filepool`, the default), or inline on
+//! the event loop under `file-threads off`. Entries are shared (`Shared`): a read or a
+//! read-ahead running on the pool holds its file, so a `CloseFile` meanwhile cannot close
+//! the descriptor under it (or let the number be reused for another file); the descriptor
+//! closes when the last holder lets go.
 //!
 //! Files are opened with `O_NONBLOCK | O_NOCTTY` so that a FIFO or a terminal in the served
 //! tree cannot block the loop or become our controlling terminal; the core never sends from
@@ -18,6 +22,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
 use std::os::unix::ffi::OsStringExt;
 
@@ -25,12 +30,25 @@ use bytes::Bytes;
 use weir_core::server::{Completion, DirEntry, FileKind, FileMeta, IoError, LISTING_MAX};
 use weir_core::{FileId, Token, UnixTime};
 
-use crate::errno;
+use crate::{errno, fault};
+
+/// An open file, as the table and the pool's jobs share it.
+#[derive(Debug)]
+pub struct OpenFile {
+    /// The descriptor (read-only, `O_NONBLOCK | O_NOCTTY`).
+    pub file: File,
+    /// Reading it is slowed down on purpose (`fault`, debug builds only; always false
+    /// otherwise).
+    pub slow: bool,
+}
+
+/// A table entry, held also by the pool's jobs that use it.
+pub type Shared = Arc<OpenFile>;
 
 /// Open files by the core's name for them.
 #[derive(Debug, Default)]
 pub struct Files {
-    open: HashMap<FileId, File>,
+    open: HashMap<FileId, Shared>,
 }
 
 impl Files {
@@ -40,78 +58,32 @@ impl Files {
         Files::default()
     }
 
-    /// Carries out `Open { token, path }`: opens read-only, `fstat`s, and on success keeps
-    /// the file as `FileId(token)`.
+    /// Carries out `Open { token, path }` inline: see [`open_file`]; on success the file
+    /// is kept as `FileId(token)`.
     pub fn open(&mut self, token: Token, path: &Path) -> Completion {
-        match open_and_stat(path) {
-            Ok((file, meta)) => {
-                // A reused token would be a core bug; the new file wins and the old one is
-                // closed rather than leaked.
-                self.open.insert(FileId(token), file);
-                Completion::Opened(meta)
-            }
-            Err(e) => Completion::Failed(errno::classify(&e)),
+        let (file, result) = open_file(path);
+        if let Some(file) = file {
+            self.insert(token, file);
         }
+        result
     }
 
-    /// Carries out `ReadDir { path }`: the directory's entries with their metadata
-    /// (symbolic links followed; entries whose metadata cannot be read are left out), at most
-    /// `LISTING_MAX` of them. Runs inline like `open`: a directory read is a few syscalls
-    /// per hundred entries on a local disk.
-    pub fn read_dir(path: &Path) -> Completion {
-        let dir = match std::fs::read_dir(path) {
-            Ok(d) => d,
-            Err(e) => return Completion::Failed(errno::classify(&e)),
-        };
-        let mut entries = Vec::new();
-        for entry in dir.flatten().take(LISTING_MAX) {
-            let Ok(meta) = std::fs::metadata(entry.path()) else {
-                continue;
-            };
-            entries.push(DirEntry {
-                name: entry.file_name().into_vec(),
-                is_dir: meta.is_dir(),
-                len: meta.len(),
-                mtime: UnixTime(meta.mtime()),
-            });
-        }
-        Completion::Listing(entries)
+    /// Keeps `file`, opened for `Open { token, .. }`, as `FileId(token)`.
+    pub fn insert(&mut self, token: Token, file: OpenFile) {
+        // A reused token would be a core bug; the new file wins and the old one is
+        // closed rather than leaked.
+        self.open.insert(FileId(token), Arc::new(file));
     }
 
-    /// Carries out `ReadFile`: `len` bytes from `offset` with `pread`, fewer only at end of
-    /// file. The core asks only for files it keeps in its cache (`cache max-file=`), so
-    /// this is a bounded read of a small file.
-    pub fn read(&self, file: FileId, offset: u64, len: u64) -> Completion {
-        use std::os::unix::fs::FileExt;
-        let Some(f) = self.open.get(&file) else {
-            return Completion::Failed(IoError::Other);
-        };
-        let Ok(len) = usize::try_from(len) else {
-            return Completion::Failed(IoError::Exhausted);
-        };
-        let mut buf = vec![0u8; len];
-        let mut got = 0;
-        while got < len {
-            match f.read_at(&mut buf[got..], offset + got as u64) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Completion::Failed(errno::classify(&e)),
-            }
-        }
-        buf.truncate(got);
-        Completion::Data(Bytes::from(buf))
-    }
-
-    /// Carries out `CloseFile`: drops the descriptor. Unknown ids are ignored (closing
-    /// twice is harmless).
+    /// Carries out `CloseFile`: forgets the file, whose descriptor closes once no job on
+    /// the pool holds it any more. Unknown ids are ignored (closing twice is harmless).
     pub fn close(&mut self, file: FileId) {
         self.open.remove(&file);
     }
 
     /// The open file named `file`, if any.
     #[must_use]
-    pub fn get(&self, file: FileId) -> Option<&File> {
+    pub fn get(&self, file: FileId) -> Option<&Shared> {
         self.open.get(&file)
     }
 
@@ -120,6 +92,69 @@ impl Files {
     pub fn len(&self) -> usize {
         self.open.len()
     }
+}
+
+/// `Open { path }`: opens read-only and `fstat`s; the open file comes back with
+/// `Completion::Opened` and only with it.
+#[must_use]
+pub fn open_file(path: &Path) -> (Option<OpenFile>, Completion) {
+    fault::before_open(path);
+    match open_and_stat(path) {
+        Ok((file, meta)) => {
+            let slow = fault::slow_reads(path);
+            (Some(OpenFile { file, slow }), Completion::Opened(meta))
+        }
+        Err(e) => (None, Completion::Failed(errno::classify(&e))),
+    }
+}
+
+/// `ReadDir { path }`: the directory's entries with their metadata (symbolic links
+/// followed; entries whose metadata cannot be read are left out), at most `LISTING_MAX`
+/// of them.
+#[must_use]
+pub fn read_dir(path: &Path) -> Completion {
+    fault::before_open(path);
+    let dir = match std::fs::read_dir(path) {
+        Ok(d) => d,
+        Err(e) => return Completion::Failed(errno::classify(&e)),
+    };
+    let mut entries = Vec::new();
+    for entry in dir.flatten().take(LISTING_MAX) {
+        let Ok(meta) = std::fs::metadata(entry.path()) else {
+            continue;
+        };
+        entries.push(DirEntry {
+            name: entry.file_name().into_vec(),
+            is_dir: meta.is_dir(),
+            len: meta.len(),
+            mtime: UnixTime(meta.mtime()),
+        });
+    }
+    Completion::Listing(entries)
+}
+
+/// `ReadFile`: `len` bytes of `file` from `offset` with `pread`, fewer only at end of
+/// file. The core asks only for files it keeps in its cache (`cache max-file=`), so this
+/// is a bounded read of a small file.
+#[must_use]
+pub fn read_at(file: &OpenFile, offset: u64, len: u64) -> Completion {
+    use std::os::unix::fs::FileExt;
+    let Ok(len) = usize::try_from(len) else {
+        return Completion::Failed(IoError::Exhausted);
+    };
+    fault::before_read(file.slow);
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match file.file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Completion::Failed(errno::classify(&e)),
+        }
+    }
+    buf.truncate(got);
+    Completion::Data(Bytes::from(buf))
 }
 
 fn open_and_stat(path: &Path) -> io::Result<(File, FileMeta)> {

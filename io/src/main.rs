@@ -14,7 +14,9 @@
 //! * `worker` — one thread's mio loop driving one core `Server`.
 //! * `conn` — a connection's readiness and its armed read and send.
 //! * `logger` — the access-log thread.
-//! * `files` — open files by `FileId`; `sendfile` — file ranges to sockets.
+//! * `files` — open files by `FileId` and the file operations; `sendfile` — file ranges to
+//!   sockets; `filepool` — the threads that run file operations off the event loops;
+//!   `fault` — a slow disk on demand for the tests (debug builds only).
 //! * `child` — pidfds and exit statuses, for both child tables (launcher and CGI).
 //! * `process` — CGI children by `StreamId`: spawning, their pipes, `Kill`, reaping.
 //! * `token` — mio tokens with generations; `clock` — `Now`; `errno` — OS errors to
@@ -38,6 +40,8 @@ mod clock;
 mod conffile;
 mod conn;
 mod errno;
+mod fault;
+mod filepool;
 mod files;
 mod jail;
 mod launcher;

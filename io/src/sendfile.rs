@@ -4,6 +4,11 @@
 //! file offset is passed explicitly so the shared `File` is never seeked (two responses may
 //! send from one open file). Elsewhere a `pread` + `write` fallback keeps the crate portable;
 //! bytes read but not written are simply read again next time.
+//!
+//! `sendfile` blocks on the disk when the range is not in the page cache, and the socket
+//! being non-blocking does not change that. `resident` tells, in one system call
+//! (`cachestat(2)`, Linux 6.5), whether a range is cached, so that the worker can have the
+//! file pool read it in first (`filepool`) and keep its own `sendfile` to pages in memory.
 
 use std::fs::File;
 use std::io;
@@ -33,6 +38,73 @@ pub fn send_file(out: &impl AsRawFd, file: &File, offset: u64, count: usize) -> 
     };
     // A negative return is an error in errno; anything else is a byte count ≤ count.
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Whether every page of the `len` bytes of `file` from `offset` is in the page cache:
+/// `None` where the kernel cannot tell (before Linux 6.5, or not Linux).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn resident(file: &File, offset: u64, len: u64) -> Option<bool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// `cachestat` has the same number on every architecture (it came after the tables
+    /// were unified); the libc crate does not name it for every target yet.
+    const SYS_CACHESTAT: libc::c_long = 451;
+    /// Set once the kernel said it has no `cachestat`, so that it is not asked again.
+    static MISSING: AtomicBool = AtomicBool::new(false);
+
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+
+    if len == 0 {
+        return Some(true);
+    }
+    if MISSING.load(Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: sysconf reads nothing of ours.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .ok()
+        .filter(|&p| p > 0)?;
+    let range = Range { off: offset, len };
+    let mut stat = Stat::default();
+    // SAFETY: the descriptor is borrowed from `file`, alive for the call; the kernel reads
+    // `range` and writes `stat`, both live locals of the layout cachestat(2) defines.
+    let rc = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            file.as_raw_fd(),
+            std::ptr::addr_of!(range),
+            std::ptr::addr_of_mut!(stat),
+            0,
+        )
+    };
+    if rc != 0 {
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            MISSING.store(true, Ordering::Relaxed);
+        }
+        return None;
+    }
+    // The kernel counts the pages the range touches, from the one holding `offset`.
+    let pages = (offset + len - 1) / page - offset / page + 1;
+    Some(stat.nr_cache >= pages)
+}
+
+/// Where the kernel cannot tell: unknown.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn resident(_file: &File, _offset: u64, _len: u64) -> Option<bool> {
+    None
 }
 
 /// Portable fallback: `pread` into a buffer, then one `write`.
@@ -84,6 +156,43 @@ mod tests {
         let (c, _d) = UnixStream::pair().expect("socketpair");
         assert_eq!(send_file(&c, &file, 16, 10).expect("at EOF"), 0);
 
+        std::fs::remove_file(&path).expect("remove temp file");
+    }
+
+    #[test]
+    fn tells_a_cached_range_from_an_evicted_one() {
+        let path = std::env::temp_dir().join(format!("weir-resident-{}", std::process::id()));
+        let body = vec![7u8; 1 << 20];
+        std::fs::write(&path, &body).expect("temp dir is writable");
+        let file = File::open(&path).expect("just created");
+        if resident(&file, 0, body.len() as u64).is_none() {
+            // No cachestat (a kernel before 6.5): the worker then sends inline.
+            eprintln!("cachestat(2) is not available here; nothing to check");
+            std::fs::remove_file(&path).expect("remove temp file");
+            return;
+        }
+        assert_eq!(resident(&file, 0, body.len() as u64), Some(true));
+        assert_eq!(resident(&file, 4095, 2), Some(true));
+        assert_eq!(resident(&file, 0, 0), Some(true));
+        // Written back, then dropped from the cache: not resident (on a file system that
+        // keeps files in memory only, such as tmpfs, eviction does nothing).
+        file.sync_all().expect("fsync");
+        // SAFETY: plain integers and a live descriptor.
+        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(rc, 0);
+        // SAFETY: fstatfs writes the struct it is given.
+        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a live descriptor and a struct of the right type.
+        let in_memory = unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) } != 0
+            || fs.f_type == libc::TMPFS_MAGIC;
+        if !in_memory {
+            assert_eq!(resident(&file, 0, body.len() as u64), Some(false));
+        }
+        let mut buf = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut buf))
+            .expect("read back");
+        assert_eq!(resident(&file, 0, body.len() as u64), Some(true));
         std::fs::remove_file(&path).expect("remove temp file");
     }
 }

@@ -5,7 +5,8 @@
 //! and check the `chroot` against the configuration (so that a mistake there costs
 //! nothing), install the signal handlers (first, so a signal during start-up is not lost),
 //! bind every listening socket for every worker, open the access and error logs, enter the
-//! chroot, drop to the user, start the password verifiers (`verifier`), set up each
+//! chroot, drop to the user, start the password verifiers (`verifier`) and the file pool
+//! (`filepool`, unless `file-threads off`), set up each
 //! worker's poll. Only then do the worker threads start and the start line is printed (to
 //! the error log, and to standard error too when the error log is a file).
 //!
@@ -48,8 +49,8 @@ use crate::log::{announce, log_error};
 use crate::logger::Reopen;
 use crate::services::{ServiceBoard, Services};
 use crate::status::StatusBoard;
-use crate::worker::{Message, Stopper, Worker};
-use crate::{jail, listen, privs, verifier};
+use crate::worker::{Message, Pools, Stopper, Worker};
+use crate::{filepool, jail, listen, privs, verifier};
 
 /// The control loop's poll tokens.
 const WAKE: Token = Token(0);
@@ -143,6 +144,15 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     // the queue from here on, so the threads end when the last worker does.
     let (verifiers, verifier_pool) = verifier::start(verifier::default_threads(), workers)
         .map_err(|e| format!("cannot start the password verifiers: {e}"))?;
+    // The file pool likewise (`filepool`), unless `file-threads off`.
+    let (file_pool, file_threads) = match config.file_threads {
+        0 => (None, None),
+        n => {
+            let (handle, threads) = filepool::start(n, workers)
+                .map_err(|e| format!("cannot start the file threads: {e}"))?;
+            (Some(handle), Some(threads))
+        }
+    };
     let mut built = Vec::with_capacity(workers);
     for (i, sockets) in bound.sockets.into_iter().enumerate() {
         let sockets = sockets.into_iter().zip(addrs.iter().copied()).collect();
@@ -153,12 +163,16 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
             logs.tx.clone(),
             Arc::clone(&board),
             Arc::clone(&status),
-            verifiers.clone(),
+            Pools {
+                verifiers: verifiers.clone(),
+                files: file_pool.clone(),
+            },
         )
         .map_err(|e| format!("cannot set up worker {i}: {e}"))?;
         built.push(worker);
     }
     drop(verifiers);
+    drop(file_pool);
 
     let mut poll = Poll::new().map_err(|e| format!("cannot set up the control loop: {e}"))?;
     let waker = Arc::new(
@@ -282,6 +296,10 @@ fn serve(args: ServeArgs) -> Result<i32, String> {
     }
     // Checks still queued were for requests that are gone.
     verifier_pool.finish();
+    // File operations still queued were for requests that are gone too.
+    if let Some(pool) = file_threads {
+        pool.finish();
+    }
     // The workers have dropped their senders; this one goes too, and the loggers flush.
     drop(logs.tx);
     for logger in logs.threads {
@@ -437,8 +455,8 @@ impl Wake {
 /// errors changes nothing (each error is logged as `FILE:LINE:COL: error: …`); a good one
 /// becomes the next generation: the services are diffed (`Services::reload`), then every
 /// worker takes it for the requests that start from then on. What the running process
-/// cannot change without a restart — the listening addresses, `workers`, `user`,
-/// `chroot`, the logs' paths — keeps its start-up value, and the error log says so.
+/// cannot change without a restart — the listening addresses, `workers`, `file-threads`,
+/// `user`, `chroot`, the logs' paths — keeps its start-up value, and the error log says so.
 fn reload(
     args: &ServeArgs,
     current: &mut ConfigRef,
@@ -493,6 +511,10 @@ fn reload(
     if config.chroot != current.chroot {
         kept.push("chroot");
         config.chroot.clone_from(&current.chroot);
+    }
+    if config.file_threads != current.file_threads {
+        kept.push("file-threads");
+        config.file_threads = current.file_threads;
     }
     // The logs follow the file: a new path is opened before anything changes, and one that
     // cannot be opened keeps the old log (and says so) without refusing the rest.

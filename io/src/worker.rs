@@ -42,6 +42,13 @@
 //! this worker's `Inbox`; its answer comes back through the inbox as a `Message::Input`,
 //! like what the control loop tells, and is fed on the next turn. The loop never hashes.
 //!
+//! **Files.** `Open`, `ReadFile` and `ReadDir` go the same way to the file pool
+//! (`filepool`), whose answers come back as `Message::File`; an opened file is entered in
+//! the table (`files`) before the core hears `Opened`. A send from a file range that is not
+//! in the page cache first has the pool read it in (`Work::Preload`), so the loop's own
+//! `sendfile` copies from memory. Under `file-threads off` the loop does all of it inline,
+//! as it did before the pool existed.
+//!
 //! **Accepting.** The worker accepts whenever connections wait: at `limit connections=`
 //! the core makes room by closing idle connections, or refuses the new one
 //! (`Effect::Refuse`: a 503 written and the socket closed at once), so the kernel's accept
@@ -63,15 +70,17 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{event::Event, Events, Interest, Poll, Waker};
 use slab::Slab;
 use weir_core::server::{Completion, Effect, Input, IoError, Server};
-use weir_core::{ConfigRef, ConnId, ListenerId, Now, Time};
+use weir_core::{Chunk, ConfigRef, ConnId, ListenerId, Now, Time};
 
 use crate::clock::Clock;
-use crate::conn::Connection;
+use crate::conn::{Connection, SEND_BUDGET};
 use crate::errno;
-use crate::files::Files;
+use crate::filepool::{self, Done, FilePool, Work};
+use crate::files::{self, Files};
 use crate::log::log_error;
 use crate::logger::LogSender;
 use crate::process::Processes;
+use crate::sendfile::resident;
 use crate::services::ServiceBoard;
 use crate::status::StatusBoard;
 use crate::token::{self, Source};
@@ -91,6 +100,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// Access-log bytes a busy loop gathers before handing them to the logger.
 const LOG_BATCH_BYTES: usize = 32 * 1024;
+/// How often, at most, the error log says that the file pool turned operations away.
+const FILE_REFUSED_LOG_EVERY: Duration = Duration::from_secs(60);
 /// The longest a line waits in a busy loop's batch (an idle loop hands it over at once).
 const LOG_BATCH_DELAY: Duration = Duration::from_millis(100);
 
@@ -125,8 +136,8 @@ impl Stopper {
 }
 
 /// A way into a worker from another thread: its inbox, and the waker that makes it read
-/// the inbox now. The control loop talks to a worker through it (`Stopper`), and the
-/// verifier pool answers a worker's password checks through it.
+/// the inbox now. The control loop talks to a worker through it (`Stopper`), the verifier
+/// pool answers a worker's password checks through it, and the file pool its files.
 #[derive(Clone, Debug)]
 pub struct Inbox {
     tx: mpsc::Sender<Message>,
@@ -139,6 +150,16 @@ impl Inbox {
         self.send(Message::Input(input));
     }
 
+    /// An inbox with no worker behind it, for tests of the threads that answer through
+    /// one: its receiving end, and the poll its waker wakes (which must outlive it).
+    #[cfg(test)]
+    pub fn for_test() -> (Inbox, mpsc::Receiver<Message>, Poll) {
+        let poll = Poll::new().expect("a poll");
+        let waker = Arc::new(Waker::new(poll.registry(), token::WAKER).expect("a waker"));
+        let (tx, rx) = mpsc::channel();
+        (Inbox { tx, waker }, rx, poll)
+    }
+
     /// Hands the worker a message, and wakes it.
     pub fn send(&self, message: Message) {
         // A worker that has exited has dropped its receiver: nobody is left to tell.
@@ -148,6 +169,15 @@ impl Inbox {
             }
         }
     }
+}
+
+/// The thread pools shared by the workers, which take their slow work off the loops.
+#[derive(Clone, Debug)]
+pub struct Pools {
+    /// The password verifiers (`Effect::VerifyPassword`).
+    pub verifiers: Verifiers,
+    /// The file pool; `None` under `file-threads off`.
+    pub files: Option<FilePool>,
 }
 
 /// What the control loop tells a worker.
@@ -162,6 +192,8 @@ pub enum Message {
     /// Hand access-log lines to this logger from now on (`None`: there is no access log
     /// any more); lines already gathered go to the old one first.
     AccessLog(Option<LogSender>),
+    /// The file pool finished a job for this worker.
+    File(Done),
 }
 
 /// A listening socket and whether it may have connections waiting.
@@ -199,6 +231,11 @@ pub struct Worker {
     reply: Inbox,
     /// The verifier pool (`Effect::VerifyPassword`).
     verifiers: Verifiers,
+    /// The file pool, unless `file-threads off` (then file operations run inline).
+    file_pool: Option<FilePool>,
+    /// Operations the file pool's full queue turned away since the error log last said
+    /// so, and when it did.
+    file_refused: (u64, Option<Time>),
     /// Requests each service answered, for the services' supervisors.
     board: Arc<ServiceBoard>,
     /// Where this worker publishes its part of the whole server's status.
@@ -235,8 +272,12 @@ impl Worker {
         access_log: Option<LogSender>,
         board: Arc<ServiceBoard>,
         status: Arc<StatusBoard>,
-        verifiers: Verifiers,
+        pools: Pools,
     ) -> io::Result<(Worker, Stopper)> {
+        let Pools {
+            verifiers,
+            files: file_pool,
+        } = pools;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token::WAKER)?);
         let mut listeners = Vec::with_capacity(sockets.len());
@@ -275,6 +316,8 @@ impl Worker {
             inbox,
             reply: reply.clone(),
             verifiers,
+            file_pool,
+            file_refused: (0, None),
             board,
             status,
             status_published: (0, 0, 0, 0, usize::MAX),
@@ -372,6 +415,7 @@ impl Worker {
                 self.flush_access_log();
                 self.access_log = log;
             }
+            Message::File(done) => self.file_done(done),
             Message::Unlisten(addr) => {
                 for l in &mut self.listeners {
                     if l.addr == addr && l.socket.is_some() {
@@ -543,6 +587,12 @@ impl Worker {
         if let Some(input) = c.run_read(id, &mut self.scratch) {
             self.pending.push_back(input);
         }
+        if self.preload_first(key) {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         if let Some(input) = c.run_send(id, &self.files) {
             self.pending.push_back(input);
         }
@@ -731,6 +781,9 @@ impl Worker {
                 }
             }
             Effect::Open { token, path } => {
+                if self.file_pool.is_some() {
+                    return self.submit_file_op(token, Work::Open { token, path });
+                }
                 let result = self.files.open(token, &path);
                 self.pending.push_back(Input::Completed { token, result });
             }
@@ -740,11 +793,31 @@ impl Worker {
                 offset,
                 len,
             } => {
-                let result = self.files.read(file, offset, len);
+                let Some(file) = self.files.get(file).cloned() else {
+                    log_error!(
+                        "worker {}: internal error: ReadFile of a file that is not open",
+                        self.index
+                    );
+                    let result = Completion::Failed(IoError::Other);
+                    return self.pending.push_back(Input::Completed { token, result });
+                };
+                if self.file_pool.is_some() {
+                    let work = Work::Read {
+                        token,
+                        file,
+                        offset,
+                        len,
+                    };
+                    return self.submit_file_op(token, work);
+                }
+                let result = files::read_at(&file, offset, len);
                 self.pending.push_back(Input::Completed { token, result });
             }
             Effect::ReadDir { token, path } => {
-                let result = Files::read_dir(&path);
+                if self.file_pool.is_some() {
+                    return self.submit_file_op(token, Work::ReadDir { token, path });
+                }
+                let result = files::read_dir(&path);
                 self.pending.push_back(Input::Completed { token, result });
             }
             Effect::CloseFile { file } => self.files.close(file),
@@ -830,6 +903,118 @@ impl Worker {
                 self.exit = Some(code);
             }
         }
+    }
+
+    /// Hands an effect's work to the file pool; a full queue answers it at once with
+    /// `Failed(Exhausted)` (a 503) rather than make the loop wait.
+    fn submit_file_op(&mut self, token: weir_core::Token, work: Work) {
+        let Some(pool) = &self.file_pool else {
+            return;
+        };
+        if pool.submit(work, &self.reply).is_err() {
+            self.pending.push_back(filepool::refused(token));
+            self.note_file_refused();
+        }
+    }
+
+    /// Counts an operation the file pool's full queue turned away, and says so in the
+    /// error log at most once a minute (a slow disk under load would otherwise fill it).
+    fn note_file_refused(&mut self) {
+        self.file_refused.0 += 1;
+        let now = self.clock.mono();
+        if self
+            .file_refused
+            .1
+            .is_some_and(|t| now.since(t) < FILE_REFUSED_LOG_EVERY)
+        {
+            return;
+        }
+        log_error!(
+            "worker {}: the file threads are behind (the disk is slow): {} file operations \
+             turned away (503, or a response cut) since the last report",
+            self.index,
+            self.file_refused.0
+        );
+        self.file_refused = (0, Some(now));
+    }
+
+    /// Takes in what the file pool did for this worker.
+    fn file_done(&mut self, done: Done) {
+        match done {
+            Done::Opened {
+                token,
+                file,
+                result,
+            } => {
+                if let Some(file) = file {
+                    self.files.insert(token, file);
+                }
+                self.pending.push_back(Input::Completed { token, result });
+                self.settle();
+            }
+            Done::Completed(input) => {
+                self.pending.push_back(input);
+                self.settle();
+            }
+            Done::Preloaded { key, generation } => {
+                // A connection closed meanwhile (its slot free, or another's now) is not
+                // waiting any more.
+                if let Some(c) = self.conns.get_mut(key) {
+                    if c.generation == generation && c.preloading {
+                        c.preloading = false;
+                        c.warm = true;
+                        self.mark_ready(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Before a send from a file: if the pool is on and the range the send would copy is
+    /// not in the page cache, hands a read-ahead to the pool and returns true (the send
+    /// waits for it). A full queue fails the connection: its response cannot go on
+    /// without waiting on the disk, and the loop must not.
+    fn preload_first(&mut self, key: usize) -> bool {
+        let Some(pool) = &self.file_pool else {
+            return false;
+        };
+        let Some(c) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if c.warm || c.preloading || c.failed || !c.writable {
+            return false;
+        }
+        let Some(Chunk::File { file, offset, len }) = &c.in_flight else {
+            return false;
+        };
+        let Some(f) = self.files.get(*file) else {
+            return false;
+        };
+        let step = (*len).min(SEND_BUDGET as u64);
+        // Unknown (no cachestat): send inline, as without the pool.
+        if resident(&f.file, *offset, step) != Some(false) {
+            return false;
+        }
+        let work = Work::Preload {
+            key,
+            generation: c.generation,
+            file: Arc::clone(f),
+            offset: *offset,
+            len: *len,
+        };
+        if pool.submit(work, &self.reply).is_ok() {
+            c.preloading = true;
+        } else {
+            c.failed = true;
+            c.armed_read = None;
+            c.in_flight = None;
+            self.pending.push_back(Input::ConnFailed {
+                conn: conn_id(key),
+                error: IoError::Exhausted,
+            });
+            self.note_file_refused();
+        }
+        true
     }
 
     /// The slab key for `conn`, if the connection exists; logs the core's mistake if not.

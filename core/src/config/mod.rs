@@ -35,6 +35,11 @@ pub struct Config {
     pub nocache: Vec<SocketAddr>,
     /// Event-loop threads; `None` = one per core (the shell decides).
     pub workers: Option<usize>,
+    /// Threads that carry out the workers' file operations (`Open`, `ReadFile`,
+    /// `ReadDir`, and reading ahead of `sendfile`) off their event loops; 0 = `off`, the
+    /// workers do them inline. The core never sees the difference: it asks with an effect
+    /// and is answered with an input either way.
+    pub file_threads: usize,
     /// User (and group) to run as after binding, when started as root.
     pub user: Option<(String, Option<String>)>,
     /// Directory to chroot into after start-up.
@@ -168,6 +173,7 @@ impl Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
             nocache: Vec::new(),
             workers: None,
+            file_threads: FILE_THREADS_DEFAULT,
             user: None,
             chroot: None,
             root,
@@ -188,6 +194,14 @@ impl Config {
         }
     }
 }
+
+/// File threads without a `file-threads` line: enough that a few operations waiting on a
+/// slow disk do not hold the others behind them in the queue (nginx's default thread pool
+/// has 32). They cost a stack each and no CPU while idle.
+pub const FILE_THREADS_DEFAULT: usize = 16;
+
+/// The most `file-threads` accepted.
+pub const FILE_THREADS_MAX: usize = 1024;
 
 /// Where `spawn=` services' sockets go until the shell says otherwise.
 pub const RUN_DIR_DEFAULT: &str = "/run/weir";

@@ -14,7 +14,10 @@ use core::time::Duration;
 use std::path::{Path, PathBuf};
 
 use super::lex::{self, Word};
-use super::{AccessLog, CacheSettings, Config, HostSection, LogFormat, Service, ServiceAddr};
+use super::{
+    AccessLog, CacheSettings, Config, HostSection, LogFormat, Service, ServiceAddr,
+    FILE_THREADS_MAX,
+};
 use crate::rules::{Action, Cidr, Protection, Rule, Template, TemplateError, Users};
 
 /// One configuration error, pointing at a line and column.
@@ -149,6 +152,7 @@ struct Parser {
 const SETTINGS: &[&str] = &[
     "listen",
     "workers",
+    "file-threads",
     "user",
     "chroot",
     "root",
@@ -263,6 +267,21 @@ impl Parser {
                     match pos[0].text.parse::<usize>() {
                         Ok(n) if (1..=1024).contains(&n) => self.config.workers = Some(n),
                         _ => self.error(pos[0], "workers must be a number from 1 to 1024"),
+                    }
+                }
+            }
+            "file-threads" => {
+                let (pos, _) = self.split(words, &[]);
+                if self.arity(words, &pos, 1, 1, "file-threads N|off") {
+                    match pos[0].text.parse::<usize>() {
+                        _ if pos[0].text == "off" => self.config.file_threads = 0,
+                        Ok(n) if (1..=FILE_THREADS_MAX).contains(&n) => {
+                            self.config.file_threads = n;
+                        }
+                        _ => self.error(
+                            pos[0],
+                            format!("file-threads must be `off` or a number from 1 to {FILE_THREADS_MAX}"),
+                        ),
                     }
                 }
             }

@@ -20,10 +20,17 @@ struct Running {
     stopper: Stopper,
     thread: JoinHandle<i32>,
     root: PathBuf,
+    file_threads: Option<crate::filepool::Pool>,
 }
 
 impl Running {
+    /// A worker with a file pool of two threads (files off the loop, the default).
     fn start(name: &str, files: &[(&str, &[u8])]) -> Running {
+        Running::start_with(name, files, true)
+    }
+
+    /// `pool`: false carries out file operations inline (`file-threads off`).
+    fn start_with(name: &str, files: &[(&str, &[u8])], pool: bool) -> Running {
         let root = std::env::temp_dir().join(format!("weir-worker-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&root).expect("temp dir is writable");
         for (path, body) in files {
@@ -41,6 +48,12 @@ impl Running {
             .map(|s| (s, addr))
             .collect();
         let config = ConfigRef::new(1, Config::builtin(root.clone()));
+        let (file_pool, file_threads) = if pool {
+            let (handle, threads) = crate::filepool::start(2, 1).expect("file threads");
+            (Some(handle), Some(threads))
+        } else {
+            (None, None)
+        };
         let (worker, stopper) = Worker::new(
             0,
             config,
@@ -48,7 +61,10 @@ impl Running {
             None,
             std::sync::Arc::default(),
             std::sync::Arc::new(crate::status::StatusBoard::new(1, weir_core::UnixTime(0))),
-            crate::verifier::start(1, 1).expect("verifier thread").0,
+            Pools {
+                verifiers: crate::verifier::start(1, 1).expect("verifier thread").0,
+                files: file_pool,
+            },
         )
         .expect("worker setup");
         let thread = std::thread::spawn(move || worker.run());
@@ -57,6 +73,7 @@ impl Running {
             stopper,
             thread,
             root,
+            file_threads,
         }
     }
 
@@ -71,6 +88,9 @@ impl Running {
     fn stop(self) -> i32 {
         self.stopper.stop();
         let code = self.thread.join().expect("worker thread does not panic");
+        if let Some(pool) = self.file_threads {
+            pool.finish();
+        }
         let _ = std::fs::remove_dir_all(&self.root);
         code
     }
@@ -110,10 +130,38 @@ fn serves_a_file_and_stops_cleanly() {
 
 #[test]
 fn a_large_file_arrives_whole_through_a_slow_reader() {
+    for pool in [true, false] {
+        large_file_through_a_slow_reader(pool, false);
+    }
+}
+
+#[test]
+fn a_large_file_out_of_the_page_cache_is_read_ahead_on_the_pool_and_arrives_whole() {
+    large_file_through_a_slow_reader(true, true);
+}
+
+/// `evict`: drop the file from the page cache first, so that (where `cachestat` exists)
+/// every send waits for a read-ahead on the pool.
+fn large_file_through_a_slow_reader(pool: bool, evict: bool) {
     // Several times the send budget and the socket buffers, so sends stop on WouldBlock and
     // on the budget, report partial `Sent`s, and resume on writability.
     let body: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
-    let w = Running::start("large", &[("big.bin", &body)]);
+    let name = format!("large-{pool}-{evict}");
+    let w = Running::start_with(&name, &[("big.bin", &body)], pool);
+    if evict {
+        let f = std::fs::File::open(w.root.join("big.bin")).expect("just written");
+        f.sync_all().expect("fsync");
+        // SAFETY: plain integers and a live descriptor.
+        let rc = unsafe {
+            libc::posix_fadvise(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                0,
+                0,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
     let mut s = w.connect();
     s.write_all(&get("/big.bin")).expect("send request");
     // Let the server fill the socket buffers before reading anything.

@@ -92,6 +92,9 @@ fn settings_sizes_durations() {
     assert_eq!(c.listen.len(), 2);
     assert_eq!(c.nocache, vec!["[::1]:9000".parse().unwrap()]);
     assert_eq!(c.workers, Some(3));
+    assert_eq!(c.file_threads, crate::config::FILE_THREADS_DEFAULT);
+    assert_eq!(ok("file-threads 4\n").file_threads, 4);
+    assert_eq!(ok("file-threads off\n").file_threads, 0);
     assert_eq!(c.timeouts.header, Duration::from_millis(250));
     assert_eq!(c.timeouts.idle, Duration::from_secs(300));
     assert_eq!(c.timeouts.grace, Duration::from_secs(3600));
@@ -201,6 +204,23 @@ fn every_error_is_reported_with_its_position() {
             "16:11: not a valid header field name",
             "17:1: `protect` needs at least one of users=, allow=, deny=",
             "18:1: unterminated quoted string",
+        ]
+    );
+}
+
+#[test]
+fn file_threads_errors() {
+    assert_eq!(
+        errors(
+            "file-threads 0\nfile-threads some\nfile-threads 2 3\nfile-threads\n\
+                host a\nfile-threads 4\n"
+        ),
+        [
+            "1:14: file-threads must be `off` or a number from 1 to 1024",
+            "2:14: file-threads must be `off` or a number from 1 to 1024",
+            "3:16: unexpected argument; usage: file-threads N|off",
+            "4:13: missing argument; usage: file-threads N|off",
+            "6:1: `file-threads` is a global setting and must come before the first `host` line",
         ]
     );
 }
