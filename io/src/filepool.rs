@@ -43,8 +43,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -54,6 +53,7 @@ use weir_core::Token;
 use crate::fault;
 use crate::files::{self, OpenFile, Shared};
 use crate::log::log_error;
+use crate::queue::{self, Receiver, Sender};
 use crate::worker::{Inbox, Message};
 
 /// Queued jobs per worker before new ones are refused.
@@ -143,7 +143,7 @@ struct Job {
 /// A worker's handle to the pool.
 #[derive(Clone, Debug)]
 pub struct FilePool {
-    queue: SyncSender<Job>,
+    queue: Sender<Job>,
 }
 
 impl FilePool {
@@ -156,7 +156,7 @@ impl FilePool {
         };
         match self.queue.try_send(job) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Err(job.work),
+            Err(queue::SendError::Full(job) | queue::SendError::Closed(job)) => Err(job.work),
         }
     }
 }
@@ -169,7 +169,7 @@ pub struct Pool {
     /// The queue's receiving end, held here too so that the queue outlives its threads
     /// (and exists in a test's pool without any): a job queued then is never taken,
     /// rather than refused as if the pool were gone.
-    _jobs: Arc<Mutex<Receiver<Job>>>,
+    _jobs: Receiver<Job>,
 }
 
 impl Pool {
@@ -207,16 +207,15 @@ pub fn start(threads: usize, workers: usize) -> io::Result<(FilePool, Pool)> {
 
 /// Starts exactly `threads` threads on a queue of `capacity` jobs.
 fn spawn(threads: usize, capacity: usize) -> io::Result<(FilePool, Pool)> {
-    let (queue, jobs) = mpsc::sync_channel(capacity);
-    let jobs = Arc::new(Mutex::new(jobs));
+    let (queue, jobs) = queue::bounded(capacity);
     let closing = Arc::new(AtomicBool::new(false));
     let mut pool = Pool {
         threads: Vec::with_capacity(threads),
         closing: Arc::clone(&closing),
-        _jobs: Arc::clone(&jobs),
+        _jobs: jobs.clone(),
     };
     for i in 0..threads {
-        let jobs = Arc::clone(&jobs);
+        let jobs = jobs.clone();
         let closing = Arc::clone(&closing);
         let spawned = thread::Builder::new()
             .name(format!("weir-file-{i}"))
@@ -236,16 +235,11 @@ fn spawn(threads: usize, capacity: usize) -> io::Result<(FilePool, Pool)> {
     Ok((FilePool { queue }, pool))
 }
 
-fn run(jobs: &Mutex<Receiver<Job>>, closing: &AtomicBool) {
+fn run(jobs: &Receiver<Job>, closing: &AtomicBool) {
     let mut buffer = Vec::new();
-    loop {
-        // The lock is held only while waiting for a job, never during the operation. A
-        // poisoned lock means another thread panicked while waiting, which leaves the
-        // receiver whole.
-        let job = match jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() {
-            Ok(job) => job,
-            Err(mpsc::RecvError) => return,
-        };
+    // Every file thread takes from the one queue; it ends once every worker has dropped
+    // its handle and the queue is empty.
+    while let Ok(job) = jobs.recv() {
         if closing.load(Ordering::Acquire) {
             continue;
         }
@@ -325,7 +319,7 @@ pub fn refused(token: Token) -> Input {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::mpsc::Receiver;
+    use crate::queue::Receiver;
     use std::time::Duration;
 
     use weir_core::server::FileKind;

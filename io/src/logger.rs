@@ -1,6 +1,7 @@
 //! The access logger: one thread that owns the log file (OKWS's oklogd, in miniature).
 //!
-//! Workers hand it finished lines through a bounded channel, one batch per event-loop
+//! Workers hand it finished lines through a bounded queue (`queue`, checked by loom), one
+//! batch per event-loop
 //! turn (each line ending in a newline), so a busy worker pays one channel operation per
 //! turn rather than per request. When the logger falls behind
 //! and the channel is full, a worker's send blocks until there is room: the server slows
@@ -37,12 +38,12 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::log::{log_error, open_append};
+use crate::queue::{self, Receiver, RecvError};
 use crate::sync::Mutex;
 
 /// Batches buffered between the workers and the logger before workers wait.
@@ -53,7 +54,7 @@ pub const FLUSH_IDLE: Duration = Duration::from_millis(200);
 const BUFFER: usize = 64 * 1024;
 
 /// A worker's handle on the logger: it sends batches of newline-terminated lines.
-pub type LogSender = SyncSender<String>;
+pub type LogSender = queue::Sender<String>;
 
 /// Asks the logger to reopen its file (SIGUSR1), or to move to another path (a reload);
 /// any thread may hold a clone. The request and its path live under one lock, so a path
@@ -132,7 +133,7 @@ pub fn start_with(path: &Path, reopen: Reopen, lost: Arc<AtomicU64>) -> io::Resu
         }
     }
     let file = open_append(path)?;
-    let (tx, rx) = mpsc::sync_channel(CHANNEL_BATCHES);
+    let (tx, rx) = queue::bounded(CHANNEL_BATCHES);
     let path = path.to_path_buf();
     let flag = reopen.clone();
     let thread = thread::Builder::new()
@@ -163,8 +164,8 @@ fn run(file: File, mut path: PathBuf, rx: &Receiver<String>, reopen: &Reopen, mu
         }
         match received {
             Ok(batch) => out.push(batch.as_bytes(), &path, &mut loss),
-            Err(RecvTimeoutError::Timeout) => out.flush(&path, &mut loss),
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvError::Timeout) => out.flush(&path, &mut loss),
+            Err(RecvError::Disconnected) => break,
         }
         loss.summarise(&path);
     }

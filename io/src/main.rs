@@ -27,6 +27,8 @@
 //!   launcher's reports, what workers are told; `upstream` — streams to FastCGI services.
 //! * `verifier` — the password verifiers: a small pool of threads, shared by the workers,
 //!   that runs `protect … users=` checks off the event loops.
+//! * `queue` — the queues between threads (log lines, file operations, password checks,
+//!   worker inboxes): a Mutex and two Condvars, checked by loom; `sync` — std or loom.
 //! * `signal` — `weir reload` and `weir stop`, and the `pid-file` they read.
 //! * `privs` — `user`: resolving the account and dropping root; `jail` — `chroot`:
 //!   checking, entering, and translating the core's paths to paths inside it.
@@ -50,6 +52,7 @@ mod log;
 mod logger;
 mod privs;
 mod process;
+mod queue;
 mod route;
 mod sendfile;
 mod serve;

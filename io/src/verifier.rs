@@ -9,8 +9,8 @@
 //! ```
 //!
 //! The check itself is the core's pure `rules::auth::verify`; the pool only calls it. The
-//! answer goes back the way the control loop talks to a worker (`worker::Inbox`: its mpsc
-//! inbox, then its waker), so it arrives as an ordinary input on the worker's next turn.
+//! answer goes back the way the control loop talks to a worker (`worker::Inbox`: its
+//! queue, then its waker), so it arrives as an ordinary input on the worker's next turn.
 //!
 //! Bounds: the core keeps at most `VERIFY_IN_FLIGHT_MAX` checks outstanding per worker (and
 //! at most `VERIFY_PER_PEER` per client address, which is what keeps one client from
@@ -25,14 +25,14 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use weir_core::server::{Completion, Input, IoError, Password, VERIFY_IN_FLIGHT_MAX};
 use weir_core::Token;
 
 use crate::log::log_error;
+use crate::queue::{self, Receiver, Sender};
 use crate::worker::Inbox;
 
 /// The nice value of the verifier threads (the workers run at the process's own, usually 0).
@@ -49,7 +49,7 @@ pub struct Job {
 /// A worker's handle to the pool.
 #[derive(Clone, Debug)]
 pub struct Verifiers {
-    queue: SyncSender<Job>,
+    queue: Sender<Job>,
 }
 
 impl Verifiers {
@@ -64,7 +64,7 @@ impl Verifiers {
         };
         match self.queue.try_send(job) {
             Ok(()) => {}
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+            Err(queue::SendError::Full(job) | queue::SendError::Closed(job)) => {
                 log_error!("internal error: the password verifiers cannot take a check");
                 job.reply.tell(Input::Completed {
                     token,
@@ -102,15 +102,14 @@ pub fn default_threads() -> usize {
 
 /// Starts `threads` verifier threads fed by a queue sized for `workers` workers.
 pub fn start(threads: usize, workers: usize) -> io::Result<(Verifiers, Pool)> {
-    let (queue, jobs) = mpsc::sync_channel(workers.max(1) * VERIFY_IN_FLIGHT_MAX);
-    let jobs = Arc::new(Mutex::new(jobs));
+    let (queue, jobs) = queue::bounded(workers.max(1) * VERIFY_IN_FLIGHT_MAX);
     let closing = Arc::new(AtomicBool::new(false));
     let mut pool = Pool {
         threads: Vec::with_capacity(threads),
         closing: Arc::clone(&closing),
     };
     for i in 0..threads.max(1) {
-        let jobs = Arc::clone(&jobs);
+        let jobs = jobs.clone();
         let closing = Arc::clone(&closing);
         let spawned = thread::Builder::new()
             .name(format!("weir-verifier-{i}"))
@@ -128,16 +127,11 @@ pub fn start(threads: usize, workers: usize) -> io::Result<(Verifiers, Pool)> {
     Ok((Verifiers { queue }, pool))
 }
 
-fn run(jobs: &Mutex<Receiver<Job>>, closing: &AtomicBool) {
+fn run(jobs: &Receiver<Job>, closing: &AtomicBool) {
     lower_priority();
-    loop {
-        // The lock is held only while waiting for a job, never while hashing. A poisoned
-        // lock means another verifier panicked while waiting, which leaves the receiver
-        // whole.
-        let job = match jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() {
-            Ok(job) => job,
-            Err(mpsc::RecvError) => return,
-        };
+    // Every verifier takes from the one queue; it ends once every worker has dropped its
+    // handle and the queue is empty.
+    while let Ok(job) = jobs.recv() {
         if closing.load(Ordering::Acquire) {
             continue;
         }

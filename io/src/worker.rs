@@ -62,7 +62,6 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +79,7 @@ use crate::files::{self, Files};
 use crate::log::log_error;
 use crate::logger::LogSender;
 use crate::process::Processes;
+use crate::queue;
 use crate::sendfile::resident;
 use crate::services::ServiceBoard;
 use crate::status::StatusBoard;
@@ -140,7 +140,7 @@ impl Stopper {
 /// pool answers a worker's password checks through it, and the file pool its files.
 #[derive(Clone, Debug)]
 pub struct Inbox {
-    tx: mpsc::Sender<Message>,
+    tx: queue::Sender<Message>,
     waker: Arc<Waker>,
 }
 
@@ -153,10 +153,10 @@ impl Inbox {
     /// An inbox with no worker behind it, for tests of the threads that answer through
     /// one: its receiving end, and the poll its waker wakes (which must outlive it).
     #[cfg(test)]
-    pub fn for_test() -> (Inbox, mpsc::Receiver<Message>, Poll) {
+    pub fn for_test() -> (Inbox, queue::Receiver<Message>, Poll) {
         let poll = Poll::new().expect("a poll");
         let waker = Arc::new(Waker::new(poll.registry(), token::WAKER).expect("a waker"));
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = queue::unbounded();
         (Inbox { tx, waker }, rx, poll)
     }
 
@@ -226,7 +226,7 @@ pub struct Worker {
     /// Child processes (CGI scripts), and children released but not yet reaped.
     procs: Processes,
     /// Messages from the control loop, and the verifiers' answers.
-    inbox: mpsc::Receiver<Message>,
+    inbox: queue::Receiver<Message>,
     /// This worker's own way in, which each password check carries for its answer.
     reply: Inbox,
     /// The verifier pool (`Effect::VerifyPassword`).
@@ -297,7 +297,7 @@ impl Worker {
         let mut server = Server::new(config, now);
         server.set_worker_share(index, workers);
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, inbox) = mpsc::channel();
+        let (tx, inbox) = queue::unbounded();
         let reply = Inbox { tx, waker };
         let worker = Worker {
             index,
