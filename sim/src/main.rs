@@ -33,7 +33,7 @@ struct Cli {
     faults: Option<FaultLevel>,
     /// Plant a bug in the world to test the oracle: reorder-sends, drop-final-chunk,
     /// stale-file, lose-closefile, swap-stdin, lose-release, lose-log-record,
-    /// duplicate-log-record, reload-in-flight.
+    /// duplicate-log-record, reload-in-flight, lose-service-eof, swap-service-output.
     #[arg(long)]
     inject: Option<Inject>,
     /// Also check what today's core is known to get wrong (see the README): a script's
