@@ -115,7 +115,8 @@ fn report(o: &Outcome, start: Instant, verbose: bool) -> ExitCode {
                 println!(
                     "ok seed={} steps={} time={}ms connections={} requests={} responses={} \
                      fs_changes={} resets={} short_writes={} open_failures={} cgi_requests={} \
-                     spawns={} kills={} shed={} refused={} reloads={} statuses={:?}",
+                     spawns={} kills={} shed={} refused={} reloads={} svc_requests={} \
+                     svc_streams={} svc_reused={} svc_restarts={} svc_deaths={} statuses={:?}",
                     o.options.args.seed,
                     s.stats.steps,
                     s.stats.time.0,
@@ -132,6 +133,11 @@ fn report(o: &Outcome, start: Instant, verbose: bool) -> ExitCode {
                     s.stats.shed,
                     s.stats.refused,
                     s.stats.reloads,
+                    s.stats.svc_requests,
+                    s.stats.svc_streams,
+                    s.stats.svc_reused,
+                    s.stats.svc_restarts,
+                    s.stats.svc_deaths,
                     s.stats.statuses
                 );
                 println!(

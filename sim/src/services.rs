@@ -602,6 +602,9 @@ impl Services {
         let then;
         if ex.composed {
             // Only `echo-stream` composes in pieces: what came in since, and the end.
+            if script != Some(Script::EchoStream) {
+                return;
+            }
             let fresh = ex.stdin[ex.echoed..].to_vec();
             ex.echoed = ex.stdin.len();
             push_stdout(&mut s.pending, &fresh, rng);

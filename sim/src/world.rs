@@ -1576,7 +1576,7 @@ impl World {
                 self.contract.token(token).map_err(|m| self.safety(m))?;
                 let path = self
                     .svc_book
-                    .connect(StreamId(token), &addr)
+                    .connect(StreamId(token), &addr, now)
                     .map_err(|m| self.safety(m))?;
                 let up = self.svcs.is_up(&path);
                 self.svc_connects.insert(token, (path, up));
@@ -1590,7 +1590,7 @@ impl World {
             }
             Effect::StreamWrite { stream, data } => {
                 self.svc_book
-                    .write(stream, data.len())
+                    .write(stream, data.len(), now)
                     .map_err(|m| self.safety(m))?;
                 self.svcs.write(stream, data, &mut self.rng, &mut wakes);
             }
@@ -1637,7 +1637,7 @@ impl World {
         let stream = StreamId(token);
         // Down when asked, or killed since: refused either way.
         let ok = up && self.svcs.is_up(&path);
-        self.svc_book.connected(stream, ok, self.now.mono);
+        self.svc_book.connected(stream, ok);
         let result = if ok {
             self.svcs.connected(stream, &path);
             self.stats.svc_streams += 1;
@@ -1688,7 +1688,7 @@ impl World {
                     content_length,
                     query,
                 } => {
-                    self.svc_book.began(stream, request, self.now.mono);
+                    self.svc_book.began(stream, request);
                     if !self.svc_served.insert(stream) {
                         self.stats.svc_reused += 1;
                     }

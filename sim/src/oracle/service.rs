@@ -61,7 +61,9 @@ struct StreamState {
     connected: bool,
     reading: Option<Time>,
     writing: bool,
-    /// The request it is busy with, since when, and the last bytes it handed the core.
+    /// The exchange it is busy with, since when (its `Connect`, or the first write after
+    /// the last END_REQUEST: when the core started waiting on it), and its request once
+    /// the service named it; then the last bytes it handed the core.
     busy: Option<(Option<u64>, Time)>,
     last_out: Time,
     died_at: Option<Time>,
@@ -137,7 +139,12 @@ impl ServiceBook {
     }
 
     /// Effect `Connect`; returns the socket path.
-    pub fn connect(&mut self, stream: StreamId, addr: &UpstreamAddr) -> Result<String, String> {
+    pub fn connect(
+        &mut self,
+        stream: StreamId,
+        addr: &UpstreamAddr,
+        now: Time,
+    ) -> Result<String, String> {
         let UpstreamAddr::Unix(path) = addr else {
             return Err(format!("Connect to {addr:?}: the service is at a Unix socket"));
         };
@@ -148,7 +155,14 @@ impl ServiceBook {
         if self.streams.contains_key(&stream) || self.closed.contains(&stream) {
             return Err(format!("Connect reuses {stream:?}"));
         }
-        self.streams.insert(stream, StreamState::default());
+        self.streams.insert(
+            stream,
+            StreamState {
+                busy: Some((None, now)),
+                last_out: now,
+                ..StreamState::default()
+            },
+        );
         if self.streams.len() > self.connections {
             return Err(format!(
                 "{} streams to service {} at once, beyond connections={}",
@@ -161,11 +175,10 @@ impl ServiceBook {
     }
 
     /// The `Connect`'s completion.
-    pub fn connected(&mut self, stream: StreamId, ok: bool, now: Time) {
+    pub fn connected(&mut self, stream: StreamId, ok: bool) {
         if ok {
             if let Some(s) = self.streams.get_mut(&stream) {
                 s.connected = true;
-                s.last_out = now;
             }
         } else {
             self.streams.remove(&stream);
@@ -187,8 +200,12 @@ impl ServiceBook {
     }
 
     /// Effect `StreamWrite`.
-    pub fn write(&mut self, stream: StreamId, len: usize) -> Result<(), String> {
+    pub fn write(&mut self, stream: StreamId, len: usize, now: Time) -> Result<(), String> {
         let s = self.live(stream, "StreamWrite")?;
+        if s.busy.is_none() {
+            // An idle stream taken for the next request.
+            s.busy = Some((None, now));
+        }
         if s.writing {
             return Err(format!("two StreamWrite outstanding on {stream:?}"));
         }
@@ -251,9 +268,9 @@ impl ServiceBook {
     }
 
     /// The service received a request's parameters on `stream`.
-    pub fn began(&mut self, stream: StreamId, request: Option<u64>, now: Time) {
-        if let Some(s) = self.streams.get_mut(&stream) {
-            s.busy = Some((request, now));
+    pub fn began(&mut self, stream: StreamId, request: Option<u64>) {
+        if let Some((r, _)) = self.streams.get_mut(&stream).and_then(|s| s.busy.as_mut()) {
+            *r = request;
         }
         if let Some(id) = request {
             self.requests.entry(id).or_default().streams.push(stream);
