@@ -58,6 +58,9 @@ pub enum SvcWake {
     Read,
     /// The outstanding `StreamWrite` is answered.
     Write,
+    /// A kept connection has been idle for the server's idle time (if it still is, with
+    /// this many requests served, the server closes it).
+    Idle(u64),
 }
 
 /// What the server learned that the world must check or record.
@@ -90,6 +93,8 @@ pub enum Notice {
         /// The request it served.
         request: Option<u64>,
     },
+    /// The server closed a kept connection that had been idle for its idle time.
+    IdleClosed,
 }
 
 /// What follows once everything composed has been written.
@@ -155,6 +160,8 @@ pub struct SvcStream {
     held: Vec<u8>,
     /// The request being served, if its parameters said.
     pub request: Option<u64>,
+    /// Requests begun on it.
+    served: u64,
 }
 
 /// Knobs for every service.
@@ -170,6 +177,9 @@ pub struct SvcKnobs {
     pub lose_eof: bool,
     /// The `swap-service-output` bug.
     pub swap_output: bool,
+    /// How long a kept connection may stay idle before the server closes it (`None`:
+    /// for ever).
+    pub idle_ms: Option<u64>,
 }
 
 /// Wakes to schedule: (delay in ms, stream, what).
@@ -264,6 +274,7 @@ impl Services {
                 step_wake: false,
                 held: Vec::new(),
                 request: None,
+                served: 0,
             },
         );
     }
@@ -436,6 +447,19 @@ impl Services {
                 }
                 Ok(None)
             }
+            SvcWake::Idle(served) => {
+                let idle = s.ex.is_none()
+                    && s.served == served
+                    && s.pending.is_empty()
+                    && s.write.is_none()
+                    && s.decoder.buffered() == 0;
+                if idle && !s.dead && !s.closed {
+                    s.closed = true;
+                    notices.push(Notice::IdleClosed);
+                    self.pump_read(stream, rng, w);
+                }
+                Ok(None)
+            }
             SvcWake::Write => {
                 s.write_wake = false;
                 let Some(data) = s.write.take() else {
@@ -500,6 +524,7 @@ impl Services {
                         return Err(format!("{stream:?}: BEGIN_REQUEST for role {role:?}"));
                     }
                     s.request = None;
+                    s.served += 1;
                     s.ex = Some(Exchange {
                         keep: keep_conn,
                         params: Vec::new(),
@@ -733,6 +758,12 @@ impl Services {
             };
             s.out.extend(s.pending.drain(..n));
             s.written += n as u64;
+            if let (true, Then::Wait, None, Some(ms)) =
+                (s.pending.is_empty(), s.then, &s.ex, self.knobs.idle_ms)
+            {
+                // All said, the connection kept: idle from now.
+                w.push((ms, stream, SvcWake::Idle(s.served)));
+            }
             self.pump_read(stream, rng, w);
             self.kick(stream, rng, w);
             return;

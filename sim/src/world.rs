@@ -349,6 +349,7 @@ impl World {
             header_bytes_max: opts.header_bytes_max,
             lose_eof: opts.args.inject == Some(Inject::LoseServiceEof),
             swap_output: opts.args.inject == Some(Inject::SwapServiceOutput),
+            idle_ms: opts.svc_idle_ms,
         };
         Ok(World {
             svcs: Services::new(svc_knobs),
@@ -1740,6 +1741,7 @@ impl World {
                         }
                     }
                 }
+                Notice::IdleClosed => self.svc_book.idle_closed(self.now.mono),
                 Notice::Died { stream, request } => {
                     self.stats.svc_deaths += 1;
                     let written = self.svcs.get(stream).map_or(0, |s| s.written);

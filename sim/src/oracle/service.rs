@@ -300,6 +300,12 @@ impl ServiceBook {
         self.deaths.push(now);
     }
 
+    /// The server closed an idle kept connection: a request the core hands to it at that
+    /// moment (the keep-alive race every FastCGI client has) gets 502.
+    pub fn idle_closed(&mut self, now: Time) {
+        self.deaths.push(now);
+    }
+
     /// The server was killed (a restart begins).
     pub fn down(&mut self, now: Time) {
         self.downs.push((now, None));
