@@ -385,13 +385,13 @@ impl Options {
         .draw_services(rng)
     }
 
-    /// The FastCGI service, drawn last: in half the runs (every run with a bug of the
+    /// The FastCGI service, drawn last: in a third of the runs (every run with a bug of the
     /// services' streams), a share of requests goes to `/svc/…`; under faults the
     /// service restarts now and then; with reloads, it may move between two sockets.
     fn draw_services(mut self, rng: &mut ChaCha8Rng) -> Options {
-        let on = rng.random_bool(0.5);
+        let on = rng.random_range(0..3u32) == 0;
         self.svc = on || self.args.inject.is_some_and(Inject::needs_service);
-        self.svc_share = rng.random_range(100..=500);
+        self.svc_share = rng.random_range(50..=300);
         self.svc_connections = rng.random_range(1..=4);
         self.svc_moves = rng.random_bool(0.5);
         let every = *[300, 1_000, 5_000]

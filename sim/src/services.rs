@@ -137,10 +137,10 @@ pub struct SvcStream {
     decoder: Decoder,
     ex: Option<Exchange>,
     /// Composed and not yet written to the socket.
-    pending: VecDeque<u8>,
+    pending: BytesMut,
     then: Then,
     /// In the socket, for the core to read.
-    out: VecDeque<u8>,
+    out: BytesMut,
     /// The service closed its end: the end of the stream once `out` drains.
     closed: bool,
     /// The process died.
@@ -259,9 +259,9 @@ impl Services {
                 instance: instance_of(addr),
                 decoder: Decoder::new(1 << 20),
                 ex: None,
-                pending: VecDeque::new(),
+                pending: BytesMut::new(),
                 then: Then::Wait,
-                out: VecDeque::new(),
+                out: BytesMut::new(),
                 closed: false,
                 dead: false,
                 written: 0,
@@ -407,7 +407,7 @@ impl Services {
                     } else {
                         rng.random_range(1..=avail)
                     };
-                    let mut data: Vec<u8> = s.out.drain(..n).collect();
+                    let mut data: Vec<u8> = s.out.split_to(n).to_vec();
                     s.delivered += n as u64;
                     if self.knobs.swap_output {
                         if !s.held.is_empty() {
@@ -718,7 +718,7 @@ impl Services {
         if rng.random_bool(0.2) {
             let mut buf = BytesMut::new();
             fcgi::encode_stream_part(StreamKind::Stderr, 1, b"sim: a warning\n", &mut buf);
-            s.pending.extend(buf.iter().copied());
+            s.pending.extend_from_slice(&buf);
         }
         push_stdout(&mut s.pending, &stdout, rng);
         s.then = match then {
@@ -756,7 +756,8 @@ impl Services {
             } else {
                 rng.random_range(1..=fits)
             };
-            s.out.extend(s.pending.drain(..n));
+            let piece = s.pending.split_to(n);
+            s.out.extend_from_slice(&piece);
             s.written += n as u64;
             if let (true, Then::Wait, None, Some(ms)) =
                 (s.pending.is_empty(), s.then, &s.ex, self.knobs.idle_ms)
@@ -804,7 +805,7 @@ impl Services {
 }
 
 /// STDOUT records for `data`, cut into pieces of random sizes (empty data: none).
-fn push_stdout(pending: &mut VecDeque<u8>, data: &[u8], rng: &mut ChaCha8Rng) {
+fn push_stdout(pending: &mut BytesMut, data: &[u8], rng: &mut ChaCha8Rng) {
     let mut rest = data;
     let mut buf = BytesMut::new();
     while !rest.is_empty() {
@@ -813,7 +814,7 @@ fn push_stdout(pending: &mut VecDeque<u8>, data: &[u8], rng: &mut ChaCha8Rng) {
         fcgi::encode_stream_part(StreamKind::Stdout, 1, &rest[..n], &mut buf);
         rest = &rest[n..];
     }
-    pending.extend(buf.iter().copied());
+    pending.extend_from_slice(&buf);
 }
 
 /// The end of the request: the empty STDOUT and END_REQUEST, remembered so that the
@@ -832,7 +833,7 @@ fn finish(s: &mut SvcStream, _rng: &mut ChaCha8Rng) -> Then {
         },
         &mut buf,
     );
-    s.pending.extend(buf.iter().copied());
+    s.pending.extend_from_slice(&buf);
     let end = s.written + s.pending.len() as u64;
     s.ends.push_back((end, ex.request));
     if ex.keep {
