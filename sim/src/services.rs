@@ -358,7 +358,8 @@ impl Services {
         };
         let ended = s.closed || s.dead;
         // The bug: a shell that missed the death never reports the end.
-        let ready = !s.out.is_empty() || (ended && !(s.dead && lose)) || !s.held.is_empty() && ended;
+        let ready =
+            !s.out.is_empty() || (ended && !(s.dead && lose)) || !s.held.is_empty() && ended;
         if s.read.is_some() && !s.read_wake && ready {
             s.read_wake = true;
             w.push((rng.random_range(0..=2), stream, SvcWake::Read));
@@ -514,7 +515,9 @@ impl Services {
                 }
             };
             match record {
-                Record::BeginRequest { role, keep_conn, .. } => {
+                Record::BeginRequest {
+                    role, keep_conn, ..
+                } => {
                     if s.ex.is_some() {
                         return Err(format!(
                             "{stream:?}: a BEGIN_REQUEST while a request is in progress on it"
@@ -549,9 +552,11 @@ impl Services {
                         ex.params.extend_from_slice(&data);
                         continue;
                     }
-                    let pairs = fcgi::decode_params(&Bytes::from(std::mem::take(&mut ex.params)))
-                        .map_err(|e| format!("{stream:?}: PARAMS that do not decode: {e:?}"))?;
-                    let request = text(param(&pairs, "HTTP_X_SIM_REQ")).and_then(|v| v.parse().ok());
+                    let pairs =
+                        fcgi::decode_params(&Bytes::from(std::mem::take(&mut ex.params)))
+                            .map_err(|e| format!("{stream:?}: PARAMS that do not decode: {e:?}"))?;
+                    let request =
+                        text(param(&pairs, "HTTP_X_SIM_REQ")).and_then(|v| v.parse().ok());
                     let mut path = text(param(&pairs, "SCRIPT_NAME")).unwrap_or_default();
                     path.push_str(&text(param(&pairs, "PATH_INFO")).unwrap_or_default());
                     let name = path
@@ -798,7 +803,13 @@ impl Services {
     }
 
     /// Kills the process of one stream (the world's choice, as a crash of one process).
-    pub fn kill_one(&mut self, stream: StreamId, notices: &mut Vec<Notice>, rng: &mut ChaCha8Rng, w: &mut SvcWakes) {
+    pub fn kill_one(
+        &mut self,
+        stream: StreamId,
+        notices: &mut Vec<Notice>,
+        rng: &mut ChaCha8Rng,
+        w: &mut SvcWakes,
+    ) {
         self.die(stream, notices);
         self.after_death(stream, rng, w);
     }

@@ -1753,10 +1753,8 @@ impl World {
                 Notice::Died { stream, request } => {
                     self.stats.svc_deaths += 1;
                     let written = self.svcs.get(stream).map_or(0, |s| s.written);
-                    self.svc_book
-                        .died(stream, request, written, self.now.mono);
-                    if let Some((conn, i)) = request.and_then(|id| self.req_at.get(&id).copied())
-                    {
+                    self.svc_book.died(stream, request, written, self.now.mono);
+                    if let Some((conn, i)) = request.and_then(|id| self.req_at.get(&id).copied()) {
                         self.license_cut(conn, i);
                     }
                 }
@@ -1790,7 +1788,9 @@ impl World {
         }
         self.schedule_svc(wakes);
         self.service_notices(notices)?;
-        let down = self.rng.random_range(10..=self.opts.svc_down_max_ms.max(10));
+        let down = self
+            .rng
+            .random_range(10..=self.opts.svc_down_max_ms.max(10));
         let notice = self.rng.random_range(0..=5);
         self.schedule(notice, Event::SvcDown);
         self.schedule(down, Event::SvcReady(svc.socket));
@@ -1961,7 +1961,9 @@ fn parse_config(
         && config.services.len() == usize::from(site.service.is_some())
         && site.service.as_ref().is_none_or(|svc| {
             config.service_addr(&svc.name)
-                == Some(weir_core::server::UpstreamAddr::Unix(svc.socket.clone().into()))
+                == Some(weir_core::server::UpstreamAddr::Unix(
+                    svc.socket.clone().into(),
+                ))
                 && config.service_connections(&svc.name) == svc.connections
         })
         && config

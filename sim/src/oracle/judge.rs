@@ -110,8 +110,7 @@ impl Judge<'_> {
                 }
                 503 => {
                     return Err(
-                        "503, but the service was never down while the request was served"
-                            .into(),
+                        "503, but the service was never down while the request was served".into(),
                     )
                 }
                 504 if record.timed_out => return Ok(()),

@@ -146,7 +146,9 @@ impl ServiceBook {
         now: Time,
     ) -> Result<String, String> {
         let UpstreamAddr::Unix(path) = addr else {
-            return Err(format!("Connect to {addr:?}: the service is at a Unix socket"));
+            return Err(format!(
+                "Connect to {addr:?}: the service is at a Unix socket"
+            ));
         };
         let path = path.display().to_string();
         if !self.sockets.contains(&path) {
@@ -222,7 +224,9 @@ impl ServiceBook {
         let timeout = self.timeout_ms;
         let s = self.live(stream, "StreamClose")?;
         let busy = s.busy;
-        let silence = busy.map_or(0, |(_, since)| now.0.saturating_sub(s.last_out.max(since).0));
+        let silence = busy.map_or(0, |(_, since)| {
+            now.0.saturating_sub(s.last_out.max(since).0)
+        });
         let alive = s
             .died_at
             .is_none_or(|d| now.0.saturating_sub(d.0) <= DEATH_NOTICE_MS);
@@ -242,7 +246,9 @@ impl ServiceBook {
     pub fn received(&mut self, stream: StreamId, n: usize, now: Time) -> Result<(), String> {
         let s = self.live(stream, "an input")?;
         if s.reading.take().is_none() {
-            return Err(format!("the world's input: {stream:?} bytes with no read outstanding"));
+            return Err(format!(
+                "the world's input: {stream:?} bytes with no read outstanding"
+            ));
         }
         s.last_out = now;
         s.delivered += n as u64;
@@ -335,7 +341,9 @@ impl ServiceBook {
     /// Effect `ServiceAnswered`.
     pub fn answered(&mut self, service: &str) -> Result<(), String> {
         if service != self.name {
-            return Err(format!("ServiceAnswered for `{service}`, which is not declared"));
+            return Err(format!(
+                "ServiceAnswered for `{service}`, which is not declared"
+            ));
         }
         self.answered += 1;
         if self.answered > self.ends {
