@@ -302,6 +302,9 @@ pub struct Options {
     /// How long the service's servers keep an idle connection open: with a service that
     /// moves, always (see `draw_services`), else in half the runs.
     pub svc_idle_ms: Option<u64>,
+    /// With reloads, even generations double `timeout gateway=` (the requests of each
+    /// keep their own generation's).
+    pub gateway_moves: bool,
 }
 
 impl Options {
@@ -378,6 +381,7 @@ impl Options {
             svc_restart_every_ms: None,
             svc_down_max_ms: 0,
             svc_idle_ms: None,
+            gateway_moves: false,
         }
         .draw_gateways(rng)
         .draw_logs(rng)
@@ -405,7 +409,18 @@ impl Options {
         // reported with seed 744 of the commit before this knob).
         let idle = rng.random_range(200..=3_000);
         self.svc_idle_ms = (self.svc_moves || rng.random_bool(0.5)).then_some(idle);
+        self.gateway_moves = rng.random_bool(0.5);
         self
+    }
+
+    /// The longest `timeout gateway=` any generation has.
+    #[must_use]
+    pub fn gateway_timeout_max_ms(&self) -> u64 {
+        if self.gateway_moves && self.reload_every_ms.is_some() {
+            2 * self.gateway_timeout_ms
+        } else {
+            self.gateway_timeout_ms
+        }
     }
 
     /// The gateway knobs, drawn after everything else so that the older knobs of a seed
@@ -481,7 +496,7 @@ impl fmt::Display for Options {
              cgi_max={} gateway_timeout={}ms script_delay_max={}ms pipe_capacity={} \
              flood_max={} spawn_exhausted={}‰ access_log={} reload_every={} svc={} \
              svc_share={}‰ svc_connections={} svc_moves={} svc_restart_every={} \
-             svc_down_max={}ms svc_idle={}",
+             svc_down_max={}ms svc_idle={} gateway_moves={}",
             self.args.seed,
             self.args.steps,
             self.faults,
@@ -532,6 +547,7 @@ impl fmt::Display for Options {
             self.svc_down_max_ms,
             self.svc_idle_ms
                 .map_or_else(|| "off".to_string(), |ms| format!("{ms}ms")),
+            self.gateway_moves,
         )
     }
 }

@@ -378,6 +378,8 @@ pub fn site(rng: &mut ChaCha8Rng, o: &Options) -> (Site, String) {
             listing,
             cache_revalidate_ms,
             service,
+            gateway_timeout_ms: o.gateway_timeout_ms,
+            gateway_moves: o.gateway_moves,
         },
         text,
     )
@@ -402,12 +404,16 @@ pub const GEN_TYPED: [&str; 2] = [".sim", ".txt"];
 /// `Open` completes, steps after the head: a request moved to another generation in
 /// flight shows two), and even generations refuse `GEN_REFUSED` with 410 (a `fail` rule second).
 /// A service that moves (`ServiceSite::moves`) is at its second socket in even
-/// generations. The rest of the site is the drawn one.
+/// generations, and with `gateway_moves` even generations double `timeout gateway=`. The
+/// rest of the site is the drawn one.
 #[must_use]
 pub fn generation(base: &Site, text: &str, g: u64) -> (Site, String) {
     let mut site = base.clone();
     if let Some(svc) = site.service.as_mut().filter(|s| s.moves) {
         svc.socket = SVC_SOCKETS[usize::from(g.is_multiple_of(2))].into();
+    }
+    if base.gateway_moves && g.is_multiple_of(2) {
+        site.gateway_timeout_ms = 2 * base.gateway_timeout_ms;
     }
     let mut first = vec![Rule::Header(tpl("/*"), "X-Gen".into(), g.to_string())];
     if g.is_multiple_of(2) {
@@ -430,6 +436,11 @@ pub fn generation(base: &Site, text: &str, g: u64) -> (Site, String) {
         match &site.service {
             Some(svc) if line.starts_with("service ") => {
                 let _ = writeln!(out, "{}", service_line(svc));
+            }
+            _ if line.starts_with("timeout ") => {
+                let from = format!(" gateway={}ms", base.gateway_timeout_ms);
+                let to = format!(" gateway={}ms", site.gateway_timeout_ms);
+                let _ = writeln!(out, "{}", line.replace(&from, &to));
             }
             _ => {
                 let _ = writeln!(out, "{line}");

@@ -357,12 +357,15 @@ impl World {
                 workload::SVC_NAME,
                 &workload::SVC_SOCKETS,
                 opts.svc_connections,
-                opts.gateway_timeout_ms,
+                (opts.gateway_timeout_ms, opts.gateway_timeout_max_ms()),
             ),
             svc_connects: BTreeMap::new(),
             svc_served: std::collections::BTreeSet::new(),
             procs: Procs::new(knobs),
-            book: GatewayBook::new(opts.cgi_max, opts.gateway_timeout_ms),
+            book: GatewayBook::new(
+                opts.cgi_max,
+                (opts.gateway_timeout_ms, opts.gateway_timeout_max_ms()),
+            ),
             spawns: BTreeMap::new(),
             req_at: BTreeMap::new(),
             log: LogBook::new(opts.access_log),
@@ -1952,7 +1955,7 @@ fn parse_config(
         && t.header.as_millis() == u128::from(opts.header_timeout_ms)
         && t.body.as_millis() == u128::from(opts.body_timeout_ms)
         && t.idle.as_millis() == u128::from(opts.idle_timeout_ms)
-        && t.gateway.as_millis() == u128::from(opts.gateway_timeout_ms)
+        && t.gateway.as_millis() == u128::from(site.gateway_timeout_ms)
         && l.cgi_max == opts.cgi_max
         && config.root == std::path::Path::new(workload::ROOT)
         && config.welcome == site.welcome

@@ -19,7 +19,8 @@
 //! (`service`): a 503 (with `Retry-After`) only if the service was down — restarting,
 //! refusing connections, `Down` published — at some moment of the request's window; a
 //! 504 only if a stream of the request was closed after saying nothing for the whole
-//! `gateway` timeout while its process lived; a 502 the model does not predict only if a
+//! `gateway` timeout of the request's generation (the one its `X-Gen` shows) while its
+//! process lived; a 502 the model does not predict only if a
 //! process serving it died, or one of the service's died or it went down within its
 //! window (a request whose parameters never arrived cannot be named).
 //!
@@ -113,12 +114,18 @@ impl Judge<'_> {
                         "503, but the service was never down while the request was served".into(),
                     )
                 }
-                504 if record.timed_out => return Ok(()),
+                504 if record
+                    .closed_silent_ms
+                    .is_some_and(|ms| ms >= site.gateway_timeout_ms) =>
+                {
+                    return Ok(())
+                }
                 504 => {
                     return Err(format!(
-                        "504, but no stream of this request was closed after {}ms without \
-                         output while its process lived ({record:?})",
-                        self.service.timeout_ms
+                        "504, but no stream of this request was closed after {}ms (timeout \
+                         gateway= of the generation it started under) without output while \
+                         its process lived ({record:?})",
+                        site.gateway_timeout_ms
                     ))
                 }
                 502 if record.died || self.service.death_during(window.0, window.1) => {

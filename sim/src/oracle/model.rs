@@ -140,6 +140,10 @@ pub struct Site {
     pub cache_revalidate_ms: Option<u64>,
     /// The FastCGI service, if the site declares one.
     pub service: Option<ServiceSite>,
+    /// `timeout gateway=`, in ms.
+    pub gateway_timeout_ms: u64,
+    /// Even generations double it (`Options::gateway_moves`).
+    pub gateway_moves: bool,
 }
 
 /// What the rules decided.
@@ -1319,6 +1323,8 @@ mod tests {
         let site = Site {
             cache_revalidate_ms: None,
             service: None,
+            gateway_timeout_ms: 1_000,
+            gateway_moves: false,
             root: "/sim".into(),
             rules: vec![
                 Rule::Map(Tpl("/new/*".into()), "/docs/*".into()),

@@ -29,7 +29,8 @@
 //!
 //! The per-request records (`ServiceRecord`) say what the world saw, for the judge: a
 //! request may get 504 only if a stream of it was closed after a silence as long as the
-//! `gateway` timeout while its process lived; 502 (beyond what the model predicts) or a
+//! `gateway` timeout *of the generation it started under* (a reload may change it) while
+//! its process lived; 502 (beyond what the model predicts) or a
 //! cut only if a process serving it died or a restart fell within its window; 503 only if
 //! the service was down (restarting: connections refused, `Down` published) within its
 //! window.
@@ -47,9 +48,10 @@ pub const DEATH_NOTICE_MS: u64 = 100;
 pub struct ServiceRecord {
     /// Streams its parameters arrived on.
     pub streams: Vec<StreamId>,
-    /// A stream of it was closed by the core after a whole `gateway` timeout without
-    /// output, its process alive.
-    pub timed_out: bool,
+    /// The longest silence after which the core closed a stream of it, its process
+    /// alive: a 504 is the `gateway` timeout's if this is at least the timeout of the
+    /// generation the request started under.
+    pub closed_silent_ms: Option<u64>,
     /// A process serving it died.
     pub died: bool,
     /// Its END_REQUEST reached the core.
@@ -75,8 +77,9 @@ struct StreamState {
 /// The service checker and record book.
 #[derive(Debug)]
 pub struct ServiceBook {
-    /// `timeout gateway=`, in ms.
-    pub timeout_ms: u64,
+    /// `timeout gateway=`, in ms: the longest any generation has (no busy stream
+    /// outlives it).
+    pub timeout_max_ms: u64,
     connections: usize,
     name: String,
     sockets: Vec<String>,
@@ -95,11 +98,16 @@ pub struct ServiceBook {
 
 impl ServiceBook {
     /// A book for service `name` at `sockets`, with `connections=N` and `timeout
-    /// gateway=`.
+    /// gateway=` from the shortest to the longest any generation has.
     #[must_use]
-    pub fn new(name: &str, sockets: &[&str], connections: usize, timeout_ms: u64) -> ServiceBook {
+    pub fn new(
+        name: &str,
+        sockets: &[&str],
+        connections: usize,
+        (_, timeout_max_ms): (u64, u64),
+    ) -> ServiceBook {
         ServiceBook {
-            timeout_ms,
+            timeout_max_ms,
             connections,
             name: name.to_string(),
             sockets: sockets.iter().map(|s| s.to_string()).collect(),
@@ -221,7 +229,6 @@ impl ServiceBook {
     /// Effect `StreamClose`; returns the request it was busy with, if any (its answer
     /// may now be cut).
     pub fn close(&mut self, stream: StreamId, now: Time) -> Result<Option<u64>, String> {
-        let timeout = self.timeout_ms;
         let s = self.live(stream, "StreamClose")?;
         let busy = s.busy;
         let silence = busy.map_or(0, |(_, since)| {
@@ -233,10 +240,9 @@ impl ServiceBook {
         self.streams.remove(&stream);
         self.closed.insert(stream);
         let request = busy.and_then(|(r, _)| r);
-        if let Some(id) = request {
-            if silence >= timeout && alive {
-                self.requests.entry(id).or_default().timed_out = true;
-            }
+        if let (Some(id), true) = (request, alive) {
+            let r = self.requests.entry(id).or_default();
+            r.closed_silent_ms = r.closed_silent_ms.max(Some(silence));
         }
         Ok(request)
     }
@@ -362,11 +368,11 @@ impl ServiceBook {
         self.streams.iter().find_map(|(id, s)| {
             if let Some((request, since)) = s.busy {
                 let silence = now.0.saturating_sub(s.last_out.max(since).0);
-                if silence > self.timeout_ms {
+                if silence > self.timeout_max_ms {
                     return Some(format!(
                         "service {id:?} (request {request:?}) has handed the core nothing for \
-                         {silence}ms and is still open (timeout gateway={}ms)",
-                        self.timeout_ms
+                         {silence}ms and is still open (timeout gateway={}ms at most)",
+                        self.timeout_max_ms
                     ));
                 }
             }
