@@ -24,7 +24,10 @@
 //! dies: the stream ends before END_REQUEST), or write bad output; a name it does not
 //! know it answers 404. It writes in random pieces, blocking while the socket buffer is
 //! full, and honours `FCGI_KEEP_CONN`: a kept stream waits for the next BEGIN_REQUEST,
-//! another is closed after END_REQUEST.
+//! another is closed after END_REQUEST. In the runs that draw `svc_idle`, a kept stream
+//! idle that long is closed by the server (as many FastCGI servers do); a request the core
+//! hands it at that very moment gets 502, the keep-alive race every FastCGI client has,
+//! which the judge allows within the window of such a close.
 //!
 //! A process that dies leaves what it wrote readable, then the end of the stream (a
 //! `StreamRead` gets `StreamEof`); a write to it fails (`StreamFailed`). A *restart* of the
