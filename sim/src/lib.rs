@@ -19,7 +19,11 @@
 //! faults healed, that everything started has finished and everything held (connections,
 //! descriptors, processes) is released. Scripts are simulated processes
 //! (`procs`) whose behaviour their names choose: echoing, flooding, stalling, crashing,
-//! writing bad output.
+//! writing bad output. FastCGI services are simulated servers (`services`) behind a
+//! `service app connect=unix:…` declaration, whose programs the same names choose; they
+//! keep connections alive, die in the middle of an answer, and restart (refusing
+//! connections while down, with the supervisor's `Down` and `Ready` published to the
+//! core), and a reload may move the service to another socket.
 //!
 //! `run` wraps a whole run in `catch_unwind`: a panic in the core or the world is a
 //! *crash*; a checker's complaint is a *safety* failure; something that never finishes is
@@ -32,6 +36,7 @@ pub mod fs;
 pub mod options;
 pub mod oracle;
 pub mod procs;
+pub mod services;
 pub mod trace;
 pub mod workload;
 pub mod world;

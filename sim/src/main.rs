@@ -33,7 +33,7 @@ struct Cli {
     faults: Option<FaultLevel>,
     /// Plant a bug in the world to test the oracle: reorder-sends, drop-final-chunk,
     /// stale-file, lose-closefile, swap-stdin, lose-release, lose-log-record,
-    /// duplicate-log-record, reload-in-flight.
+    /// duplicate-log-record, reload-in-flight, lose-service-eof, swap-service-output.
     #[arg(long)]
     inject: Option<Inject>,
     /// Also check what today's core is known to get wrong (see the README): a script's
@@ -115,7 +115,8 @@ fn report(o: &Outcome, start: Instant, verbose: bool) -> ExitCode {
                 println!(
                     "ok seed={} steps={} time={}ms connections={} requests={} responses={} \
                      fs_changes={} resets={} short_writes={} open_failures={} cgi_requests={} \
-                     spawns={} kills={} shed={} refused={} reloads={} statuses={:?}",
+                     spawns={} kills={} shed={} refused={} reloads={} svc_requests={} \
+                     svc_streams={} svc_reused={} svc_restarts={} svc_deaths={} statuses={:?}",
                     o.options.args.seed,
                     s.stats.steps,
                     s.stats.time.0,
@@ -132,6 +133,11 @@ fn report(o: &Outcome, start: Instant, verbose: bool) -> ExitCode {
                     s.stats.shed,
                     s.stats.refused,
                     s.stats.reloads,
+                    s.stats.svc_requests,
+                    s.stats.svc_streams,
+                    s.stats.svc_reused,
+                    s.stats.svc_restarts,
+                    s.stats.svc_deaths,
                     s.stats.statuses
                 );
                 println!(

@@ -80,11 +80,19 @@ pub enum Inject {
     /// needs the core's help: no shell can move a request's configuration through
     /// `handle`. It turns reloads on in every run.
     ReloadInFlight,
+    /// Never report the end of a service stream whose process died, nor fail a write to
+    /// it, as a shell that misses the death would: the request waits until the `gateway`
+    /// timeout instead of getting its 502 at once. It turns services on in every run.
+    LoseServiceEof,
+    /// Sometimes hold back a piece a service wrote and hand it to the core after the next
+    /// one, as a shell juggling two buffers for one socket might. It turns services on in
+    /// every run.
+    SwapServiceOutput,
 }
 
 impl Inject {
     /// Every injectable bug, for tests and `--help`.
-    pub const ALL: [Inject; 9] = [
+    pub const ALL: [Inject; 11] = [
         Inject::ReorderSends,
         Inject::DropFinalChunk,
         Inject::StaleFile,
@@ -94,7 +102,15 @@ impl Inject {
         Inject::LoseLogRecord,
         Inject::DuplicateLogRecord,
         Inject::ReloadInFlight,
+        Inject::LoseServiceEof,
+        Inject::SwapServiceOutput,
     ];
+
+    /// Is this a bug of the services' streams (which needs a service in the site)?
+    #[must_use]
+    pub fn needs_service(self) -> bool {
+        matches!(self, Inject::LoseServiceEof | Inject::SwapServiceOutput)
+    }
 }
 
 impl FromStr for Inject {
@@ -107,7 +123,8 @@ impl FromStr for Inject {
                 format!(
                     "unknown bug `{s}` (reorder-sends, drop-final-chunk, stale-file, \
                      lose-closefile, swap-stdin, lose-release, lose-log-record, \
-                     duplicate-log-record, reload-in-flight)"
+                     duplicate-log-record, reload-in-flight, lose-service-eof, \
+                     swap-service-output)"
                 )
             })
     }
@@ -125,6 +142,8 @@ impl fmt::Display for Inject {
             Inject::LoseLogRecord => "lose-log-record",
             Inject::DuplicateLogRecord => "duplicate-log-record",
             Inject::ReloadInFlight => "reload-in-flight",
+            Inject::LoseServiceEof => "lose-service-eof",
+            Inject::SwapServiceOutput => "swap-service-output",
         })
     }
 }
@@ -266,6 +285,26 @@ pub struct Options {
     pub access_log: Option<LogFormat>,
     /// Mean time between two reloads (`Input::Reload`), or no reloads.
     pub reload_every_ms: Option<u64>,
+    /// The site declares FastCGI service `app` (`connect=unix:…`) and an
+    /// `exec /svc/* service=app` rule.
+    pub svc: bool,
+    /// Chance a valid request asks for `/svc/…`.
+    pub svc_share: Permille,
+    /// The service's `connections=`.
+    pub svc_connections: usize,
+    /// Even generations move the service to its other socket (with reloads).
+    pub svc_moves: bool,
+    /// Mean time between two restarts of the service (every process killed, connections
+    /// refused, `Down` then `Ready` published), or none.
+    pub svc_restart_every_ms: Option<u64>,
+    /// Longest a restart keeps the service down.
+    pub svc_down_max_ms: u64,
+    /// How long the service's servers keep an idle connection open (in half the runs;
+    /// else for ever).
+    pub svc_idle_ms: Option<u64>,
+    /// With reloads, even generations double `timeout gateway=` (the requests of each
+    /// keep their own generation's).
+    pub gateway_moves: bool,
 }
 
 impl Options {
@@ -335,10 +374,49 @@ impl Options {
             spawn_exhausted: 0,
             access_log: None,
             reload_every_ms: None,
+            svc: false,
+            svc_share: 0,
+            svc_connections: 1,
+            svc_moves: false,
+            svc_restart_every_ms: None,
+            svc_down_max_ms: 0,
+            svc_idle_ms: None,
+            gateway_moves: false,
         }
         .draw_gateways(rng)
         .draw_logs(rng)
         .draw_reloads(rng)
+        .draw_services(rng)
+    }
+
+    /// The FastCGI service, drawn last: in a third of the runs (every run with a bug of the
+    /// services' streams), a share of requests goes to `/svc/…`; under faults the
+    /// service restarts now and then; with reloads, it may move between two sockets.
+    fn draw_services(mut self, rng: &mut ChaCha8Rng) -> Options {
+        let on = rng.random_range(0..3u32) == 0;
+        self.svc = on || self.args.inject.is_some_and(Inject::needs_service);
+        self.svc_share = rng.random_range(50..=300);
+        self.svc_connections = rng.random_range(1..=4);
+        self.svc_moves = rng.random_bool(0.5);
+        let every = *[300, 1_000, 5_000]
+            .get(rng.random_range(0..3))
+            .unwrap_or(&1_000);
+        self.svc_restart_every_ms = (self.faults != FaultLevel::None).then_some(every);
+        self.svc_down_max_ms = rng.random_range(10..=1_500);
+        let idle = rng.random_range(200..=3_000);
+        self.svc_idle_ms = rng.random_bool(0.5).then_some(idle);
+        self.gateway_moves = rng.random_bool(0.5);
+        self
+    }
+
+    /// The longest `timeout gateway=` any generation has.
+    #[must_use]
+    pub fn gateway_timeout_max_ms(&self) -> u64 {
+        if self.gateway_moves && self.reload_every_ms.is_some() {
+            2 * self.gateway_timeout_ms
+        } else {
+            self.gateway_timeout_ms
+        }
     }
 
     /// The gateway knobs, drawn after everything else so that the older knobs of a seed
@@ -412,7 +490,9 @@ impl fmt::Display for Options {
              headers_max={} body_max={} connections_max={} header_timeout={}ms \
              body_timeout={}ms idle_timeout={}ms send_timeout={}ms cgi={} cgi_share={}‰ \
              cgi_max={} gateway_timeout={}ms script_delay_max={}ms pipe_capacity={} \
-             flood_max={} spawn_exhausted={}‰ access_log={} reload_every={}",
+             flood_max={} spawn_exhausted={}‰ access_log={} reload_every={} svc={} \
+             svc_share={}‰ svc_connections={} svc_moves={} svc_restart_every={} \
+             svc_down_max={}ms svc_idle={} gateway_moves={}",
             self.args.seed,
             self.args.steps,
             self.faults,
@@ -454,6 +534,16 @@ impl fmt::Display for Options {
                 .map_or_else(|| "off".to_string(), |l| l.to_string()),
             self.reload_every_ms
                 .map_or_else(|| "off".to_string(), |ms| format!("{ms}ms")),
+            self.svc,
+            self.svc_share,
+            self.svc_connections,
+            self.svc_moves,
+            self.svc_restart_every_ms
+                .map_or_else(|| "off".to_string(), |ms| format!("{ms}ms")),
+            self.svc_down_max_ms,
+            self.svc_idle_ms
+                .map_or_else(|| "off".to_string(), |ms| format!("{ms}ms")),
+            self.gateway_moves,
         )
     }
 }

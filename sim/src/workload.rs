@@ -31,7 +31,7 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
 use crate::options::Options;
-use crate::oracle::model::{Net, Rule, Site, Tpl};
+use crate::oracle::model::{Net, Rule, ServiceSite, Site, Tpl};
 
 /// The site's root directory in the simulated file system.
 pub const ROOT: &str = "/sim";
@@ -210,6 +210,14 @@ pub fn flood_body(n: usize) -> bytes::Bytes {
     crate::fs::content(0xF100D ^ n as u64, n)
 }
 
+/// Where requests for the FastCGI service go (`exec /svc/* service=app`).
+pub const SVC_PREFIX: &str = "/svc/";
+/// The service's name.
+pub const SVC_NAME: &str = "app";
+/// The service's two sockets: generation 1's, and the one even generations move it to
+/// (`Options::svc_moves`). Each has a server of its own in the world (`services`).
+pub const SVC_SOCKETS: [&str; 2] = ["/srv/app-a.sock", "/srv/app-b.sock"];
+
 /// The media type of every document a script writes.
 pub const SCRIPT_TYPE: &str = "application/x-sim-script";
 
@@ -272,6 +280,12 @@ pub fn site(rng: &mut ChaCha8Rng, o: &Options) -> (Site, String) {
     }
     if o.cgi {
         rules.push(Rule::Exec(tpl("/cgi-bin/*"), "cgi-bin/*".into()));
+    }
+    if o.svc {
+        rules.push(Rule::Service(
+            tpl(&format!("{SVC_PREFIX}*")),
+            SVC_NAME.into(),
+        ));
     }
     // A little disorder: rules shadow each other differently from seed to seed.
     for i in (1..rules.len()).rev() {
@@ -343,6 +357,15 @@ pub fn site(rng: &mut ChaCha8Rng, o: &Options) -> (Site, String) {
     if let Some(format) = o.access_log {
         let _ = writeln!(text, "access-log logs/access.log format={format}");
     }
+    let service = o.svc.then(|| ServiceSite {
+        name: SVC_NAME.into(),
+        socket: SVC_SOCKETS[0].into(),
+        connections: o.svc_connections,
+        moves: o.svc_moves,
+    });
+    if let Some(svc) = &service {
+        let _ = writeln!(text, "{}", service_line(svc));
+    }
     for r in &rules {
         let _ = writeln!(text, "{}", rule_text(r));
     }
@@ -354,8 +377,18 @@ pub fn site(rng: &mut ChaCha8Rng, o: &Options) -> (Site, String) {
             types,
             listing,
             cache_revalidate_ms,
+            service,
+            gateway_timeout_ms: o.gateway_timeout_ms,
+            gateway_moves: o.gateway_moves,
         },
         text,
+    )
+}
+
+fn service_line(svc: &ServiceSite) -> String {
+    format!(
+        "service {} connect=unix:{} connections={}",
+        svc.name, svc.socket, svc.connections
     )
 }
 
@@ -370,10 +403,18 @@ pub const GEN_TYPED: [&str; 2] = [".sim", ".txt"];
 /// `.sim` or `.txt` file is served as `text/x-gen{g}` (the media type is decided when its
 /// `Open` completes, steps after the head: a request moved to another generation in
 /// flight shows two), and even generations refuse `GEN_REFUSED` with 410 (a `fail` rule second).
-/// The rest of the site is the drawn one.
+/// A service that moves (`ServiceSite::moves`) is at its second socket in even
+/// generations, and with `gateway_moves` even generations double `timeout gateway=`. The
+/// rest of the site is the drawn one.
 #[must_use]
 pub fn generation(base: &Site, text: &str, g: u64) -> (Site, String) {
     let mut site = base.clone();
+    if let Some(svc) = site.service.as_mut().filter(|s| s.moves) {
+        svc.socket = SVC_SOCKETS[usize::from(g.is_multiple_of(2))].into();
+    }
+    if base.gateway_moves && g.is_multiple_of(2) {
+        site.gateway_timeout_ms = 2 * base.gateway_timeout_ms;
+    }
     let mut first = vec![Rule::Header(tpl("/*"), "X-Gen".into(), g.to_string())];
     if g.is_multiple_of(2) {
         first.push(Rule::Fail(tpl(GEN_REFUSED), Some(410)));
@@ -392,7 +433,19 @@ pub fn generation(base: &Site, text: &str, g: u64) -> (Site, String) {
             .any(|s| l.starts_with(&format!("type {s} ")))
     };
     for line in head.iter().filter(|l| !typed(l)) {
-        let _ = writeln!(out, "{line}");
+        match &site.service {
+            Some(svc) if line.starts_with("service ") => {
+                let _ = writeln!(out, "{}", service_line(svc));
+            }
+            _ if line.starts_with("timeout ") => {
+                let from = format!(" gateway={}ms", base.gateway_timeout_ms);
+                let to = format!(" gateway={}ms", site.gateway_timeout_ms);
+                let _ = writeln!(out, "{}", line.replace(&from, &to));
+            }
+            _ => {
+                let _ = writeln!(out, "{line}");
+            }
+        }
     }
     let _ = writeln!(out, "# generation {g}");
     for suffix in GEN_TYPED {
@@ -447,6 +500,7 @@ fn rule_text(r: &Rule) -> String {
         Rule::Login(t) => format!("protect {} users=users realm=Sim", t.0),
         Rule::Status(t) => format!("status {}", t.0),
         Rule::Exec(t, script) => format!("exec {} {script}", t.0),
+        Rule::Service(t, name) => format!("exec {} service={name}", t.0),
     }
 }
 
@@ -495,9 +549,11 @@ pub struct Request {
     pub body: Vec<u8>,
     /// The world's number for the request (sent as `X-Sim-Req` to scripts).
     pub id: u64,
-    /// The request names a script under `/cgi-bin/` and the rules run it (set by the
-    /// world, which knows the site).
+    /// The request names a script under `/cgi-bin/` and the rules run it, or the rules
+    /// hand it to the service (set by the world, which knows the site): a gateway answers.
     pub cgi: bool,
+    /// The rules hand it to the FastCGI service (then `cgi` is set too).
+    pub svc: bool,
 }
 
 impl Request {
@@ -782,11 +838,22 @@ fn finish(
         body: data,
         id,
         cgi: false,
+        svc: false,
     }
 }
 
 /// A request for a script under `/cgi-bin/` (see the module documentation).
 pub fn script_request(rng: &mut ChaCha8Rng, o: &Options, id: u64) -> Request {
+    gateway_request(rng, o, id, "/cgi-bin/")
+}
+
+/// A request for a program of the FastCGI service, under `SVC_PREFIX`: the same names
+/// and queries as scripts.
+pub fn service_request(rng: &mut ChaCha8Rng, o: &Options, id: u64) -> Request {
+    gateway_request(rng, o, id, SVC_PREFIX)
+}
+
+fn gateway_request(rng: &mut ChaCha8Rng, o: &Options, id: u64, prefix: &str) -> Request {
     // `bad-long` finds a known core bug (a header section over the limit passes when it
     // arrives in one read): asked for only with `--strict`.
     let names: Vec<&str> = Script::NAMES
@@ -797,7 +864,7 @@ pub fn script_request(rng: &mut ChaCha8Rng, o: &Options, id: u64) -> Request {
         .collect();
     // unwrap: a non-empty list.
     let name = *names.choose(rng).unwrap();
-    let mut target = format!("/cgi-bin/{name}");
+    let mut target = format!("{prefix}{name}");
     if rng.random_bool(0.2) {
         target.push_str("/info/x");
     }
@@ -805,6 +872,9 @@ pub fn script_request(rng: &mut ChaCha8Rng, o: &Options, id: u64) -> Request {
         0 => None,
         1 => Some(rng.random_range(0..64)),
         2 => Some(rng.random_range(0..=4_096)),
+        // A service's floods stay within 64 KiB: records are made and read byte by byte
+        // in a debug build, and the CI run's time is budgeted.
+        _ if prefix == SVC_PREFIX => Some(rng.random_range(0..=o.flood_max.min(65_536))),
         _ => Some(rng.random_range(0..=o.flood_max)),
     };
     if let Some(n) = n {
@@ -928,6 +998,7 @@ pub fn hostile(rng: &mut ChaCha8Rng, o: &Options, id: u64) -> Request {
         body: Vec::new(),
         id,
         cgi: false,
+        svc: false,
     }
 }
 
@@ -988,6 +1059,8 @@ pub fn request(rng: &mut ChaCha8Rng, o: &Options, memory: &Memory, id: u64) -> R
         hostile(rng, o, id)
     } else if rng.random_range(0..1000) < o.cgi_share {
         script_request(rng, o, id)
+    } else if o.svc && rng.random_range(0..1000) < o.svc_share {
+        service_request(rng, o, id)
     } else {
         valid(rng, o, memory, id)
     };

@@ -46,6 +46,15 @@
 //!   Around every input the world counts the script requests that wait without a
 //!   process (`farm_waiting`), so the book can tell when the farm and its queue were
 //!   both full.
+//! * **Services** (`services`): a `Connect` to the service's socket is answered
+//!   `Connected` (or `Refused` while a restart keeps it down), and the stream effects on
+//!   it go to a simulated FastCGI server, which answers them as a socket would; the
+//!   service book (`oracle::service`) checks every one. Under faults the service
+//!   restarts now and then: every process dies at once, connections are refused, and a
+//!   few milliseconds later the world publishes `ServiceState` `Down` (as the supervisor
+//!   would once it saw the deaths), then `Ready` when it is back. What the server
+//!   receives is checked against the request: its parameters and its standard input,
+//!   exactly the body.
 
 use core::fmt::Write as _;
 use core::hash::Hash as _;
@@ -71,7 +80,9 @@ use crate::oracle::judge::Judge;
 use crate::oracle::ledger::{Ledger, Progress};
 use crate::oracle::model::{self, Routed, Site, TagBook};
 use crate::oracle::reload::Generations;
+use crate::oracle::service::ServiceBook;
 use crate::procs::{Knobs, Procs, Wake, Wakes};
+use crate::services::{Notice, Services, SvcKnobs, SvcWake, SvcWakes};
 use crate::trace::Fnv;
 use crate::workload::{self, End, Memory, Plan};
 
@@ -148,6 +159,16 @@ pub struct Stats {
     pub shed: u64,
     /// Reloads (generations after the first).
     pub reloads: u64,
+    /// Service requests written.
+    pub svc_requests: u64,
+    /// Streams connected to the service.
+    pub svc_streams: u64,
+    /// Requests the service received on a stream it had served before (kept alive).
+    pub svc_reused: u64,
+    /// Service restarts.
+    pub svc_restarts: u64,
+    /// Processes of the service that died (crashes and restarts).
+    pub svc_deaths: u64,
 }
 
 /// A successful run's summary.
@@ -180,6 +201,16 @@ enum Event {
     Proc(StreamId, Wake),
     /// The operator reloads: the next generation of the configuration.
     Reload,
+    /// A `Connect` completes.
+    SvcConnect(Token),
+    /// Something scheduled for a service stream.
+    Svc(StreamId, SvcWake),
+    /// The service restarts: every process dies.
+    SvcRestart,
+    /// The supervisor publishes that the service is down.
+    SvcDown,
+    /// The service is back at this socket: `Ready` is published.
+    SvcReady(String),
 }
 
 struct PendingSend {
@@ -261,6 +292,14 @@ pub struct World {
     gens: Generations,
     /// The drawn configuration's text, from which each generation is made.
     conf_text: String,
+    /// The simulated FastCGI servers.
+    svcs: Services,
+    /// The service checker.
+    svc_book: ServiceBook,
+    /// `Connect`s not yet completed: their socket, and whether they succeed.
+    svc_connects: BTreeMap<Token, (String, bool)>,
+    /// Streams that have served a request (for the kept-alive count).
+    svc_served: std::collections::BTreeSet<StreamId>,
 }
 
 impl World {
@@ -304,9 +343,29 @@ impl World {
             swap_stdin: opts.args.inject == Some(Inject::SwapStdin),
             lose_release: opts.args.inject == Some(Inject::LoseRelease),
         };
+        let svc_knobs = SvcKnobs {
+            capacity: opts.pipe_capacity,
+            step_max_ms: opts.script_delay_max_ms,
+            header_bytes_max: opts.header_bytes_max,
+            lose_eof: opts.args.inject == Some(Inject::LoseServiceEof),
+            swap_output: opts.args.inject == Some(Inject::SwapServiceOutput),
+            idle_ms: opts.svc_idle_ms,
+        };
         Ok(World {
+            svcs: Services::new(svc_knobs),
+            svc_book: ServiceBook::new(
+                workload::SVC_NAME,
+                &workload::SVC_SOCKETS,
+                opts.svc_connections,
+                (opts.gateway_timeout_ms, opts.gateway_timeout_max_ms()),
+            ),
+            svc_connects: BTreeMap::new(),
+            svc_served: std::collections::BTreeSet::new(),
             procs: Procs::new(knobs),
-            book: GatewayBook::new(opts.cgi_max, opts.gateway_timeout_ms),
+            book: GatewayBook::new(
+                opts.cgi_max,
+                (opts.gateway_timeout_ms, opts.gateway_timeout_max_ms()),
+            ),
             spawns: BTreeMap::new(),
             req_at: BTreeMap::new(),
             log: LogBook::new(opts.access_log),
@@ -349,6 +408,10 @@ impl World {
         if let Some(every) = self.opts.reload_every_ms {
             let d = self.rng.random_range(1..=2 * every);
             self.schedule(d, Event::Reload);
+        }
+        if let (true, Some(every)) = (self.opts.svc, self.opts.svc_restart_every_ms) {
+            let d = self.rng.random_range(1..=2 * every);
+            self.schedule(d, Event::SvcRestart);
         }
         while self.step < self.opts.args.steps {
             self.tick()?;
@@ -449,6 +512,9 @@ impl World {
         if let Some(m) = self.book.overdue(self.now.mono) {
             return Err(self.safety(m));
         }
+        if let Some(m) = self.svc_book.overdue(self.now.mono) {
+            return Err(self.safety(m));
+        }
         Ok(true)
     }
 
@@ -508,6 +574,7 @@ impl World {
             }
             for e in c.ledger.entries.iter().skip_while(|e| e.answered) {
                 if e.req.cgi
+                    && !e.req.svc
                     && e.head.is_some()
                     && !e.answered
                     && self.book.request(e.req.id).procs.is_empty()
@@ -519,24 +586,25 @@ impl World {
         out
     }
 
-    /// Does the site run a script for this request? (The model's routing: the world
-    /// must know which requests the farm counts.)
-    fn runs_script(&self, req: &workload::Request, peer: std::net::Ipv4Addr) -> bool {
+    /// Does the site run a script for this request, or hand it to the service? (The
+    /// model's routing: the world must know which requests the farm counts.)
+    fn runs_script(&self, req: &workload::Request, peer: std::net::Ipv4Addr) -> (bool, bool) {
         if !matches!(
             req.method.as_str(),
             "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "OPTIONS" | "PATCH"
         ) || !matches!(req.expect, workload::Expect::Model)
         {
-            return false;
+            return (false, false);
         }
         let Some((path, query)) = model::normalize(&req.target) else {
-            return false;
+            return (false, false);
         };
         let creds = model::Creds::of(&req.headers);
-        matches!(
-            model::route(&self.site, &path, query.as_deref(), peer, creds).0,
-            Routed::Cgi(_)
-        )
+        match model::route(&self.site, &path, query.as_deref(), peer, creds).0 {
+            Routed::Cgi(_) => (true, false),
+            Routed::Service(_) => (true, true),
+            _ => (false, false),
+        }
     }
 
     fn drain(&mut self) -> Check {
@@ -697,6 +765,18 @@ impl World {
             // Gateways: answered by the simulated processes (`procs`), after the gateway
             // book has checked them; a site drawn without an `exec` rule gives the core
             // no business starting a process.
+            // Streams to the service (named by their `Connect`) go to its servers.
+            Effect::StreamWrite { stream, .. }
+            | Effect::StreamShutdownWrite { stream }
+            | Effect::StreamRead { stream, .. }
+            | Effect::StreamClose { stream }
+                if self.svc_book.knows(stream) =>
+            {
+                self.service_effect(e)?;
+            }
+            Effect::Connect { .. } | Effect::ServiceAnswered { .. } if self.opts.svc => {
+                self.service_effect(e)?;
+            }
             gateway @ (Effect::Spawn { .. }
             | Effect::StreamWrite { .. }
             | Effect::StreamShutdownWrite { .. }
@@ -710,7 +790,7 @@ impl World {
                 }
                 self.gateway_effect(gateway)?;
             }
-            // The simulated sites declare no FastCGI service (yet).
+            // A site drawn without a service gives the core no business connecting.
             stream @ (Effect::Connect { .. } | Effect::ServiceAnswered { .. }) => {
                 return Err(self.safety(format!(
                     "a service stream for a site without services: {stream:?}"
@@ -865,6 +945,30 @@ impl World {
             }
             Event::Proc(proc, wake) => self.proc_event(proc, wake),
             Event::Reload => self.reload(),
+            Event::SvcConnect(token) => self.service_connected(token),
+            Event::Svc(stream, wake) => self.service_event(stream, wake),
+            Event::SvcRestart => self.service_restart(),
+            Event::SvcDown => {
+                let retry = self.rng.random_range(1..=3);
+                self.input(Input::ServiceState {
+                    service: workload::SVC_NAME.into(),
+                    availability: weir_core::server::Availability::Down {
+                        retry_after: core::time::Duration::from_secs(retry),
+                    },
+                })
+            }
+            Event::SvcReady(addr) => {
+                self.svcs.restarted(&addr);
+                self.svc_book.up(self.now.mono);
+                if let (false, Some(every)) = (self.healed, self.opts.svc_restart_every_ms) {
+                    let d = self.rng.random_range(1..=2 * every);
+                    self.schedule(d, Event::SvcRestart);
+                }
+                self.input(Input::ServiceState {
+                    service: workload::SVC_NAME.into(),
+                    availability: weir_core::server::Availability::Ready,
+                })
+            }
             Event::Reset(conn) => {
                 let healed = self.healed;
                 let c = self.client(conn);
@@ -1024,8 +1128,9 @@ impl World {
             if healed {
                 req.stall_at = None;
             }
-            req.cgi = self.runs_script(&req, self.clients[&conn].plan.peer);
-            self.stats.cgi_requests += u64::from(req.cgi);
+            (req.cgi, req.svc) = self.runs_script(&req, self.clients[&conn].plan.peer);
+            self.stats.cgi_requests += u64::from(req.cgi && !req.svc);
+            self.stats.svc_requests += u64::from(req.svc);
             let index = self.clients[&conn].ledger.entries.len();
             self.req_at.insert(id, (conn, index));
             self.stats.requests += 1;
@@ -1174,6 +1279,7 @@ impl World {
             peer,
             half_closed: ledger.eof_delivered,
             gateway: &self.book,
+            service: &self.svc_book,
             cut: false,
         };
         let log = &mut self.log;
@@ -1229,6 +1335,7 @@ impl World {
             peer,
             half_closed: ledger.eof_delivered,
             gateway: &self.book,
+            service: &self.svc_book,
             cut: false,
         };
         let log = &mut self.log;
@@ -1264,6 +1371,10 @@ impl World {
     fn license_hang_up(&mut self, conn: ConnId) {
         let c = &self.clients[&conn];
         let first = c.ledger.entries.iter().position(|e| {
+            if e.req.svc {
+                // Its answer may be cut until the core has its END_REQUEST.
+                return e.head.is_some() && !self.svc_book.request(e.req.id).ended;
+            }
             e.req.cgi && e.head.is_some() && {
                 let rec = self.book.request(e.req.id);
                 rec.procs.is_empty()
@@ -1460,6 +1571,227 @@ impl World {
         self.input(input)
     }
 
+    /// Carries out an effect on the service's streams (checked by the service book first).
+    fn service_effect(&mut self, e: Effect) -> Check {
+        let mut wakes: SvcWakes = Vec::new();
+        let now = self.now.mono;
+        match e {
+            Effect::Connect { token, addr } => {
+                self.contract.token(token).map_err(|m| self.safety(m))?;
+                let path = self
+                    .svc_book
+                    .connect(StreamId(token), &addr, now)
+                    .map_err(|m| self.safety(m))?;
+                let up = self.svcs.is_up(&path);
+                self.svc_connects.insert(token, (path, up));
+                let d = self.rng.random_range(0..=2);
+                self.schedule(d, Event::SvcConnect(token));
+            }
+            Effect::ServiceAnswered { service } => {
+                self.svc_book
+                    .answered(&service)
+                    .map_err(|m| self.safety(m))?;
+            }
+            Effect::StreamWrite { stream, data } => {
+                self.svc_book
+                    .write(stream, data.len(), now)
+                    .map_err(|m| self.safety(m))?;
+                self.svcs.write(stream, data, &mut self.rng, &mut wakes);
+            }
+            Effect::StreamRead { stream, max, .. } => {
+                self.svc_book
+                    .read(stream, max, now)
+                    .map_err(|m| self.safety(m))?;
+                self.svcs.read(stream, max, &mut self.rng, &mut wakes);
+            }
+            Effect::StreamShutdownWrite { stream } => {
+                return Err(self.safety(format!(
+                    "StreamShutdownWrite on the service stream {stream:?}: FastCGI ends the \
+                     request body with an empty STDIN record, and the connection may be kept"
+                )));
+            }
+            Effect::StreamClose { stream } => {
+                let busy = self
+                    .svc_book
+                    .close(stream, now)
+                    .map_err(|m| self.safety(m))?;
+                self.svcs.close(stream);
+                // A request whose exchange the core ends before its END_REQUEST (the
+                // gateway timeout, a dead process, its client gone) may see its answer cut.
+                if let Some((conn, i)) = busy.and_then(|id| self.req_at.get(&id).copied()) {
+                    self.license_cut(conn, i);
+                }
+            }
+            other => return Err(self.safety(format!("not a service effect: {other:?}"))),
+        }
+        self.schedule_svc(wakes);
+        Ok(())
+    }
+
+    fn schedule_svc(&mut self, wakes: SvcWakes) {
+        for (d, stream, w) in wakes {
+            self.schedule(d, Event::Svc(stream, w));
+        }
+    }
+
+    /// A `Connect` completes: connected, or refused while the server is down.
+    fn service_connected(&mut self, token: Token) -> Check {
+        // unwrap: SvcConnect is scheduled only with an entry in `svc_connects`.
+        let (path, up) = self.svc_connects.remove(&token).unwrap();
+        let stream = StreamId(token);
+        // Down when asked, or killed since: refused either way.
+        let ok = up && self.svcs.is_up(&path);
+        self.svc_book.connected(stream, ok);
+        let result = if ok {
+            self.svcs.connected(stream, &path);
+            self.stats.svc_streams += 1;
+            Completion::Connected
+        } else {
+            Completion::Failed(IoError::Refused)
+        };
+        self.input(Input::Completed { token, result })
+    }
+
+    /// Something scheduled for a service stream comes due: the input it makes, checked
+    /// by the book, and what the server noticed, checked against the requests.
+    fn service_event(&mut self, stream: StreamId, wake: SvcWake) -> Check {
+        let mut wakes: SvcWakes = Vec::new();
+        let mut notices = Vec::new();
+        let input = self
+            .svcs
+            .wake(stream, wake, &mut self.rng, &mut wakes, &mut notices)
+            .map_err(|m| self.safety(m))?;
+        self.schedule_svc(wakes);
+        self.service_notices(notices)?;
+        let Some(input) = input else {
+            return Ok(());
+        };
+        let now = self.now.mono;
+        let checked = match &input {
+            Input::StreamReceived { data, .. } => self.svc_book.received(stream, data.len(), now),
+            Input::StreamEof { .. } => self.svc_book.ended(stream, true),
+            Input::StreamFailed { .. } => self.svc_book.ended(stream, false),
+            _ => self.svc_book.written(stream),
+        };
+        checked.map_err(|m| self.safety(m))?;
+        for request in self.svcs.ends_delivered(stream) {
+            self.svc_book.end_delivered(stream, request);
+        }
+        self.input(input)
+    }
+
+    /// What the service's servers noticed: the parameters and standard input of each
+    /// request against what its client sent, and deaths, which may cut answers.
+    fn service_notices(&mut self, notices: Vec<Notice>) -> Check {
+        for n in notices {
+            match n {
+                Notice::Began {
+                    stream,
+                    request,
+                    method,
+                    content_length,
+                    query,
+                } => {
+                    self.svc_book.began(stream, request);
+                    if !self.svc_served.insert(stream) {
+                        self.stats.svc_reused += 1;
+                    }
+                    let entry = request
+                        .and_then(|id| self.req_at.get(&id).copied())
+                        .and_then(|(c, i)| self.clients[&c].ledger.entries.get(i));
+                    let Some(e) = entry else {
+                        return Err(self.safety(format!(
+                            "{stream:?}: the service received a request naming no request \
+                             of the world ({request:?})"
+                        )));
+                    };
+                    let raw_query = e
+                        .req
+                        .target
+                        .split_once('?')
+                        .map_or(String::new(), |(_, q)| q.to_string());
+                    let body_len = (!e.req.body.is_empty()).then(|| e.req.body.len().to_string());
+                    let wrong = if method.as_deref() != Some(e.req.method.as_str()) {
+                        Some(format!("REQUEST_METHOD {method:?}"))
+                    } else if query.as_deref().unwrap_or("") != raw_query {
+                        Some(format!("QUERY_STRING {query:?}"))
+                    } else if body_len.is_some() && content_length != body_len {
+                        Some(format!("CONTENT_LENGTH {content_length:?}"))
+                    } else {
+                        None
+                    };
+                    if let Some(w) = wrong {
+                        return Err(self.safety(format!(
+                            "{stream:?}: the service received {w} for request {request:?} \
+                             ({})",
+                            e.req.summary()
+                        )));
+                    }
+                }
+                Notice::Stdin { request, data } => {
+                    let entry = request
+                        .and_then(|id| self.req_at.get(&id).copied())
+                        .and_then(|(c, i)| self.clients[&c].ledger.entries.get(i));
+                    if let Some(e) = entry {
+                        if data != e.req.body {
+                            return Err(self.safety(format!(
+                                "the service's standard input for request {request:?} is {} \
+                                 bytes that are not the request body ({} bytes){}",
+                                data.len(),
+                                e.req.body.len(),
+                                first_difference(&e.req.body, &data)
+                            )));
+                        }
+                    }
+                }
+                Notice::IdleClosed => self.svc_book.idle_closed(self.now.mono),
+                Notice::Died { stream, request } => {
+                    self.stats.svc_deaths += 1;
+                    let written = self.svcs.get(stream).map_or(0, |s| s.written);
+                    self.svc_book.died(stream, request, written, self.now.mono);
+                    if let Some((conn, i)) = request.and_then(|id| self.req_at.get(&id).copied()) {
+                        self.license_cut(conn, i);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The service restarts (faults only): the server at the socket the configuration
+    /// in force names is killed and refuses connections; the supervisor publishes `Down`
+    /// a moment later and `Ready` once it is back.
+    fn service_restart(&mut self) -> Check {
+        if self.healed {
+            return Ok(());
+        }
+        let gen = self.gens.current();
+        let Some(svc) = self.gens.site(gen).service.clone() else {
+            return Ok(());
+        };
+        self.stats.svc_restarts += 1;
+        let t = self.now.mono.0;
+        self.record(format_args!("{t} service restart {}", svc.socket));
+        let mut notices = Vec::new();
+        self.svcs.kill(&svc.socket, &mut notices);
+        self.svc_book.down(self.now.mono);
+        let mut wakes = Vec::new();
+        for n in &notices {
+            if let Notice::Died { stream, .. } = n {
+                self.svcs.after_death(*stream, &mut self.rng, &mut wakes);
+            }
+        }
+        self.schedule_svc(wakes);
+        self.service_notices(notices)?;
+        let down = self
+            .rng
+            .random_range(10..=self.opts.svc_down_max_ms.max(10));
+        let notice = self.rng.random_range(0..=5);
+        self.schedule(notice, Event::SvcDown);
+        self.schedule(down, Event::SvcReady(svc.socket));
+        Ok(())
+    }
+
     fn heal(&mut self) {
         self.healed = true;
         let t = self.now.mono.0;
@@ -1533,6 +1865,12 @@ impl World {
         if let Some(t) = self.server.poll_timeout() {
             return Err(self.liveness(format!("a timer is still armed at {t} after Exit")));
         }
+        let open = self.svc_book.open();
+        if !open.is_empty() {
+            return Err(self.liveness(format!(
+                "service streams never closed, after Exit: {open:?}"
+            )));
+        }
         Ok(())
     }
 
@@ -1571,6 +1909,13 @@ impl World {
     }
 }
 
+fn first_difference(want: &[u8], got: &[u8]) -> String {
+    match want.iter().zip(got).position(|(a, b)| a != b) {
+        Some(i) => format!(" (first difference at byte {i})"),
+        None => String::new(),
+    }
+}
+
 /// Parses `text`, a configuration the workload wrote for `site`, with the real parser,
 /// and checks that the parser understood what was written.
 fn parse_config(
@@ -1602,12 +1947,20 @@ fn parse_config(
         && t.header.as_millis() == u128::from(opts.header_timeout_ms)
         && t.body.as_millis() == u128::from(opts.body_timeout_ms)
         && t.idle.as_millis() == u128::from(opts.idle_timeout_ms)
-        && t.gateway.as_millis() == u128::from(opts.gateway_timeout_ms)
+        && t.gateway.as_millis() == u128::from(site.gateway_timeout_ms)
         && l.cgi_max == opts.cgi_max
         && config.root == std::path::Path::new(workload::ROOT)
         && config.welcome == site.welcome
         && config.listing == site.listing
         && config.rules.len() == site.rules.len()
+        && config.services.len() == usize::from(site.service.is_some())
+        && site.service.as_ref().is_none_or(|svc| {
+            config.service_addr(&svc.name)
+                == Some(weir_core::server::UpstreamAddr::Unix(
+                    svc.socket.clone().into(),
+                ))
+                && config.service_connections(&svc.name) == svc.connections
+        })
         && config
             .access_log
             .as_ref()

@@ -67,7 +67,7 @@ fn the_unmodified_world_passes_a_range_of_seeds() {
 #[test]
 fn the_oracle_catches_every_planted_bug() {
     use Category::{Liveness, Safety};
-    let cases: [(Inject, &[Category]); 9] = [
+    let cases: [(Inject, &[Category]); 11] = [
         (Inject::ReorderSends, &[Safety]),
         (Inject::DropFinalChunk, &[Safety]),
         (Inject::StaleFile, &[Safety]),
@@ -83,6 +83,12 @@ fn the_oracle_catches_every_planted_bug() {
         // A request moved to the new generation in flight: one generation's X-Gen, the
         // other's media type (seeds 1, 21, 25, 30 of 0..40).
         (Inject::ReloadInFlight, &[Safety]),
+        // A service process's death never reported: the service book sees the core wait
+        // on a dead stream past DEATH_NOTICE_MS (seed 0 of 0..40).
+        (Inject::LoseServiceEof, &[Safety]),
+        // A service's output reordered: bad records (502) or a body that is not the
+        // program's (seed 0 of 0..40).
+        (Inject::SwapServiceOutput, &[Safety]),
     ];
     for (bug, categories) in cases {
         let mut caught = 0;
@@ -128,6 +134,49 @@ fn scripts_run_and_fail_in_every_way() {
             "no {status}: {statuses:?}"
         );
     }
+}
+
+/// The FastCGI service really runs: over a range of seeds, requests reach it on streams
+/// that are kept alive and reused, its processes die and it restarts, and each kind of
+/// failure answer (502, 503, 504) occurs; the hang on a death is caught with its own
+/// message.
+#[test]
+fn services_answer_die_and_restart() {
+    let (mut requests, mut streams, mut reused, mut restarts, mut deaths) = (0, 0, 0, 0, 0);
+    let mut statuses = std::collections::BTreeMap::new();
+    for seed in 0..120 {
+        let o = run(args(seed, None), false);
+        let replay = o.replay();
+        let s = o
+            .result
+            .unwrap_or_else(|f| panic!("seed {seed}: {f:?}\nreplay: {replay}"));
+        requests += s.stats.svc_requests;
+        streams += s.stats.svc_streams;
+        reused += s.stats.svc_reused;
+        restarts += s.stats.svc_restarts;
+        deaths += s.stats.svc_deaths;
+        for (k, v) in s.stats.statuses {
+            *statuses.entry(k).or_insert(0) += v;
+        }
+    }
+    assert!(
+        requests > 100 && streams > 50 && reused > 10,
+        "{requests} service requests, {streams} streams, {reused} reused"
+    );
+    assert!(
+        restarts > 20 && deaths > 20,
+        "{restarts} restarts, {deaths} deaths"
+    );
+    for status in [502, 503, 504] {
+        assert!(
+            statuses.get(&status).is_some_and(|n| *n > 0),
+            "no {status}: {statuses:?}"
+        );
+    }
+    let o = run(args(0, Some(Inject::LoseServiceEof)), false);
+    let f = o.result.expect_err("seed 0 catches lose-service-eof");
+    assert_eq!(f.category, Category::Safety, "{f:?}");
+    assert!(f.what.contains("hang on service death"), "{}", f.what);
 }
 
 fn sim(argv: &[&str]) -> (i32, String) {

@@ -81,8 +81,11 @@ struct ProcState {
 /// The gateway checker and record book.
 #[derive(Debug)]
 pub struct GatewayBook {
-    /// `timeout gateway=`, in ms.
+    /// `timeout gateway=`, in ms (the shortest of any generation: a kill after that much
+    /// silence may be the timeout's).
     pub timeout_ms: u64,
+    /// The longest of any generation: no process outlives it.
+    timeout_max_ms: u64,
     cgi_max: usize,
     procs: BTreeMap<StreamId, ProcState>,
     released: BTreeSet<StreamId>,
@@ -119,11 +122,13 @@ pub fn query_of(spec: &SpawnSpec) -> String {
 }
 
 impl GatewayBook {
-    /// A book for `limit cgi=cgi_max` and `timeout gateway=timeout_ms`.
+    /// A book for `limit cgi=cgi_max` and `timeout gateway=`, from the shortest to the
+    /// longest any generation of the configuration has.
     #[must_use]
-    pub fn new(cgi_max: usize, timeout_ms: u64) -> GatewayBook {
+    pub fn new(cgi_max: usize, (timeout_ms, timeout_max_ms): (u64, u64)) -> GatewayBook {
         GatewayBook {
             timeout_ms,
+            timeout_max_ms,
             cgi_max,
             procs: BTreeMap::new(),
             released: BTreeSet::new(),
@@ -477,11 +482,11 @@ impl GatewayBook {
     pub fn overdue(&self, now: Time) -> Option<String> {
         self.procs.iter().find_map(|(id, p)| {
             let silent = now.0.saturating_sub(p.last_out.max(p.started_at).0);
-            (p.spawned && silent > self.timeout_ms).then(|| {
+            (p.spawned && silent > self.timeout_max_ms).then(|| {
                 format!(
                     "{id:?} (request {:?}) has had no output read for {silent}ms and is still \
                      not killed (timeout gateway={}ms)",
-                    p.request, self.timeout_ms
+                    p.request, self.timeout_max_ms
                 )
             })
         })

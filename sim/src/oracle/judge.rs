@@ -15,6 +15,15 @@
 //! failed for want of processes; a 504 only if the script's process was killed after
 //! saying nothing for the whole `gateway` timeout, before its header section was read.
 //!
+//! A service request's `503`, `504` and `502` are judged against the service book
+//! (`service`): a 503 (with `Retry-After`) only if the service was down — restarting,
+//! refusing connections, `Down` published — at some moment of the request's window; a
+//! 504 only if a stream of the request was closed after saying nothing for the whole
+//! `gateway` timeout of the request's generation (the one its `X-Gen` shows) while its
+//! process lived; a 502 the model does not predict only if a
+//! process serving it died, or one of the service's died or it went down within its
+//! window (a request whose parameters never arrived cannot be named).
+//!
 //! With reloads, the response is judged against the site of the generation its request
 //! started under, which `reload` works out (and checks) first.
 //!
@@ -31,6 +40,7 @@ use super::ledger::Entry;
 use super::model::{self, Ask, Body, Field, Prediction, TagBook};
 use super::parse::{self, Response};
 use super::reload::Generations;
+use super::service::ServiceBook;
 use crate::fs::SimFs;
 use crate::workload::{Expect, Memory};
 
@@ -60,6 +70,8 @@ pub struct Judge<'a> {
     pub half_closed: bool,
     /// What the world recorded of scripts and their requests.
     pub gateway: &'a GatewayBook,
+    /// What the world recorded of the service and its requests.
+    pub service: &'a ServiceBook,
     /// The response being judged ended with its connection, which was cut for a reason
     /// the world recorded: a body delimited by the close may be a prefix.
     pub cut: bool,
@@ -85,7 +97,43 @@ impl Judge<'_> {
         }
         let from = e.head.or(e.first).unwrap_or(e.written_at);
         let open_faults = self.exhausted.iter().any(|t| *t >= from && *t <= self.now);
-        if e.req.cgi {
+        if e.req.svc {
+            let record = self.service.request(e.req.id);
+            let window = (from, self.now);
+            match r.status {
+                503 if self.service.down_during(window.0, window.1) => {
+                    return match r.field("retry-after") {
+                        Some(v) if v.parse::<u32>().is_ok_and(|s| s > 0) => Ok(()),
+                        other => Err(format!(
+                            "the down service's 503 without a Retry-After in seconds ({other:?})"
+                        )),
+                    };
+                }
+                503 => {
+                    return Err(
+                        "503, but the service was never down while the request was served".into(),
+                    )
+                }
+                504 if record
+                    .closed_silent_ms
+                    .is_some_and(|ms| ms >= site.gateway_timeout_ms) =>
+                {
+                    return Ok(())
+                }
+                504 => {
+                    return Err(format!(
+                        "504, but no stream of this request was closed after {}ms (timeout \
+                         gateway= of the generation it started under) without output while \
+                         its process lived ({record:?})",
+                        site.gateway_timeout_ms
+                    ))
+                }
+                502 if record.died || self.service.death_during(window.0, window.1) => {
+                    return Ok(())
+                }
+                _ => {}
+            }
+        } else if e.req.cgi {
             let record = self.gateway.request(e.req.id);
             match r.status {
                 503 if record.spawn_exhausted => return Ok(()),
@@ -176,9 +224,11 @@ impl Judge<'_> {
                 }
                 persistence(e, r, open_faults || self.half_closed)?;
                 let etag = r.field("etag");
-                if let (Some(tag), [Some(v), rest @ ..]) = (etag, versions.as_slice()) {
-                    if rest.iter().all(|x| *x == Some(*v)) {
-                        self.tags.bind(tag, *v)?;
+                // A tag is bound only when every prediction that fits names one version;
+                // otherwise (a HEAD, or a body two versions share) it may name any of them.
+                if let (Some(tag), [first, rest @ ..]) = (etag, versions.as_slice()) {
+                    if let Some(v) = first.filter(|v| rest.iter().all(|x| *x == Some(*v))) {
+                        self.tags.bind(tag, v)?;
                     } else {
                         self.tags
                             .maybe

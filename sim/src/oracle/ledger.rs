@@ -464,6 +464,7 @@ mod tests {
             body: Vec::new(),
             id: 1,
             cgi: false,
+            svc: false,
         };
         l.write(req, Time(0));
         l.delivered(l.written, Time(0), 1);

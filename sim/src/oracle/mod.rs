@@ -9,6 +9,10 @@
 //!   exactly the request body, output streams, kill, release exactly once), the farm
 //!   limit, the `gateway` timeout and back-pressure; and it records what scripts did, for
 //!   the judge's 503 and 504 and the ledger's cut connections;
+//! * `service` — the core keeps the stream side of the protocol with FastCGI services
+//!   (connect, read, write, close exactly once, `connections=N`), the `gateway` timeout,
+//!   and answers a dead service at once; and it records what services did, for the
+//!   judge's 502, 503 and 504 and the ledger's cut connections;
 //! * `ledger` — every complete request gets exactly one response, in order, and nothing
 //!   comes after a connection's last response;
 //! * `judge` with `model` — each response is one the reference model allows for the rules
@@ -32,3 +36,4 @@ pub mod ledger;
 pub mod model;
 pub mod parse;
 pub mod reload;
+pub mod service;

@@ -103,6 +103,22 @@ pub enum Rule {
     Status(Tpl),
     /// `exec TEMPLATE SCRIPT` (SCRIPT with one `*`, for the first segment `*` matched)
     Exec(Tpl, String),
+    /// `exec TEMPLATE service=NAME`: the first segment `*` matched names the program the
+    /// service runs (`workload::Script`, as for scripts).
+    Service(Tpl, String),
+}
+
+/// The site's FastCGI service (`service NAME connect=unix:SOCKET connections=N`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSite {
+    /// Its name.
+    pub name: String,
+    /// The socket it is reached at in this generation.
+    pub socket: String,
+    /// `connections=`.
+    pub connections: usize,
+    /// Even generations move it to the other socket.
+    pub moves: bool,
 }
 
 /// The site the model reasons about.
@@ -122,6 +138,12 @@ pub struct Site {
     /// A cached answer may show any version current up to this long before the request
     /// (README: "a change shows within `revalidate`").
     pub cache_revalidate_ms: Option<u64>,
+    /// The FastCGI service, if the site declares one.
+    pub service: Option<ServiceSite>,
+    /// `timeout gateway=`, in ms.
+    pub gateway_timeout_ms: u64,
+    /// Even generations double it (`Options::gateway_moves`).
+    pub gateway_moves: bool,
 }
 
 /// What the rules decided.
@@ -143,6 +165,8 @@ pub enum Routed {
     Unauthorized,
     /// Run the script `rel` (relative to the root).
     Cgi(String),
+    /// Hand the request to the service, whose program is this name.
+    Service(String),
 }
 
 /// What the request's `Authorization` field says, for a `Login` rule.
@@ -341,6 +365,13 @@ pub fn route(
                 if let Some(star) = t.matches(&path) {
                     let name = star.split('/').next().unwrap_or("");
                     outcome = Routed::Cgi(script.replace('*', name));
+                    break;
+                }
+            }
+            Rule::Service(t, _) => {
+                if let Some(star) = t.matches(&path) {
+                    let name = star.split('/').next().unwrap_or("");
+                    outcome = Routed::Service(name.to_string());
                     break;
                 }
             }
@@ -618,6 +649,10 @@ pub fn predict(
             }
             out
         }
+        Routed::Service(name) => match &site.service {
+            Some(svc) => service(&name, svc, ask, query.as_deref()),
+            None => vec![Prediction::new(500, "a service rule without a service")],
+        },
     };
     if check != Check::None {
         // Its address had too many password checks in flight and waiting.
@@ -693,6 +728,47 @@ fn script(name: &str, ask: &Ask<'_>, query: Option<&str>) -> Vec<Prediction> {
         }
         Script::Bad(b) => vec![Prediction::new(502, format!("bad output: {b:?}"))],
     }
+}
+
+/// What the service's answer is when its program runs undisturbed: a script's (the same
+/// programs, `script`), told apart by `X-Sim-Service` (the server at the socket of the
+/// request's generation), except that the end of the stream is no end of the response
+/// for FastCGI (END_REQUEST is): a program that dies in its body leaves a response only a
+/// cut connection can delimit. A name the service does not know it answers 404.
+fn service(name: &str, svc: &ServiceSite, ask: &Ask<'_>, query: Option<&str>) -> Vec<Prediction> {
+    use crate::workload::{flood_body, query_n, Script, N_DEFAULT};
+    let instance = crate::services::instance_of(&svc.socket);
+    let n = query.and_then(query_n).unwrap_or(N_DEFAULT);
+    let mut out = match Script::by_name(name) {
+        None => {
+            let mut p = Prediction::new(404, format!("service: no program {name}"));
+            p.fields.push(Field::Is("x-sim-script", name.into()));
+            vec![p]
+        }
+        Some(Script::CrashBody { len }) => {
+            let mut p = Prediction::new(200, format!("service {name}: died in its body"));
+            p.fields.push(Field::Is(
+                "content-type",
+                crate::workload::SCRIPT_TYPE.into(),
+            ));
+            p.fields.push(Field::Is("x-sim-script", name.into()));
+            if ask.method == "HEAD" {
+                p.body = Body::Empty;
+            } else {
+                p.body = Body::Prefix(flood_body(n));
+                p.cut_only = true;
+            }
+            vec![p.len_if(len, 2 * n + 10)]
+        }
+        Some(_) => script(name, ask, query),
+    };
+    for p in &mut out {
+        if p.status != 502 {
+            p.fields.push(Field::Is("x-sim-service", instance.clone()));
+        }
+        p.why = format!("service at {}: {}", svc.socket, p.why);
+    }
+    out
 }
 
 impl Prediction {
@@ -1246,6 +1322,9 @@ mod tests {
     fn routing() {
         let site = Site {
             cache_revalidate_ms: None,
+            service: None,
+            gateway_timeout_ms: 1_000,
+            gateway_moves: false,
             root: "/sim".into(),
             rules: vec![
                 Rule::Map(Tpl("/new/*".into()), "/docs/*".into()),

@@ -73,6 +73,14 @@ impl Generations {
         self.current
     }
 
+    /// Generation `g`'s site (the newest if `g` was never loaded).
+    #[must_use]
+    pub fn site(&self, g: u64) -> &Site {
+        self.sites
+            .get(&g)
+            .unwrap_or_else(|| &self.sites[&self.current])
+    }
+
     /// Generation `g` (the next one) takes over.
     pub fn reload(&mut self, g: u64, site: Site) {
         self.sites.insert(g, site);
