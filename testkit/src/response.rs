@@ -7,8 +7,10 @@
 //!
 //! * the status line is exactly `HTTP/1.1 SP 3DIGIT SP reason CRLF`, the reason visible
 //!   ASCII, space or tab;
-//! * every field line is `token ":" OWS value OWS CRLF` with a visible-ASCII value, lines
-//!   end in CRLF, never bare LF or CR, and there is no obs-fold;
+//! * every field line is `token ":" OWS value OWS CRLF`, the value visible ASCII, space,
+//!   tab or obs-text (RFC 9110 §5.5: bytes 0x80–0xFF, which a recipient keeps as opaque
+//!   data; they are read as Latin-1, so that the value's `String` maps back to the exact
+//!   bytes), lines end in CRLF, never bare LF or CR, and there is no obs-fold;
 //! * every final response has exactly one `Date`, an IMF-fixdate ([`crate::date`]), and
 //!   exactly one `Server`;
 //! * framing is unambiguous: never both `Content-Length` and `Transfer-Encoding`, one
@@ -56,7 +58,8 @@ pub struct Response {
     pub status: u16,
     /// The reason phrase (possibly empty).
     pub reason: String,
-    /// Fields in order, names lower-cased, values without the whitespace around them.
+    /// Fields in order, names lower-cased, values without the whitespace around them (any
+    /// obs-text byte as the Latin-1 character of the same number).
     pub fields: Vec<(String, String)>,
     /// The body, de-chunked.
     pub body: Vec<u8>,
@@ -424,14 +427,15 @@ fn field_line(l: &[u8]) -> Result<(String, String), String> {
     let value = trim(value);
     if value
         .iter()
-        .any(|&b| !(b == b'\t' || (0x20..0x7f).contains(&b)))
+        .any(|&b| !(b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80))
     {
         return Err(format!("invalid byte in field value: {:?}", shown()));
     }
-    // Lossless: both parts were checked to be ASCII above.
+    // Lossless: the name is ASCII, and each byte of the value becomes the character of
+    // the same number (Latin-1).
     Ok((
         String::from_utf8_lossy(name).to_ascii_lowercase(),
-        String::from_utf8_lossy(value).into_owned(),
+        value.iter().map(|&b| char::from(b)).collect(),
     ))
 }
 
@@ -612,6 +616,10 @@ mod tests {
         assert_eq!(resp.count("x-A"), 2);
         assert!(resp.closes() && resp.has_token("connection", "keep-alive"));
         assert_eq!(resp.expect_header("Server"), "weir");
+        // obs-text is opaque data, kept byte for byte as Latin-1.
+        let latin = [&r.as_bytes()[..r.len() - 2], b"X-B: caf\xe9\r\n\r\n"].concat();
+        let (resp, _) = next(&latin, F).unwrap().unwrap();
+        assert_eq!(resp.field("x-b"), Some("caf\u{e9}"));
         assert!(resp
             .summary()
             .starts_with("404 [content-length: 0; connection"));
