@@ -495,12 +495,7 @@ fn misbehaving_scripts_get_502_while_static_files_keep_flowing() {
             let mut served = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 let r = c.get("/hello.txt");
-                assert_eq!(
-                    r.status,
-                    200,
-                    "static file during CGI trouble:\n{}",
-                    r.summary()
-                );
+                assert_eq!(r.status, 200, "static file during CGI trouble:\n{}", r);
                 assert!(r.body == want, "static body differs");
                 served += 1;
             }
@@ -559,7 +554,7 @@ fn misbehaving_scripts_get_502_while_static_files_keep_flowing() {
     ] {
         let mut c = weir.connect();
         let r = ask(&mut c, "GET", &format!("/cgi-bin/{script}"), "");
-        assert_eq!(r.status, 502, "{script}:\n{}", r.summary());
+        assert_eq!(r.status, 502, "{script}:\n{}", r);
     }
     // Scripts that do not exist or may not run are not a gateway failure.
     install(
@@ -625,7 +620,7 @@ fn many_scripts_leave_no_descriptor_and_no_zombie_behind() {
                     }
                     _ => {
                         let r = ask(&mut c, "GET", "/cgi-bin/bad.sh", "");
-                        assert_eq!(r.status, 502, "{}", r.summary());
+                        assert_eq!(r.status, 502, "{}", r);
                         // A 502 may close the connection: go on with a fresh one.
                         c = Client::connect(addr);
                     }
@@ -788,11 +783,7 @@ fn the_example_site_runs_its_cgi_script_and_serves_its_pages() {
     ));
     let r = c.read_response(Expect::Body);
     r.assert_status(200);
-    assert!(
-        String::from_utf8_lossy(&r.body).contains("alice"),
-        "{}",
-        r.summary()
-    );
+    assert!(String::from_utf8_lossy(&r.body).contains("alice"), "{}", r);
 
     // The PHP page, through the `php` service weir launched: with php-cgi on PATH it is
     // PHP's page; without, weir started anyway and answers 503 (README, "Services").
@@ -1120,7 +1111,7 @@ fn the_farm_runs_limit_scripts_queues_as_many_again_then_answers_503() {
         .expect("an answer to b or c");
     assert!(refused == "b" || refused == "c", "{refused} answered first");
     r.assert_status(503);
-    assert_eq!(r.expect_header("retry-after"), "1", "{}", r.summary());
+    assert_eq!(r.expect_header("retry-after"), "1", "{}", r);
     let queued = if refused == "b" { "c" } else { "b" };
     // Both have been handled by now (the refusal came second); the queued one has not run.
     assert_eq!(
@@ -1218,7 +1209,7 @@ fn a_script_that_stalls_after_its_header_has_its_connection_cut() {
     assert!(
         head.has_token("transfer-encoding", "chunked"),
         "a 1.1 script response without a length is chunked:\n{}",
-        head.summary()
+        head
     );
     // Then the body so far, and the end of the connection instead of a last chunk (a
     // 504 can no longer be sent once a 200 has gone out).

@@ -41,8 +41,8 @@ impl Recorder {
         let mut c = weir.connect();
         // A server that refuses a request may close before it has read all of it.
         let _ = c.send_lenient(request);
-        let (r, raw) = c.read_response_raw(Expect::Body);
-        assert_eq!(r.status, status, "{label}:\n{}", r.summary());
+        let (r, raw) = c.read_response_raw(Expect::of(request));
+        assert_eq!(r.status, status, "{label}:\n{}", r);
         self.count += 1;
         if let Some(dir) = &self.dir {
             let name = format!("{:02}-{label}", self.count);

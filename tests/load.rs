@@ -35,7 +35,7 @@ fn two_workers_serve_fifty_connections() {
     for i in 0..50 {
         let mut c = weir.connect();
         let r = c.get("/hello.txt");
-        assert_eq!(r.status, 200, "connection {i}:\n{}", r.summary());
+        assert_eq!(r.status, 200, "connection {i}:\n{}", r);
         assert!(r.body == want, "connection {i}: body differs");
     }
 }
@@ -51,7 +51,7 @@ fn two_hundred_concurrent_connections_are_all_answered() {
     let want = weir.docs.bytes("hello.txt");
     for (i, c) in clients.iter_mut().enumerate() {
         let r = c.read_response(Expect::Body);
-        assert_eq!(r.status, 200, "connection {i}:\n{}", r.summary());
+        assert_eq!(r.status, 200, "connection {i}:\n{}", r);
         assert!(r.body == want, "connection {i}: body differs");
     }
     // Every connection is still usable (none was dropped to make room).

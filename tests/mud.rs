@@ -174,12 +174,7 @@ impl Poll {
         let r = self.client.read_response(Expect::Body);
         self.in_flight = false;
         r.assert_status(200);
-        assert_eq!(
-            r.header("cache-control"),
-            Some("no-store"),
-            "{}",
-            r.summary()
-        );
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{}", r);
         let body = String::from_utf8(r.body.clone()).expect("a UTF-8 body");
         let mut texts = Vec::new();
         for line in body.lines() {
@@ -401,9 +396,9 @@ fn the_mud_attached_by_a_reload_lets_three_players_meet_and_talk() {
     assert!(
         matches!(r.status, 404 | 405),
         "before the reload /mud/login is not the MUD's: {}",
-        r.summary()
+        r
     );
-    assert!(r.header("set-cookie").is_none(), "{}", r.summary());
+    assert!(r.header("set-cookie").is_none(), "{}", r);
     c.get("/mud/").assert_status(404);
 
     reload(&mut weir, WITH_MUD, "(generation 2)");
@@ -414,7 +409,7 @@ fn the_mud_attached_by_a_reload_lets_three_players_meet_and_talk() {
     assert!(
         String::from_utf8_lossy(&r.body).contains("id=\"login\""),
         "the MUD's page after the reload: {}",
-        r.summary()
+        r
     );
     mud_pid(&weir);
 
@@ -499,8 +494,8 @@ fn the_mud_attached_by_a_reload_lets_three_players_meet_and_talk() {
     for name in ["alice", "BOB"] {
         let r = post_form(&mut c, "/mud/login", None, "name", name);
         r.assert_status(409);
-        assert_eq!(r.reason, "Conflict", "{}", r.summary());
-        assert!(r.header("set-cookie").is_none(), "{}", r.summary());
+        assert_eq!(r.reason, "Conflict", "{}", r);
+        assert!(r.header("set-cookie").is_none(), "{}", r);
     }
     let names = alice.command("who");
     for p in [&alice, &bob, &carol] {

@@ -78,7 +78,7 @@ fn fifty_reloads_under_load_fail_no_request() {
                 match r.header("x-gen") {
                     Some("a") => seen[0] += 1,
                     Some("b") => seen[1] += 1,
-                    other => panic!("X-Gen {other:?}: {}", r.summary()),
+                    other => panic!("X-Gen {other:?}: {}", r),
                 }
                 served.fetch_add(1, Ordering::Relaxed);
             }

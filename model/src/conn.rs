@@ -6,7 +6,7 @@
 //! environment; every action calls the real API (`receive`, `receive_eof`, `poll_event`,
 //! `accept_body`, `send_head`/`send_body`/`send_end`, `pending_transmit`/
 //! `advance_transmit`, `poll_timeout`/`handle_timeout`). Nothing of HTTP is re-implemented
-//! except the strict client in [`crate::wire`], which reads what was transmitted.
+//! except the strict client (`weir_testkit::response`), which reads what was transmitted.
 //!
 //! The environment, and the actions it offers:
 //!
@@ -53,7 +53,7 @@ use stateright::{Model, Property};
 use weir_core::http1::{BodyKind, Conn, ConnState, Event, ResponseBody, ResponseHead};
 use weir_core::{Chunk, Limits, Now, Time, Timeouts, UnixTime};
 
-use crate::wire::{next_response, Parsed};
+use weir_testkit::response::{self, Framing};
 
 /// One request of a client script.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -387,7 +387,7 @@ pub struct ConnWorld {
     /// `100 Continue` heads read.
     pub continues: u8,
     /// Why the client could not read the wire, if it could not.
-    pub garbled: Option<&'static str>,
+    pub garbled: Option<String>,
     /// A response came out of order or answered a request not sent.
     pub misordered: bool,
     /// The second request was delivered in full before the first response was read.
@@ -492,24 +492,41 @@ impl ConnModel {
         self.read_wire(s);
     }
 
+    /// What the client knows of its request `k` when it reads the answer: whether it was
+    /// HTTP/1.0, where the application's streamed answer can only end with the close.
+    /// (No script sends HEAD.)
+    fn framing(&self, k: usize) -> Framing {
+        let http10 = self.script.requests.get(k).is_some_and(|q| {
+            let line = q.bytes.split(|&b| b == b'\r').next().unwrap_or_default();
+            line.ends_with(b" HTTP/1.0")
+        });
+        Framing {
+            head: false,
+            http10,
+            close_ok: http10,
+        }
+    }
+
     fn read_wire(&self, s: &mut ConnWorld) {
         let finished = matches!(s.conn.state(), ConnState::Lingering | ConnState::Closed)
             && s.conn.pending_transmit().is_none()
             && s.held.is_none();
         while s.garbled.is_none() {
-            match next_response(&s.wire, finished) {
-                Parsed::Partial => break,
-                Parsed::Garbled(why) => {
+            // The client reads the answer to its k-th request as what it asked deserves.
+            let k = s.responses.len();
+            match response::read(&s.wire, self.framing(k), finished) {
+                Ok(None) => break,
+                Err(why) => {
                     s.garbled = Some(why);
                     s.wire.clear();
                 }
-                Parsed::Complete(r, used) => {
+                Ok(Some((r, used))) => {
                     s.wire.drain(..used);
                     if r.is_interim() {
                         s.continues += u8::from(r.status == 100);
                         continue;
                     }
-                    let answers = r.header("x-request").and_then(|v| v.parse().ok());
+                    let answers = r.field("x-request").and_then(|v| v.parse().ok());
                     let k = s.responses.len();
                     let sent = |i: usize| self.head_ends.get(i).is_some_and(|&e| e <= s.delivered);
                     // The connection's own answer (no tag) is to the request in progress;

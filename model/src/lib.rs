@@ -5,8 +5,10 @@
 //! Each model's state *is* the core's value (`http1::Conn`, `server::Server`,
 //! `service::Supervisor`) plus a small abstract environment — a client script, a shell
 //! that answers effects, a clock — and each action calls the core's real API (STYLE.md
-//! §3.7). Nothing of the protocol is re-implemented; only the client that reads the output
-//! ([`wire`]) is written here, and independently of the core's writer.
+//! §3.7). Nothing of the protocol is re-implemented; the client that reads the output is
+//! the test kit's strict reader (`weir_testkit::response`), written independently of the
+//! core's writer: a model that parsed the output with the code that produced it would
+//! check nothing.
 //!
 //! * [`conn`]: one connection, a scripted client, an application and a shell.
 //! * [`server`]: the whole `Server`, with the environment holding its pending effects and
@@ -27,4 +29,3 @@ pub mod conn;
 pub mod reload;
 pub mod server;
 pub mod supervisor;
-pub mod wire;

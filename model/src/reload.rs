@@ -37,7 +37,7 @@
 //!   last request says `Connection: close`): its `Read` stays pending.
 //! * `Complete(k)` answers any other pending effect *k*, so every completion order is
 //!   explored: a `Send` is written whole and its bytes reach the client, who reads the
-//!   complete responses off them ([`crate::wire`]); an `Open` opens one of the model's files
+//!   complete responses off them (`weir_testkit::response`); an `Open` opens one of the model's files
 //!   (or fails with `NotFound`); a `ReadFile` reads the open file (the document cache
 //!   filling itself: a first request for a file takes `Open` then `ReadFile`, a later one
 //!   may be answered from the cache at once).
@@ -88,7 +88,7 @@ use weir_core::server::{Completion, Effect, FileKind, FileMeta, Input, IoError, 
 use weir_core::{Chunk, ConfigRef, ConnId, FileId, Now, Time, Token, UnixTime};
 
 use crate::conn::{model_limits, model_timeouts, show};
-use crate::wire::{next_response, Parsed, Response};
+use weir_testkit::response::{self, Framing, Response};
 
 /// The document root of the model's file system.
 const ROOT: &str = "/srv";
@@ -344,7 +344,7 @@ pub struct ReloadWorld {
     /// The first broken rule of the effect contract, if any.
     pub contract: Option<&'static str>,
     /// Why a response did not show exactly one generation, if one did not.
-    pub bad_response: Option<&'static str>,
+    pub bad_response: Option<String>,
 }
 
 /// What can happen next.
@@ -652,12 +652,7 @@ fn idx(conn: ConnId) -> usize {
 /// its status and, for a file, its media type must agree with; or why it shows none or
 /// several.
 fn shows(r: &Response, path: &str) -> Result<u64, &'static str> {
-    let fields: Vec<&str> = r
-        .headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("x-gen"))
-        .map(|(_, v)| v.as_str())
-        .collect();
+    let fields: Vec<&str> = r.fields_named("x-gen").collect();
     let [field] = fields.as_slice() else {
         return Err("a response without exactly one X-Gen field");
     };
@@ -673,7 +668,7 @@ fn shows(r: &Response, path: &str) -> Result<u64, &'static str> {
         return Err("a status of another generation than its X-Gen");
     }
     if status == 200 {
-        if r.header("content-type") != Some(format!("text/x-gen{g}").as_str()) {
+        if r.field("content-type") != Some(format!("text/x-gen{g}").as_str()) {
             return Err("a media type of another generation than its X-Gen");
         }
         let body = FILES.iter().find(|f| f.0 == path).map(|f| f.1);
@@ -690,24 +685,26 @@ impl ReloadModel {
         let paths = &self.scenario.clients[idx(conn)].0;
         let c = &mut s.clients[idx(conn)];
         loop {
-            match next_response(&c.wire, c.shut) {
-                Parsed::Partial => return,
-                Parsed::Garbled(why) => {
+            // Every request is a GET over HTTP/1.1.
+            match response::read(&c.wire, Framing::default(), c.shut) {
+                Ok(None) => return,
+                Err(why) => {
                     s.bad_response.get_or_insert(why);
                     return;
                 }
-                Parsed::Complete(r, used) => {
+                Ok(Some((r, used))) => {
                     c.wire.drain(..used);
                     if r.is_interim() {
                         continue;
                     }
                     let Some(i) = c.requests.iter().position(|q| q.answer.is_none()) else {
-                        s.bad_response.get_or_insert("a response to no request");
+                        s.bad_response
+                            .get_or_insert_with(|| "a response to no request".into());
                         return;
                     };
                     let shown = shows(&r, paths[i]);
                     if let Err(why) = shown {
-                        s.bad_response.get_or_insert(why);
+                        s.bad_response.get_or_insert_with(|| why.into());
                     }
                     c.requests[i].answer = Some(Answer {
                         status: r.status,
@@ -1036,7 +1033,7 @@ mod tests {
             .join();
         let (t, last) = found(&checker, property);
         assert_eq!(
-            last.bad_response,
+            last.bad_response.as_deref(),
             Some("a media type of another generation than its X-Gen"),
             "{t:?}"
         );
@@ -1058,11 +1055,14 @@ mod tests {
     fn reload_responses_are_judged_by_every_sign_of_their_generation() {
         let response = |status: u16, fields: &[(&str, &str)], body: &[u8]| Response {
             status,
-            headers: fields
+            reason: String::new(),
+            fields: fields
                 .iter()
-                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned()))
                 .collect(),
             body: body.to_vec(),
+            trailers: Vec::new(),
+            delimiter: weir_testkit::response::Delimiter::Length,
         };
         let a = [("Content-Type", "text/x-gen1"), ("X-Gen", "1")];
         assert_eq!(shows(&response(200, &a, b"alpha\n"), "/a.txt"), Ok(1));

@@ -67,7 +67,7 @@ use weir_core::server::{
 use weir_core::{Chunk, ConfigRef, ConnId, FileId, Now, Time, Token, UnixTime};
 
 use crate::conn::{model_limits, model_timeouts, show};
-use crate::wire::{next_response, Parsed};
+use weir_testkit::response::{self, Framing};
 
 /// The document root of the model's file system.
 const ROOT: &str = "/srv";
@@ -381,7 +381,7 @@ pub struct ServerWorld {
     /// The first broken rule of the effect contract, if any.
     pub contract: Option<&'static str>,
     /// Why a response was wrong (mixed versions, garbled), if one was.
-    pub bad_response: Option<&'static str>,
+    pub bad_response: Option<String>,
     /// A script's answer reached its client altered (other than cut short by a crash).
     pub bad_script_answer: bool,
 }
@@ -863,19 +863,20 @@ fn idx(conn: ConnId) -> usize {
 fn read_responses(s: &mut ServerWorld, conn: ConnId) {
     let c = &mut s.clients[idx(conn)];
     loop {
-        match next_response(&c.wire, c.shut) {
-            Parsed::Partial => return,
-            Parsed::Garbled(why) => {
+        // Every request is a GET or POST over HTTP/1.1.
+        match response::read(&c.wire, Framing::default(), c.shut) {
+            Ok(None) => return,
+            Err(why) => {
                 s.bad_response.get_or_insert(why);
                 return;
             }
-            Parsed::Complete(r, used) => {
+            Ok(Some((r, used))) => {
                 c.wire.drain(..used);
                 if r.is_interim() {
                     continue;
                 }
                 let mut served = None;
-                if r.header("x-script").is_some() {
+                if r.field("x-script").is_some() {
                     // A script's answer: its body whole, or cut short by its crash.
                     let whole = r.status == 200 && r.body == SCRIPT_BODY;
                     let cut =
@@ -886,19 +887,20 @@ fn read_responses(s: &mut ServerWorld, conn: ConnId) {
                 } else if r.status == 200 {
                     // The tag is "MTIME-LEN-INODE" in hex; the inode names the version.
                     let inode = r
-                        .header("etag")
+                        .field("etag")
                         .and_then(|t| t.trim_matches('"').rsplit('-').next())
                         .and_then(|i| u64::from_str_radix(i, 16).ok());
                     let version = inode.and_then(|i| u8::try_from(i.checked_sub(100)?).ok());
                     match version {
                         Some(v) if r.body == content(v) => served = Some(v),
                         Some(_) => {
-                            s.bad_response
-                                .get_or_insert("body and validators from different versions");
+                            s.bad_response.get_or_insert_with(|| {
+                                "body and validators from different versions".into()
+                            });
                         }
                         None => {
                             s.bad_response
-                                .get_or_insert("200 without the file's entity tag");
+                                .get_or_insert_with(|| "200 without the file's entity tag".into());
                         }
                     }
                 }

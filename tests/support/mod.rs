@@ -1,5 +1,6 @@
 //! The end-to-end harness: a temporary document root, the real `weir` binary on a loopback
-//! port, and a raw HTTP/1.1 client with a strict response parser.
+//! port, and a raw HTTP/1.1 client whose responses the test kit's strict reader
+//! (`weir_testkit::response`) parses.
 //!
 //! Every network wait is bounded: sockets carry read and write timeouts of `IO_TIMEOUT`,
 //! start-up waits at most `START_TIMEOUT`, and a server is stopped by its PID (SIGTERM,
@@ -18,14 +19,18 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use weir_testkit::date::{http_date, parse_imf_fixdate};
+use weir_testkit::response::{self, Framing};
+// Each test binary uses a part of these (e2e_attack none of `Delimiter`).
+#[allow(unused_imports)]
+pub use weir_testkit::response::{preview, Delimiter, Response};
+
 /// Longest any single socket read or write may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest the server may take to accept connections after it was started.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest the server may take to exit after SIGTERM/SIGINT (with nothing in flight).
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest response head the parser accepts before calling the response broken.
-const RESPONSE_HEAD_MAX: usize = 64 * 1024;
 
 /// Size of `big.bin`.
 pub const BIG_LEN: usize = 5 * 1024 * 1024;
@@ -556,108 +561,38 @@ impl Drop for PortClaim {
 // The client and the strict response parser
 // ---------------------------------------------------------------------------------------
 
-/// A request's method as far as the response parser cares: HEAD responses have no body.
+/// What the response reader must know of the request a response answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expect {
+    /// An HTTP/1.1 request other than HEAD.
     Body,
+    /// A HEAD: the response has no body, whatever its fields say.
     NoBody,
+    /// An HTTP/1.0 request other than HEAD: never a chunked answer, and the close may
+    /// delimit the body.
+    Http10,
 }
 
-/// A parsed response.
-#[derive(Clone, Debug)]
-pub struct Response {
-    pub version: String,
-    pub status: u16,
-    pub reason: String,
-    /// Field names as sent, values with surrounding whitespace removed.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    /// True if the body came chunked.
-    pub chunked: bool,
-    /// True if the body was delimited by the connection closing.
-    pub close_delimited: bool,
-}
-
-impl Response {
-    /// All values of a field, in order.
-    pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// The value of a field that must appear at most once.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let all = self.header_all(name);
-        assert!(
-            all.len() <= 1,
-            "field {name} appears {} times in {}",
-            all.len(),
-            self.summary()
-        );
-        all.first().copied()
-    }
-
-    /// The value of a field that must appear exactly once.
-    pub fn expect_header(&self, name: &str) -> &str {
-        self.header(name)
-            .unwrap_or_else(|| panic!("no {name} field in {}", self.summary()))
-    }
-
-    /// True if any value of the field lists `token` (comma-separated, case-insensitive).
-    pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.header_all(name)
-            .iter()
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    }
-
-    /// True if the server announced that it closes the connection after this response.
-    pub fn closes(&self) -> bool {
-        self.has_token("connection", "close")
-    }
-
-    /// Status line and headers, for assertion messages.
-    pub fn summary(&self) -> String {
-        let mut s = format!("{} {} {}\n", self.version, self.status, self.reason);
-        for (n, v) in &self.headers {
-            s.push_str(&format!("{n}: {v}\n"));
-        }
-        s.push_str(&format!("[body: {}]", preview(&self.body)));
-        s
-    }
-
-    /// Panics unless the status is `want`.
-    pub fn assert_status(&self, want: u16) -> &Self {
-        assert_eq!(
-            self.status,
-            want,
-            "expected status {want}, got:\n{}",
-            self.summary()
-        );
-        self
-    }
-}
-
-/// A short printable rendering of bytes for messages.
-pub fn preview(bytes: &[u8]) -> String {
-    const MAX: usize = 300;
-    let shown = &bytes[..bytes.len().min(MAX)];
-    let mut s = String::new();
-    for &b in shown {
-        match b {
-            b'\r' => s.push_str("\\r"),
-            b'\n' => s.push_str("\\n"),
-            0x20..=0x7e => s.push(b as char),
-            _ => s.push_str(&format!("\\x{b:02x}")),
+impl Expect {
+    /// What to expect of the answer to the raw request at the start of `request`.
+    pub fn of(request: &[u8]) -> Expect {
+        let line = request.split(|&b| b == b'\n').next().unwrap_or_default();
+        if line.starts_with(b"HEAD ") {
+            Expect::NoBody
+        } else if line.trim_ascii_end().ends_with(b" HTTP/1.0") {
+            Expect::Http10
+        } else {
+            Expect::Body
         }
     }
-    if bytes.len() > MAX {
-        s.push_str(&format!("… ({} bytes)", bytes.len()));
+
+    fn framing(self) -> Framing {
+        Framing {
+            head: self == Expect::NoBody,
+            http10: self == Expect::Http10,
+            close_ok: self == Expect::Http10,
+        }
     }
-    s
 }
 
 /// A raw TCP client with a read buffer, so pipelined responses can be split apart.
@@ -726,6 +661,11 @@ impl Client {
 
     /// Reads more bytes into the buffer; returns how many (0 at EOF). Panics on timeout.
     fn fill(&mut self, context: &str) -> usize {
+        self.read_more(context, false)
+    }
+
+    /// `fill`; with `reset_is_eof`, a reset counts as the end of the connection.
+    fn read_more(&mut self, context: &str, reset_is_eof: bool) -> usize {
         if self.start > 0 && self.start == self.buf.len() && !self.keep {
             self.buf.clear();
             self.start = 0;
@@ -738,6 +678,7 @@ impl Client {
                     return n;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if reset_is_eof && is_reset(&e) => return 0,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     panic!(
                         "timed out after {IO_TIMEOUT:?} while {context}; received so far: {}",
@@ -752,133 +693,42 @@ impl Client {
         }
     }
 
-    /// One CRLF-terminated line (without the CRLF). Bare LF or bare CR → panic.
-    fn line(&mut self, context: &str) -> Vec<u8> {
-        loop {
-            let unread = &self.buf[self.start..];
-            if let Some(i) = unread.iter().position(|&b| b == b'\n') {
-                assert!(
-                    i > 0 && unread[i - 1] == b'\r',
-                    "bare LF while {context}: {}",
-                    preview(&unread[..=i])
-                );
-                let line = unread[..i - 1].to_vec();
-                assert!(
-                    !line.contains(&b'\r'),
-                    "bare CR while {context}: {}",
-                    preview(&line)
-                );
-                self.start += i + 1;
-                return line;
-            }
-            assert!(
-                unread.len() <= RESPONSE_HEAD_MAX,
-                "line longer than {RESPONSE_HEAD_MAX} bytes while {context}"
-            );
-            if self.fill(context) == 0 {
-                panic!(
-                    "connection closed while {context}; received: {}",
-                    preview(self.unread())
-                );
-            }
-        }
-    }
-
-    /// Exactly `n` bytes.
-    fn exact(&mut self, n: usize, context: &str) -> Vec<u8> {
-        while self.buf.len() - self.start < n {
-            if self.fill(context) == 0 {
-                panic!(
-                    "connection closed after {} of {n} bytes while {context}",
-                    self.buf.len() - self.start
-                );
-            }
-        }
-        let out = self.buf[self.start..self.start + n].to_vec();
-        self.start += n;
-        out
-    }
-
-    /// Reads one response. `Expect::NoBody` for answers to HEAD. Interim (1xx) responses
-    /// are returned like any other; the caller reads again for the final one.
+    /// Reads one response, parsed by the test kit's strict reader (any rule it breaks
+    /// fails the test). `Expect` says what the reader must know of the request. Interim
+    /// (1xx) responses are returned like any other; the caller reads again for the final
+    /// one.
     pub fn read_response(&mut self, expect: Expect) -> Response {
-        let status_line = self.line("reading a status line");
-        let (version, status, reason) = parse_status_line(&status_line);
-        let mut headers = Vec::new();
-        let mut head_bytes = status_line.len();
+        let framing = expect.framing();
         loop {
-            let line = self.line("reading response header fields");
-            if line.is_empty() {
-                break;
+            match response::next(self.unread(), framing) {
+                Ok(Some((r, used))) => {
+                    self.start += used;
+                    return r;
+                }
+                Ok(None) => {}
+                Err(e) => self.broken(&e),
             }
-            head_bytes += line.len() + 2;
-            assert!(head_bytes <= RESPONSE_HEAD_MAX, "response head too large");
-            headers.push(parse_field_line(&line));
-        }
-        let mut response = Response {
-            version,
-            status,
-            reason,
-            headers,
-            body: Vec::new(),
-            chunked: false,
-            close_delimited: false,
-        };
-        let no_body = expect == Expect::NoBody
-            || (100..200).contains(&status)
-            || status == 204
-            || status == 304;
-        let te = response.header_all("transfer-encoding");
-        let cl = response.header_all("content-length");
-        if (100..200).contains(&status) || status == 204 {
-            assert!(
-                te.is_empty() && cl.is_empty(),
-                "a {status} response must not carry Content-Length or Transfer-Encoding:\n{}",
-                response.summary()
-            );
-        }
-        assert!(
-            te.is_empty() || cl.is_empty(),
-            "response has both Transfer-Encoding and Content-Length:\n{}",
-            response.summary()
-        );
-        assert!(
-            cl.len() <= 1,
-            "response has {} Content-Length fields:\n{}",
-            cl.len(),
-            response.summary()
-        );
-        let length = cl.first().map(|v| {
-            assert!(
-                !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()),
-                "invalid Content-Length {v:?}"
-            );
-            v.parse::<usize>().expect("Content-Length fits usize")
-        });
-        if no_body {
-            return response;
-        }
-        if !te.is_empty() {
-            assert!(
-                te.len() == 1 && te[0].eq_ignore_ascii_case("chunked"),
-                "unexpected Transfer-Encoding {te:?}"
-            );
-            response.chunked = true;
-            response.body = self.chunked_body();
-        } else if let Some(n) = length {
-            response.body = self.exact(n, "reading a Content-Length body");
-        } else {
-            response.close_delimited = true;
-            loop {
-                let n = self.fill_until_eof("reading a close-delimited body");
-                if n == 0 {
-                    break;
+            if self.fill_or_eof("reading a response") == 0 {
+                match response::at_close(self.unread(), framing) {
+                    Ok(Some(r)) => {
+                        self.start = self.buf.len();
+                        return r;
+                    }
+                    Ok(None) => panic!(
+                        "connection closed while reading a response; received: {}",
+                        preview(self.unread())
+                    ),
+                    Err(e) => self.broken(&e),
                 }
             }
-            response.body = self.buf[self.start..].to_vec();
-            self.start = self.buf.len();
         }
-        response
+    }
+
+    fn broken(&self, why: &str) -> ! {
+        panic!(
+            "not a valid response: {why}; received: {}",
+            preview(self.unread())
+        )
     }
 
     /// Reads one response like `read_response` and also returns its bytes exactly as they
@@ -891,46 +741,10 @@ impl Client {
         (r, self.buf[from..self.start].to_vec())
     }
 
-    fn fill_until_eof(&mut self, context: &str) -> usize {
-        let mut chunk = [0u8; 64 * 1024];
-        loop {
-            match self.stream.read(&mut chunk) {
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    return n;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if is_reset(&e) => return 0,
-                Err(e) => panic!("read error while {context}: {e}"),
-            }
-        }
-    }
-
-    fn chunked_body(&mut self) -> Vec<u8> {
-        let mut body = Vec::new();
-        loop {
-            let line = self.line("reading a chunk size");
-            let size_text = line.split(|&b| b == b';').next().unwrap_or_default();
-            let size_text = std::str::from_utf8(size_text).expect("chunk size is ASCII");
-            assert!(
-                !size_text.is_empty() && size_text.bytes().all(|b| b.is_ascii_hexdigit()),
-                "invalid chunk size line {:?}",
-                preview(&line)
-            );
-            let size = usize::from_str_radix(size_text, 16).expect("chunk size fits usize");
-            if size == 0 {
-                loop {
-                    let trailer = self.line("reading the trailer section");
-                    if trailer.is_empty() {
-                        return body;
-                    }
-                    parse_field_line(&trailer);
-                }
-            }
-            body.extend(self.exact(size, "reading chunk data"));
-            let end = self.exact(2, "reading the CRLF after chunk data");
-            assert_eq!(end, b"\r\n", "chunk data not followed by CRLF");
-        }
+    /// Like `fill`, with a reset taken as the end of the connection (for a body the close
+    /// delimits, the server may reset rather than close once everything was sent).
+    fn fill_or_eof(&mut self, context: &str) -> usize {
+        self.read_more(context, true)
     }
 
     /// Asserts that nothing more arrives and the server closes the connection (EOF, or a
@@ -1003,26 +817,36 @@ impl Client {
         chunk
     }
 
-    /// Reads a response head only (status line and fields); the body stays unread.
+    /// Reads a response head only (status line and fields), checked like a HEAD's
+    /// answer; the body stays unread.
     pub fn read_head_only(&mut self) -> Response {
-        let status_line = self.line("reading a status line");
-        let (version, status, reason) = parse_status_line(&status_line);
-        let mut headers = Vec::new();
+        let head = Framing {
+            head: true,
+            ..Framing::default()
+        };
         loop {
-            let line = self.line("reading response header fields");
-            if line.is_empty() {
-                break;
+            let unread = self.unread();
+            if let Some(end) = unread.windows(4).position(|w| w == b"\r\n\r\n") {
+                match response::next(&unread[..end + 4], head) {
+                    Ok(Some((r, used))) => {
+                        self.start += used;
+                        return r;
+                    }
+                    // Only a 408 has a body even for a HEAD, and it is not what a caller
+                    // reading a head alone expects.
+                    Ok(None) => self.broken("a head alone is not a whole response"),
+                    Err(e) => self.broken(&e),
+                }
             }
-            headers.push(parse_field_line(&line));
-        }
-        Response {
-            version,
-            status,
-            reason,
-            headers,
-            body: Vec::new(),
-            chunked: false,
-            close_delimited: false,
+            if let Err(e) = response::next(unread, head) {
+                self.broken(&e);
+            }
+            if self.fill("reading a response head") == 0 {
+                panic!(
+                    "connection closed while reading a response head; received: {}",
+                    preview(self.unread())
+                );
+            }
         }
     }
 }
@@ -1032,62 +856,6 @@ fn is_reset(e: &io::Error) -> bool {
         e.kind(),
         ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
     )
-}
-
-/// `HTTP/1.x SP 3DIGIT SP reason`, strictly.
-fn parse_status_line(line: &[u8]) -> (String, u16, String) {
-    let text = std::str::from_utf8(line)
-        .unwrap_or_else(|_| panic!("status line is not UTF-8: {}", preview(line)));
-    let bad = || -> ! { panic!("malformed status line: {}", preview(line)) };
-    let (version, rest) = text.split_once(' ').unwrap_or_else(|| bad());
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        bad();
-    }
-    let (code, reason) = rest.split_once(' ').unwrap_or_else(|| bad());
-    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        bad();
-    }
-    if reason
-        .bytes()
-        .any(|b| b != b'\t' && (b < 0x20 || b == 0x7f))
-    {
-        bad();
-    }
-    let status: u16 = code.parse().unwrap_or_else(|_| bad());
-    if !(100..=599).contains(&status) {
-        bad();
-    }
-    (version.to_string(), status, reason.to_string())
-}
-
-/// `token ":" OWS value OWS`, strictly (no obs-fold, no CTLs in the value).
-fn parse_field_line(line: &[u8]) -> (String, String) {
-    let colon = line
-        .iter()
-        .position(|&b| b == b':')
-        .unwrap_or_else(|| panic!("field line without a colon: {}", preview(line)));
-    let name = &line[..colon];
-    assert!(
-        !name.is_empty() && name.iter().all(|&b| is_tchar(b)),
-        "invalid field name (or obs-fold) in: {}",
-        preview(line)
-    );
-    let value = &line[colon + 1..];
-    assert!(
-        value
-            .iter()
-            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)),
-        "control byte in field value: {}",
-        preview(line)
-    );
-    let value = String::from_utf8_lossy(value)
-        .trim_matches([' ', '\t'])
-        .to_string();
-    (String::from_utf8_lossy(name).into_owned(), value)
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1112,93 +880,18 @@ pub fn unix_seconds(t: SystemTime) -> i64 {
     }
 }
 
-const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// An IMF-fixdate (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
-pub fn http_date(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAYS[days.rem_euclid(7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Parses an IMF-fixdate strictly; `None` if it is not one.
-pub fn parse_http_date(s: &str) -> Option<i64> {
-    let parts: Vec<&str> = s.split(' ').collect();
-    if parts.len() != 6 || parts[5] != "GMT" || parts[1].len() != 2 || parts[3].len() != 4 {
-        return None;
-    }
-    let wkday = parts[0].strip_suffix(',')?;
-    let d: i64 = parts[1].parse().ok()?;
-    let m = MONTHS.iter().position(|&x| x == parts[2])? as i64 + 1;
-    let y: i64 = parts[3].parse().ok()?;
-    let hms: Vec<i64> = parts[4]
-        .split(':')
-        .map(|p| if p.len() == 2 { p.parse().ok() } else { None })
-        .collect::<Option<_>>()?;
-    if hms.len() != 3 || hms[0] > 23 || hms[1] > 59 || hms[2] > 60 || !(1..=31).contains(&d) {
-        return None;
-    }
-    let days = days_from_civil(y, m, d);
-    if DAYS[days.rem_euclid(7) as usize] != wkday {
-        return None;
-    }
-    Some(days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
-}
-
-// Howard Hinnant's civil-calendar algorithms.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// Panics unless `Date` is a valid IMF-fixdate within a minute of now and `Server` is weir.
 pub fn assert_date_and_server(r: &Response) {
     let date = r.expect_header("date");
-    let secs = parse_http_date(date)
-        .unwrap_or_else(|| panic!("Date {date:?} is not an IMF-fixdate:\n{}", r.summary()));
+    let secs = parse_imf_fixdate(date)
+        .unwrap_or_else(|| panic!("Date {date:?} is not an IMF-fixdate:\n{r}"));
     let now = unix_seconds(SystemTime::now());
     assert!(
         (secs - now).abs() <= 60,
         "Date {date:?} is more than a minute from now ({})",
         http_date(now)
     );
-    assert_eq!(
-        r.expect_header("server"),
-        "weir",
-        "Server field:\n{}",
-        r.summary()
-    );
+    assert_eq!(r.expect_header("server"), "weir", "Server field:\n{r}");
 }
 
 impl Weir {

@@ -15,6 +15,8 @@ use crate::http1::head::{BodyKind, Headers, Method, ResponseBody, ResponseHead, 
 use crate::ids::{FileId, Token};
 use crate::limits::{Limits, Timeouts};
 use crate::time::{Now, Time, UnixTime};
+use weir_testkit::date::parse_imf_fixdate;
+use weir_testkit::response::{self, Delimiter, Framing, Response};
 
 // ----- the harness ------------------------------------------------------------------------
 
@@ -42,144 +44,32 @@ fn render(chunk: &Chunk, n: u64) -> Vec<u8> {
     }
 }
 
-/// A response as the strict client saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    trailers: Vec<(String, String)>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn count(&self, name: &str) -> usize {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .count()
-    }
-
-    fn closes(&self) -> bool {
-        self.header("connection") == Some("close")
-    }
-}
-
-/// Splits off one CRLF-terminated line at `pos`, insisting on CRLF.
-fn line(wire: &[u8], pos: &mut usize) -> Option<String> {
-    let rest = &wire[*pos..];
-    let end = rest.windows(2).position(|w| w == b"\r\n")?;
-    let text = &rest[..end];
-    assert!(
-        !text.contains(&b'\r') && !text.contains(&b'\n'),
-        "bare CR or LF in {text:?}"
-    );
-    *pos += end + 2;
-    Some(String::from_utf8(text.to_vec()).expect("head is ASCII"))
-}
-
-fn fields(wire: &[u8], pos: &mut usize) -> Option<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    loop {
-        let l = line(wire, pos)?;
-        if l.is_empty() {
-            return Some(out);
-        }
-        let (name, value) = l.split_once(": ").expect("field has ': '");
-        assert!(
-            !name.is_empty() && name.bytes().all(crate::http1::parse::is_tchar),
-            "bad field name {name:?}"
-        );
-        out.push((name.to_owned(), value.to_owned()));
-    }
-}
-
-/// The strict client: parses responses from the transmitted bytes, in order.
+/// The strict client: the test kit's reader (independent of the core's writer) over the
+/// transmitted bytes, in order, plus what only weir's own responses owe.
 #[derive(Default)]
 struct Client {
     pos: usize,
-    /// For each request sent and not yet answered, whether it was a HEAD.
-    heads: VecDeque<bool>,
+    /// What the client knows of each request sent and not yet answered, when a test says
+    /// it is not a GET over HTTP/1.1 (the default).
+    requests: VecDeque<Framing>,
 }
 
 impl Client {
     /// The next complete response, or `None` if more bytes are needed. `closed`: the
     /// server has finished writing (a close-delimited body ends there).
     fn next(&mut self, wire: &[u8], closed: bool) -> Option<Response> {
-        let mut pos = self.pos;
-        let status_line = line(wire, &mut pos)?;
-        let status: u16 = status_line
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|s| s.get(..3))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        assert_eq!(status_line.as_bytes()[12], b' ', "{status_line:?}");
-        let headers = fields(wire, &mut pos)?;
-        let mut resp = Response {
-            status,
-            headers,
-            body: Vec::new(),
-            trailers: Vec::new(),
+        let framing = self.requests.front().copied().unwrap_or_default();
+        let rest = &wire[self.pos..];
+        let (resp, used) = match response::read(rest, framing, closed) {
+            Ok(r) => r?,
+            Err(e) => panic!("not a valid response: {e}\n{}", response::preview(rest)),
         };
-        if (100..200).contains(&status) {
-            self.pos = pos;
-            return Some(resp);
+        self.pos += used;
+        if !resp.is_interim() {
+            assert_eq!(resp.field("server"), Some("weir"), "{resp}");
+            assert!(resp.count("connection") <= 1, "{resp}");
+            self.requests.pop_front();
         }
-        assert_eq!(resp.count("date"), 1, "{resp:?}");
-        assert_eq!(resp.header("server"), Some("weir"));
-        assert_eq!(resp.count("server"), 1);
-        assert!(resp.count("content-length") <= 1);
-        assert!(resp.count("connection") <= 1);
-        let chunked = resp.header("transfer-encoding") == Some("chunked");
-        assert!(
-            !(chunked && resp.count("content-length") > 0),
-            "two framings"
-        );
-        let head = self.heads.front().copied().unwrap_or(false);
-        if head || status == 204 || status == 304 {
-            // no body on the wire
-        } else if chunked {
-            loop {
-                let size_line = line(wire, &mut pos)?;
-                let size = u64::from_str_radix(&size_line, 16).expect("chunk size");
-                if size == 0 {
-                    resp.trailers = fields(wire, &mut pos)?;
-                    break;
-                }
-                let end = pos + usize::try_from(size).expect("small");
-                if wire.len() < end + 2 {
-                    return None;
-                }
-                resp.body.extend_from_slice(&wire[pos..end]);
-                assert_eq!(&wire[end..end + 2], b"\r\n", "chunk not followed by CRLF");
-                pos = end + 2;
-            }
-        } else if let Some(cl) = resp.header("content-length") {
-            let n: usize = cl.parse().expect("Content-Length");
-            if wire.len() < pos + n {
-                return None;
-            }
-            resp.body.extend_from_slice(&wire[pos..pos + n]);
-            pos += n;
-        } else {
-            assert!(
-                resp.closes(),
-                "close-delimited body without Connection: close"
-            );
-            if !closed {
-                return None;
-            }
-            resp.body.extend_from_slice(&wire[pos..]);
-            pos = wire.len();
-        }
-        self.heads.pop_front();
-        self.pos = pos;
         Some(resp)
     }
 }
@@ -207,13 +97,27 @@ impl Pair {
         }
     }
 
-    /// The client sends bytes; `heads` says, per request among them, whether it is HEAD.
+    /// The client sends bytes (`expect_head_response` and `expect_http10_response` tell
+    /// the client what it needs to know of a request that is not a GET over HTTP/1.1).
     fn send(&mut self, bytes: &[u8]) {
         self.conn.receive(bytes, self.now);
     }
 
     fn expect_head_response(&mut self) {
-        self.client.heads.push_back(true);
+        self.client.requests.push_back(Framing {
+            head: true,
+            ..Framing::default()
+        });
+    }
+
+    /// The next response answers an HTTP/1.0 request: never chunked, and a streamed body
+    /// ends with the close.
+    fn expect_http10_response(&mut self) {
+        self.client.requests.push_back(Framing {
+            head: false,
+            http10: true,
+            close_ok: true,
+        });
     }
 
     fn events(&mut self) -> Vec<Event> {
@@ -567,7 +471,7 @@ fn streamed_body_is_chunked_and_files_stay_files() {
     let mut want = b"hello ".to_vec();
     want.extend(file_bytes(file, 10, 40));
     assert_eq!(r[0].body, want);
-    assert_eq!(r[0].trailers, [("X-Digest".to_owned(), "abc".to_owned())]);
+    assert_eq!(r[0].trailers, [("x-digest".to_owned(), "abc".to_owned())]);
     assert!(!r[0].closes());
 }
 
@@ -657,6 +561,7 @@ fn usage_errors() {
 #[test]
 fn http10_closes_unless_asked_to_keep_alive() {
     let mut p = Pair::new();
+    p.expect_http10_response();
     p.send(b"GET / HTTP/1.0\r\n\r\n");
     let ev = p.events();
     assert_eq!(head_of(&ev[0]).version, Version::Http10);
@@ -668,6 +573,7 @@ fn http10_closes_unless_asked_to_keep_alive() {
     assert_eq!(p.conn.state(), ConnState::Closed);
 
     let mut p = Pair::new();
+    p.expect_http10_response();
     p.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     assert!(head_of(&p.events()[0]).keep_alive);
     p.respond(200, b"a");
@@ -679,6 +585,7 @@ fn http10_closes_unless_asked_to_keep_alive() {
 #[test]
 fn http10_streamed_body_is_close_delimited() {
     let mut p = Pair::new();
+    p.expect_http10_response();
     p.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     p.events();
     p.conn
@@ -697,6 +604,7 @@ fn http10_streamed_body_is_close_delimited() {
     assert_eq!(r[0].count("transfer-encoding"), 0);
     assert_eq!(r[0].count("content-length"), 0);
     assert_eq!(r[0].body, b"raw bytes");
+    assert_eq!(r[0].delimiter, Delimiter::Close);
     assert_eq!(p.conn.state(), ConnState::Closed);
 }
 
@@ -1787,7 +1695,16 @@ proptest! {
             for e in p.events() {
                 prop_assert!(!rejected || e == Event::PeerClosed, "after Rejected: {:?}", e);
                 match e {
-                    Event::Head(_) => heads += 1,
+                    Event::Head(h) => {
+                        heads += 1;
+                        // The client reads each answer as its request asked (bytes
+                        // drawn at random may be HEAD or HTTP/1.0).
+                        p.client.requests.push_back(Framing {
+                            head: h.method == Method::Head,
+                            http10: h.version == Version::Http10,
+                            close_ok: true,
+                        });
+                    }
                     Event::Rejected { .. } => rejected = true,
                     _ => {}
                 }
@@ -1927,7 +1844,7 @@ fn cut_keeps_what_was_queued() {
     );
 }
 
-// ----- response heads: serialise with the real `Conn`, parse with httparse ----------------
+// ----- response heads: serialise with the real `Conn`, parse with the test kit -------------
 
 /// A field as raw bytes: name, value.
 type Field = (Vec<u8>, Vec<u8>);
@@ -2065,47 +1982,42 @@ fn response_strategy() -> impl Strategy<Value = GenResponse> {
         })
 }
 
-/// httparse's view of a field list, as owned bytes.
-fn owned_fields(fields: &[httparse::Header<'_>]) -> Vec<Field> {
-    fields
-        .iter()
-        .map(|h| (h.name.as_bytes().to_vec(), h.value.to_vec()))
-        .collect()
-}
-
-/// The application's fields the connection keeps, in order.
-fn kept(fields: &[Field]) -> Vec<Field> {
+/// The application's fields the connection keeps, in order, as the test kit's reader
+/// shows them: names lower-cased, values byte for byte (obs-text as Latin-1).
+fn kept(fields: &[Field]) -> Vec<(String, String)> {
     fields
         .iter()
         .filter(|(n, _)| !owned_by_the_connection(n))
-        .cloned()
+        .map(|(n, v)| {
+            (
+                String::from_utf8_lossy(n).to_ascii_lowercase(),
+                v.iter().map(|&b| char::from(b)).collect(),
+            )
+        })
         .collect()
 }
 
-/// Parses one response head at the start of `wire` with httparse: status, reason and
-/// fields, and the length of the head.
-fn parse_response_head(wire: &[u8]) -> (u16, String, Vec<Field>, usize) {
-    let mut slots = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(wire) {
-        Ok(httparse::Status::Complete(len)) => len,
+/// The next response at `wire[*pos..]`, read by the test kit's reader (every byte is
+/// there), with `pos` moved past it.
+fn read_one(wire: &[u8], pos: &mut usize) -> Response {
+    match response::next(&wire[*pos..], Framing::default()) {
+        Ok(Some((r, used))) => {
+            *pos += used;
+            r
+        }
         other => panic!(
-            "head does not parse: {other:?} in {:?}",
-            String::from_utf8_lossy(wire)
+            "not a whole valid response: {other:?} in {}",
+            response::preview(&wire[*pos..])
         ),
-    };
-    assert_eq!(resp.version, Some(1), "status line says HTTP/1.1");
-    let status = resp.code.expect("status code");
-    let reason = resp.reason.expect("reason phrase").to_owned();
-    (status, reason, owned_fields(resp.headers), len)
+    }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     /// Response heads round-trip: whatever the application gives `send_head` / `send_body` /
-    /// `send_end`, an independent parser (httparse, plus RFC 9112 §6.3 framing decided from
-    /// the parsed fields) reads back the status, its reason phrase, the application's fields
+    /// `send_end`, an independent parser (the test kit's strict reader, which frames the
+    /// body by RFC 9112 §6.3 from the fields it parsed) reads back the status, its reason phrase, the application's fields
     /// in order (minus the ones the connection owns), exactly one `Date` and `Server`, the
     /// framing the connection chose, the body and the trailers — for interim heads,
     /// Content-Length and chunked bodies, on one kept-alive connection transmitted in
@@ -2159,86 +2071,50 @@ proptest! {
                     continue;
                 }
                 continue_sent |= *status == 100;
-                let (got_status, reason, got_fields, len) = parse_response_head(&wire[pos..]);
-                prop_assert_eq!(got_status, *status);
-                prop_assert_eq!(reason, crate::http1::head::reason_phrase(*status));
-                prop_assert_eq!(got_fields, kept(fields));
-                pos += len;
+                let got = read_one(&wire, &mut pos);
+                prop_assert_eq!(got.status, *status);
+                prop_assert_eq!(got.reason, crate::http1::head::reason_phrase(*status));
+                prop_assert_eq!(got.fields, kept(fields));
             }
 
-            let (status, reason, got, len) = parse_response_head(&wire[pos..]);
-            pos += len;
-            prop_assert_eq!(status, r.status);
-            prop_assert_eq!(reason, crate::http1::head::reason_phrase(r.status));
+            let got = read_one(&wire, &mut pos);
+            prop_assert_eq!(got.status, r.status);
+            prop_assert_eq!(&got.reason, crate::http1::head::reason_phrase(r.status));
             let app = kept(&r.fields);
-            prop_assert_eq!(&got[..app.len()], &app[..]);
-            let own = &got[app.len()..];
-            prop_assert_eq!(&own[0].0[..], b"Date");
-            let date = httpdate::parse_http_date(std::str::from_utf8(&own[0].1).unwrap()).unwrap();
-            let secs = date.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-            prop_assert_eq!(i64::try_from(secs).unwrap(), p.now.unix.0);
-            prop_assert_eq!(&own[1], &(b"Server".to_vec(), b"weir".to_vec()));
-            let framing: Vec<(String, String)> = own[2..]
-                .iter()
-                .map(|(n, v)| (String::from_utf8(n.clone()).unwrap(), String::from_utf8(v.clone()).unwrap()))
-                .collect();
+            prop_assert_eq!(&got.fields[..app.len()], &app[..]);
+            let own = &got.fields[app.len()..];
+            prop_assert_eq!(&own[0].0, "date");
+            prop_assert_eq!(parse_imf_fixdate(&own[0].1), Some(p.now.unix.0));
+            prop_assert_eq!(&own[1], &("server".to_owned(), "weir".to_owned()));
+            let framing = &own[2..];
             let bodiless = r.status == 204 || r.status == 304;
             let body_len = r.body_len();
             let want_framing: Vec<(String, String)> = match r.framing {
                 GenFraming::Length if r.status == 204 => vec![],
-                GenFraming::Length => vec![("Content-Length".into(), body_len.to_string())],
+                GenFraming::Length => vec![("content-length".into(), body_len.to_string())],
                 GenFraming::Streamed(_) if bodiless => vec![],
-                GenFraming::Streamed(_) => vec![("Transfer-Encoding".into(), "chunked".into())],
+                GenFraming::Streamed(_) => vec![("transfer-encoding".into(), "chunked".into())],
                 GenFraming::Empty if bodiless => vec![],
-                GenFraming::Empty => vec![("Content-Length".into(), "0".into())],
+                GenFraming::Empty => vec![("content-length".into(), "0".into())],
             };
-            prop_assert_eq!(&framing, &want_framing);
-
-            // The body, delimited as RFC 9112 §6.3 says from the fields just parsed.
-            let mut body = Vec::new();
-            let mut trailers = Vec::new();
-            let te = framing.iter().find(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"));
-            let cl = framing.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-length"));
-            if bodiless {
-                // 204 and 304 end at the head.
-            } else if te.is_some_and(|(_, v)| v == "chunked") {
-                loop {
-                    let (used, size) = match httparse::parse_chunk_size(&wire[pos..]) {
-                        Ok(httparse::Status::Complete(c)) => c,
-                        other => panic!("chunk size: {other:?}"),
-                    };
-                    pos += used;
-                    if size == 0 {
-                        let mut slots = [httparse::EMPTY_HEADER; 16];
-                        let (used, t) = match httparse::parse_headers(&wire[pos..], &mut slots) {
-                            Ok(httparse::Status::Complete(t)) => t,
-                            other => panic!("trailers: {other:?}"),
-                        };
-                        trailers = owned_fields(t);
-                        pos += used;
-                        break;
-                    }
-                    let end = pos + usize::try_from(size).unwrap();
-                    body.extend_from_slice(&wire[pos..end]);
-                    prop_assert_eq!(&wire[end..end + 2], b"\r\n");
-                    pos = end + 2;
-                }
-            } else {
-                let n: usize = cl.expect("a response to keep alive is delimited").1.parse().unwrap();
-                body.extend_from_slice(&wire[pos..pos + n]);
-                pos += n;
-            }
+            prop_assert_eq!(framing, &want_framing[..]);
+            let want_delimiter = match r.framing {
+                _ if bodiless => Delimiter::None,
+                GenFraming::Streamed(_) => Delimiter::Chunked,
+                GenFraming::Length | GenFraming::Empty => Delimiter::Length,
+            };
+            prop_assert_eq!(got.delimiter, want_delimiter);
             let want_body: Vec<u8> = if bodiless {
                 Vec::new()
             } else {
                 r.pieces.iter().flat_map(|c| render(c, c.len())).collect()
             };
-            prop_assert_eq!(body, want_body);
+            prop_assert_eq!(got.body, want_body);
             let want_trailers = match &r.framing {
                 GenFraming::Streamed(t) if !bodiless => kept(t),
                 _ => Vec::new(),
             };
-            prop_assert_eq!(trailers, want_trailers);
+            prop_assert_eq!(got.trailers, want_trailers);
         }
         prop_assert_eq!(pos, wire.len(), "bytes after the last response");
     }

@@ -54,9 +54,9 @@ use weir_core::{Now, Time};
 
 use super::ledger::Entry;
 use super::model::Creds;
-use super::parse::Response;
 use crate::options::LogFormat;
 use crate::workload::Expect;
+use weir_testkit::response::Response;
 
 /// One access-log record, as this checker reads it (escapes undone).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -38,11 +38,11 @@ use weir_core::Time;
 use super::gateway::GatewayBook;
 use super::ledger::Entry;
 use super::model::{self, Ask, Body, Field, Prediction, TagBook};
-use super::parse::{self, Response};
 use super::reload::Generations;
 use super::service::ServiceBook;
 use crate::fs::SimFs;
 use crate::workload::{Expect, Memory};
+use weir_testkit::response::{self as parse, Response};
 
 /// What the judge reads and writes.
 pub struct Judge<'a> {
@@ -248,10 +248,9 @@ impl Judge<'_> {
         let Some(d) = r.field("date") else {
             return Ok(());
         };
-        let secs = httpdate::parse_http_date(d)
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs() as i64);
+        let Some(secs) = weir_testkit::date::parse_imf_fixdate(d) else {
+            return Err(format!("Date {d} is not an IMF-fixdate"));
+        };
         let lo = self.unix_base + (e.written_at.0 / 1000) as i64;
         let hi = self.unix_base + (self.now.0 / 1000) as i64;
         if secs < lo || secs > hi {

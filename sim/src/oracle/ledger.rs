@@ -24,8 +24,8 @@
 
 use weir_core::Time;
 
-use super::parse::{self, Framing, Response};
 use crate::workload::Request;
+use weir_testkit::response::{self as parse, Framing, Response};
 
 /// One request on the connection.
 #[derive(Clone, Debug)]

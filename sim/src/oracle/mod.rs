@@ -4,7 +4,6 @@
 //!
 //! * `contract` — the core keeps the `Input`/`Effect` protocol (streams, lifetimes,
 //!   tokens, buffer limits, exit);
-//! * `parse` — every byte a client receives parses strictly as HTTP/1.1 responses;
 //! * `gateway` — the core keeps the process side of the protocol (spawn, standard input
 //!   exactly the request body, output streams, kill, release exactly once), the farm
 //!   limit, the `gateway` timeout and back-pressure; and it records what scripts did, for
@@ -13,8 +12,10 @@
 //!   (connect, read, write, close exactly once, `connections=N`), the `gateway` timeout,
 //!   and answers a dead service at once; and it records what services did, for the
 //!   judge's 502, 503 and 504 and the ledger's cut connections;
-//! * `ledger` — every complete request gets exactly one response, in order, and nothing
-//!   comes after a connection's last response;
+//! * `ledger` — every byte a client receives parses strictly as HTTP/1.1 responses (the
+//!   test kit's reader, `weir_testkit::response`, which shares no code with the core),
+//!   every complete request gets exactly one response, in order, and nothing comes after
+//!   a connection's last response;
 //! * `judge` with `model` — each response is one the reference model allows for the rules
 //!   and the file versions that existed while it was served, never two versions mixed;
 //! * `reload` — with reloads, each response shows the one generation of the configuration
@@ -34,6 +35,5 @@ pub mod gateway;
 pub mod judge;
 pub mod ledger;
 pub mod model;
-pub mod parse;
 pub mod reload;
 pub mod service;

@@ -1028,16 +1028,10 @@ fn file(
     out
 }
 
-/// An HTTP date as RFC 9110 §5.6.7 writes it.
-#[must_use]
-pub fn http_date(secs: i64) -> String {
-    let t = std::time::UNIX_EPOCH + core::time::Duration::from_secs(secs.max(0) as u64);
-    httpdate::fmt_http_date(t)
-}
+pub use weir_testkit::date::http_date;
 
 fn parse_date(text: &str) -> Option<i64> {
-    let t = httpdate::parse_http_date(text.trim()).ok()?;
-    i64::try_from(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs()).ok()
+    weir_testkit::date::parse_http_date(text.trim())
 }
 
 /// What `Range` asks of a document of `len` bytes (RFC 9110 §14).

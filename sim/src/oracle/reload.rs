@@ -48,7 +48,7 @@ use std::collections::BTreeMap;
 
 use super::ledger::Entry;
 use super::model::Site;
-use super::parse::Response;
+use weir_testkit::response::Response;
 
 /// Every generation's site, and the one in force.
 #[derive(Debug)]
