@@ -80,6 +80,11 @@ pub enum Inject {
     /// needs the core's help: no shell can move a request's configuration through
     /// `handle`. It turns reloads on in every run.
     ReloadInFlight,
+    /// At a reload, lose one request in flight: the answer the core writes for it (and
+    /// everything after it on that connection) is reported sent but never reaches the
+    /// client, as a shell that swaps its workers on a reload and drops what the old one
+    /// was still writing would. It turns reloads on in every run.
+    LoseRequestOnReload,
     /// Never report the end of a service stream whose process died, nor fail a write to
     /// it, as a shell that misses the death would: the request waits until the `gateway`
     /// timeout instead of getting its 502 at once. It turns services on in every run.
@@ -92,7 +97,7 @@ pub enum Inject {
 
 impl Inject {
     /// Every injectable bug, for tests and `--help`.
-    pub const ALL: [Inject; 11] = [
+    pub const ALL: [Inject; 12] = [
         Inject::ReorderSends,
         Inject::DropFinalChunk,
         Inject::StaleFile,
@@ -102,6 +107,7 @@ impl Inject {
         Inject::LoseLogRecord,
         Inject::DuplicateLogRecord,
         Inject::ReloadInFlight,
+        Inject::LoseRequestOnReload,
         Inject::LoseServiceEof,
         Inject::SwapServiceOutput,
     ];
@@ -123,7 +129,8 @@ impl FromStr for Inject {
                 format!(
                     "unknown bug `{s}` (reorder-sends, drop-final-chunk, stale-file, \
                      lose-closefile, swap-stdin, lose-release, lose-log-record, \
-                     duplicate-log-record, reload-in-flight, lose-service-eof, \
+                     duplicate-log-record, reload-in-flight, lose-request-on-reload, \
+                     lose-service-eof, \
                      swap-service-output)"
                 )
             })
@@ -142,6 +149,7 @@ impl fmt::Display for Inject {
             Inject::LoseLogRecord => "lose-log-record",
             Inject::DuplicateLogRecord => "duplicate-log-record",
             Inject::ReloadInFlight => "reload-in-flight",
+            Inject::LoseRequestOnReload => "lose-request-on-reload",
             Inject::LoseServiceEof => "lose-service-eof",
             Inject::SwapServiceOutput => "swap-service-output",
         })
@@ -457,15 +465,18 @@ impl Options {
         self
     }
 
-    /// Reloads, drawn last: in a third of the runs (every run with the `reload-in-flight`
-    /// bug), the world hands the core a new generation of the configuration every
+    /// Reloads, drawn last: in a third of the runs (every run with a reload bug), the world hands the core a new generation of the configuration every
     /// `reload_every_ms` on average, from a few per request to one every few seconds.
     fn draw_reloads(mut self, rng: &mut ChaCha8Rng) -> Options {
         let on = rng.random_range(0..3u32) == 0;
         let every = *[30, 200, 1_000, 4_000]
             .get(rng.random_range(0..4))
             .unwrap_or(&1_000);
-        if on || self.args.inject == Some(Inject::ReloadInFlight) {
+        let planted = matches!(
+            self.args.inject,
+            Some(Inject::ReloadInFlight | Inject::LoseRequestOnReload)
+        );
+        if on || planted {
             self.reload_every_ms = Some(every);
         }
         self

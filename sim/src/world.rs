@@ -239,6 +239,8 @@ struct Client {
     ledger: Ledger,
     /// Bytes held back by the `reorder-sends` bug.
     held: Vec<u8>,
+    /// The `lose-request-on-reload` bug lost this connection's answers.
+    lost: bool,
     /// Bytes the server has been told were sent.
     received: u64,
     /// The highest generation an answer on this connection has shown.
@@ -1014,6 +1016,15 @@ impl World {
         } else {
             self.input(Input::Reload(config))?;
         }
+        if self.opts.args.inject == Some(Inject::LoseRequestOnReload) {
+            let in_flight = self
+                .clients
+                .values_mut()
+                .find(|c| !c.closed && !c.lost && c.ledger.unanswered() > 0);
+            if let Some(c) = in_flight {
+                c.lost = true;
+            }
+        }
         let d = self.rng.random_range(1..=2 * every);
         self.schedule(d, Event::Reload);
         Ok(())
@@ -1050,6 +1061,7 @@ impl World {
                     server_ended: false,
                     ledger: Ledger::default(),
                     held: Vec::new(),
+                    lost: false,
                     received: 0,
                     seen_gen: 0,
                 },
@@ -1249,7 +1261,9 @@ impl World {
                 bytes = Bytes::new();
             }
         }
-        self.deliver(conn, &bytes)?;
+        if !self.client(conn).lost {
+            self.deliver(conn, &bytes)?;
+        }
         self.contract.send_done(conn);
         self.client(conn).received += s.n;
         self.input(Input::Sent { conn, n: s.n })

@@ -67,7 +67,7 @@ fn the_unmodified_world_passes_a_range_of_seeds() {
 #[test]
 fn the_oracle_catches_every_planted_bug() {
     use Category::{Liveness, Safety};
-    let cases: [(Inject, &[Category]); 11] = [
+    let cases: [(Inject, &[Category]); 12] = [
         (Inject::ReorderSends, &[Safety]),
         (Inject::DropFinalChunk, &[Safety]),
         (Inject::StaleFile, &[Safety]),
@@ -83,6 +83,9 @@ fn the_oracle_catches_every_planted_bug() {
         // A request moved to the new generation in flight: one generation's X-Gen, the
         // other's media type (seeds 1, 21, 25, 30 of 0..40).
         (Inject::ReloadInFlight, &[Safety]),
+        // A request's answer lost across a reload: the connection ends with it
+        // unanswered (seed 0 of 0..40), or the run ends with it waiting.
+        (Inject::LoseRequestOnReload, &[Safety, Liveness]),
         // A service process's death never reported: the service book sees the core wait
         // on a dead stream past DEATH_NOTICE_MS (seed 0 of 0..40).
         (Inject::LoseServiceEof, &[Safety]),
