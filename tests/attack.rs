@@ -467,9 +467,12 @@ fn unwanted_bodies_are_discarded_within_a_bound_then_closed() {
         close_max.as_secs_f64(),
         ms(long_close)
     );
-    assert!(long_close < Duration::from_secs(1), "{long_close:?}");
+    // The bounds leave room for a loaded machine (the trickle loop notices a close only
+    // when it comes round, 201 connections per pass) while still telling "at once" from
+    // the 5 s the discarding may take.
+    assert!(long_close < Duration::from_millis(2_500), "{long_close:?}");
     assert!(
-        answer_max < Duration::from_secs(1),
+        answer_max < Duration::from_millis(2_500),
         "405 after {answer_max:?}"
     );
     assert!(
