@@ -253,10 +253,14 @@ mod tests {
     #[test]
     fn memory_stays_within_size_evicting_least_recently_used() {
         let mut c = Cache::new(settings(3 * (ENTRY_OVERHEAD + 100)));
+        assert!(c.is_empty());
         for (i, p) in ["/a", "/b", "/c"].iter().enumerate() {
             c.insert(Path::new(p), file(100, i as i64), Time(0));
         }
         assert_eq!(c.len(), 3);
+        assert!(!c.is_empty());
+        // Each entry is charged its body and the fixed overhead, exactly.
+        assert_eq!(c.used(), 3 * (ENTRY_OVERHEAD + 100));
         assert!(c.fresh(Path::new("/a"), Time(1)).is_some(), "touch /a");
         c.insert(Path::new("/d"), file(100, 9), Time(2));
         assert_eq!(c.len(), 3);
@@ -265,11 +269,12 @@ mod tests {
             "/b was the least recently used"
         );
         assert!(c.fresh(Path::new("/a"), Time(3)).is_some());
-        assert!(c.used() <= 3 * (ENTRY_OVERHEAD + 100));
+        assert_eq!(c.used(), 3 * (ENTRY_OVERHEAD + 100), "one out, one in");
         c.remove(Path::new("/a"));
         c.remove(Path::new("/c"));
         c.remove(Path::new("/d"));
         assert_eq!((c.used(), c.len()), (0, 0));
+        assert!(c.is_empty());
     }
 
     #[test]

@@ -382,6 +382,27 @@ fn leading_empty_lines_are_ignored() {
     assert_eq!(head_of(&p.events()[0]).target, "/");
 }
 
+/// Empty lines before the request line count against the head's bound, and the scanner
+/// says 431 as soon as they pass it, without waiting for another byte. (A connection then
+/// holds exactly one byte past the bound, all its read budget allows while it reads a
+/// head; it would refuse the head anyway, but the scanner is also what reads a chunked
+/// body's trailer section, and its verdict must not depend on who calls it.)
+#[test]
+fn leading_empty_lines_count_against_the_head_bound() {
+    let scan = |bytes: &[u8], bound| {
+        crate::http1::parse::HeadScan::request()
+            .scan(bytes, 100, bound)
+            .map(|end| end.is_some())
+            .map_err(|e| e.status)
+    };
+    assert_eq!(scan(b"\r\n\r\n", 3), Err(431));
+    assert_eq!(
+        scan(b"\r\n\r\n", 4),
+        Ok(false),
+        "within the bound: more to come"
+    );
+}
+
 #[test]
 fn chunked_request_body_with_trailers() {
     let mut p = Pair::new();
@@ -1255,6 +1276,25 @@ fn send_timeout_aborts() {
     assert_eq!(p.conn.state(), ConnState::Closed);
     assert!(p.conn.pending_transmit().is_none());
     assert_eq!(p.conn.transmit_queued(), 0);
+}
+
+/// Only bytes moved are progress: a write that moved nothing (a shell reporting 0) leaves
+/// the send deadline where it was.
+#[test]
+fn a_write_of_nothing_is_not_progress() {
+    let mut p = Pair::with(Limits::default(), timeouts());
+    p.send(GET);
+    p.events();
+    p.respond(200, &[b'z'; 100]);
+    p.advance(15_000);
+    p.conn.advance_transmit(0, p.now);
+    assert_eq!(p.conn.poll_timeout(), Some(Time(21_000)), "unchanged");
+    p.advance(6_000);
+    assert_eq!(
+        p.conn.state(),
+        ConnState::Closed,
+        "cut at the first deadline"
+    );
 }
 
 #[test]
@@ -2174,5 +2214,74 @@ proptest! {
         prop_assert_eq!(&plain.conn, &inline.conn);
         prop_assert_eq!(plain.events(), inline.events());
         prop_assert!(!taken || body_len <= 16 * 1024);
+    }
+}
+
+/// Every status weir names has the reason phrase its RFC gives it (RFC 9110 §15; 428,
+/// 429 and 431 from RFC 6585, 451 from RFC 7725), and any other status says `Unknown`.
+#[test]
+fn reason_phrases_are_the_rfcs() {
+    let registry = [
+        (100, "Continue"),
+        (101, "Switching Protocols"),
+        (200, "OK"),
+        (201, "Created"),
+        (202, "Accepted"),
+        (203, "Non-Authoritative Information"),
+        (204, "No Content"),
+        (205, "Reset Content"),
+        (206, "Partial Content"),
+        (300, "Multiple Choices"),
+        (301, "Moved Permanently"),
+        (302, "Found"),
+        (303, "See Other"),
+        (304, "Not Modified"),
+        (307, "Temporary Redirect"),
+        (308, "Permanent Redirect"),
+        (400, "Bad Request"),
+        (401, "Unauthorized"),
+        (402, "Payment Required"),
+        (403, "Forbidden"),
+        (404, "Not Found"),
+        (405, "Method Not Allowed"),
+        (406, "Not Acceptable"),
+        (407, "Proxy Authentication Required"),
+        (408, "Request Timeout"),
+        (409, "Conflict"),
+        (410, "Gone"),
+        (411, "Length Required"),
+        (412, "Precondition Failed"),
+        (413, "Content Too Large"),
+        (414, "URI Too Long"),
+        (415, "Unsupported Media Type"),
+        (416, "Range Not Satisfiable"),
+        (417, "Expectation Failed"),
+        (421, "Misdirected Request"),
+        (422, "Unprocessable Content"),
+        (426, "Upgrade Required"),
+        (428, "Precondition Required"),
+        (429, "Too Many Requests"),
+        (431, "Request Header Fields Too Large"),
+        (451, "Unavailable For Legal Reasons"),
+        (500, "Internal Server Error"),
+        (501, "Not Implemented"),
+        (502, "Bad Gateway"),
+        (503, "Service Unavailable"),
+        (504, "Gateway Timeout"),
+        (505, "HTTP Version Not Supported"),
+    ];
+    for (status, phrase) in registry {
+        assert_eq!(
+            crate::http1::head::reason_phrase(status),
+            phrase,
+            "{status}"
+        );
+    }
+    for status in [199, 299, 305, 306, 418, 599] {
+        assert_eq!(
+            crate::http1::head::reason_phrase(status),
+            "Unknown",
+            "{status}"
+        );
     }
 }
