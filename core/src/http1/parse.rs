@@ -1029,5 +1029,9 @@ mod tests {
             .is_empty());
         let bad = parse_trailers(&Bytes::from_static(b"X : 1\r\n\r\n"), &l);
         assert_eq!(bad.map_err(|e| e.status), Err(400));
+        // The section is the whole of what it is given: bytes after its empty line are
+        // not a trailer section.
+        let trailing = parse_trailers(&Bytes::from_static(b"X: 1\r\n\r\nY"), &l);
+        assert_eq!(trailing.map_err(|e| e.status), Err(400));
     }
 }

@@ -428,3 +428,42 @@ fn prom_escape(s: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str) -> ServiceStatus {
+        ServiceStatus {
+            name: name.into(),
+            state: "up".into(),
+            processes: vec![("up".into(), Some(7))],
+            restarts: 1,
+        }
+    }
+
+    /// Each service's requests in flight are the sum of every worker's for that service,
+    /// and no other's, in every format.
+    #[test]
+    fn in_flight_is_summed_per_service_over_the_workers() {
+        let worker = |in_flight: &[(&str, u64)]| WorkerStatus {
+            in_flight: in_flight.iter().map(|(s, n)| ((*s).into(), *n)).collect(),
+            ..WorkerStatus::default()
+        };
+        let status = ServerStatus {
+            workers: vec![worker(&[("app", 2), ("php", 1)]), worker(&[("app", 3)])],
+            services: vec![service("app"), service("php")],
+            ..ServerStatus::default()
+        };
+        let now = Now::default();
+        let text = status.render(StatusFormat::Text, now);
+        assert!(
+            text.contains("service app: up, processes [7 up], restarts 1, in flight 5\n"),
+            "{text}"
+        );
+        assert!(text.contains("service php: up, processes [7 up], restarts 1, in flight 1\n"));
+        let json = status.render(StatusFormat::Json, now);
+        assert!(json.contains("\"name\":\"app\",") && json.contains("\"in_flight\":5}"));
+        assert!(json.contains("\"name\":\"php\",") && json.contains("\"in_flight\":1}"));
+    }
+}
