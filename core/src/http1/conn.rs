@@ -521,11 +521,12 @@ impl ConnLimits {
         self.header_bytes_max as usize
     }
 
-    /// What the parsers read: the request-size limits (the others keep their defaults,
-    /// which the parsers do not look at).
+    /// What the parsers read: the head bound (for a chunked body's trailer section), the
+    /// field count and the body bound. The others keep their defaults, which the parsers
+    /// do not look at: the request line's bound is the head scanner's, which this
+    /// connection calls with its own.
     fn parse(&self) -> Limits {
         Limits {
-            request_line_max: self.request_line_max(),
             header_bytes_max: self.header_bytes_max(),
             headers_max: self.headers_max as usize,
             body_max: self.body_max,

@@ -403,6 +403,29 @@ fn leading_empty_lines_count_against_the_head_bound() {
     );
 }
 
+/// A chunked body's trailer section is bounded by the connection's own head limit (here
+/// 300 bytes), not by the default's 32 KiB.
+#[test]
+fn trailers_past_the_connections_head_bound_are_refused() {
+    let mut p = Pair::with(small_limits(), Timeouts::default());
+    let mut bytes = b"PUT /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+          1\r\na\r\n0\r\nX-Long: "
+        .to_vec();
+    bytes.extend([b'v'; 400]);
+    bytes.extend(b"\r\n\r\n");
+    p.send(&bytes);
+    p.conn.accept_body();
+    let statuses: Vec<u16> = p
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Rejected { error, .. } => Some(error.status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(statuses, [431]);
+}
+
 #[test]
 fn chunked_request_body_with_trailers() {
     let mut p = Pair::new();
