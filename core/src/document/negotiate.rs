@@ -6,7 +6,8 @@
 //!
 //! `Accept` is honoured as OSU did: if the client's list excludes the document's type, the
 //! answer is 406 (HEAD is exempt, so a client can always see what it would get). A type is
-//! excluded when the most specific matching range has `q=0`, or no range matches.
+//! excluded when the most specific matching range has `q=0`, or no range matches; of two
+//! equally specific ranges (the same range twice), the first listed decides.
 //!
 //! `Accept-Encoding` picks a precompressed variant (`FILE.br`, `FILE.gz`) for types worth
 //! compressing; br is preferred to gzip when the client accepts both, a coding with `q=0`
@@ -273,6 +274,9 @@ mod tests {
         assert!(accept_allows(b"TEXT/HTML", "text/html; charset=utf-8"));
         assert!(!accept_allows(b"", "text/html"));
         assert!(!accept_allows(b"*/*;q=0", "text/html"));
+        // The same range twice: the first decides.
+        assert!(!accept_allows(b"text/html;q=0, text/html", "text/html"));
+        assert!(accept_allows(b"text/*, text/*;q=0", "text/html"));
     }
 
     #[test]

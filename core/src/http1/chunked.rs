@@ -372,6 +372,24 @@ mod tests {
         assert_eq!(decode(&input, 7, 10).map(|_| ()), Err(400));
     }
 
+    /// The bound is on the line without its CRLF: `CHUNK_LINE_MAX` bytes pass, one more
+    /// does not, however the bytes arrive.
+    #[test]
+    fn a_size_line_of_exactly_the_bound_passes() {
+        let line = |len: usize| {
+            let mut input = b"5;a=".to_vec();
+            input.extend(vec![b'b'; len - 4]);
+            input.extend(b"\r\nhello\r\n0\r\n\r\n");
+            input
+        };
+        for piece in [1, 7, CHUNK_LINE_MAX + 100] {
+            let (data, _, _) = decode(&line(CHUNK_LINE_MAX), piece, 10).unwrap();
+            assert_eq!(data, b"hello");
+            let over = decode(&line(CHUNK_LINE_MAX + 1), piece, 10).map(|_| ());
+            assert_eq!(over, Err(400), "piece {piece}");
+        }
+    }
+
     #[test]
     fn extension_grammar() {
         for ok in [

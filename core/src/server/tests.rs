@@ -1754,3 +1754,16 @@ fn large_files_are_not_kept() {
     assert_eq!((w.opens, w.reads), (2, 0), "sent from the file each time");
     assert!(w.open.is_empty());
 }
+
+/// An idle connection's entry packs its `Reuse` and the time it went idle into one word
+/// and gives both back whole: the shedding order (never-used first, oldest first) reads
+/// them from it.
+#[test]
+fn an_idle_entry_gives_back_what_it_packed() {
+    for reuse in [Reuse::Fresh, Reuse::KeptAlive] {
+        for t in [0, 1, 2, 1_000, u64::MAX >> 2] {
+            let key = IdleEntry::new(reuse, Time(t)).key(ConnId(7));
+            assert_eq!(key, (reuse, Time(t), ConnId(7)));
+        }
+    }
+}

@@ -249,3 +249,24 @@ fn units() {
     assert_eq!(duration("1h"), Ok(Duration::from_secs(3600)));
     assert!(duration("s").is_err() && duration("5").is_err() && duration("5x").is_err());
 }
+
+/// A service's counts are checked whichever kind it is: `processes` from 1 to 256,
+/// `connections` at least 1, with `spawn=` and with `connect=` alike.
+#[test]
+fn service_counts_are_checked() {
+    assert_eq!(
+        errors(
+            "service a spawn=x processes=0\nservice b spawn=x processes=257\n\
+             service c spawn=x connections=0\nservice d connect=unix:/d.sock connections=0\n\
+             service e connect=unix:/e.sock connections=many\n"
+        ),
+        [
+            "1:19: processes must be a number from 1 to 256",
+            "2:19: processes must be a number from 1 to 256",
+            "3:19: connections must be a number of at least 1",
+            "4:32: connections must be a number of at least 1",
+            "5:32: connections must be a number of at least 1",
+        ]
+    );
+    assert!(errors("service f connect=unix:/f.sock connections=1\n").is_empty());
+}
