@@ -457,6 +457,7 @@ mod tests {
         };
         let now = Now::default();
         let text = status.render(StatusFormat::Text, now);
+        assert!(text.contains("\nworkers: 2\n"), "{text}");
         assert!(
             text.contains("service app: up, processes [7 up], restarts 1, in flight 5\n"),
             "{text}"
@@ -465,5 +466,22 @@ mod tests {
         let json = status.render(StatusFormat::Json, now);
         assert!(json.contains("\"name\":\"app\",") && json.contains("\"in_flight\":5}"));
         assert!(json.contains("\"name\":\"php\",") && json.contains("\"in_flight\":1}"));
+    }
+
+    /// Uptime is the wall clock since start-up, in seconds (0 if the clock went back).
+    #[test]
+    fn uptime_is_seconds_since_start_up() {
+        let status = ServerStatus {
+            started: UnixTime(1_000),
+            ..ServerStatus::default()
+        };
+        let at = |unix| Now {
+            unix: UnixTime(unix),
+            ..Now::default()
+        };
+        let text = status.render(StatusFormat::Text, at(1_061));
+        assert!(text.contains("\nuptime_seconds: 61\n"), "{text}");
+        let text = status.render(StatusFormat::Text, at(900));
+        assert!(text.contains("\nuptime_seconds: 0\n"), "{text}");
     }
 }

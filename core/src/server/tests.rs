@@ -826,6 +826,15 @@ fn rules_answer_without_touching_files() {
         out.contains("\"requests\":") && out.contains("application/json"),
         "{out}"
     );
+    // A browser's Accept admits both: the text form, which a person reads.
+    let out = request(
+        &mut w,
+        "GET /status HTTP/1.1\r\nHost: h\r\nAccept: text/html, */*;q=0.8\r\n\r\n",
+    );
+    assert!(
+        out.contains("requests: ") && out.contains("text/plain"),
+        "{out}"
+    );
     assert!(w.open.is_empty());
 }
 
