@@ -31,7 +31,9 @@ fn run(parts: &[&[u8]]) -> Parsed {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&cut, out)) = data.split_first() else { return };
+    let Some((&cut, out)) = data.split_first() else {
+        return;
+    };
     let cut = usize::from(cut).min(out.len());
     let whole = run(&[out]);
     let split = run(&[&out[..cut], &out[cut..]]);
@@ -50,8 +52,14 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Parsed::Head(head, _) = whole {
         for (name, value) in &head.fields {
-            assert!(!name.is_empty() && name.iter().all(|&b| b.is_ascii_graphic() && b != b':'), "bad name {name:?}");
-            assert!(!value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f), "control byte in {value:?}");
+            assert!(
+                !name.is_empty() && name.iter().all(|&b| b.is_ascii_graphic() && b != b':'),
+                "bad name {name:?}"
+            );
+            assert!(
+                !value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f),
+                "control byte in {value:?}"
+            );
         }
         let _ = head.reply();
     }

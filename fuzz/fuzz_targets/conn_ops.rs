@@ -274,7 +274,11 @@ impl Harness {
             // The strict reader (weir-testkit) is told what each request was: HEAD, or
             // HTTP/1.0; an answer without a request head (the connection's own) is read
             // as one to a GET over HTTP/1.1.
-            let framing = self.framings.get(self.responses).copied().unwrap_or_default();
+            let framing = self
+                .framings
+                .get(self.responses)
+                .copied()
+                .unwrap_or_default();
             match response::read(&self.wire, framing, finished) {
                 Ok(None) => return,
                 Err(why) => panic!("garbled output ({why}): {:?}", self.wire),
