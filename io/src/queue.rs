@@ -345,7 +345,7 @@ mod tests {
 }
 
 /// loom: `RUSTFLAGS="--cfg loom" cargo test --release -p weir loom_`.
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
 
