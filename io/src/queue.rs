@@ -151,6 +151,17 @@ impl<T> Sender<T> {
     /// Queues `item`, waiting while the queue is full; fails only when every receiver
     /// has gone.
     pub fn send(&self, item: T) -> Result<(), SendError<T>> {
+        self.push(item, true)
+    }
+
+    /// Queues `item` if there is room now.
+    pub fn try_send(&self, item: T) -> Result<(), SendError<T>> {
+        self.push(item, false)
+    }
+
+    /// The one way an item enters the queue: `wait` says whether a full queue is waited
+    /// out or answered `Full` at once.
+    fn push(&self, item: T, wait: bool) -> Result<(), SendError<T>> {
         let mut state = self.shared.lock();
         loop {
             if state.receivers == 0 {
@@ -162,27 +173,15 @@ impl<T> Sender<T> {
                 self.wake_receiver();
                 return Ok(());
             }
+            if !wait {
+                return Err(SendError::Full(item));
+            }
             state = self
                 .shared
                 .not_full
                 .wait(state)
                 .unwrap_or_else(|e| e.into_inner());
         }
-    }
-
-    /// Queues `item` if there is room now.
-    pub fn try_send(&self, item: T) -> Result<(), SendError<T>> {
-        let mut state = self.shared.lock();
-        if state.receivers == 0 {
-            return Err(SendError::Closed(item));
-        }
-        if state.items.len() >= state.bound {
-            return Err(SendError::Full(item));
-        }
-        state.items.push_back(item);
-        drop(state);
-        self.wake_receiver();
-        Ok(())
     }
 
     fn wake_receiver(&self) {
