@@ -9,7 +9,7 @@
 //!     └──── reply.send(Message::File(Done)) ◄────────── inbox + waker ───────────┘
 //! ```
 //!
-//! This is the verifier pool's shape (`verifier`): a job carries the worker's `Inbox`, and
+//! This is the verifier pool's shape (`verifier`; both start their threads with `pool`): a job carries the worker's `Inbox`, and
 //! the answer arrives as a message on the worker's next turn; the core asked with an effect
 //! and is answered with `Input::Completed`, as when the worker did the work inline
 //! (`file-threads off`). An `Open` answers with the open file itself, which the worker
@@ -42,18 +42,14 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
 
 use weir_core::server::{Completion, Input, IoError};
 use weir_core::Token;
 
 use crate::fault;
 use crate::files::{self, OpenFile, Shared};
-use crate::log::log_error;
-use crate::queue::{self, Receiver, Sender};
+use crate::pool;
+use crate::queue::{self, Sender};
 use crate::worker::{Inbox, Message};
 
 /// Queued jobs per worker before new ones are refused.
@@ -65,9 +61,6 @@ pub const PRELOAD_MAX: u64 = 1 << 20;
 
 /// What a read-ahead reads into (and throws away), per `read` call.
 const PRELOAD_BUFFER: usize = 256 * 1024;
-
-/// How long `Pool::finish` waits for the threads.
-const FINISH_WAIT: Duration = Duration::from_secs(2);
 
 /// A file operation for the pool.
 #[derive(Debug)]
@@ -135,7 +128,8 @@ pub enum Done {
     },
 }
 
-struct Job {
+/// One file operation, and the inbox its answer goes to.
+pub struct Job {
     work: Work,
     reply: Inbox,
 }
@@ -161,44 +155,8 @@ impl FilePool {
     }
 }
 
-/// The threads, for `serve` to wind down at exit.
-#[derive(Debug)]
-pub struct Pool {
-    threads: Vec<JoinHandle<()>>,
-    closing: Arc<AtomicBool>,
-    /// The queue's receiving end, held here too so that the queue outlives its threads
-    /// (and exists in a test's pool without any): a job queued then is never taken,
-    /// rather than refused as if the pool were gone.
-    _jobs: Receiver<Job>,
-}
-
-impl Pool {
-    /// Tells the threads to skip what is still queued and waits up to [`FINISH_WAIT`] for
-    /// them to end. Call it once every worker has exited (their handles keep the threads
-    /// waiting for work).
-    pub fn finish(self) {
-        self.closing.store(true, Ordering::Release);
-        let deadline = Instant::now() + FINISH_WAIT;
-        let mut left = self.threads;
-        while !left.is_empty() && Instant::now() < deadline {
-            let (done, running): (Vec<_>, Vec<_>) =
-                left.into_iter().partition(JoinHandle::is_finished);
-            for t in done {
-                let _ = t.join();
-            }
-            left = running;
-            if !left.is_empty() {
-                thread::sleep(Duration::from_millis(5));
-            }
-        }
-        if !left.is_empty() {
-            log_error!(
-                "{} file threads are still waiting on the disk; exiting without them",
-                left.len()
-            );
-        }
-    }
-}
+/// The file threads, for `serve` to wind down at exit.
+pub type Pool = pool::Threads<Job>;
 
 /// Starts `threads` file threads fed by a queue sized for `workers` workers.
 pub fn start(threads: usize, workers: usize) -> io::Result<(FilePool, Pool)> {
@@ -207,46 +165,23 @@ pub fn start(threads: usize, workers: usize) -> io::Result<(FilePool, Pool)> {
 
 /// Starts exactly `threads` threads on a queue of `capacity` jobs.
 fn spawn(threads: usize, capacity: usize) -> io::Result<(FilePool, Pool)> {
-    let (queue, jobs) = queue::bounded(capacity);
-    let closing = Arc::new(AtomicBool::new(false));
-    let mut pool = Pool {
-        threads: Vec::with_capacity(threads),
-        closing: Arc::clone(&closing),
-        _jobs: jobs.clone(),
+    let spec = pool::Spec {
+        name: "file",
+        threads,
+        capacity,
+        // A file thread's own stack holds little (its read-ahead buffer is on the heap).
+        stack: Some(256 * 1024),
     };
-    for i in 0..threads {
-        let jobs = jobs.clone();
-        let closing = Arc::clone(&closing);
-        let spawned = thread::Builder::new()
-            .name(format!("weir-file-{i}"))
-            // A file thread's own stack holds little (its read-ahead buffer is on the heap).
-            .stack_size(256 * 1024)
-            .spawn(move || run(&jobs, &closing));
-        match spawned {
-            Ok(t) => pool.threads.push(t),
-            Err(e) => {
-                // The threads already started end when `queue` is dropped.
-                drop(queue);
-                pool.finish();
-                return Err(e);
-            }
+    let (queue, threads) = pool::start(spec, || {
+        let mut buffer = Vec::new();
+        move |job: Job| {
+            let done = carry_out(job.work, &mut buffer);
+            // A worker that has exited has no inbox: the answer (and any file in it) is
+            // dropped.
+            job.reply.send(Message::File(done));
         }
-    }
-    Ok((FilePool { queue }, pool))
-}
-
-fn run(jobs: &Receiver<Job>, closing: &AtomicBool) {
-    let mut buffer = Vec::new();
-    // Every file thread takes from the one queue; it ends once every worker has dropped
-    // its handle and the queue is empty.
-    while let Ok(job) = jobs.recv() {
-        if closing.load(Ordering::Acquire) {
-            continue;
-        }
-        let done = carry_out(job.work, &mut buffer);
-        // A worker that has exited has no inbox: the answer (and any file in it) is dropped.
-        job.reply.send(Message::File(done));
-    }
+    })?;
+    Ok((FilePool { queue }, threads))
 }
 
 /// Does one job, as the worker would have inline.
@@ -320,6 +255,7 @@ pub fn refused(token: Token) -> Input {
 mod tests {
     use super::*;
     use crate::queue::Receiver;
+    use std::sync::Arc;
     use std::time::Duration;
 
     use weir_core::server::FileKind;

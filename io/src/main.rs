@@ -50,6 +50,7 @@ mod launcher;
 mod listen;
 mod log;
 mod logger;
+mod pool;
 mod privs;
 mod process;
 mod queue;

@@ -20,19 +20,19 @@
 //! before hashing passwords.
 //!
 //! Shutting down: the threads end when every worker has dropped its handle to the queue;
-//! `Pool::finish` first tells them to skip what is still queued (checks for workers that
-//! have exited), so at most the checks already running are waited for.
+//! `Pool::finish` (`pool::Threads::finish`, shared with the file threads) first tells them
+//! to skip what is still queued (checks for workers that have exited), so at most the
+//! checks already running are waited for, and those for at most `pool::FINISH_WAIT`.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 
 use weir_core::server::{Completion, Input, IoError, Password, VERIFY_IN_FLIGHT_MAX};
 use weir_core::Token;
 
 use crate::log::log_error;
-use crate::queue::{self, Receiver, Sender};
+use crate::pool;
+use crate::queue::{self, Sender};
 use crate::worker::Inbox;
 
 /// The nice value of the verifier threads (the workers run at the process's own, usually 0).
@@ -75,23 +75,8 @@ impl Verifiers {
     }
 }
 
-/// The threads, for `serve` to wind down at exit.
-#[derive(Debug)]
-pub struct Pool {
-    threads: Vec<JoinHandle<()>>,
-    closing: Arc<AtomicBool>,
-}
-
-impl Pool {
-    /// Waits for the threads to end, skipping the checks still queued. Call it once every
-    /// worker has exited (their handles keep the threads waiting for work).
-    pub fn finish(self) {
-        self.closing.store(true, Ordering::Release);
-        for t in self.threads {
-            let _ = t.join();
-        }
-    }
-}
+/// The verifier threads, for `serve` to wind down at exit.
+pub type Pool = pool::Threads<Job>;
 
 /// How many verifier threads: half the cores the process may use (password hashing may
 /// take at most that), at least 2 and at most 8.
@@ -102,45 +87,23 @@ pub fn default_threads() -> usize {
 
 /// Starts `threads` verifier threads fed by a queue sized for `workers` workers.
 pub fn start(threads: usize, workers: usize) -> io::Result<(Verifiers, Pool)> {
-    let (queue, jobs) = queue::bounded(workers.max(1) * VERIFY_IN_FLIGHT_MAX);
-    let closing = Arc::new(AtomicBool::new(false));
-    let mut pool = Pool {
-        threads: Vec::with_capacity(threads),
-        closing: Arc::clone(&closing),
+    let spec = pool::Spec {
+        name: "verifier",
+        threads: threads.max(1),
+        capacity: workers.max(1) * VERIFY_IN_FLIGHT_MAX,
+        stack: None,
     };
-    for i in 0..threads.max(1) {
-        let jobs = jobs.clone();
-        let closing = Arc::clone(&closing);
-        let spawned = thread::Builder::new()
-            .name(format!("weir-verifier-{i}"))
-            .spawn(move || run(&jobs, &closing));
-        match spawned {
-            Ok(t) => pool.threads.push(t),
-            Err(e) => {
-                // The threads already started end when `queue` is dropped.
-                drop(queue);
-                pool.finish();
-                return Err(e);
-            }
+    let (queue, threads) = pool::start(spec, || {
+        lower_priority();
+        |job: Job| {
+            let ok = weir_core::rules::auth::verify(&job.hash, &job.password.0);
+            job.reply.tell(Input::Completed {
+                token: job.token,
+                result: Completion::Verified(ok),
+            });
         }
-    }
-    Ok((Verifiers { queue }, pool))
-}
-
-fn run(jobs: &Receiver<Job>, closing: &AtomicBool) {
-    lower_priority();
-    // Every verifier takes from the one queue; it ends once every worker has dropped its
-    // handle and the queue is empty.
-    while let Ok(job) = jobs.recv() {
-        if closing.load(Ordering::Acquire) {
-            continue;
-        }
-        let ok = weir_core::rules::auth::verify(&job.hash, &job.password.0);
-        job.reply.tell(Input::Completed {
-            token: job.token,
-            result: Completion::Verified(ok),
-        });
-    }
+    })?;
+    Ok((Verifiers { queue }, threads))
 }
 
 /// Renices the calling thread to [`NICE`] (on Linux the nice value is per thread).
