@@ -271,6 +271,30 @@ const CONF: &str = "access-log /var/log/weir.log\n\
                     service php connect=unix:/run/test/php.sock connections=2\n\
                     exec /*.php service=php htdocs/*.php\npass /*\n";
 
+/// Where the reload tests move the service to.
+const SOCK2: &str = "/run/test/php2.sock";
+
+/// Reloads `w` to the configuration `text` (generation 2) and lets it settle.
+fn reload(w: &mut World, text: &str) {
+    let mut load = |_: &std::path::Path| -> Result<String, String> { Err("none".into()) };
+    let config = crate::config::parse("t.conf", text, std::path::Path::new(super::ROOT), &mut load)
+        .unwrap_or_else(|d| panic!("{}", d[0]));
+    w.server
+        .handle(Input::Reload(ConfigRef::new(2, config)), w.now);
+    w.run();
+}
+
+/// A world whose service may hold one stream, with an echoing service listening at
+/// [`SOCK2`] too (for a reload to move it there), and its configuration.
+fn one_stream_and_a_second_socket() -> (World, String) {
+    let conf = CONF.replace("connections=2", "connections=1");
+    let mut w = fcgi_world(&conf, Behaviour::Echo);
+    w.services
+        .listening
+        .push((UpstreamAddr::Unix(SOCK2.into()), Behaviour::Echo));
+    (w, conf)
+}
+
 #[test]
 fn a_service_answers_through_the_cgi_response_parser() {
     let mut w = fcgi_world(CONF, Behaviour::Echo);
@@ -431,17 +455,7 @@ fn a_request_keeps_the_configuration_it_started_under_across_a_reload() {
         "access-log /var/log/weir.log",
         "access-log /var/log/weir.log format=json",
     );
-    let mut load = |_: &std::path::Path| -> Result<String, String> { Err("none".into()) };
-    let config = crate::config::parse(
-        "t.conf",
-        &text,
-        std::path::Path::new(super::ROOT),
-        &mut load,
-    )
-    .unwrap_or_else(|d| panic!("{}", d[0]));
-    w.server
-        .handle(Input::Reload(ConfigRef::new(2, config)), w.now);
-    w.run();
+    reload(&mut w, &text);
     assert_eq!(w.server.config().generation(), 2);
     let out = request(&mut w, "GET /target.php HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(
@@ -472,30 +486,14 @@ fn a_request_keeps_the_configuration_it_started_under_across_a_reload() {
 
 #[test]
 fn a_stream_to_where_a_reload_moved_the_service_from_is_closed_not_pooled() {
-    let conf = CONF.replace("connections=2", "connections=1");
-    let mut w = fcgi_world(&conf, Behaviour::Echo);
-    w.services.listening.push((
-        UpstreamAddr::Unix("/run/test/php2.sock".into()),
-        Behaviour::Echo,
-    ));
+    let (mut w, conf) = one_stream_and_a_second_socket();
     let old = w.connect();
     // In flight across the reload: the body is not there yet.
     w.send(
         old,
         b"POST /x.php HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n",
     );
-    let text = conf.replace("/run/test/php.sock", "/run/test/php2.sock");
-    let mut load = |_: &std::path::Path| -> Result<String, String> { Err("none".into()) };
-    let config = crate::config::parse(
-        "t.conf",
-        &text,
-        std::path::Path::new(super::ROOT),
-        &mut load,
-    )
-    .unwrap_or_else(|d| panic!("{}", d[0]));
-    w.server
-        .handle(Input::Reload(ConfigRef::new(2, config)), w.now);
-    w.run();
+    reload(&mut w, &conf.replace(SOCK, SOCK2));
     w.send(old, b"abc");
     assert_eq!(status(&w.take_output(old)), 200);
     assert_eq!(
@@ -513,12 +511,7 @@ fn a_stream_to_where_a_reload_moved_the_service_from_is_closed_not_pooled() {
 
 #[test]
 fn an_idle_stream_to_the_new_place_makes_room_for_a_request_of_the_old_generation() {
-    let conf = CONF.replace("connections=2", "connections=1");
-    let mut w = fcgi_world(&conf, Behaviour::Echo);
-    w.services.listening.push((
-        UpstreamAddr::Unix("/run/test/php2.sock".into()),
-        Behaviour::Echo,
-    ));
+    let (mut w, conf) = one_stream_and_a_second_socket();
     let old = w.connect();
     // A chunked body is gathered before the service is asked: the request starts under
     // generation 1, and reaches the service only after the reload.
@@ -526,18 +519,7 @@ fn an_idle_stream_to_the_new_place_makes_room_for_a_request_of_the_old_generatio
         old,
         b"POST /x.php HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
     );
-    let text = conf.replace("/run/test/php.sock", "/run/test/php2.sock");
-    let mut load = |_: &std::path::Path| -> Result<String, String> { Err("none".into()) };
-    let config = crate::config::parse(
-        "t.conf",
-        &text,
-        std::path::Path::new(super::ROOT),
-        &mut load,
-    )
-    .unwrap_or_else(|d| panic!("{}", d[0]));
-    w.server
-        .handle(Input::Reload(ConfigRef::new(2, config)), w.now);
-    w.run();
+    reload(&mut w, &conf.replace(SOCK, SOCK2));
     let out = request(&mut w, "GET /y.php HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(status(&out), 200, "{out}");
     assert_eq!(w.services.open(), 1, "kept alive, to the new socket");
