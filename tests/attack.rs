@@ -14,14 +14,14 @@ mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{claim_port, DocRoot, TempDir, Weir};
+use support::{Start, TempDir, Weir};
 
 /// One attack at a time: each measures latency and memory.
 fn serial() -> MutexGuard<'static, ()> {
@@ -612,84 +612,16 @@ fn huge_header_sections_get_431_and_memory_stays_bounded() {
 // 5. Descriptors exhausted
 // ---------------------------------------------------------------------------------------
 
-/// `weir serve` under `ulimit -n LIMIT`, stopped (by its PID) when dropped.
-struct Limited {
-    child: Child,
-    addr: SocketAddr,
-    stderr: PathBuf,
-    _docs: DocRoot,
-    _claim: support::PortClaim,
-}
-
-impl Limited {
-    fn start(nofile: u32) -> Limited {
-        let docs = DocRoot::new();
-        let claim = claim_port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], claim.port));
-        let stderr = docs.base().join("weir.stderr");
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_weir"))
-            .args(["serve", "--root"])
-            .arg(docs.root())
-            .args(["--listen", &addr.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(&stderr).expect("stderr file"),
-            ))
-            .spawn()
-            .expect("spawn sh");
-        let limited = Limited {
-            child,
-            addr,
-            stderr,
-            _docs: docs,
-            _claim: claim,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while timed_get(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "weir under ulimit -n {nofile} did not start: {}",
-                limited.stderr()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-        limited
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        // SAFETY: kill sends a signal to our own child, not yet reaped (its PID is ours).
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
 #[test]
 fn out_of_descriptors_weir_neither_spins_nor_stalls_for_good() {
     let _turn = serial();
-    const NOFILE: u32 = 64;
+    const NOFILE: u64 = 64;
     const CLIENTS: usize = 200;
-    let weir = Limited::start(NOFILE);
-    let pid = weir.child.id();
+    let weir = Weir::start_from(Start {
+        nofile: Some(NOFILE),
+        ..Start::default()
+    });
+    let pid = weir.pid();
     // More connections than weir may have descriptors: each sends half a request head, so
     // that none is idle (none can be closed to make room).
     let mut clients: Vec<Raw> = (0..CLIENTS).map(|_| Raw::connect(weir.addr)).collect();
@@ -841,88 +773,22 @@ fn a_full_disk_loses_access_log_lines_but_no_request_and_says_so() {
 const SLOW_DISK: Duration = Duration::from_millis(1000);
 
 /// `weir serve` with one worker and `file-threads` as given (`off`, or a number), on a disk
-/// made slow by `WEIR_TEST_SLOW_DISK`; stopped by PID when dropped.
-struct SlowDisk {
-    child: Child,
-    addr: SocketAddr,
-    stderr: PathBuf,
-    docs: DocRoot,
-    _claim: support::PortClaim,
-}
-
-impl SlowDisk {
-    fn start(file_threads: &str) -> SlowDisk {
-        let docs = DocRoot::new();
-        std::fs::write(docs.root().join("slow.txt"), b"a file on a slow disk\n")
-            .expect("write slow.txt");
-        let conf = docs.base().join("weir.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "file-threads {file_threads}\npass /* {}/*\n",
-                docs.root().display()
-            ),
-        )
-        .expect("write weir.conf");
-        let claim = claim_port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], claim.port));
-        let stderr = docs.base().join("weir.stderr");
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("serve")
-            .arg("-c")
-            .arg(&conf)
-            .args(["--listen", &addr.to_string(), "--workers", "1"])
-            .env("WEIR_TEST_SLOW_DISK", SLOW_DISK.as_millis().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(&stderr).expect("stderr file"),
-            ))
-            .spawn()
-            .expect("spawn weir");
-        let server = SlowDisk {
-            child,
-            addr,
-            stderr,
-            docs,
-            _claim: claim,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(250)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "weir did not start: {}",
-                server.stderr()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for SlowDisk {
-    fn drop(&mut self) {
-        // SAFETY: kill sends a signal to our own child, not yet reaped (its PID is ours).
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        if thread::panicking() {
-            eprintln!("---- weir stderr ----\n{}", self.stderr());
-        }
-    }
+/// made slow by `WEIR_TEST_SLOW_DISK`, with `slow.txt` in its document root.
+fn slow_disk(file_threads: &str) -> Weir {
+    let slow = SLOW_DISK.as_millis().to_string();
+    let weir = Weir::start_from(Start {
+        conf: Some(&format!(
+            "file-threads {file_threads}\npass /* {{root}}/*\n"
+        )),
+        env: &[("WEIR_TEST_SLOW_DISK", &slow)],
+        ..Start::default()
+    });
+    std::fs::write(
+        weir.docs.root().join("slow.txt"),
+        b"a file on a slow disk\n",
+    )
+    .expect("write slow.txt");
+    weir
 }
 
 /// Whether the binary has the slow-disk seam: only debug builds do (this test crate is
@@ -963,7 +829,7 @@ fn answer(mut s: TcpStream) -> (u16, Vec<u8>, Instant) {
 
 /// A slow file asked for first, `/hello.txt` 100 ms later, on one worker: when each
 /// answer ended, and how long `/hello.txt` took.
-fn slow_then_fast(server: &SlowDisk, slow: &str, want: &[u8]) -> (Instant, Instant, Duration) {
+fn slow_then_fast(server: &Weir, slow: &str, want: &[u8]) -> (Instant, Instant, Duration) {
     let started = Instant::now();
     let s = ask(server.addr, slow);
     thread::sleep(Duration::from_millis(100));
@@ -996,7 +862,7 @@ fn a_slow_open_or_read_holds_no_other_request() {
     }
     // Inline (`file-threads off`), the slow disk holds the loop and the static file waits
     // for it: what this test would see without the pool.
-    let inline = SlowDisk::start("off");
+    let inline = slow_disk("off");
     let want = inline.docs.bytes("slow.txt");
     let (_, _, waited) = slow_then_fast(&inline, "/slow.txt", &want);
     println!(
@@ -1012,7 +878,7 @@ fn a_slow_open_or_read_holds_no_other_request() {
     drop(inline);
 
     // On the pool, it is answered while the slow open and read are still waiting.
-    let pooled = SlowDisk::start("2");
+    let pooled = slow_disk("2");
     let want = pooled.docs.bytes("slow.txt");
     let (slow_ended, fast_ended, took) = slow_then_fast(&pooled, "/slow.txt", &want);
     println!(
@@ -1066,7 +932,7 @@ fn sending_a_file_that_is_not_in_the_page_cache_holds_no_other_request() {
     // read-aheads of 1 MiB.
     let body: Vec<u8> = (0..2u32 << 20).map(|i| (i % 253) as u8).collect();
     for file_threads in ["off", "2"] {
-        let server = SlowDisk::start(file_threads);
+        let server = slow_disk(file_threads);
         let path = server.docs.root().join("cold.bin");
         std::fs::write(&path, &body).expect("write cold.bin");
         if !evict(&path) {
@@ -1096,7 +962,7 @@ fn sending_a_file_that_is_not_in_the_page_cache_holds_no_other_request() {
 #[test]
 fn a_fifo_in_the_document_root_is_refused_at_once() {
     let _turn = serial();
-    let server = SlowDisk::start("2");
+    let server = slow_disk("2");
     let root = server.docs.root();
     std::fs::create_dir_all(root.join("fifodir")).expect("mkdir");
     for fifo in ["pipe", "fifodir/index.html"] {

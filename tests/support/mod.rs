@@ -200,6 +200,54 @@ pub const PIXEL_PNG: &[u8] = &[
 // The server process
 // ---------------------------------------------------------------------------------------
 
+/// How [`Weir::start_from`] starts `weir serve`.
+pub struct Start<'a> {
+    /// `--workers`.
+    pub workers: usize,
+    /// The configuration file's text (`{root}` and `{base}` replaced), or `--root`.
+    pub conf: Option<&'a str>,
+    /// Files written in `{base}` first: (file name, contents).
+    pub files: &'a [(&'a str, &'a str)],
+    /// Without `conf`: start in the document root and pass no `--root`.
+    pub in_root_dir: bool,
+    /// Extra environment for the server process.
+    pub env: &'a [(&'a str, &'a str)],
+    /// The server's descriptor limit (soft and hard, as `ulimit -n` sets it).
+    pub nofile: Option<u64>,
+}
+
+impl Default for Start<'_> {
+    fn default() -> Self {
+        Start {
+            workers: 1,
+            conf: None,
+            files: &[],
+            in_root_dir: false,
+            env: &[],
+            nofile: None,
+        }
+    }
+}
+
+/// Sets the child's `RLIMIT_NOFILE` to `limit` between fork and exec.
+fn limit_descriptors(cmd: &mut Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    let rlimit = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits; the
+    // closure reads a copy of a plain struct.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// A running `weir serve`, stopped by PID when dropped.
 pub struct Weir {
     child: Child,
@@ -250,13 +298,31 @@ impl Weir {
         Weir::start_with_options(workers, conf, files, false)
     }
 
-    /// `in_root_dir`: without `conf`, start in the document root and pass no `--root`.
     fn start_with_options(
         workers: usize,
         conf: Option<&str>,
         files: &[(&str, &str)],
         in_root_dir: bool,
     ) -> Weir {
+        Weir::start_from(Start {
+            workers,
+            conf,
+            files,
+            in_root_dir,
+            ..Start::default()
+        })
+    }
+
+    /// `weir serve` as `how` says: the constructors above cover the common cases.
+    pub fn start_from(how: Start<'_>) -> Weir {
+        let Start {
+            workers,
+            conf,
+            files,
+            in_root_dir,
+            env,
+            nofile,
+        } = how;
         let mut docs = DocRoot::new();
         for (name, text) in files {
             write(&docs.base().join(name), text.as_bytes());
@@ -286,6 +352,10 @@ impl Weir {
                 None => {
                     cmd.arg("--root").arg(docs.root());
                 }
+            }
+            cmd.envs(env.iter().copied());
+            if let Some(limit) = nofile {
+                limit_descriptors(&mut cmd, limit);
             }
             let child = cmd
                 .arg("--listen")
