@@ -288,6 +288,18 @@ mod tests {
         assert_eq!(h.reply(), Ok(Reply::Document { status: 301 }));
         let (h, _) = head(b"Location: nowhere\n\n");
         assert!(h.reply().is_err());
+        // A scheme (RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )) is not empty and
+        // starts with a letter.
+        for bad in [
+            &b"Location: :x\n\n"[..],
+            b"Location: 1a:x\n\n",
+            b"Location: +a:x\n\n",
+        ] {
+            let (h, _) = head(bad);
+            assert!(h.reply().is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        let (h, _) = head(b"Location: a1+-.:x\n\n");
+        assert_eq!(h.reply(), Ok(Reply::Document { status: 302 }));
     }
 
     #[test]

@@ -1797,6 +1797,38 @@ fn later_minor_versions_are_read_as_1_1() {
     }
 }
 
+/// A head and the body chunks after it leave as one write while together they stay
+/// within 16 KiB; beyond that, the body is its own chunk (not copied into the head's).
+#[test]
+fn a_head_and_a_small_body_leave_in_one_write() {
+    for (len, writes) in [(10_000, 1), (16 * 1024, 2), (20_000, 2)] {
+        let mut p = Pair::new();
+        p.send(GET);
+        p.events();
+        let body = Bytes::from(vec![b'x'; len]);
+        p.conn
+            .send_head(
+                ResponseHead::new(200, ResponseBody::Length(len as u64)),
+                p.now,
+            )
+            .unwrap();
+        p.conn.send_body(Chunk::Bytes(body.clone()), p.now).unwrap();
+        p.conn.send_end(None, p.now).unwrap();
+        let mut out = Vec::new();
+        let mut n = 0;
+        while let Some(c) = p.conn.pending_transmit() {
+            let Chunk::Bytes(b) = c.clone() else {
+                panic!("a file chunk")
+            };
+            out.extend_from_slice(&b);
+            p.conn.advance_transmit(b.len() as u64, p.now);
+            n += 1;
+        }
+        assert!(out.ends_with(&body), "{len}: the body follows the head");
+        assert_eq!(n, writes, "a body of {len} bytes");
+    }
+}
+
 /// `send_raw`: the application's bytes go out as they are, and the connection closes.
 #[test]
 fn raw_responses_pass_unframed_and_close() {
@@ -1810,6 +1842,11 @@ fn raw_responses_pass_unframed_and_close() {
     assert!(matches!(conn.poll_event(), Some(Event::Head(_))));
     assert!(matches!(conn.poll_event(), Some(Event::End)));
     conn.send_raw(now).unwrap();
+    assert_eq!(
+        conn.send_raw(now),
+        Err(UsageError::NoRequestToAnswer),
+        "the request is being answered already"
+    );
     conn.send_body(
         Chunk::Bytes(Bytes::from_static(b"HTTP/1.1 299 Odd\r\nX: y\r\n\r\nraw")),
         now,

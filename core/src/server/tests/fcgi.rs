@@ -406,6 +406,40 @@ fn requests_beyond_the_connection_limit_wait_their_turn() {
 }
 
 #[test]
+fn each_worker_keeps_to_its_share_of_the_connections() {
+    // (connections=, worker index, workers, streams it may open, kept alive)
+    for (total, index, count, share, kept) in [
+        (3, 0, 2, 2, true),
+        (3, 1, 2, 1, true),
+        (1, 1, 2, 1, false),
+        (5, 2, 3, 1, true),
+    ] {
+        let conf = CONF.replace("connections=2", &format!("connections={total}"));
+        let mut w = fcgi_world(&conf, Behaviour::Hangs);
+        w.server.set_worker_share(index, count);
+        for _ in 0..4 {
+            let id = w.connect();
+            w.send(id, b"GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+        }
+        assert_eq!(
+            w.services.connects, share,
+            "worker {index} of {count}, connections={total}"
+        );
+        // Fewer connections than workers: a stream is not kept, or a worker holding one
+        // idle would leave another none.
+        let mut w = fcgi_world(&conf, Behaviour::Echo);
+        w.server.set_worker_share(index, count);
+        let out = request(&mut w, "GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(status(&out), 200, "{out}");
+        assert_eq!(
+            w.services.open(),
+            usize::from(kept),
+            "worker {index} of {count}, connections={total}"
+        );
+    }
+}
+
+#[test]
 fn a_service_down_is_answered_503_at_once() {
     let mut w = fcgi_world(CONF, Behaviour::Hangs);
     let id = w.connect();
