@@ -12,6 +12,8 @@
 //!
 //! ```text
 //!   Location: /local/path[?q] and no Status   → local redirect: weir re-runs the rules
+//!                                                 (a path no request target could be,
+//!                                                 e.g. with a #fragment, is a 502)
 //!   Location: scheme:…                          → client redirect (Status or 302)
 //!   otherwise                                   → document (Status or 200); needs
 //!                                                 Content-Type unless the status has no body

@@ -119,6 +119,14 @@ impl Server {
                 reply.head = None;
                 match head.reply() {
                     Err(why) => self.bad_output(stream, why, now),
+                    Ok(CgiReply::LocalRedirect(location))
+                        if crate::path::normalize(&location).is_err() =>
+                    {
+                        // RFC 3875 §6.2.2: a local redirect is a path and a query. One that
+                        // a request target could not be (a fragment, a bad escape, a climb
+                        // above the root) is the script's mistake, not the client's.
+                        self.bad_output(stream, "a local redirect that is not a valid path", now);
+                    }
                     Ok(CgiReply::LocalRedirect(location)) => {
                         // The gateway's part is over: the rules answer the new path.
                         self.stop_gateway(stream, now);

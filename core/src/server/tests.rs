@@ -1180,6 +1180,10 @@ fn cgi_world(conf: &str) -> World {
         PathBuf::from("/srv/www/cgi-bin/moved"),
         Script::Prints(b"Location: /hello.txt\n\n", b""),
     );
+    w.procs.scripts.insert(
+        PathBuf::from("/srv/www/cgi-bin/moved-to-a-fragment"),
+        Script::Prints(b"Location: /hello.txt#top\n\n", b""),
+    );
     w.procs
         .scripts
         .insert(PathBuf::from("/srv/www/cgi-bin/hang"), Script::Hangs);
@@ -1308,6 +1312,13 @@ fn cgi_failures() {
         out.starts_with("HTTP/1.1 200") && out.ends_with("static hello"),
         "a local Location re-runs the rules: {out}"
     );
+    // RFC 3875 §6.2.2: a local redirect is a path and a query; anything else the request
+    // rules would refuse is the script's error (502), not the client's (400).
+    let out = request(
+        &mut w,
+        "GET /cgi-bin/moved-to-a-fragment HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
+    assert_eq!(status(&out), 502, "{out}");
     let id = w.connect();
     w.send(id, b"GET /cgi-bin/hang HTTP/1.1\r\nHost: h\r\n\r\n");
     assert!(w.take_output(id).is_empty());
