@@ -1797,6 +1797,28 @@ fn later_minor_versions_are_read_as_1_1() {
     }
 }
 
+/// An empty body chunk asks for no write: the shell is never handed a chunk of nothing
+/// (a write of nothing is no progress, so it would wait on it for ever).
+#[test]
+fn an_empty_body_chunk_asks_for_no_write() {
+    let mut p = Pair::new();
+    p.send(GET);
+    p.events();
+    p.conn
+        .send_head(ResponseHead::new(200, ResponseBody::Length(1)), p.now)
+        .unwrap();
+    while let Some(c) = p.conn.pending_transmit() {
+        let n = c.len();
+        p.conn.advance_transmit(n, p.now);
+    }
+    p.conn.send_body(Chunk::Bytes(Bytes::new()), p.now).unwrap();
+    assert!(p.conn.pending_transmit().is_none());
+    p.conn
+        .send_body(Chunk::Bytes(Bytes::from_static(b"x")), p.now)
+        .unwrap();
+    assert_eq!(p.conn.pending_transmit().map(Chunk::len), Some(1));
+}
+
 /// A head and the body chunks after it leave as one write while together they stay
 /// within 16 KiB; beyond that, the body is its own chunk (not copied into the head's).
 #[test]

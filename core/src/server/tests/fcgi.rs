@@ -475,6 +475,36 @@ fn a_client_that_goes_away_closes_the_stream() {
 }
 
 #[test]
+fn a_waiting_request_whose_client_goes_away_leaves_the_queue() {
+    let conf = CONF.replace("connections=2", "connections=1");
+    let mut w = fcgi_world(&conf, Behaviour::Hangs);
+    // The one stream is taken; a full queue's worth wait behind it, and their connections
+    // break.
+    let first = w.connect();
+    w.send(first, b"GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    for _ in 0..1024 {
+        let id = w.connect();
+        w.send(id, b"GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+        w.server.handle(
+            Input::ConnFailed {
+                conn: id,
+                error: IoError::Reset,
+            },
+            w.now,
+        );
+        w.run();
+        // Closed for good: the world need not look at it again.
+        assert!(w.clients.remove(&id).is_some_and(|c| c.closed));
+    }
+    // Nobody waits now: the next request waits its turn rather than get a 503.
+    let id = w.connect();
+    w.send(id, b"GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    let out = w.take_output(id);
+    assert!(out.is_empty(), "queued, not refused: {out}");
+    assert_eq!(w.services.connects, 1);
+}
+
+#[test]
 fn a_request_keeps_the_configuration_it_started_under_across_a_reload() {
     let mut w = fcgi_world(CONF, Behaviour::Redirects);
     let old = w.connect();
