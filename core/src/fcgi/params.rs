@@ -23,8 +23,8 @@ pub fn encode_params<'a>(
     pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     out: &mut BytesMut,
 ) {
+    // BytesMut grows as the pairs are put (each put reserves what it needs).
     for (name, value) in pairs {
-        out.reserve(8 + name.len() + value.len());
         put_len(name.len(), out);
         put_len(value.len(), out);
         out.put_slice(name);
