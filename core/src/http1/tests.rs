@@ -44,6 +44,30 @@ fn render(chunk: &Chunk, n: u64) -> Vec<u8> {
     }
 }
 
+/// More chunks than any test's response makes: a connection whose output never runs out
+/// (a chunk it does not consume) fails the test here rather than hang it.
+const TRANSMIT_CHUNKS_MAX: usize = 100_000;
+
+/// Every chunk the connection has queued, each written whole, in order.
+fn drain_chunks(conn: &mut Conn, now: Now) -> Vec<Chunk> {
+    let mut out = Vec::new();
+    while let Some(c) = conn.pending_transmit() {
+        assert!(
+            out.len() < TRANSMIT_CHUNKS_MAX,
+            "the connection's output does not run out"
+        );
+        let c = c.clone();
+        conn.advance_transmit(c.len(), now);
+        out.push(c);
+    }
+    out
+}
+
+/// The bytes of `chunks`, in order.
+fn bytes_of(chunks: &[Chunk]) -> Vec<u8> {
+    chunks.iter().flat_map(|c| render(c, c.len())).collect()
+}
+
 /// The strict client: the test kit's reader (independent of the core's writer) over the
 /// transmitted bytes, in order, plus what only weir's own responses owe.
 #[derive(Default)]
@@ -131,11 +155,18 @@ impl Pair {
 
     /// Moves every queued byte to the wire.
     fn transmit(&mut self) {
-        while let Some(chunk) = self.conn.pending_transmit() {
-            let n = chunk.len();
-            self.wire.extend(render(chunk, n));
-            self.conn.advance_transmit(n, self.now);
+        let chunks = drain_chunks(&mut self.conn, self.now);
+        self.wire.extend(bytes_of(&chunks));
+    }
+
+    /// Moves every queued byte to the wire, at most `n` bytes per write.
+    fn transmit_in_pieces(&mut self, n: u64) {
+        for _ in 0..TRANSMIT_CHUNKS_MAX {
+            if !self.transmit_some(n) {
+                return;
+            }
         }
+        panic!("the connection's output does not run out");
     }
 
     /// Moves at most `n` bytes of the front chunk to the wire.
@@ -502,13 +533,12 @@ fn streamed_body_is_chunked_and_files_stay_files() {
     trailers.push("X-Digest", "abc");
     p.conn.send_end(Some(trailers), p.now).unwrap();
     // head+"6\r\nhello \r\n28\r\n", the file, "\r\n0\r\n…".
-    let mut kinds = Vec::new();
-    while let Some(c) = p.conn.pending_transmit() {
-        let c = c.clone();
-        kinds.push(matches!(c, Chunk::File { .. }));
-        p.wire.extend(render(&c, c.len()));
-        p.conn.advance_transmit(c.len(), p.now);
-    }
+    let chunks = drain_chunks(&mut p.conn, p.now);
+    let kinds: Vec<bool> = chunks
+        .iter()
+        .map(|c| matches!(c, Chunk::File { .. }))
+        .collect();
+    p.wire.extend(bytes_of(&chunks));
     assert_eq!(kinds, [false, true, false]);
     let r = p.responses();
     assert_eq!(r[0].header("transfer-encoding"), Some("chunked"));
@@ -1629,7 +1659,7 @@ proptest! {
                 p.transmit_some(advances[i % advances.len()]);
             }
             p.conn.send_end(None, p.now).unwrap();
-            while p.transmit_some(advances[(i + 1) % advances.len()]) {}
+            p.transmit_in_pieces(advances[(i + 1) % advances.len()]);
             want.push(body);
         }
         let got: Vec<Vec<u8>> = p.responses().into_iter().map(|r| r.body).collect();
@@ -1807,10 +1837,7 @@ fn an_empty_body_chunk_asks_for_no_write() {
     p.conn
         .send_head(ResponseHead::new(200, ResponseBody::Length(1)), p.now)
         .unwrap();
-    while let Some(c) = p.conn.pending_transmit() {
-        let n = c.len();
-        p.conn.advance_transmit(n, p.now);
-    }
+    drain_chunks(&mut p.conn, p.now);
     p.conn.send_body(Chunk::Bytes(Bytes::new()), p.now).unwrap();
     assert!(p.conn.pending_transmit().is_none());
     p.conn
@@ -1836,18 +1863,12 @@ fn a_head_and_a_small_body_leave_in_one_write() {
             .unwrap();
         p.conn.send_body(Chunk::Bytes(body.clone()), p.now).unwrap();
         p.conn.send_end(None, p.now).unwrap();
-        let mut out = Vec::new();
-        let mut n = 0;
-        while let Some(c) = p.conn.pending_transmit() {
-            let Chunk::Bytes(b) = c.clone() else {
-                panic!("a file chunk")
-            };
-            out.extend_from_slice(&b);
-            p.conn.advance_transmit(b.len() as u64, p.now);
-            n += 1;
-        }
-        assert!(out.ends_with(&body), "{len}: the body follows the head");
-        assert_eq!(n, writes, "a body of {len} bytes");
+        let chunks = drain_chunks(&mut p.conn, p.now);
+        assert!(
+            bytes_of(&chunks).ends_with(&body),
+            "{len}: the body follows the head"
+        );
+        assert_eq!(chunks.len(), writes, "a body of {len} bytes");
     }
 }
 
@@ -1875,14 +1896,7 @@ fn raw_responses_pass_unframed_and_close() {
     )
     .unwrap();
     conn.send_end(None, now).unwrap();
-    let mut out = Vec::new();
-    while let Some(c) = conn.pending_transmit() {
-        let Chunk::Bytes(b) = c.clone() else {
-            panic!("a file chunk")
-        };
-        out.extend_from_slice(&b);
-        conn.advance_transmit(b.len() as u64, now);
-    }
+    let out = bytes_of(&drain_chunks(&mut conn, now));
     assert_eq!(out, b"HTTP/1.1 299 Odd\r\nX: y\r\n\r\nraw");
     assert!(
         matches!(conn.state(), ConnState::Lingering | ConnState::Closed),
@@ -1946,14 +1960,7 @@ fn cut_keeps_what_was_queued() {
     assert!(conn
         .send_body(Chunk::Bytes(Bytes::from_static(b"more")), now)
         .is_err());
-    let mut out = Vec::new();
-    while let Some(c) = conn.pending_transmit() {
-        let Chunk::Bytes(b) = c.clone() else {
-            panic!("a file chunk")
-        };
-        out.extend_from_slice(&b);
-        conn.advance_transmit(b.len() as u64, now);
-    }
+    let out = bytes_of(&drain_chunks(&mut conn, now));
     let text = String::from_utf8_lossy(&out);
     assert!(
         text.contains("\r\n\r\nA") && text.ends_with("partial\r\n"),

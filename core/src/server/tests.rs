@@ -169,7 +169,13 @@ impl World {
     fn run(&mut self) {
         for _ in 0..10_000 {
             let mut moved = false;
-            while let Some(e) = self.server.poll_effect() {
+            // Bounded, like the passes: a server that answers every effect with another
+            // (a send that never consumes its chunk) fails the test rather than hang it.
+            for n in 0.. {
+                let Some(e) = self.server.poll_effect() else {
+                    break;
+                };
+                assert!(n < 100_000, "the server's effects do not run out");
                 moved = true;
                 self.apply(e);
             }
