@@ -177,6 +177,15 @@ mod tests {
         assert_eq!(parse(b"bytes=99999999999999999999-", 1000), Unsatisfiable);
         let many = format!("bytes={}", vec!["0-0"; MAX_RANGES + 1].join(","));
         assert_eq!(parse(many.as_bytes(), 1000), Whole);
+        let most = format!("bytes={}", vec!["0-0"; MAX_RANGES].join(","));
+        assert_eq!(
+            parse(most.as_bytes(), 1000),
+            Ranges(vec![r(0, 0); MAX_RANGES])
+        );
+        // An empty document has no last bytes to give.
+        assert_eq!(parse(b"bytes=-5", 0), Unsatisfiable);
+        // A range holds at least one byte.
+        assert!(!r(7, 7).is_empty() && r(7, 7).len() == 1);
     }
 
     #[test]

@@ -464,6 +464,25 @@ fn a_service_down_is_answered_503_at_once() {
 }
 
 #[test]
+fn a_service_going_down_closes_its_idle_streams() {
+    let mut w = fcgi_world(CONF, Behaviour::Echo);
+    let out = request(&mut w, "GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&out), 200, "{out}");
+    assert_eq!(w.services.open(), 1, "kept alive");
+    w.server.handle(
+        Input::ServiceState {
+            service: "php".into(),
+            availability: Availability::Down {
+                retry_after: std::time::Duration::from_secs(7),
+            },
+        },
+        w.now,
+    );
+    w.run();
+    assert_eq!(w.services.open(), 0, "no process is left behind it");
+}
+
+#[test]
 fn a_client_that_goes_away_closes_the_stream() {
     let mut w = fcgi_world(CONF, Behaviour::Hangs);
     let id = w.connect();
@@ -478,10 +497,12 @@ fn a_client_that_goes_away_closes_the_stream() {
 fn a_waiting_request_whose_client_goes_away_leaves_the_queue() {
     let conf = CONF.replace("connections=2", "connections=1");
     let mut w = fcgi_world(&conf, Behaviour::Hangs);
-    // The one stream is taken; a full queue's worth wait behind it, and their connections
-    // break.
+    // The one stream is taken; one request waits behind it to the end, then a full
+    // queue's worth more, whose connections break.
     let first = w.connect();
     w.send(first, b"GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    let patient = w.connect();
+    w.send(patient, b"GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
     for _ in 0..1024 {
         let id = w.connect();
         w.send(id, b"GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -502,6 +523,17 @@ fn a_waiting_request_whose_client_goes_away_leaves_the_queue() {
     let out = w.take_output(id);
     assert!(out.is_empty(), "queued, not refused: {out}");
     assert_eq!(w.services.connects, 1);
+    // The first times out; the one that waited longest gets the stream next.
+    w.advance(std::time::Duration::from_secs(61));
+    assert_eq!(status(&w.take_output(first)), 504);
+    assert_eq!(w.services.connects, 2);
+    assert!(w.take_output(id).is_empty(), "still waiting its turn");
+    w.advance(std::time::Duration::from_secs(61));
+    assert_eq!(
+        status(&w.take_output(patient)),
+        504,
+        "it was served in its turn"
+    );
 }
 
 #[test]
