@@ -285,6 +285,11 @@ mod tests {
         let (h, body) = run(Method::Get, &[]);
         assert_eq!((h.status, h.body), (200, ResponseBody::Length(10)));
         assert_eq!(h.headers.get("etag").unwrap(), "\"f4240-a-7\"");
+        assert_eq!(
+            etag(&META),
+            "\"f4240-a-7\"",
+            "the tag others compute is the one sent"
+        );
         assert_eq!(body, [Piece::File { offset: 0, len: 10 }]);
         let (h, body) = run(Method::Get, &[("If-None-Match", "\"f4240-a-7\"")]);
         assert_eq!((h.status, body.len()), (304, 0));

@@ -67,22 +67,33 @@ const COMMON: [(&str, &str); 12] = [
 
 const OCTET_STREAM: &str = "application/octet-stream";
 
+/// Types labelled UTF-8 by name: the two that are not `text/…`, and the common text types,
+/// ready-made (a test checks these against the general rule for `text/…`).
+static LABELLED: [(&str, &str); 9] = [
+    ("text/html", "text/html; charset=utf-8"),
+    ("text/plain", "text/plain; charset=utf-8"),
+    ("text/css", "text/css; charset=utf-8"),
+    ("text/javascript", "text/javascript; charset=utf-8"),
+    (
+        "application/javascript",
+        "application/javascript; charset=utf-8",
+    ),
+    ("application/json", "application/json; charset=utf-8"),
+    ("text/xml", "text/xml; charset=utf-8"),
+    ("text/csv", "text/csv; charset=utf-8"),
+    ("text/markdown", "text/markdown; charset=utf-8"),
+];
+
 /// Text types are labelled UTF-8; the common ones from a static table.
 fn with_charset(m: &'static str) -> Cow<'static, str> {
-    let labelled = match m {
-        "text/html" => "text/html; charset=utf-8",
-        "text/plain" => "text/plain; charset=utf-8",
-        "text/css" => "text/css; charset=utf-8",
-        "text/javascript" => "text/javascript; charset=utf-8",
-        "application/javascript" => "application/javascript; charset=utf-8",
-        "application/json" => "application/json; charset=utf-8",
-        "text/xml" => "text/xml; charset=utf-8",
-        "text/csv" => "text/csv; charset=utf-8",
-        "text/markdown" => "text/markdown; charset=utf-8",
-        _ if m.starts_with("text/") => return Cow::Owned(format!("{m}; charset=utf-8")),
-        _ => m,
-    };
-    Cow::Borrowed(labelled)
+    if let Some((_, labelled)) = LABELLED.iter().find(|(t, _)| *t == m) {
+        return Cow::Borrowed(labelled);
+    }
+    if m.starts_with("text/") {
+        Cow::Owned(format!("{m}; charset=utf-8"))
+    } else {
+        Cow::Borrowed(m)
+    }
 }
 
 /// True for types whose precompressed variants are worth looking for.
@@ -227,6 +238,20 @@ mod tests {
                 .map_or(Cow::Borrowed(OCTET_STREAM), with_charset);
             assert_eq!(full, t, ".{ext}");
         }
+    }
+
+    #[test]
+    fn ready_labels_agree_with_the_general_rule_and_are_used() {
+        for (t, labelled) in LABELLED {
+            assert_eq!(labelled, format!("{t}; charset=utf-8"));
+            let got = with_charset(t);
+            assert!(
+                matches!(got, Cow::Borrowed(b) if b.as_ptr() == labelled.as_ptr()),
+                "{t}: {got}"
+            );
+        }
+        assert_eq!(with_charset("text/x-c"), "text/x-c; charset=utf-8");
+        assert_eq!(with_charset("image/png"), "image/png");
     }
 
     #[test]
