@@ -468,6 +468,53 @@ mod tests {
         assert!(json.contains("\"name\":\"php\",") && json.contains("\"in_flight\":1}"));
     }
 
+    /// Responses are counted by status class; a status weir does not see (0, an `nph-`
+    /// script's) or outside 1xx–5xx is not counted.
+    #[test]
+    fn responses_are_counted_by_class() {
+        let mut c = Counters::default();
+        for status in [100, 200, 204, 301, 404, 410, 503, 0, 600, 99] {
+            c.response(status);
+        }
+        assert_eq!(c.responses, [1, 2, 1, 2, 1]);
+    }
+
+    /// The Prometheus form: a HELP and TYPE line for each metric, its samples with their
+    /// labels (names escaped), every service's sums over the workers.
+    #[test]
+    fn prometheus_exposition_names_every_metric_and_sample() {
+        let mut counters = Counters::default();
+        counters.requests = 9;
+        counters.responses = [0, 6, 1, 2, 0];
+        let worker = WorkerStatus {
+            counters,
+            open: 3,
+            in_flight: [("app".into(), 2)].into_iter().collect(),
+        };
+        let status = ServerStatus {
+            workers: vec![worker.clone(), worker],
+            services: vec![service("app"), service("a\"b")],
+            ..ServerStatus::default()
+        };
+        let text = status.render(StatusFormat::Prometheus, Now::default());
+        for line in [
+            "# HELP weir_workers Worker threads.\n# TYPE weir_workers gauge\nweir_workers 2\n",
+            "\nweir_connections_open 6\n",
+            "\nweir_requests_total 18\n",
+            "\n# TYPE weir_responses_total counter\n",
+            "\nweir_responses_total{class=\"2xx\"} 12\n",
+            "\nweir_responses_total{class=\"4xx\"} 4\n",
+            "\nweir_service_up{service=\"app\"} 1\n",
+            "\nweir_service_up{service=\"a\\\"b\"} 1\n",
+            "\nweir_service_state{service=\"app\",state=\"up\"} 1\n",
+            "\nweir_service_state{service=\"app\",state=\"backoff\"} 0\n",
+            "\nweir_service_restarts_total{service=\"app\"} 1\n",
+            "\nweir_service_requests_in_flight{service=\"app\"} 4\n",
+        ] {
+            assert!(text.contains(line), "{line:?} not in:\n{text}");
+        }
+    }
+
     /// Uptime is the wall clock since start-up, in seconds (0 if the clock went back).
     #[test]
     fn uptime_is_seconds_since_start_up() {
