@@ -338,6 +338,22 @@ fn records_over_the_limit_are_refused_and_room_bounds_the_buffer() {
     );
 }
 
+/// The longest record the protocol can write — 65535 bytes of content and 255 of padding
+/// — fits a decoder sized with `RECORD_LEN_MAX`, with no room to spare.
+#[test]
+fn the_longest_possible_record_fits_record_len_max_exactly() {
+    let mut wire = vec![1, 6, 0, 1, 0xff, 0xff, 0xff, 0];
+    wire.extend(vec![b'x'; 65535 + 255]);
+    assert_eq!(wire.len(), RECORD_LEN_MAX);
+    let mut dec = Decoder::new(RECORD_LEN_MAX);
+    dec.push(&wire);
+    assert_eq!(dec.room(), 0);
+    match dec.next_record() {
+        Ok(Some(Record::Stdout { id: 1, data })) => assert_eq!(data.len(), 65535),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 #[should_panic(expected = "at most 65535 bytes")]
 fn encoding_too_much_content_panics() {

@@ -486,6 +486,12 @@ fn directories_redirect_then_welcome_then_forbid() {
     assert_eq!(status(&out), 200, "{out}");
     assert!(out.ends_with("<p>docs</p>"));
     assert_eq!(status(&w.get("/empty/")), 403);
+    // A welcome "file" that is a directory is not served, nor searched for welcome files
+    // of its own.
+    w.dir("odd");
+    w.dir("odd/index.html");
+    w.file("odd/index.html/index.html", b"deeper");
+    assert_eq!(status(&w.get("/odd/")), 403);
     assert!(w.open.is_empty());
 }
 

@@ -636,11 +636,10 @@ impl Supervisor {
     fn failed_start(&mut self, i: usize, what: &str, jitter_permille: u16, now: Time) {
         self.streak = self.streak.saturating_add(1);
         let k = self.policy.give_up_after as usize;
-        if k > 0 {
-            self.recent.push_back(now);
-            while self.recent.len() > k {
-                self.recent.pop_front();
-            }
+        // The last k failed starts (none kept when k is 0: never give up).
+        self.recent.push_back(now);
+        while self.recent.len() > k {
+            self.recent.pop_front();
         }
         let proven_up = self
             .instances

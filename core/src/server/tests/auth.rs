@@ -155,6 +155,46 @@ fn the_same_credentials_at_once_share_one_check() {
 }
 
 #[test]
+fn one_of_two_sharing_a_check_goes_and_the_other_still_gets_its_answer() {
+    let mut w = world();
+    let a = ask(&mut w, "alice", "secret");
+    let b = ask(&mut w, "alice", "secret");
+    assert_eq!(w.held.len(), 1);
+    w.server.handle(
+        Input::ConnFailed {
+            conn: a,
+            error: IoError::Reset,
+        },
+        w.now,
+    );
+    w.run();
+    answer_truly(&mut w);
+    assert_eq!(status(&w.take_output(b)), 200);
+}
+
+#[test]
+fn the_worker_has_at_most_its_bound_of_checks_in_flight() {
+    let mut w = world();
+    // One guess from each of more addresses than the bound: each within its own share.
+    let asked: Vec<ConnId> = (0..VERIFY_IN_FLIGHT_MAX + 3)
+        .map(|i| {
+            from(&mut w, [10, 1, (i / 200) as u8, (i % 200) as u8 + 1]);
+            ask(&mut w, "alice", &format!("guess{i}"))
+        })
+        .collect();
+    assert_eq!(w.held.len(), VERIFY_IN_FLIGHT_MAX);
+    // Each answer lets one more in.
+    answer_truly(&mut w);
+    assert_eq!(w.held.len(), VERIFY_IN_FLIGHT_MAX);
+    while !w.held.is_empty() {
+        answer_truly(&mut w);
+    }
+    for id in asked {
+        assert_eq!(status(&w.take_output(id)), 401);
+    }
+}
+
+#[test]
 fn one_address_has_two_checks_in_flight_and_a_bounded_queue() {
     let mut w = world();
     from(&mut w, [10, 0, 0, 1]);
