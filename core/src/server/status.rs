@@ -483,9 +483,11 @@ mod tests {
     /// labels (names escaped), every service's sums over the workers.
     #[test]
     fn prometheus_exposition_names_every_metric_and_sample() {
-        let mut counters = Counters::default();
-        counters.requests = 9;
-        counters.responses = [0, 6, 1, 2, 0];
+        let counters = Counters {
+            requests: 9,
+            responses: [0, 6, 1, 2, 0],
+            ..Counters::default()
+        };
         let worker = WorkerStatus {
             counters,
             open: 3,
