@@ -483,6 +483,26 @@ fn a_service_going_down_closes_its_idle_streams() {
 }
 
 #[test]
+fn at_shutdown_idle_streams_are_closed_and_the_server_exits() {
+    let mut w = fcgi_world(CONF, Behaviour::Echo);
+    let id = w.connect();
+    w.send(
+        id,
+        b"GET /x.php HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status(&w.take_output(id)), 200);
+    assert_eq!(w.services.open(), 1, "kept alive");
+    w.server.handle(Input::Shutdown, w.now);
+    w.run();
+    assert_eq!(
+        w.services.open(),
+        0,
+        "a pooled stream is not work in flight"
+    );
+    assert_eq!(w.exit, Some(0));
+}
+
+#[test]
 fn a_client_that_goes_away_closes_the_stream() {
     let mut w = fcgi_world(CONF, Behaviour::Hangs);
     let id = w.connect();
