@@ -798,6 +798,25 @@ fn request(w: &mut World, text: &str) -> String {
 }
 
 #[test]
+fn the_status_page_counts_this_workers_requests_and_responses() {
+    let mut w = configured("status /status\npass /*\n");
+    w.file("a.txt", b"A");
+    assert_eq!(status(&w.get("/a.txt")), 200);
+    assert_eq!(status(&w.get("/nope")), 404);
+    let out = w.get("/status");
+    for line in [
+        "\nworkers: 1\n",
+        "\nuptime_seconds: 5\n",
+        "\nconnections_accepted: 3\n",
+        "\nrequests: 3\n",
+        "\nresponses_2xx: 1\n",
+        "\nresponses_4xx: 1\n",
+    ] {
+        assert!(out.contains(line), "{line:?} not in:\n{out}");
+    }
+}
+
+#[test]
 fn rules_answer_without_touching_files() {
     let mut w = configured(
         "header /* X-Served-By weir\nredirect /old/* /new/* 301\nfail /private/*\n\

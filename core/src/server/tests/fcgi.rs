@@ -503,6 +503,19 @@ fn at_shutdown_idle_streams_are_closed_and_the_server_exits() {
 }
 
 #[test]
+fn a_record_of_several_kilobytes_from_the_service_is_read_whole() {
+    let mut w = fcgi_world(CONF, Behaviour::Echo);
+    // The answer echoes the query: one STDOUT record of about 4 KiB.
+    let query = "q".repeat(4000);
+    let out = request(
+        &mut w,
+        &format!("GET /x.php?{query} HTTP/1.1\r\nHost: h\r\n\r\n"),
+    );
+    assert_eq!(status(&out), 200, "{}", &out[..out.len().min(200)]);
+    assert!(out.contains(&format!("query={query} ")));
+}
+
+#[test]
 fn a_client_that_goes_away_closes_the_stream() {
     let mut w = fcgi_world(CONF, Behaviour::Hangs);
     let id = w.connect();
