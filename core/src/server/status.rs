@@ -484,8 +484,12 @@ mod tests {
     #[test]
     fn prometheus_exposition_names_every_metric_and_sample() {
         let counters = Counters {
+            accepted: 11,
+            shed: 1,
+            refused: 2,
             requests: 9,
             responses: [0, 6, 1, 2, 0],
+            bytes_sent: 1000,
             ..Counters::default()
         };
         let worker = WorkerStatus {
@@ -503,6 +507,10 @@ mod tests {
             "# HELP weir_workers Worker threads.\n# TYPE weir_workers gauge\nweir_workers 2\n",
             "\nweir_connections_open 6\n",
             "\nweir_requests_total 18\n",
+            "\nweir_connections_accepted_total 22\n",
+            "\nweir_connections_shed_total 2\n",
+            "\nweir_connections_refused_total 4\n",
+            "\nweir_bytes_sent_total 2000\n",
             "\n# TYPE weir_responses_total counter\n",
             "\nweir_responses_total{class=\"2xx\"} 12\n",
             "\nweir_responses_total{class=\"4xx\"} 4\n",

@@ -55,6 +55,16 @@ fn started(processes: usize, policy: Policy) -> Supervisor {
 }
 
 #[test]
+fn a_supervisor_tells_its_name_and_policy() {
+    let policy = Policy {
+        give_up_after: 3,
+        ..Policy::default()
+    };
+    let s = Supervisor::new("php", 2, policy.clone(), Time(0));
+    assert_eq!((s.name(), s.policy()), ("php", &policy));
+}
+
+#[test]
 fn a_healthy_service_killed_a_hundred_times_is_relaunched_at_once_every_time() {
     let mut s = started(2, Policy::default());
     s.handle_spawned(I0, 1000, Time(5));

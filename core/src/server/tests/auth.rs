@@ -173,6 +173,30 @@ fn one_of_two_sharing_a_check_goes_and_the_other_still_gets_its_answer() {
 }
 
 #[test]
+fn a_queued_check_whose_client_goes_leaves_the_others_queued() {
+    let mut w = world();
+    let _a = ask(&mut w, "alice", "w1");
+    let _b = ask(&mut w, "alice", "w2");
+    let gone = ask(&mut w, "alice", "w3");
+    let stays = ask(&mut w, "alice", "w4");
+    assert_eq!(w.held.len(), VERIFY_PER_PEER);
+    w.server.handle(
+        Input::ConnFailed {
+            conn: gone,
+            error: IoError::Reset,
+        },
+        w.now,
+    );
+    w.run();
+    answer_truly(&mut w);
+    assert_eq!(w.held.last().map(|h| h.2 .0.clone()), Some(b"w4".to_vec()));
+    while !w.held.is_empty() {
+        answer_truly(&mut w);
+    }
+    assert_eq!(status(&w.take_output(stays)), 401);
+}
+
+#[test]
 fn the_worker_has_at_most_its_bound_of_checks_in_flight() {
     let mut w = world();
     // One guess from each of more addresses than the bound: each within its own share.

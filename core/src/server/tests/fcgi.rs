@@ -24,6 +24,8 @@ pub(super) enum Behaviour {
     ClosesAfter,
     /// Sends a local redirect to /target.php, and echoes /target.php itself.
     Redirects,
+    /// A header section and part of the body, then nothing more (the stream stays open).
+    StallsMidway,
 }
 
 /// One stream the fake service has accepted.
@@ -251,6 +253,14 @@ fn answer(b: Behaviour, s: &mut FakeStream, params: &BTreeMap<String, String>) {
                 &mut out,
             );
             s.eof_after = true;
+        }
+        Behaviour::StallsMidway => {
+            fcgi::encode_stream_part(
+                StreamKind::Stdout,
+                1,
+                b"Content-Type: text/plain\r\n\r\npart",
+                &mut out,
+            );
         }
         Behaviour::Hangs => {}
     }
@@ -513,6 +523,49 @@ fn a_record_of_several_kilobytes_from_the_service_is_read_whole() {
     );
     assert_eq!(status(&out), 200, "{}", &out[..out.len().min(200)]);
     assert!(out.contains(&format!("query={query} ")));
+}
+
+#[test]
+fn a_service_going_down_leaves_an_answer_under_way_to_finish() {
+    let mut w = fcgi_world(CONF, Behaviour::StallsMidway);
+    let id = w.connect();
+    w.send(id, b"GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(w.take_output(id).starts_with("HTTP/1.1 200"));
+    w.server.handle(
+        Input::ServiceState {
+            service: "php".into(),
+            availability: Availability::Down {
+                retry_after: std::time::Duration::from_secs(7),
+            },
+        },
+        w.now,
+    );
+    w.run();
+    // Its process may still finish it: the stream stays, the answer is not cut.
+    assert_eq!(w.services.open(), 1);
+    assert!(!w.clients[&id].closed);
+}
+
+#[test]
+fn requests_in_flight_are_counted_per_service() {
+    let conf = format!(
+        "service app connect=unix:/run/test/app.sock\nexec /app/* service=app htdocs/app/*\n{CONF}"
+    );
+    let mut w = fcgi_world(&conf, Behaviour::Hangs);
+    w.services.listening.push((
+        UpstreamAddr::Unix("/run/test/app.sock".into()),
+        Behaviour::Hangs,
+    ));
+    for path in ["/x.php", "/app/a", "/y.php"] {
+        let id = w.connect();
+        w.send(
+            id,
+            format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes(),
+        );
+    }
+    let mut got = w.server.worker_status().in_flight;
+    got.sort();
+    assert_eq!(got, [("app".to_string(), 1), ("php".to_string(), 2)]);
 }
 
 #[test]
