@@ -320,3 +320,27 @@ fn nph_status(first: &[u8]) -> u16 {
         _ => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::nph_status;
+
+    #[test]
+    fn an_nph_status_is_read_off_a_status_line_or_is_zero() {
+        for (first, status) in [
+            (&b"HTTP/1.1 299 Own Words\r\n"[..], 299),
+            (b"HTTP/1.0 404 Not Found\r\n", 404),
+            (b"HTTP/1.1 2x9 Odd\r\n", 0),
+            (b"HTTP/1.1 20", 0),
+            (b"HTTP/2 200\r\n", 0),
+            (b"Content-Type: text/plain\r\n", 0),
+        ] {
+            assert_eq!(
+                nph_status(first),
+                status,
+                "{:?}",
+                String::from_utf8_lossy(first)
+            );
+        }
+    }
+}
