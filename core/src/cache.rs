@@ -275,6 +275,18 @@ mod tests {
         c.remove(Path::new("/d"));
         assert_eq!((c.used(), c.len()), (0, 0));
         assert!(c.is_empty());
+        // An entry larger than the whole cache is not kept, and evicts nothing for it.
+        c.insert(Path::new("/e"), file(100, 1), Time(4));
+        let too_big = 3 * (ENTRY_OVERHEAD + 100);
+        c.insert(Path::new("/huge"), file(too_big as usize, 1), Time(5));
+        assert!(c.fresh(Path::new("/huge"), Time(6)).is_none());
+        assert!(c.fresh(Path::new("/e"), Time(6)).is_some(), "/e stays");
+        assert_eq!(c.used(), ENTRY_OVERHEAD + 100);
+        // One that fills the cache exactly is kept, in place of everything else.
+        let whole = 3 * (ENTRY_OVERHEAD + 100) - ENTRY_OVERHEAD;
+        c.insert(Path::new("/full"), file(whole as usize, 1), Time(7));
+        assert!(c.fresh(Path::new("/full"), Time(8)).is_some());
+        assert_eq!((c.len(), c.used()), (1, 3 * (ENTRY_OVERHEAD + 100)));
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub fn build(r: &CgiRequest<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
             Version::Http11 => "HTTP/1.1",
         },
     );
-    let (server_name, _) = split_host(h.host.as_deref().unwrap_or(b""));
+    let server_name = host_name(h.host.as_deref().unwrap_or(b""));
     let server_name = if server_name.is_empty() {
         r.local.ip().to_string().into_bytes()
     } else {
@@ -160,11 +160,11 @@ pub fn build(r: &CgiRequest<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
     env
 }
 
-/// Splits `host[:port]` (IPv6 literals in brackets) into host and port.
-fn split_host(h: &[u8]) -> (&[u8], Option<&[u8]>) {
+/// The host of `host[:port]` (an IPv6 literal keeps its brackets and colons).
+fn host_name(h: &[u8]) -> &[u8] {
     match h.iter().rposition(|&b| b == b':') {
-        Some(i) if !h[i..].contains(&b']') => (&h[..i], Some(&h[i + 1..])),
-        _ => (h, None),
+        Some(i) if !h[i..].contains(&b']') => &h[..i],
+        _ => h,
     }
 }
 

@@ -1402,6 +1402,28 @@ fn the_cgi_farm_queues_then_refuses() {
 }
 
 #[test]
+fn ten_local_redirects_are_followed_and_the_eleventh_is_a_500() {
+    let mut w = cgi_world("exec /cgi-bin/* cgi-bin/*\npass /*\n");
+    // r0 → r1 → … → r10 → /hello.txt
+    for i in 0..=10 {
+        let to = if i == 10 {
+            "/hello.txt".to_string()
+        } else {
+            format!("/cgi-bin/r{}", i + 1)
+        };
+        let out: &'static [u8] = format!("Location: {to}\n\n").into_bytes().leak();
+        w.procs.scripts.insert(
+            PathBuf::from(format!("/srv/www/cgi-bin/r{i}")),
+            Script::Prints(out, b""),
+        );
+    }
+    let out = request(&mut w, "GET /cgi-bin/r1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(out.ends_with("static hello"), "ten redirects: {out}");
+    let out = request(&mut w, "GET /cgi-bin/r0 HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&out), 500, "eleven: {out}");
+}
+
+#[test]
 fn nph_scripts_answer_raw() {
     let mut w = cgi_world("access-log /var/log/weir.log\nexec /cgi-bin/* cgi-bin/*\n");
     w.procs.scripts.insert(

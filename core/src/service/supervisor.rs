@@ -843,3 +843,23 @@ impl InstanceState {
         }
     }
 }
+
+#[cfg(test)]
+mod show_tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_shown_in_milliseconds_below_a_second_then_in_tenths() {
+        for (ms, shown) in [
+            (0, "0ms"),
+            (999, "999ms"),
+            (1000, "1s"),
+            (1049, "1s"),
+            (1050, "1.1s"),
+            (3100, "3.1s"),
+            (60_000, "60s"),
+        ] {
+            assert_eq!(Show(Duration::from_millis(ms)).to_string(), shown);
+        }
+    }
+}
