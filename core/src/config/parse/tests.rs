@@ -28,6 +28,7 @@ fn errors(text: &str) -> Vec<String> {
                 Ok("alice:$apr1$abc$def\n# c\n\nbob:$2y$05$xyz\n".into())
             }
             Some("/etc/weir/bad.htpasswd") => Ok("alice:$apr1$x\nbob:plaintext\n".into()),
+            Some("/etc/weir/colonless.htpasswd") => Ok("# c\nalice:$apr1$x\nbob\n".into()),
             _ => Err("No such file or directory".into()),
         }
     };
@@ -176,6 +177,10 @@ fn htpasswd_files() {
         errors("protect /a/* users=bad.htpasswd\n"),
         ["1:14: /etc/weir/bad.htpasswd:2: unsupported password hash for `bob` (use bcrypt, SHA-256/512-crypt or apr1)"]
     );
+    assert_eq!(
+        errors("protect /a/* users=colonless.htpasswd\n"),
+        ["1:14: /etc/weir/colonless.htpasswd:3: expected `user:hash`"]
+    );
 }
 
 #[test]
@@ -269,4 +274,97 @@ fn service_counts_are_checked() {
         ]
     );
     assert!(errors("service f connect=unix:/f.sock connections=1\n").is_empty());
+}
+
+/// A welcome file is looked up inside the requested directory, so a name that would climb
+/// out of it or into a subdirectory is refused, each at its own word.
+#[test]
+fn a_welcome_name_must_be_a_plain_file_name() {
+    assert_eq!(
+        errors("welcome index.html .\nwelcome ..\nwelcome a/b\n"),
+        [
+            "1:20: a welcome file is a plain file name, without `/`",
+            "2:9: a welcome file is a plain file name, without `/`",
+            "3:9: a welcome file is a plain file name, without `/`",
+        ]
+    );
+    assert_eq!(ok("welcome .index ..x\n").welcome, [".index", "..x"]);
+}
+
+/// The shortest suffix is a dot and one character; anything without the dot, with nothing
+/// after it, or with a `/` could never match a file name's suffix.
+#[test]
+fn a_type_suffix_is_a_dot_and_at_least_one_character() {
+    assert_eq!(
+        errors("type md text/x\ntype . text/x\ntype .a/b text/x\n"),
+        [
+            "1:6: a suffix is written with its dot, e.g. `.html`",
+            "2:6: a suffix is written with its dot, e.g. `.html`",
+            "3:6: a suffix is written with its dot, e.g. `.html`",
+        ]
+    );
+    assert_eq!(
+        ok("type .A text/x\n").types.get(".a").map(String::as_str),
+        Some("text/x")
+    );
+}
+
+/// Every `limit` option lands in its own field and leaves the others alone.
+#[test]
+fn each_limit_option_sets_its_own_limit() {
+    let c = ok("limit request-line=1K header-bytes=2K headers=3 body=4K connections=5 cgi=6\n");
+    assert_eq!(
+        c.limits,
+        crate::limits::Limits {
+            request_line_max: 1024,
+            header_bytes_max: 2048,
+            headers_max: 3,
+            body_max: 4096,
+            connections_max: 5,
+            cgi_max: 6,
+        }
+    );
+}
+
+#[test]
+fn a_spawned_service_runs_as_the_user_it_names() {
+    let c = ok("service a spawn=x user=www\n");
+    assert!(matches!(&c.services["a"], Service::Spawn { user: Some(u), .. } if u == "www"));
+    assert_eq!(
+        errors("service a spawn=x user=\n"),
+        ["1:19: expected user=NAME"]
+    );
+}
+
+/// An environment variable needs a name, and a NUL cannot be passed to a process in one.
+#[test]
+fn an_env_option_without_a_usable_name_is_refused() {
+    assert_eq!(
+        errors(
+            "service a spawn=x env==1\nexec /c/* c/* env==1\nexec /d/* d/* env=A\0B=1\n\
+             exec /e/* e/* env=NOEQUALS\n"
+        ),
+        [
+            "1:19: expected env=NAME=VALUE",
+            "2:15: expected env=NAME=VALUE",
+            "3:15: expected env=NAME=VALUE",
+            "4:15: expected env=NAME=VALUE",
+        ]
+    );
+}
+
+#[test]
+fn exec_env_options_reach_the_action() {
+    let c = ok(
+        "service s connect=unix:/s.sock\nexec /c/* c/* env=A=1 env=B=\n\
+                exec /s/* service=s env=C=x=y\n",
+    );
+    assert!(matches!(
+        &c.rules[0].action,
+        Action::Exec { env, .. } if *env == [("A".into(), "1".into()), ("B".into(), String::new())]
+    ));
+    assert!(matches!(
+        &c.rules[1].action,
+        Action::ExecService { env, .. } if *env == [("C".into(), "x=y".into())]
+    ));
 }
