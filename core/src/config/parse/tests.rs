@@ -368,3 +368,194 @@ fn exec_env_options_reach_the_action() {
         Action::ExecService { env, .. } if *env == [("C".into(), "x=y".into())]
     ));
 }
+
+/// Every `timeout` option lands in its own field and leaves the others alone.
+#[test]
+fn each_timeout_option_sets_its_own_timeout() {
+    let c = ok("timeout header=1s body=2s idle=3s send=4s gateway=5s grace=6s\n");
+    assert_eq!(
+        c.timeouts,
+        crate::limits::Timeouts {
+            header: Duration::from_secs(1),
+            body: Duration::from_secs(2),
+            idle: Duration::from_secs(3),
+            send: Duration::from_secs(4),
+            gateway: Duration::from_secs(5),
+            grace: Duration::from_secs(6),
+        }
+    );
+}
+
+#[test]
+fn an_access_log_has_a_format_or_is_off() {
+    let format = |text: &str| ok(text).access_log.map(|l| l.format);
+    assert_eq!(format("access-log a.log\n"), Some(LogFormat::Combined));
+    assert_eq!(
+        format("access-log a.log format=common\n"),
+        Some(LogFormat::Common)
+    );
+    assert_eq!(
+        format("access-log a.log format=json\n"),
+        Some(LogFormat::Json)
+    );
+    assert_eq!(
+        format("access-log a.log format=json format=combined\n"),
+        Some(LogFormat::Combined)
+    );
+    assert_eq!(format("access-log a.log\naccess-log off\n"), None);
+    assert_eq!(
+        errors("access-log a.log format=xml\n"),
+        ["1:18: format must be `combined`, `common` or `json`"]
+    );
+}
+
+/// The file settings resolve against `root`; `error-log stderr` names no file at all.
+#[test]
+fn error_log_pid_file_and_chroot_name_their_paths() {
+    let c = ok("error-log logs/error.log\npid-file /run/weir.pid\nchroot jail\n");
+    assert_eq!(
+        c.error_log.as_deref(),
+        Some(Path::new("/etc/weir/logs/error.log"))
+    );
+    assert_eq!(c.pid_file.as_deref(), Some(Path::new("/run/weir.pid")));
+    assert_eq!(c.chroot.as_deref(), Some(Path::new("/etc/weir/jail")));
+    assert_eq!(ok("error-log a.log\nerror-log stderr\n").error_log, None);
+}
+
+#[test]
+fn listing_can_be_turned_off_again() {
+    assert!(!ok("listing on\nlisting off\n").listing);
+}
+
+#[test]
+fn a_listen_line_takes_only_nocache_and_each_address_once() {
+    assert_eq!(
+        errors("listen 127.0.0.1:1 cached\nlisten 127.0.0.1:2\nlisten 127.0.0.1:2\n"),
+        [
+            "1:20: expected `nocache`",
+            "3:8: 127.0.0.1:2 is already listed",
+        ]
+    );
+}
+
+#[test]
+fn cache_off_takes_no_options() {
+    assert_eq!(
+        errors("cache off max-file=1K\n"),
+        ["1:11: `cache off` takes no options"]
+    );
+    assert_eq!(ok("cache 1M\ncache off\n").cache, None);
+}
+
+#[test]
+fn every_redirect_status_is_kept() {
+    for status in [301, 302, 303, 307, 308] {
+        let c = ok(&format!("redirect /a /b {status}\n"));
+        assert!(
+            matches!(&c.rules[0].action, Action::Redirect { status: s, .. } if *s == status),
+            "{status}"
+        );
+    }
+    assert!(matches!(
+        &ok("redirect /a /b\n").rules[0].action,
+        Action::Redirect { status: 302, .. }
+    ));
+}
+
+/// The URL goes out as a `Location` field, where a blank or control character would
+/// break the response head.
+#[test]
+fn a_redirect_url_with_a_blank_or_control_character_is_refused() {
+    assert_eq!(
+        errors("redirect /a \"/b c\"\nredirect /a \"/b\tc\"\n"),
+        [
+            "1:13: a URL cannot contain blanks or control characters",
+            "2:13: a URL cannot contain blanks or control characters",
+        ]
+    );
+}
+
+#[test]
+fn fail_keeps_any_client_or_server_error_status() {
+    for status in [400, 404, 599] {
+        let c = ok(&format!("fail /a {status}\n"));
+        assert!(
+            matches!(&c.rules[0].action, Action::Fail { status: s, .. } if *s == status),
+            "{status}"
+        );
+    }
+    assert_eq!(
+        errors("fail /a 399\nfail /a 600\n"),
+        [
+            "1:9: the status of `fail` is a number from 400 to 599",
+            "2:9: the status of `fail` is a number from 400 to 599",
+        ]
+    );
+}
+
+/// The realm is sent inside a quoted string of `WWW-Authenticate`.
+#[test]
+fn a_protect_rule_keeps_its_realm_and_sorts_allow_from_deny() {
+    let c = ok("protect /a/* realm=staff allow=10.0.0.0/8,::1 deny=10.1.0.0/16\n");
+    let Action::Protect { protection, .. } = &c.rules[0].action else {
+        panic!("not a protect rule: {:?}", c.rules[0].action);
+    };
+    assert_eq!(protection.realm, "staff");
+    assert_eq!(
+        protection.allow,
+        [
+            Cidr::parse("10.0.0.0/8").unwrap(),
+            Cidr::parse("::1").unwrap()
+        ]
+    );
+    assert_eq!(protection.deny, [Cidr::parse("10.1.0.0/16").unwrap()]);
+    assert_eq!(
+        errors("protect /a/* allow=::1 realm=\"a\\\"b\"\nprotect /a/* allow=::1 realm=\"a\tb\"\n"),
+        [
+            "1:24: a realm cannot contain `\"` or control characters",
+            "2:24: a realm cannot contain `\"` or control characters",
+        ]
+    );
+}
+
+/// A header name is an RFC 9110 token; a value may hold a tab but no other control.
+#[test]
+fn a_header_rule_checks_its_name_and_value() {
+    let c = ok("header /a X-A \"a\tb\"\n");
+    assert!(matches!(
+        &c.rules[0].action,
+        Action::Header { name, value, .. } if name == "X-A" && value == "a\tb"
+    ));
+    assert_eq!(
+        errors("header /a \"\" v\nheader /a X-A \"a\u{1}b\"\nheader /a X(A v\n"),
+        [
+            "1:11: not a valid header field name",
+            "2:15: a header value cannot contain control characters",
+            "3:11: not a valid header field name",
+        ]
+    );
+}
+
+#[test]
+fn a_media_type_is_two_tokens_around_a_slash() {
+    assert!(is_media_type("text/html"));
+    assert!(is_media_type("text/html; charset=utf-8"));
+    assert!(is_media_type("application/vnd.api+json"));
+    for bad in ["text", "text/", "/html", "te xt/html", "text/ht(ml"] {
+        assert!(!is_media_type(bad), "{bad}");
+    }
+    assert!(matches!(
+        &ok("presentation text/markdown md.cgi\n").rules[0].action,
+        Action::Presentation { mime, .. } if mime == "text/markdown"
+    ));
+    assert_eq!(
+        errors("presentation markdown md.cgi\n"),
+        ["1:14: not a media type (expected TYPE/SUBTYPE)"]
+    );
+}
+
+#[test]
+fn service_names_lists_the_declared_services_in_order() {
+    let c = ok("service b connect=unix:/b\nservice a connect=unix:/a\n");
+    assert_eq!(service_names(&c), ["a", "b"]);
+}
