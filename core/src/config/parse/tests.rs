@@ -559,3 +559,17 @@ fn service_names_lists_the_declared_services_in_order() {
     let c = ok("service b connect=unix:/b\nservice a connect=unix:/a\n");
     assert_eq!(service_names(&c), ["a", "b"]);
 }
+
+/// A multiplexing FastCGI program can take more connections than it has processes.
+#[test]
+fn a_spawned_service_keeps_its_own_connection_count() {
+    let c = ok("service a spawn=x processes=2 connections=5\n");
+    assert!(matches!(
+        &c.services["a"],
+        Service::Spawn {
+            processes: 2,
+            connections: 5,
+            ..
+        }
+    ));
+}
