@@ -573,3 +573,29 @@ fn a_spawned_service_keeps_its_own_connection_count() {
         }
     ));
 }
+
+#[test]
+fn a_host_name_gets_one_section_only() {
+    assert_eq!(
+        errors("host a B\nhost b\nhost c c\n"),
+        [
+            "2:6: host `b` already has a section",
+            "3:8: host `c` already has a section",
+        ]
+    );
+}
+
+#[test]
+fn a_tcp_service_address_needs_a_host() {
+    assert_eq!(
+        errors("service a connect=:9000\n"),
+        ["1:11: expected connect=unix:PATH or connect=HOST:PORT"]
+    );
+}
+
+/// The caret under an unterminated string runs from the quote to the end of the line.
+#[test]
+fn an_unterminated_string_is_underlined_to_the_end_of_the_line() {
+    let e = lex::words("pass \"/a b").unwrap_err();
+    assert_eq!((e.col, e.width), (6, 5));
+}
