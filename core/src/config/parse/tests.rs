@@ -599,3 +599,18 @@ fn an_unterminated_string_is_underlined_to_the_end_of_the_line() {
     let e = lex::words("pass \"/a b").unwrap_err();
     assert_eq!((e.col, e.width), (6, 5));
 }
+
+/// Generation 1 keeps the plain socket name, so a configuration never reloaded and one
+/// whose service has never changed agree on where the socket is.
+#[test]
+fn a_spawn_socket_names_its_generation_only_after_the_first() {
+    let mut c = ok("service a spawn=x\n");
+    c.run_dir = "/run/weir".into();
+    assert_eq!(c.spawn_socket("a"), Path::new("/run/weir/a.sock"));
+    c.spawn_generations.insert("a".into(), 1);
+    assert_eq!(c.spawn_socket("a"), Path::new("/run/weir/a.sock"));
+    c.spawn_generations.insert("a".into(), 2);
+    assert_eq!(c.spawn_socket("a"), Path::new("/run/weir/a.2.sock"));
+    c.spawn_generations.insert("a".into(), 3);
+    assert_eq!(c.spawn_socket("a"), Path::new("/run/weir/a.3.sock"));
+}
