@@ -614,3 +614,21 @@ fn a_spawn_socket_names_its_generation_only_after_the_first() {
     c.spawn_generations.insert("a".into(), 3);
     assert_eq!(c.spawn_socket("a"), Path::new("/run/weir/a.3.sock"));
 }
+
+/// A file saved with CRLF line ends parses as if it had none: `\r` separates words.
+#[test]
+fn a_carriage_return_separates_words() {
+    let w = lex::words("pass\r/a\r").unwrap();
+    assert_eq!(
+        w.iter().map(|w| w.text.as_str()).collect::<Vec<_>>(),
+        ["pass", "/a"]
+    );
+}
+
+#[test]
+fn service_connections_reports_each_services_own_count() {
+    let c = ok("service a spawn=x processes=3\nservice b connect=unix:/b connections=2\n");
+    assert_eq!(c.service_connections("a"), 3);
+    assert_eq!(c.service_connections("b"), 2);
+    assert_eq!(c.service_connections("ghost"), 0);
+}
