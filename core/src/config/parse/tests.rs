@@ -632,3 +632,20 @@ fn service_connections_reports_each_services_own_count() {
     assert_eq!(c.service_connections("b"), 2);
     assert_eq!(c.service_connections("ghost"), 0);
 }
+
+/// Core state holds the configuration by generation: two generations differ even with the
+/// same text, and one generation equals and hashes the same as itself.
+#[test]
+fn config_refs_compare_and_hash_by_generation() {
+    use std::hash::{BuildHasher, RandomState};
+    let (one, two) = (
+        crate::config::ConfigRef::new(1, ok("")),
+        crate::config::ConfigRef::new(2, ok("")),
+    );
+    assert_eq!(one, one.clone());
+    assert_ne!(one, two);
+    let s = RandomState::new();
+    assert_eq!(s.hash_one(&one), s.hash_one(one.clone()));
+    assert_ne!(s.hash_one(&one), s.hash_one(&two));
+    assert_eq!((one.generation(), two.generation()), (1, 2));
+}
