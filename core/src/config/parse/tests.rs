@@ -28,6 +28,7 @@ fn errors(text: &str) -> Vec<String> {
                 Ok("alice:$apr1$abc$def\n# c\n\nbob:$2y$05$xyz\n".into())
             }
             Some("/etc/weir/bad.htpasswd") => Ok("alice:$apr1$x\nbob:plaintext\n".into()),
+            Some("/etc/weir/colonless.htpasswd") => Ok("# c\nalice:$apr1$x\nbob\n".into()),
             _ => Err("No such file or directory".into()),
         }
     };
@@ -176,6 +177,10 @@ fn htpasswd_files() {
         errors("protect /a/* users=bad.htpasswd\n"),
         ["1:14: /etc/weir/bad.htpasswd:2: unsupported password hash for `bob` (use bcrypt, SHA-256/512-crypt or apr1)"]
     );
+    assert_eq!(
+        errors("protect /a/* users=colonless.htpasswd\n"),
+        ["1:14: /etc/weir/colonless.htpasswd:3: expected `user:hash`"]
+    );
 }
 
 #[test]
@@ -269,4 +274,378 @@ fn service_counts_are_checked() {
         ]
     );
     assert!(errors("service f connect=unix:/f.sock connections=1\n").is_empty());
+}
+
+/// A welcome file is looked up inside the requested directory, so a name that would climb
+/// out of it or into a subdirectory is refused, each at its own word.
+#[test]
+fn a_welcome_name_must_be_a_plain_file_name() {
+    assert_eq!(
+        errors("welcome index.html .\nwelcome ..\nwelcome a/b\n"),
+        [
+            "1:20: a welcome file is a plain file name, without `/`",
+            "2:9: a welcome file is a plain file name, without `/`",
+            "3:9: a welcome file is a plain file name, without `/`",
+        ]
+    );
+    assert_eq!(ok("welcome .index ..x\n").welcome, [".index", "..x"]);
+}
+
+/// The shortest suffix is a dot and one character; anything without the dot, with nothing
+/// after it, or with a `/` could never match a file name's suffix.
+#[test]
+fn a_type_suffix_is_a_dot_and_at_least_one_character() {
+    assert_eq!(
+        errors("type md text/x\ntype . text/x\ntype .a/b text/x\n"),
+        [
+            "1:6: a suffix is written with its dot, e.g. `.html`",
+            "2:6: a suffix is written with its dot, e.g. `.html`",
+            "3:6: a suffix is written with its dot, e.g. `.html`",
+        ]
+    );
+    assert_eq!(
+        ok("type .A text/x\n").types.get(".a").map(String::as_str),
+        Some("text/x")
+    );
+}
+
+/// Every `limit` option lands in its own field and leaves the others alone.
+#[test]
+fn each_limit_option_sets_its_own_limit() {
+    let c = ok("limit request-line=1K header-bytes=2K headers=3 body=4K connections=5 cgi=6\n");
+    assert_eq!(
+        c.limits,
+        crate::limits::Limits {
+            request_line_max: 1024,
+            header_bytes_max: 2048,
+            headers_max: 3,
+            body_max: 4096,
+            connections_max: 5,
+            cgi_max: 6,
+        }
+    );
+}
+
+#[test]
+fn a_spawned_service_runs_as_the_user_it_names() {
+    let c = ok("service a spawn=x user=www\n");
+    assert!(matches!(&c.services["a"], Service::Spawn { user: Some(u), .. } if u == "www"));
+    assert_eq!(
+        errors("service a spawn=x user=\n"),
+        ["1:19: expected user=NAME"]
+    );
+}
+
+/// An environment variable needs a name, and a NUL cannot be passed to a process in one.
+#[test]
+fn an_env_option_without_a_usable_name_is_refused() {
+    assert_eq!(
+        errors(
+            "service a spawn=x env==1\nexec /c/* c/* env==1\nexec /d/* d/* env=A\0B=1\n\
+             exec /e/* e/* env=NOEQUALS\n"
+        ),
+        [
+            "1:19: expected env=NAME=VALUE",
+            "2:15: expected env=NAME=VALUE",
+            "3:15: expected env=NAME=VALUE",
+            "4:15: expected env=NAME=VALUE",
+        ]
+    );
+}
+
+#[test]
+fn exec_env_options_reach_the_action() {
+    let c = ok(
+        "service s connect=unix:/s.sock\nexec /c/* c/* env=A=1 env=B=\n\
+                exec /s/* service=s env=C=x=y\n",
+    );
+    assert!(matches!(
+        &c.rules[0].action,
+        Action::Exec { env, .. } if *env == [("A".into(), "1".into()), ("B".into(), String::new())]
+    ));
+    assert!(matches!(
+        &c.rules[1].action,
+        Action::ExecService { env, .. } if *env == [("C".into(), "x=y".into())]
+    ));
+}
+
+/// Every `timeout` option lands in its own field and leaves the others alone.
+#[test]
+fn each_timeout_option_sets_its_own_timeout() {
+    let c = ok("timeout header=1s body=2s idle=3s send=4s gateway=5s grace=6s\n");
+    assert_eq!(
+        c.timeouts,
+        crate::limits::Timeouts {
+            header: Duration::from_secs(1),
+            body: Duration::from_secs(2),
+            idle: Duration::from_secs(3),
+            send: Duration::from_secs(4),
+            gateway: Duration::from_secs(5),
+            grace: Duration::from_secs(6),
+        }
+    );
+}
+
+#[test]
+fn an_access_log_has_a_format_or_is_off() {
+    let format = |text: &str| ok(text).access_log.map(|l| l.format);
+    assert_eq!(format("access-log a.log\n"), Some(LogFormat::Combined));
+    assert_eq!(
+        format("access-log a.log format=common\n"),
+        Some(LogFormat::Common)
+    );
+    assert_eq!(
+        format("access-log a.log format=json\n"),
+        Some(LogFormat::Json)
+    );
+    assert_eq!(
+        format("access-log a.log format=json format=combined\n"),
+        Some(LogFormat::Combined)
+    );
+    assert_eq!(format("access-log a.log\naccess-log off\n"), None);
+    assert_eq!(
+        errors("access-log a.log format=xml\n"),
+        ["1:18: format must be `combined`, `common` or `json`"]
+    );
+}
+
+/// The file settings resolve against `root`; `error-log stderr` names no file at all.
+#[test]
+fn error_log_pid_file_and_chroot_name_their_paths() {
+    let c = ok("error-log logs/error.log\npid-file /run/weir.pid\nchroot jail\n");
+    assert_eq!(
+        c.error_log.as_deref(),
+        Some(Path::new("/etc/weir/logs/error.log"))
+    );
+    assert_eq!(c.pid_file.as_deref(), Some(Path::new("/run/weir.pid")));
+    assert_eq!(c.chroot.as_deref(), Some(Path::new("/etc/weir/jail")));
+    assert_eq!(ok("error-log a.log\nerror-log stderr\n").error_log, None);
+}
+
+#[test]
+fn listing_can_be_turned_off_again() {
+    assert!(!ok("listing on\nlisting off\n").listing);
+}
+
+#[test]
+fn a_listen_line_takes_only_nocache_and_each_address_once() {
+    assert_eq!(
+        errors("listen 127.0.0.1:1 cached\nlisten 127.0.0.1:2\nlisten 127.0.0.1:2\n"),
+        [
+            "1:20: expected `nocache`",
+            "3:8: 127.0.0.1:2 is already listed",
+        ]
+    );
+}
+
+#[test]
+fn cache_off_takes_no_options() {
+    assert_eq!(
+        errors("cache off max-file=1K\n"),
+        ["1:11: `cache off` takes no options"]
+    );
+    assert_eq!(ok("cache 1M\ncache off\n").cache, None);
+}
+
+#[test]
+fn every_redirect_status_is_kept() {
+    for status in [301, 302, 303, 307, 308] {
+        let c = ok(&format!("redirect /a /b {status}\n"));
+        assert!(
+            matches!(&c.rules[0].action, Action::Redirect { status: s, .. } if *s == status),
+            "{status}"
+        );
+    }
+    assert!(matches!(
+        &ok("redirect /a /b\n").rules[0].action,
+        Action::Redirect { status: 302, .. }
+    ));
+}
+
+/// The URL goes out as a `Location` field, where a blank or control character would
+/// break the response head.
+#[test]
+fn a_redirect_url_with_a_blank_or_control_character_is_refused() {
+    assert_eq!(
+        errors("redirect /a \"/b c\"\nredirect /a \"/b\tc\"\n"),
+        [
+            "1:13: a URL cannot contain blanks or control characters",
+            "2:13: a URL cannot contain blanks or control characters",
+        ]
+    );
+}
+
+#[test]
+fn fail_keeps_any_client_or_server_error_status() {
+    for status in [400, 404, 599] {
+        let c = ok(&format!("fail /a {status}\n"));
+        assert!(
+            matches!(&c.rules[0].action, Action::Fail { status: s, .. } if *s == status),
+            "{status}"
+        );
+    }
+    assert_eq!(
+        errors("fail /a 399\nfail /a 600\n"),
+        [
+            "1:9: the status of `fail` is a number from 400 to 599",
+            "2:9: the status of `fail` is a number from 400 to 599",
+        ]
+    );
+}
+
+/// The realm is sent inside a quoted string of `WWW-Authenticate`.
+#[test]
+fn a_protect_rule_keeps_its_realm_and_sorts_allow_from_deny() {
+    let c = ok("protect /a/* realm=staff allow=10.0.0.0/8,::1 deny=10.1.0.0/16\n");
+    let Action::Protect { protection, .. } = &c.rules[0].action else {
+        panic!("not a protect rule: {:?}", c.rules[0].action);
+    };
+    assert_eq!(protection.realm, "staff");
+    assert_eq!(
+        protection.allow,
+        [
+            Cidr::parse("10.0.0.0/8").unwrap(),
+            Cidr::parse("::1").unwrap()
+        ]
+    );
+    assert_eq!(protection.deny, [Cidr::parse("10.1.0.0/16").unwrap()]);
+    assert_eq!(
+        errors("protect /a/* allow=::1 realm=\"a\\\"b\"\nprotect /a/* allow=::1 realm=\"a\tb\"\n"),
+        [
+            "1:24: a realm cannot contain `\"` or control characters",
+            "2:24: a realm cannot contain `\"` or control characters",
+        ]
+    );
+}
+
+/// A header name is an RFC 9110 token; a value may hold a tab but no other control.
+#[test]
+fn a_header_rule_checks_its_name_and_value() {
+    let c = ok("header /a X-A \"a\tb\"\n");
+    assert!(matches!(
+        &c.rules[0].action,
+        Action::Header { name, value, .. } if name == "X-A" && value == "a\tb"
+    ));
+    assert_eq!(
+        errors("header /a \"\" v\nheader /a X-A \"a\u{1}b\"\nheader /a X(A v\n"),
+        [
+            "1:11: not a valid header field name",
+            "2:15: a header value cannot contain control characters",
+            "3:11: not a valid header field name",
+        ]
+    );
+}
+
+#[test]
+fn a_media_type_is_two_tokens_around_a_slash() {
+    assert!(is_media_type("text/html"));
+    assert!(is_media_type("text/html; charset=utf-8"));
+    assert!(is_media_type("application/vnd.api+json"));
+    for bad in ["text", "text/", "/html", "te xt/html", "text/ht(ml"] {
+        assert!(!is_media_type(bad), "{bad}");
+    }
+    assert!(matches!(
+        &ok("presentation text/markdown md.cgi\n").rules[0].action,
+        Action::Presentation { mime, .. } if mime == "text/markdown"
+    ));
+    assert_eq!(
+        errors("presentation markdown md.cgi\n"),
+        ["1:14: not a media type (expected TYPE/SUBTYPE)"]
+    );
+}
+
+#[test]
+fn service_names_lists_the_declared_services_in_order() {
+    let c = ok("service b connect=unix:/b\nservice a connect=unix:/a\n");
+    assert_eq!(service_names(&c), ["a", "b"]);
+}
+
+/// A multiplexing FastCGI program can take more connections than it has processes.
+#[test]
+fn a_spawned_service_keeps_its_own_connection_count() {
+    let c = ok("service a spawn=x processes=2 connections=5\n");
+    assert!(matches!(
+        &c.services["a"],
+        Service::Spawn {
+            processes: 2,
+            connections: 5,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_host_name_gets_one_section_only() {
+    assert_eq!(
+        errors("host a B\nhost b\nhost c c\n"),
+        [
+            "2:6: host `b` already has a section",
+            "3:8: host `c` already has a section",
+        ]
+    );
+}
+
+#[test]
+fn a_tcp_service_address_needs_a_host() {
+    assert_eq!(
+        errors("service a connect=:9000\n"),
+        ["1:11: expected connect=unix:PATH or connect=HOST:PORT"]
+    );
+}
+
+/// The caret under an unterminated string runs from the quote to the end of the line.
+#[test]
+fn an_unterminated_string_is_underlined_to_the_end_of_the_line() {
+    let e = lex::words("pass \"/a b").unwrap_err();
+    assert_eq!((e.col, e.width), (6, 5));
+}
+
+/// Generation 1 keeps the plain socket name, so a configuration never reloaded and one
+/// whose service has never changed agree on where the socket is.
+#[test]
+fn a_spawn_socket_names_its_generation_only_after_the_first() {
+    let mut c = ok("service a spawn=x\n");
+    c.run_dir = "/run/weir".into();
+    assert_eq!(c.spawn_socket("a"), Path::new("/run/weir/a.sock"));
+    c.spawn_generations.insert("a".into(), 1);
+    assert_eq!(c.spawn_socket("a"), Path::new("/run/weir/a.sock"));
+    c.spawn_generations.insert("a".into(), 2);
+    assert_eq!(c.spawn_socket("a"), Path::new("/run/weir/a.2.sock"));
+    c.spawn_generations.insert("a".into(), 3);
+    assert_eq!(c.spawn_socket("a"), Path::new("/run/weir/a.3.sock"));
+}
+
+/// A file saved with CRLF line ends parses as if it had none: `\r` separates words.
+#[test]
+fn a_carriage_return_separates_words() {
+    let w = lex::words("pass\r/a\r").unwrap();
+    assert_eq!(
+        w.iter().map(|w| w.text.as_str()).collect::<Vec<_>>(),
+        ["pass", "/a"]
+    );
+}
+
+#[test]
+fn service_connections_reports_each_services_own_count() {
+    let c = ok("service a spawn=x processes=3\nservice b connect=unix:/b connections=2\n");
+    assert_eq!(c.service_connections("a"), 3);
+    assert_eq!(c.service_connections("b"), 2);
+    assert_eq!(c.service_connections("ghost"), 0);
+}
+
+/// Core state holds the configuration by generation: two generations differ even with the
+/// same text, and one generation equals and hashes the same as itself.
+#[test]
+fn config_refs_compare_and_hash_by_generation() {
+    use std::hash::{BuildHasher, RandomState};
+    let (one, two) = (
+        crate::config::ConfigRef::new(1, ok("")),
+        crate::config::ConfigRef::new(2, ok("")),
+    );
+    assert_eq!(one, one.clone());
+    assert_ne!(one, two);
+    let s = RandomState::new();
+    assert_eq!(s.hash_one(&one), s.hash_one(one.clone()));
+    assert_ne!(s.hash_one(&one), s.hash_one(&two));
+    assert_eq!((one.generation(), two.generation()), (1, 2));
 }

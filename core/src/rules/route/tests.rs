@@ -401,3 +401,30 @@ fn explain_takes_the_host_of_an_absolute_url() {
     let text = explain_request(&config, &get, b"http://a.example/x", Some(b"b"), peer);
     assert!(text.contains("(host b,"), "{text}");
 }
+
+/// `weir route` warns that a file would answer a POST with 405, and only for a file.
+#[test]
+fn explain_warns_when_the_method_cannot_fetch_the_file() {
+    let c = config("fail /gone 410\npass /*\n");
+    let peer = core::net::IpAddr::from([127, 0, 0, 1]);
+    let but = "but: documents answer only GET, HEAD and OPTIONS";
+    let post = crate::http1::Method::Post;
+    let get = crate::http1::Method::Get;
+    assert!(explain_request(&c, &post, b"/x", None, peer).contains(but));
+    assert!(!explain_request(&c, &get, b"/x", None, peer).contains(but));
+    assert!(!explain_request(&c, &post, b"/gone", None, peer).contains(but));
+}
+
+/// A bracketed IPv6 host without a port keeps its last `:`, which is not a port separator.
+#[test]
+fn an_ipv6_host_without_a_port_finds_its_section() {
+    let c = config("host [::1]\nfail /* 410\nhost *\npass /*\n");
+    for host in ["[::1]", "[::1]:8080"] {
+        let r = go_with(&c, "/x", None, Some(host), "10.0.0.1", None);
+        assert!(
+            matches!(r.outcome, Outcome::Fail(410)),
+            "{host}: {:?}",
+            r.outcome
+        );
+    }
+}
