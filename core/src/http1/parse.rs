@@ -1026,7 +1026,8 @@ mod tests {
             b"[2001:db8::1]:443",
             b"xn--bcher-kva.example",
             b"a%20b",
-            // IPvFuture, with either case of its `v` (RFC 3986 §3.2.2, §6.2.2.1).
+            // IPvFuture: unreserved, sub-delims and colons after a `v` of either case
+            // (RFC 3986 §3.2.2, §6.2.2.1).
             b"[v1.fe80::a+en1]",
             b"[V7.x]:80",
         ] {
@@ -1042,6 +1043,10 @@ mod tests {
             b"[::1]x",
             b"[]",
             b"a%2",
+            // Both bytes after the `%` are judged, whatever precedes it.
+            b"a%g0",
+            b"a%0g",
+            b"[v1.a/b]",
             b"a\"b",
         ] {
             assert!(!valid_authority(bad), "{:?}", String::from_utf8_lossy(bad));
