@@ -724,6 +724,16 @@ mod tests {
     }
 
     #[test]
+    fn a_head_of_exactly_the_bound_is_accepted() {
+        let mut head = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        head.resize(196, b'a');
+        head.extend_from_slice(b"\r\n\r\n");
+        let want = Ok(Some(HeadEnd { start: 0, end: 200 }));
+        assert_eq!(scan_all(&head), want);
+        assert_eq!(scan_bytewise(&head), want);
+    }
+
+    #[test]
     fn a_bare_lf_among_the_leading_empty_lines_is_logged_as_such() {
         // Leading CRLFs may be skipped (RFC 9112 §2.2), a bare LF may not; the log says
         // the LF came before the request line, not inside a head.
