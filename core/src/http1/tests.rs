@@ -2368,6 +2368,19 @@ proptest! {
 }
 
 #[test]
+fn a_kept_alive_connection_is_sending_until_its_last_response_is_transmitted() {
+    // The cycle is over once send_end is called, but the shell must still write: the
+    // state says so (ConnState::SendingResponse), not Idle.
+    let mut p = Pair::new();
+    p.send(GET);
+    p.events();
+    p.respond(200, b"ok");
+    assert_eq!(p.conn.state(), ConnState::SendingResponse);
+    p.transmit();
+    assert_eq!(p.conn.state(), ConnState::Idle);
+}
+
+#[test]
 fn headers_remove_drops_every_field_of_that_name_whatever_its_case() {
     let mut h = Headers::new();
     h.push("Content-Length", "3");
