@@ -876,6 +876,26 @@ mod tests {
     }
 
     #[test]
+    fn a_field_limit_above_the_stack_slots_is_honoured_both_ways() {
+        // More slots than the 128 on the stack: the limit still decides, not the stack.
+        let limits = Limits {
+            headers_max: 200,
+            ..Limits::default()
+        };
+        let head = |n: usize| {
+            let mut h = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+            for i in 1..n {
+                h.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
+            }
+            h.extend_from_slice(b"\r\n");
+            Bytes::from(h)
+        };
+        assert_eq!(parse_head(&head(200), &limits).unwrap().headers.len(), 200);
+        let over = parse_head(&head(201), &limits).map_err(|e| e.status);
+        assert_eq!(over.map(|_| ()), Err(431));
+    }
+
+    #[test]
     fn absolute_form_authority_overrides_host() {
         let h = parse(b"GET http://ex.com:8080/x?q HTTP/1.1\r\nHost: other\r\n\r\n").unwrap();
         assert_eq!(h.host.as_deref(), Some(&b"ex.com:8080"[..]));
