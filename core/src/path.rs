@@ -384,6 +384,17 @@ mod tests {
     }
 
     #[test]
+    fn the_usual_paths_take_the_normal_form_shortcut() {
+        // The shortcut is what spares the usual request a decode and a segment walk.
+        for raw in [&b"/"[..], b"/a/b", b"/a/b/", b"/index.html", b"/a;v=1"] {
+            assert!(is_normal(raw), "{:?}", String::from_utf8_lossy(raw));
+        }
+        for raw in [&b"a"[..], b"/%61", b"/a//b", b"/./a", b"/a\\b", b"/\x7f"] {
+            assert!(!is_normal(raw), "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
     fn table() {
         assert_eq!(path("/"), "/");
         assert_eq!(path("/a/b"), "/a/b");

@@ -400,6 +400,9 @@ mod tests {
             b"; a = b",
             b";a;b=c",
             b";a=\"x y\"",
+            // qdtext and quoted-pair admit obs-text (RFC 9110 §5.6.4).
+            b";a=\"\x80\xff\"",
+            b";a=\"\t\\\x80\"",
         ] {
             assert!(valid_extensions(ok), "{:?}", String::from_utf8_lossy(ok));
         }
@@ -411,6 +414,10 @@ mod tests {
             b";a=\"",
             b";a =b c",
             b";a\x00",
+            // Controls other than HTAB are neither qdtext nor quoted-pair.
+            b";a=\"\x01\"",
+            b";a=\"\x7f\"",
+            b";a=\"\\\x01\"",
         ] {
             assert!(!valid_extensions(bad), "{:?}", String::from_utf8_lossy(bad));
         }

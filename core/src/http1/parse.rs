@@ -710,6 +710,41 @@ mod tests {
     }
 
     #[test]
+    fn a_field_line_ending_exactly_at_the_head_bound_waits_for_the_next_byte() {
+        // 200 bytes are within a 200-byte bound: the head cannot end there, but the verdict
+        // belongs to the byte that crosses the bound, as in the byte-by-byte walk.
+        let mut head = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        head.resize(198, b'a');
+        head.extend_from_slice(b"\r\n");
+        assert_eq!(scan_all(&head), Ok(None));
+        assert_eq!(scan_bytewise(&head), Ok(None));
+        head.push(b'\r');
+        assert_eq!(scan_all(&head).unwrap_err().status, 431);
+        assert_eq!(scan_bytewise(&head).unwrap_err().status, 431);
+    }
+
+    #[test]
+    fn a_head_of_exactly_the_bound_is_accepted() {
+        let mut head = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        head.resize(196, b'a');
+        head.extend_from_slice(b"\r\n\r\n");
+        let want = Ok(Some(HeadEnd { start: 0, end: 200 }));
+        assert_eq!(scan_all(&head), want);
+        assert_eq!(scan_bytewise(&head), want);
+    }
+
+    #[test]
+    fn a_bare_lf_among_the_leading_empty_lines_is_logged_as_such() {
+        // Leading CRLFs may be skipped (RFC 9112 §2.2), a bare LF may not; the log says
+        // the LF came before the request line, not inside a head.
+        let want = Err(err(400, "bare LF in the request head"));
+        assert_eq!(scan_all(b"\r\n\nGET / HTTP/1.1\r\n\r\n"), want);
+        assert_eq!(scan_bytewise(b"\nGET / HTTP/1.1\r\n\r\n"), want);
+        let inside = scan_all(b"GET / HTTP/1.1\r\nHost: a\n\r\n");
+        assert_eq!(inside, Err(err(400, "bare LF in the head")));
+    }
+
+    #[test]
     fn scan_finds_the_end_in_one_go_and_byte_by_byte() {
         let head = b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nXYZ";
         let want = Ok(Some(HeadEnd { start: 4, end: 31 }));
@@ -749,6 +784,8 @@ mod tests {
         let mut ok = vec![b'a'; 100];
         ok.extend_from_slice(b"\r\n\r\n");
         assert!(matches!(scan_all(&ok), Ok(Some(_))));
+        // Also while its CRLF has yet to arrive: only the 101st byte would be too many.
+        assert!(matches!(scan_bytewise(&ok), Ok(Some(_))));
     }
 
     #[test]
@@ -836,6 +873,26 @@ mod tests {
         assert!(parse_head(&ok, &limits).is_ok());
         let bad = Bytes::from_static(b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nY: 2\r\n\r\n");
         assert_eq!(parse_head(&bad, &limits).map_err(|e| e.status), Err(431));
+    }
+
+    #[test]
+    fn a_field_limit_above_the_stack_slots_is_honoured_both_ways() {
+        // More slots than the 128 on the stack: the limit still decides, not the stack.
+        let limits = Limits {
+            headers_max: 200,
+            ..Limits::default()
+        };
+        let head = |n: usize| {
+            let mut h = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+            for i in 1..n {
+                h.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
+            }
+            h.extend_from_slice(b"\r\n");
+            Bytes::from(h)
+        };
+        assert_eq!(parse_head(&head(200), &limits).unwrap().headers.len(), 200);
+        let over = parse_head(&head(201), &limits).map_err(|e| e.status);
+        assert_eq!(over.map(|_| ()), Err(431));
     }
 
     #[test]
@@ -999,6 +1056,10 @@ mod tests {
             b"[2001:db8::1]:443",
             b"xn--bcher-kva.example",
             b"a%20b",
+            // IPvFuture: unreserved, sub-delims and colons after a `v` of either case
+            // (RFC 3986 §3.2.2, §6.2.2.1).
+            b"[v1.fe80::a+en1]",
+            b"[V7.x]:80",
         ] {
             assert!(valid_authority(ok), "{:?}", String::from_utf8_lossy(ok));
         }
@@ -1012,6 +1073,10 @@ mod tests {
             b"[::1]x",
             b"[]",
             b"a%2",
+            // Both bytes after the `%` are judged, whatever precedes it.
+            b"a%g0",
+            b"a%0g",
+            b"[v1.a/b]",
             b"a\"b",
         ] {
             assert!(!valid_authority(bad), "{:?}", String::from_utf8_lossy(bad));

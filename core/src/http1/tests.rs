@@ -381,9 +381,10 @@ fn an_unwanted_body_is_discarded_for_five_seconds_at_most() {
         p.events();
         p.advance(500);
     }
-    // … but not the discard limit.
+    // … but not the discard limit, which closes without a 408: the 405 was the answer.
     assert_eq!(p.now.mono, start.after(DISCARD_TIME));
     assert_eq!(p.conn.state(), ConnState::Lingering);
+    assert!(p.events().is_empty());
     p.advance(LINGER.as_millis() as u64);
     assert_eq!(p.conn.state(), ConnState::Closed);
 }
@@ -729,6 +730,63 @@ fn final_response_before_continue_closes_the_connection() {
     // Whatever the client sends now is not parsed.
     p.send(&get("/smuggled"));
     assert!(p.events().is_empty());
+}
+
+#[test]
+fn accept_body_after_a_final_head_sends_no_continue() {
+    // The final head has gone out but the body has not arrived: a 100 now would follow
+    // the final response, which RFC 9110 §15.2 forbids (1xx come before it).
+    let mut p = Pair::new();
+    p.send(EXPECT);
+    p.events();
+    p.conn
+        .send_head(ResponseHead::new(413, ResponseBody::Length(7)), p.now)
+        .unwrap();
+    p.transmit();
+    p.conn.accept_body();
+    assert!(p.conn.pending_transmit().is_none(), "a 100 after the 413");
+    p.conn
+        .send_body(Chunk::Bytes(Bytes::from_static(b"too big")), p.now)
+        .unwrap();
+    p.conn.send_end(None, p.now).unwrap();
+    let r = p.responses();
+    assert_eq!(r.iter().map(|r| r.status).collect::<Vec<_>>(), [413]);
+}
+
+#[test]
+fn interim_heads_skip_http10_clients_and_a_second_100() {
+    // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+    let mut p = Pair::new();
+    p.send(b"GET / HTTP/1.0\r\n\r\n");
+    p.events();
+    p.conn
+        .send_head(ResponseHead::new(103, ResponseBody::Empty), p.now)
+        .unwrap();
+    assert!(p.conn.pending_transmit().is_none(), "a 103 to HTTP/1.0");
+    p.expect_http10_response();
+    p.respond(200, b"ok");
+    let r = p.responses();
+    assert_eq!(r.iter().map(|r| r.status).collect::<Vec<_>>(), [200]);
+
+    // A 100 the connection already sent on accept_body is not repeated; other 1xx are.
+    let mut p = Pair::new();
+    p.send(EXPECT);
+    p.events();
+    p.conn.accept_body();
+    p.conn
+        .send_head(ResponseHead::new(100, ResponseBody::Empty), p.now)
+        .unwrap();
+    p.conn
+        .send_head(ResponseHead::new(103, ResponseBody::Empty), p.now)
+        .unwrap();
+    p.send(b"data");
+    p.events();
+    p.respond(201, b"");
+    let r = p.responses();
+    assert_eq!(
+        r.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [100, 103, 201]
+    );
 }
 
 #[test]
@@ -1272,6 +1330,9 @@ fn body_timeout_gives_408_or_aborts() {
     p.transmit();
     p.advance(30_000);
     assert_eq!(p.conn.state(), ConnState::Closed);
+    // No 408 can follow a head already sent: the connection aborts, and reports no
+    // rejection the client never sees (the table in the module documentation).
+    assert!(p.events().is_empty());
 }
 
 #[test]
@@ -2304,6 +2365,31 @@ proptest! {
         prop_assert_eq!(plain.events(), inline.events());
         prop_assert!(!taken || body_len <= 16 * 1024);
     }
+}
+
+#[test]
+fn a_kept_alive_connection_is_sending_until_its_last_response_is_transmitted() {
+    // The cycle is over once send_end is called, but the shell must still write: the
+    // state says so (ConnState::SendingResponse), not Idle.
+    let mut p = Pair::new();
+    p.send(GET);
+    p.events();
+    p.respond(200, b"ok");
+    assert_eq!(p.conn.state(), ConnState::SendingResponse);
+    p.transmit();
+    assert_eq!(p.conn.state(), ConnState::Idle);
+}
+
+#[test]
+fn headers_remove_drops_every_field_of_that_name_whatever_its_case() {
+    let mut h = Headers::new();
+    h.push("Content-Length", "3");
+    h.push("X-Kept", "1");
+    h.push("content-length", "4");
+    h.remove("CONTENT-LENGTH");
+    assert_eq!(h.len(), 1);
+    assert!(!h.contains("content-length"));
+    assert_eq!(h.get("x-kept").map(|v| &v[..]), Some(&b"1"[..]));
 }
 
 /// Every status weir names has the reason phrase its RFC gives it (RFC 9110 §15; 428,
