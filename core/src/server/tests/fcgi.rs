@@ -284,13 +284,14 @@ const CONF: &str = "access-log /var/log/weir.log\n\
 /// Where the reload tests move the service to.
 const SOCK2: &str = "/run/test/php2.sock";
 
-/// Reloads `w` to the configuration `text` (generation 2) and lets it settle.
+/// Reloads `w` to the configuration `text` (the next generation) and lets it settle.
 fn reload(w: &mut World, text: &str) {
     let mut load = |_: &std::path::Path| -> Result<String, String> { Err("none".into()) };
     let config = crate::config::parse("t.conf", text, std::path::Path::new(super::ROOT), &mut load)
         .unwrap_or_else(|d| panic!("{}", d[0]));
+    let next = w.server.config().generation() + 1;
     w.server
-        .handle(Input::Reload(ConfigRef::new(2, config)), w.now);
+        .handle(Input::Reload(ConfigRef::new(next, config)), w.now);
     w.run();
 }
 
@@ -689,6 +690,23 @@ fn a_stream_to_where_a_reload_moved_the_service_from_is_closed_not_pooled() {
     assert_eq!(status(&out), 200, "{out}");
     assert_eq!(w.services.connects, 2);
     assert_eq!(w.services.open(), 1);
+}
+
+#[test]
+fn a_reload_closes_idle_streams_only_where_the_service_moved() {
+    let (mut w, conf) = one_stream_and_a_second_socket();
+    let out = request(&mut w, "GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&out), 200, "{out}");
+    assert_eq!(w.services.open(), 1, "kept alive");
+    // The same address in the next generation: the idle stream stays and is used again.
+    reload(&mut w, &format!("header /* X-Gen 2\n{conf}"));
+    assert_eq!(w.services.open(), 1);
+    let out = request(&mut w, "GET /y.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&out), 200, "{out}");
+    assert_eq!(w.services.connects, 1);
+    // Moved: the idle stream to the old place is closed at once.
+    reload(&mut w, &conf.replace(SOCK, SOCK2));
+    assert_eq!(w.services.open(), 0);
 }
 
 #[test]
