@@ -26,6 +26,9 @@ pub(super) enum Behaviour {
     Redirects,
     /// A header section and part of the body, then nothing more (the stream stays open).
     StallsMidway,
+    /// Answers as `Echo` does, but never closes the connection, even when not asked to
+    /// keep it.
+    NeverCloses,
 }
 
 /// One stream the fake service has accepted.
@@ -222,7 +225,10 @@ fn answer(b: Behaviour, s: &mut FakeStream, params: &BTreeMap<String, String>) {
                 &mut out,
             );
         }
-        Behaviour::Echo | Behaviour::ClosesAfter | Behaviour::Redirects => {
+        Behaviour::Echo
+        | Behaviour::ClosesAfter
+        | Behaviour::Redirects
+        | Behaviour::NeverCloses => {
             let body = format!(
                 "Content-Type: text/plain\r\n\r\nscript={} query={} body={}\n",
                 get("SCRIPT_FILENAME"),
@@ -241,7 +247,7 @@ fn answer(b: Behaviour, s: &mut FakeStream, params: &BTreeMap<String, String>) {
                 &mut out,
             );
             s.answered += 1;
-            if !s.keep || b == Behaviour::ClosesAfter {
+            if (!s.keep && b != Behaviour::NeverCloses) || b == Behaviour::ClosesAfter {
                 s.eof_after = true;
             }
         }
@@ -448,6 +454,21 @@ fn each_worker_keeps_to_its_share_of_the_connections() {
             "worker {index} of {count}, connections={total}"
         );
     }
+}
+
+#[test]
+fn a_stream_not_to_be_kept_is_closed_by_weir_when_the_service_does_not() {
+    // One connection shared by two workers: streams are not kept alive.
+    let conf = CONF.replace("connections=2", "connections=1");
+    let mut w = fcgi_world(&conf, Behaviour::NeverCloses);
+    w.server.set_worker_share(1, 2);
+    let out = request(&mut w, "GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&out), 200, "{out}");
+    assert_eq!(
+        w.services.open(),
+        0,
+        "not pooled: closed after its END_REQUEST"
+    );
 }
 
 #[test]
