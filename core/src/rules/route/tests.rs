@@ -464,3 +464,23 @@ fn presentation_scripts_are_chosen_by_base_media_type() {
     assert_eq!(presentation_for(&c, None, "text/plain"), None);
     assert_eq!(presentation_for(&c, None, "text/markdownx"), None);
 }
+
+/// A search script serves only the files its template matches.
+#[test]
+fn a_search_script_is_attached_only_to_files_its_template_matches() {
+    let c = config("search /docs/* /usr/lib/cgi-bin/search\npass /*\n");
+    let Outcome::File { search, .. } = go(&c, "/notes/a.html").outcome else {
+        panic!()
+    };
+    assert_eq!(search, None);
+}
+
+/// A trailing slash names a directory, so `pass` keeps it when the result ends in `*` or
+/// `/`, and drops it when the result names one file.
+#[test]
+fn pass_keeps_a_trailing_slash_where_the_result_allows_a_directory() {
+    let c = config("pass /d/* htdocs/*\npass /e/ htdocs/e/\npass /f/ htdocs/f.html\n");
+    assert_eq!(file(&go(&c, "/d/sub/")), "/srv/htdocs/sub/");
+    assert_eq!(file(&go(&c, "/e/")), "/srv/htdocs/e/");
+    assert_eq!(file(&go(&c, "/f/")), "/srv/htdocs/f.html");
+}
