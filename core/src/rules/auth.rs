@@ -477,4 +477,16 @@ mod tests {
             Err((3, "empty user name".into()))
         );
     }
+
+    /// Every byte of the stored hash is compared on its own: two differences that cancel
+    /// out (two of its characters swapped) still refuse the password.
+    #[test]
+    fn a_stored_hash_with_two_characters_swapped_lets_no_password_in() {
+        let mut swapped = APR1.as_bytes().to_vec();
+        let n = swapped.len();
+        swapped.swap(n - 1, n - 2);
+        let swapped = String::from_utf8(swapped).unwrap();
+        assert_ne!(swapped, APR1);
+        assert!(!verify(&swapped, b"secret"), "{swapped}");
+    }
 }
