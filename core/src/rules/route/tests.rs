@@ -484,3 +484,12 @@ fn pass_keeps_a_trailing_slash_where_the_result_allows_a_directory() {
     assert_eq!(file(&go(&c, "/e/")), "/srv/htdocs/e/");
     assert_eq!(file(&go(&c, "/f/")), "/srv/htdocs/f.html");
 }
+
+/// The file `pass` hands on is in lexical form even when the shortcut for plain paths could
+/// be tempted: under a root of `/`, a target made only of dot segments is `/` itself.
+#[test]
+fn a_dot_only_target_under_root_slash_is_served_as_slash() {
+    let c = config("root /\npass /*\n");
+    assert_eq!(file(&go(&c, "/..")), "/");
+    assert_eq!(file(&go(&c, "/./..")), "/");
+}
