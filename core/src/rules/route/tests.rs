@@ -493,3 +493,11 @@ fn a_dot_only_target_under_root_slash_is_served_as_slash() {
     assert_eq!(file(&go(&c, "/..")), "/");
     assert_eq!(file(&go(&c, "/./..")), "/");
 }
+
+/// Repeated slashes collapse as in the lexical form (empty segments name nothing), and the
+/// trailing slash that names a directory stays.
+#[test]
+fn repeated_slashes_under_root_slash_collapse_as_in_lexical_form() {
+    let c = config("root /\npass /*\n");
+    assert_eq!(file(&go(&c, "///a///")), "/a/");
+}
