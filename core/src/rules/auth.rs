@@ -445,4 +445,48 @@ mod tests {
         changed.hash = SHA256.into();
         assert_ne!(print, changed.fingerprint(), "a new hash is a new version");
     }
+
+    /// A stored hash is compared whole: a correct hash with anything after it is another
+    /// hash, and no password matches it.
+    #[test]
+    fn a_stored_hash_with_trailing_bytes_lets_no_password_in() {
+        for hash in [APR1, SHA256] {
+            assert!(!verify(&format!("{hash}x"), b"secret"), "{hash}x");
+        }
+    }
+
+    /// The redacted forms are what logs and traces show, so they are pinned exactly.
+    #[test]
+    fn debug_output_names_the_user_and_hides_the_password() {
+        assert_eq!(
+            format!("{:?}", Password(b"secret".to_vec())),
+            "Password(..)"
+        );
+        assert_eq!(
+            format!("{:?}", creds("alice", b"secret")),
+            "Credentials { user: \"alice\", .. }"
+        );
+    }
+
+    /// An htpasswd line naming no user is refused, and the error names its 1-based line
+    /// (comments and blank lines counted).
+    #[test]
+    fn an_htpasswd_line_without_a_user_name_is_refused_with_its_line_number() {
+        assert_eq!(
+            Users::parse(PathBuf::from("/u"), "# c\n\n:$apr1$x\n"),
+            Err((3, "empty user name".into()))
+        );
+    }
+
+    /// Every byte of the stored hash is compared on its own: two differences that cancel
+    /// out (two of its characters swapped) still refuse the password.
+    #[test]
+    fn a_stored_hash_with_two_characters_swapped_lets_no_password_in() {
+        let mut swapped = APR1.as_bytes().to_vec();
+        let n = swapped.len();
+        swapped.swap(n - 1, n - 2);
+        let swapped = String::from_utf8(swapped).unwrap();
+        assert_ne!(swapped, APR1);
+        assert!(!verify(&swapped, b"secret"), "{swapped}");
+    }
 }

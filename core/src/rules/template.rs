@@ -119,4 +119,11 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn has_star_tells_a_pattern_from_an_exact_path() {
+        assert!(Template::parse("/a/*").unwrap().has_star());
+        assert!(Template::parse("*").unwrap().has_star());
+        assert!(!Template::parse("/status").unwrap().has_star());
+    }
 }

@@ -428,3 +428,76 @@ fn an_ipv6_host_without_a_port_finds_its_section() {
         );
     }
 }
+
+/// The server judges the method before the target: an unknown method is 501 and TRACE or
+/// CONNECT 405 (RFC 9110 §9.1, §9.3.6, §9.3.8), whatever the rules would have done.
+#[test]
+fn explain_judges_the_method_before_the_rules() {
+    let c = config("pass /*\n");
+    let peer = core::net::IpAddr::from([127, 0, 0, 1]);
+    let other = crate::http1::Method::Other(bytes::Bytes::from_static(b"BREW"));
+    let text = explain_request(&c, &other, b"/x", None, peer);
+    assert!(text.contains("outcome: 501"), "{text}");
+    assert!(!text.contains("path:"), "{text}");
+    for m in [crate::http1::Method::Trace, crate::http1::Method::Connect] {
+        let text = explain_request(&c, &m, b"/x", None, peer);
+        assert!(text.contains("outcome: 405: TRACE and CONNECT"), "{text}");
+        assert!(!text.contains("path:"), "{text}");
+    }
+}
+
+/// A presentation rule is chosen by the document's media type without its parameters,
+/// case-insensitively (RFC 9110 §8.3.1), and only a rule for that type is chosen.
+#[test]
+fn presentation_scripts_are_chosen_by_base_media_type() {
+    let c = config(
+        "presentation text/markdown cgi-bin/md\npresentation Text/HTML /opt/html\npass /*\n",
+    );
+    assert_eq!(
+        presentation_for(&c, None, "text/html; charset=utf-8"),
+        Some(PathBuf::from("/opt/html"))
+    );
+    assert_eq!(
+        presentation_for(&c, None, " text/markdown ;q=1"),
+        Some(PathBuf::from("/srv/cgi-bin/md"))
+    );
+    assert_eq!(presentation_for(&c, None, "text/plain"), None);
+    assert_eq!(presentation_for(&c, None, "text/markdownx"), None);
+}
+
+/// A search script serves only the files its template matches.
+#[test]
+fn a_search_script_is_attached_only_to_files_its_template_matches() {
+    let c = config("search /docs/* /usr/lib/cgi-bin/search\npass /*\n");
+    let Outcome::File { search, .. } = go(&c, "/notes/a.html").outcome else {
+        panic!()
+    };
+    assert_eq!(search, None);
+}
+
+/// A trailing slash names a directory, so `pass` keeps it when the result ends in `*` or
+/// `/`, and drops it when the result names one file.
+#[test]
+fn pass_keeps_a_trailing_slash_where_the_result_allows_a_directory() {
+    let c = config("pass /d/* htdocs/*\npass /e/ htdocs/e/\npass /f/ htdocs/f.html\n");
+    assert_eq!(file(&go(&c, "/d/sub/")), "/srv/htdocs/sub/");
+    assert_eq!(file(&go(&c, "/e/")), "/srv/htdocs/e/");
+    assert_eq!(file(&go(&c, "/f/")), "/srv/htdocs/f.html");
+}
+
+/// The file `pass` hands on is in lexical form even when the shortcut for plain paths could
+/// be tempted: under a root of `/`, a target made only of dot segments is `/` itself.
+#[test]
+fn a_dot_only_target_under_root_slash_is_served_as_slash() {
+    let c = config("root /\npass /*\n");
+    assert_eq!(file(&go(&c, "/..")), "/");
+    assert_eq!(file(&go(&c, "/./..")), "/");
+}
+
+/// Repeated slashes collapse as in the lexical form (empty segments name nothing), and the
+/// trailing slash that names a directory stays.
+#[test]
+fn repeated_slashes_under_root_slash_collapse_as_in_lexical_form() {
+    let c = config("root /\npass /*\n");
+    assert_eq!(file(&go(&c, "///a///")), "/a/");
+}
