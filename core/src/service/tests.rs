@@ -171,6 +171,33 @@ fn fail_once(s: &mut Supervisor, pid: u32, jitter: u16, now: u64) -> Vec<Supervi
 }
 
 #[test]
+fn serving_proves_a_process_and_ends_the_streak_of_failed_starts() {
+    let mut s = started(1, Policy::default());
+    fail_once(&mut s, 10, 0, 0);
+    assert_eq!(s.failed_starts(), 1);
+    s.handle_timeout(Time(100));
+    drain(&mut s);
+    s.handle_spawned(I0, 11, Time(100));
+    assert_eq!(s.instances()[0].state.name(), "up");
+    assert!(s.instances()[0].is_live());
+    s.handle_served(Time(150));
+    assert_eq!(s.failed_starts(), 0, "served: the streak is over");
+    // Its next failure is a crash of a proven process, not a failed start.
+    s.handle_exited(I0, 11, ExitStatus::Code(255), 0, Time(200));
+    drain(&mut s);
+    assert_eq!(s.failed_starts(), 0);
+}
+
+/// A report about an instance the supervisor never gave out is a bug in the shell: caught
+/// by an assertion in debug builds (release builds ignore it).
+#[test]
+#[should_panic(expected = "service php: no instance")]
+fn a_report_for_an_instance_never_given_out_is_asserted_against() {
+    let mut s = started(1, Policy::default());
+    s.handle_spawned(InstanceId(1), 5, Time(0));
+}
+
+#[test]
 fn a_command_that_fails_at_once_backs_off_doubling_then_gives_up() {
     let mut s = started(1, Policy::default());
     let mut now = 0;
