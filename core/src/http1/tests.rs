@@ -2617,3 +2617,27 @@ fn the_send_timer_runs_from_when_the_response_is_queued() {
     p.advance(1);
     assert_eq!(p.conn.state(), ConnState::Closed);
 }
+
+/// A `100 Continue` the application sends itself counts as the one the client asked for
+/// (RFC 9110 §10.1.1): `accept_body` and a second 100 add none, and a final response sent
+/// before the body arrives need not close, since the client was told to send it.
+#[test]
+fn the_applications_own_100_is_the_continue() {
+    let mut p = Pair::new();
+    p.send(EXPECT);
+    p.events();
+    p.conn
+        .send_head(ResponseHead::new(100, ResponseBody::Empty), p.now)
+        .unwrap();
+    p.conn.accept_body();
+    p.conn
+        .send_head(ResponseHead::new(100, ResponseBody::Empty), p.now)
+        .unwrap();
+    p.respond(200, b"ok");
+    p.send(b"data");
+    p.events();
+    let r = p.responses();
+    assert_eq!(r.iter().map(|r| r.status).collect::<Vec<_>>(), [100, 200]);
+    assert!(!r[1].closes(), "the client was told to send its body");
+    assert_eq!(p.conn.state(), ConnState::Idle);
+}
