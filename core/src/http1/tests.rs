@@ -2460,3 +2460,184 @@ fn reason_phrases_are_the_rfcs() {
         );
     }
 }
+
+// ----- gaps of the full mutation run (second http1 pass) ------------------------------------
+
+/// The budgets of "Input budget" are the documented 64 KiB: while a body is read (what is
+/// buffered or queued counts against it) and while closing, when input is only discarded
+/// but must still be read to see the peer's end of stream.
+#[test]
+fn a_body_and_a_closing_connection_read_64_kib_at_a_time() {
+    let mut p = Pair::new();
+    p.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n");
+    p.events();
+    assert_eq!(p.conn.read_budget(), 65_536);
+    p.send(&[b'x'; 36]);
+    assert_eq!(p.conn.read_budget(), 65_500, "36 body bytes not yet polled");
+
+    // A close the application asks for waits for the peer's EOF (it may be sending).
+    let mut p = Pair::new();
+    p.send(GET);
+    p.events();
+    p.conn.close(p.now);
+    p.respond(200, b"x");
+    assert_eq!(p.conn.state(), ConnState::Closing);
+    assert_eq!(p.conn.read_budget(), 65_536, "closing");
+    p.transmit();
+    assert_eq!(p.conn.state(), ConnState::Lingering);
+    assert_eq!(
+        p.conn.read_budget(),
+        65_536,
+        "lingering: waiting for the EOF"
+    );
+}
+
+/// RFC 9110 §9.3.2: the answer to HEAD has no body, whatever the framing would have been.
+/// An HTTP/1.0 client cannot take a chunked body, so a streamed GET answer would be
+/// delimited by the close; to HEAD it is not, and a kept-alive connection stays open.
+#[test]
+fn a_streamed_answer_to_an_http10_head_has_no_body_and_keeps_alive() {
+    let mut p = Pair::new();
+    p.send(b"HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    p.client.requests.push_back(Framing {
+        head: true,
+        http10: true,
+        close_ok: false,
+    });
+    p.events();
+    p.conn
+        .send_head(ResponseHead::new(200, ResponseBody::Streamed), p.now)
+        .unwrap();
+    p.conn
+        .send_body(Chunk::Bytes(Bytes::from_static(b"dropped")), p.now)
+        .unwrap();
+    p.conn.send_end(None, p.now).unwrap();
+    let r = p.responses();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].header("connection"), Some("keep-alive"));
+    assert_eq!(p.client.pos, p.wire.len(), "no body bytes on the wire");
+    assert_eq!(p.conn.state(), ConnState::Idle);
+}
+
+/// RFC 9112 §6.1: a server MUST NOT send Transfer-Encoding in a 204, even for a body the
+/// application meant to stream.
+#[test]
+fn a_streamed_204_has_no_transfer_encoding() {
+    let mut p = Pair::new();
+    p.send(GET);
+    p.events();
+    p.conn
+        .send_head(ResponseHead::new(204, ResponseBody::Streamed), p.now)
+        .unwrap();
+    p.conn
+        .send_body(Chunk::Bytes(Bytes::from_static(b"dropped")), p.now)
+        .unwrap();
+    p.conn.send_end(None, p.now).unwrap();
+    let r = p.responses();
+    assert_eq!(r[0].status, 204);
+    assert_eq!(r[0].count("transfer-encoding"), 0);
+    assert_eq!(r[0].count("content-length"), 0);
+    assert_eq!(p.client.pos, p.wire.len());
+    assert_eq!(p.conn.state(), ConnState::Idle);
+}
+
+/// RFC 9112 §7.1: a chunk of size 0 is the last chunk, so an empty piece of a streamed body
+/// must write nothing rather than end the body early.
+#[test]
+fn an_empty_piece_of_a_chunked_body_does_not_end_it() {
+    let mut p = Pair::new();
+    p.send(GET);
+    p.events();
+    p.conn
+        .send_head(ResponseHead::new(200, ResponseBody::Streamed), p.now)
+        .unwrap();
+    for piece in [&b"ab"[..], b"", b"cd"] {
+        p.conn
+            .send_body(Chunk::Bytes(Bytes::copy_from_slice(piece)), p.now)
+            .unwrap();
+    }
+    p.conn.send_end(None, p.now).unwrap();
+    let r = p.responses();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].body, b"abcd");
+    assert_eq!(p.client.pos, p.wire.len());
+}
+
+/// `idle_since` says since when a connection has waited for a request with nothing
+/// buffered, and nothing while a head is being read.
+#[test]
+fn idle_since_is_the_start_of_the_wait_and_only_while_idle() {
+    let mut p = Pair::with(Limits::default(), timeouts());
+    assert_eq!(p.conn.idle_since(), Some(Time(1_000)));
+    p.advance(500);
+    p.send(b"GET / HT");
+    assert_eq!(p.conn.idle_since(), None, "reading a head");
+    p.send(b"TP/1.1\r\nHost: a\r\n\r\n");
+    p.events();
+    p.advance(500);
+    p.respond(200, b"x");
+    assert_eq!(p.conn.idle_since(), None, "sending");
+    p.advance(500);
+    p.transmit();
+    assert_eq!(p.conn.idle_since(), Some(Time(2_500)));
+}
+
+/// After the peer's EOF nothing more is read: bytes that arrive anyway are no request, and
+/// a second EOF is no second event.
+#[test]
+fn nothing_is_read_after_the_peers_eof() {
+    let mut p = Pair::new();
+    p.send(GET);
+    p.conn.receive_eof(p.now);
+    p.conn.receive_eof(p.now);
+    p.send(&get("/late"));
+    let events = p.events();
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(head_of(&events[0]).target, "/");
+    assert_eq!(events[1..], [Event::End, Event::PeerClosed]);
+    p.respond(200, b"x");
+    assert_eq!(p.responses().len(), 1);
+    assert_eq!(p.conn.state(), ConnState::Closed);
+    assert!(p.events().is_empty(), "no request after the EOF");
+}
+
+/// The send timer runs from when the response is queued (here long after the request
+/// arrived and the connection was made), not from an older clock reading.
+#[test]
+fn the_send_timer_runs_from_when_the_response_is_queued() {
+    let mut p = Pair::with(Limits::default(), timeouts());
+    p.send(GET);
+    p.events();
+    p.advance(50_000);
+    assert_eq!(p.conn.state(), ConnState::AwaitingResponse);
+    p.respond(200, b"x");
+    assert_eq!(p.conn.timer(ConnTimer::Send), Some(Time(71_000)));
+    p.advance(19_999);
+    assert_eq!(p.conn.state(), ConnState::SendingResponse);
+    p.advance(1);
+    assert_eq!(p.conn.state(), ConnState::Closed);
+}
+
+/// A `100 Continue` the application sends itself counts as the one the client asked for
+/// (RFC 9110 §10.1.1): `accept_body` and a second 100 add none, and a final response sent
+/// before the body arrives need not close, since the client was told to send it.
+#[test]
+fn the_applications_own_100_is_the_continue() {
+    let mut p = Pair::new();
+    p.send(EXPECT);
+    p.events();
+    p.conn
+        .send_head(ResponseHead::new(100, ResponseBody::Empty), p.now)
+        .unwrap();
+    p.conn.accept_body();
+    p.conn
+        .send_head(ResponseHead::new(100, ResponseBody::Empty), p.now)
+        .unwrap();
+    p.respond(200, b"ok");
+    p.send(b"data");
+    p.events();
+    let r = p.responses();
+    assert_eq!(r.iter().map(|r| r.status).collect::<Vec<_>>(), [100, 200]);
+    assert!(!r[1].closes(), "the client was told to send its body");
+    assert_eq!(p.conn.state(), ConnState::Idle);
+}
