@@ -147,6 +147,18 @@ impl World {
         self.run();
     }
 
+    /// The connection breaks (a reset, as the shell reports one), and the world settles.
+    fn reset(&mut self, id: ConnId) {
+        self.server.handle(
+            Input::ConnFailed {
+                conn: id,
+                error: IoError::Reset,
+            },
+            self.now,
+        );
+        self.run();
+    }
+
     fn take_output(&mut self, id: ConnId) -> String {
         let c = self.clients.get_mut(&id).unwrap();
         String::from_utf8_lossy(&std::mem::take(&mut c.from_server)).into_owned()
@@ -623,14 +635,7 @@ fn a_closed_connection_releases_a_file_opened_for_it_later() {
         }
     }
     let token = open.expect("an Open");
-    w.server.handle(
-        Input::ConnFailed {
-            conn: id,
-            error: IoError::Reset,
-        },
-        w.now,
-    );
-    w.run();
+    w.reset(id);
     assert!(w.clients[&id].closed);
     assert!(
         w.server.parked.is_empty(),
@@ -1410,14 +1415,7 @@ fn the_cgi_farm_queues_then_refuses() {
         "{out}"
     );
     // The client of the hanging script goes away: its script is killed, the next one runs.
-    w.server.handle(
-        Input::ConnFailed {
-            conn: a,
-            error: IoError::Reset,
-        },
-        w.now,
-    );
-    w.run();
+    w.reset(a);
     assert_eq!(w.procs.kills, 1);
     assert!(w.take_output(b).contains("hello"));
 }

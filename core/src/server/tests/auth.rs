@@ -160,14 +160,7 @@ fn one_of_two_sharing_a_check_goes_and_the_other_still_gets_its_answer() {
     let a = ask(&mut w, "alice", "secret");
     let b = ask(&mut w, "alice", "secret");
     assert_eq!(w.held.len(), 1);
-    w.server.handle(
-        Input::ConnFailed {
-            conn: a,
-            error: IoError::Reset,
-        },
-        w.now,
-    );
-    w.run();
+    w.reset(a);
     answer_truly(&mut w);
     assert_eq!(status(&w.take_output(b)), 200);
 }
@@ -180,14 +173,7 @@ fn a_queued_check_whose_client_goes_leaves_the_others_queued() {
     let gone = ask(&mut w, "alice", "w3");
     let stays = ask(&mut w, "alice", "w4");
     assert_eq!(w.held.len(), VERIFY_PER_PEER);
-    w.server.handle(
-        Input::ConnFailed {
-            conn: gone,
-            error: IoError::Reset,
-        },
-        w.now,
-    );
-    w.run();
+    w.reset(gone);
     answer_truly(&mut w);
     assert_eq!(w.held.last().map(|h| h.2 .0.clone()), Some(b"w4".to_vec()));
     while !w.held.is_empty() {
@@ -269,23 +255,9 @@ fn a_client_that_goes_keeps_its_check_counted_until_it_is_answered() {
     let queued = ask(&mut w, "alice", "w3");
     assert_eq!(w.held.len(), 2);
     // The queued one leaves the queue with its connection.
-    w.server.handle(
-        Input::ConnFailed {
-            conn: queued,
-            error: IoError::Reset,
-        },
-        w.now,
-    );
-    w.run();
+    w.reset(queued);
     // An in-flight one's connection goes: its check still holds its place.
-    w.server.handle(
-        Input::ConnFailed {
-            conn: a,
-            error: IoError::Reset,
-        },
-        w.now,
-    );
-    w.run();
+    w.reset(a);
     assert_eq!(w.server.verifications_in_flight(), 2);
     let c = ask(&mut w, "alice", "w4");
     assert_eq!(
@@ -317,14 +289,7 @@ fn a_check_outlives_a_shutdown_without_holding_it_up() {
     // …and a check whose client went does not keep the server from exiting.
     let mut w = world();
     let id = ask(&mut w, "alice", "secret");
-    w.server.handle(
-        Input::ConnFailed {
-            conn: id,
-            error: IoError::Reset,
-        },
-        w.now,
-    );
-    w.run();
+    w.reset(id);
     w.server.handle(Input::Shutdown, w.now);
     w.run();
     assert_eq!(w.exit, Some(0));

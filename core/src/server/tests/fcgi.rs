@@ -614,14 +614,7 @@ fn a_waiting_request_whose_client_goes_away_leaves_the_queue() {
     for _ in 0..1024 {
         let id = w.connect();
         w.send(id, b"GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
-        w.server.handle(
-            Input::ConnFailed {
-                conn: id,
-                error: IoError::Reset,
-            },
-            w.now,
-        );
-        w.run();
+        w.reset(id);
         // Closed for good: the world need not look at it again.
         assert!(w.clients.remove(&id).is_some_and(|c| c.closed));
     }
