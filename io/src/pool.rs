@@ -174,6 +174,7 @@ mod tests {
         let (done, results) = mpsc::channel();
         let (gate, opened) = mpsc::channel::<()>();
         let opened = Arc::new(std::sync::Mutex::new(opened));
+        let (took, taken) = mpsc::channel::<()>();
         let spec = Spec {
             name: "test",
             threads: 1,
@@ -183,9 +184,11 @@ mod tests {
         let (queue, threads) = start(spec, move || {
             let done = done.clone();
             let opened = Arc::clone(&opened);
+            let took = took.clone();
             move |n: u32| {
                 if n == 0 {
                     // The first job holds the only thread until the test opens the gate.
+                    let _ = took.send(());
                     let _ = opened.lock().expect("one thread").recv();
                 }
                 let _ = done.send(n);
@@ -195,6 +198,9 @@ mod tests {
         queue.send(0).expect("queued");
         queue.send(1).expect("queued");
         drop(queue);
+        // The thread holds the first job before `closing` is raised (else it would skip
+        // both, end, and take the gate with it).
+        taken.recv().expect("the first job is taken");
         let closing = Arc::clone(&threads.closing);
         let finishing = thread::spawn(move || threads.finish());
         // Once finish has raised `closing`, the thread is let go of its first job.
