@@ -564,13 +564,17 @@ fn cgi_gateway(
 
 /// Splits `path` into SCRIPT_NAME and PATH_INFO where the star's match begins
 /// (`star_start`, the template prefix's length): with `keep`, the first `keep` bytes of
-/// the star stay in SCRIPT_NAME.
+/// the star stay in SCRIPT_NAME. Without it, the slashes that end the prefix begin
+/// PATH_INFO, so that SCRIPT_NAME + PATH_INFO is the path (RFC 3875 §3.3): a gateway
+/// mounted at the root (`exec /* APP`) has SCRIPT_NAME `""` and PATH_INFO `/x`.
 fn split_at_star(path: &[u8], star_start: usize, keep: Option<usize>) -> Gateway {
-    let split = star_start + keep.unwrap_or(0);
-    let (mut name, info) = path.split_at(split.min(path.len()));
-    while name.len() > 1 && name.ends_with(b"/") && keep.is_none() {
-        name = &name[..name.len() - 1];
+    let mut split = (star_start + keep.unwrap_or(0)).min(path.len());
+    if keep.is_none() {
+        while split > 0 && path[split - 1] == b'/' {
+            split -= 1;
+        }
     }
+    let (name, info) = path.split_at(split);
     let mut path_info = info.to_vec();
     if !path_info.is_empty() && !path_info.starts_with(b"/") {
         path_info.insert(0, b'/');

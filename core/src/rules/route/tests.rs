@@ -137,6 +137,30 @@ fn exec_rules_split_script_and_path_info() {
 }
 
 #[test]
+fn script_name_and_path_info_join_to_the_path() {
+    // RFC 3875 §3.3: the script's URI is SCRIPT_NAME + PATH_INFO, so a gateway mounted at
+    // the root has an empty SCRIPT_NAME, and a request for the mount point's directory
+    // keeps its slash in PATH_INFO.
+    let c = config("exec /app/* /usr/lib/app\nexec /* /usr/lib/root-app\n");
+    for (path, name, info) in [
+        ("/x", "", "/x"),
+        ("/", "", "/"),
+        ("/a/b", "", "/a/b"),
+        ("/app/", "/app", "/"),
+        ("/app/x/y", "/app", "/x/y"),
+    ] {
+        let Outcome::Cgi(g) = go(&c, path).outcome else {
+            panic!("{path}")
+        };
+        assert_eq!(
+            (g.script_name.as_slice(), g.path_info.as_slice()),
+            (name.as_bytes(), info.as_bytes()),
+            "{path}"
+        );
+    }
+}
+
+#[test]
 fn protect_by_address_and_password() {
     let c = config("protect /admin/* users=users realm=\"Admin area\" allow=127.0.0.0/8,::1\nprotect /lan/* deny=10.0.0.0/8\npass /*\n");
     let admin = |peer, auth| go_with(&c, "/admin/x", None, None, peer, auth).outcome;
