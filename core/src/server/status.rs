@@ -499,7 +499,18 @@ mod tests {
         };
         let status = ServerStatus {
             workers: vec![worker.clone(), worker],
-            services: vec![service("app"), service("a\"b")],
+            services: vec![
+                service("app"),
+                service("a\"b"),
+                ServiceStatus {
+                    state: "remote".into(),
+                    ..service("far")
+                },
+                ServiceStatus {
+                    state: "backoff".into(),
+                    ..service("down")
+                },
+            ],
             ..ServerStatus::default()
         };
         let text = status.render(StatusFormat::Prometheus, Now::default());
@@ -516,6 +527,8 @@ mod tests {
             "\nweir_responses_total{class=\"4xx\"} 4\n",
             "\nweir_service_up{service=\"app\"} 1\n",
             "\nweir_service_up{service=\"a\\\"b\"} 1\n",
+            "\nweir_service_up{service=\"far\"} 1\n",
+            "\nweir_service_up{service=\"down\"} 0\n",
             "\nweir_service_state{service=\"app\",state=\"up\"} 1\n",
             "\nweir_service_state{service=\"app\",state=\"backoff\"} 0\n",
             "\nweir_service_restarts_total{service=\"app\"} 1\n",

@@ -1418,6 +1418,10 @@ fn the_cgi_farm_queues_then_refuses() {
     w.reset(a);
     assert_eq!(w.procs.kills, 1);
     assert!(w.take_output(b).contains("hello"));
+    // Both places are given back: a later request runs at once.
+    let d = w.connect();
+    w.send(d, b"GET /cgi-bin/hello HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(w.take_output(d).contains("hello"), "the farm is free again");
 }
 
 #[test]

@@ -350,6 +350,36 @@ fn kept_alive_streams_are_reused_for_the_next_request() {
 }
 
 #[test]
+fn an_idle_stream_the_service_closes_leaves_the_others_pooled() {
+    let mut w = fcgi_world(CONF, Behaviour::Echo);
+    // A body still coming holds the first stream while a second request opens another.
+    let a = w.connect();
+    w.send(
+        a,
+        b"POST /a.php HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nab",
+    );
+    let out = request(&mut w, "GET /b.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&out), 200, "{out}");
+    w.send(a, b"cd");
+    assert!(w.take_output(a).contains("body=4"));
+    assert_eq!(
+        (w.services.connects, w.services.open()),
+        (2, 2),
+        "both pooled"
+    );
+    // The service closes one of them while it is idle: the other stays in the pool.
+    let first = *w.services.streams.keys().next().expect("a stream");
+    w.services.streams.get_mut(&first).expect("it").1.eof_after = true;
+    w.run();
+    assert_eq!(w.services.open(), 1, "the closed one is closed");
+    for _ in 0..2 {
+        let out = request(&mut w, "GET /c.php HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(status(&out), 200, "{out}");
+    }
+    assert_eq!(w.services.connects, 2, "the pooled one is used");
+}
+
+#[test]
 fn a_service_that_closes_after_answering_is_not_reused() {
     let mut w = fcgi_world(CONF, Behaviour::ClosesAfter);
     for _ in 0..3 {
