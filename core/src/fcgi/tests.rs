@@ -258,6 +258,41 @@ fn wrong_version_is_refused_at_once_and_sticks() {
     assert_eq!(verdict, Err(FcgiError::Version(2)));
 }
 
+/// Each peer error says what was wrong in words, with the numbers that show it.
+#[test]
+fn peer_errors_read_as_sentences() {
+    for (e, text) in [
+        (FcgiError::Version(2), "FastCGI record of version 2, not 1"),
+        (
+            FcgiError::BodyLength {
+                kind: RecordType::EndRequest,
+                len: 9,
+            },
+            "FastCGI EndRequest record of 9 bytes, not 8",
+        ),
+        (
+            FcgiError::ManagementId {
+                kind: RecordType::GetValues,
+                id: 3,
+            },
+            "FastCGI GetValues record with request id 3, not 0",
+        ),
+        (
+            FcgiError::RecordTooLarge {
+                len: 70000,
+                max: 65536,
+            },
+            "FastCGI record of 70000 bytes, over the limit of 65536",
+        ),
+        (
+            FcgiError::ParamsCut { at: 12 },
+            "FastCGI name-value pair cut short (at byte 12)",
+        ),
+    ] {
+        assert_eq!(e.to_string(), text);
+    }
+}
+
 #[test]
 fn bad_headers_are_refused_before_their_content() {
     for (header, err) in [

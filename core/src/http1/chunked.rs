@@ -297,7 +297,10 @@ mod tests {
             fed += part.len();
             loop {
                 match d.step(&mut buf, &limits).map_err(|e| e.status)? {
-                    Step::NeedMore => break,
+                    Step::NeedMore => {
+                        assert!(!d.is_done(), "done only with its Done step");
+                        break;
+                    }
                     Step::Data(b) => data.extend_from_slice(&b),
                     Step::Done(t) => {
                         // Whatever follows the body is left untouched.

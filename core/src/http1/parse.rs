@@ -683,6 +683,18 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_cr_on_the_last_byte_inside_the_bound_is_a_bare_cr() {
+        // The CR is byte 200 of a 200-byte bound: inside it, so its bad neighbour decides
+        // (400), however the bytes arrive; at the bound it may still be waiting for its LF.
+        let mut head = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        head.resize(199, b'a');
+        head.extend_from_slice(b"\rz");
+        assert_eq!(scan_all(&head).unwrap_err().status, 400);
+        assert_eq!(scan_bytewise(&head).unwrap_err().status, 400);
+        assert_eq!(scan_all(&head[..200]), Ok(None), "a CR on the bound waits");
+    }
+
+    #[test]
     fn a_bare_cr_just_past_the_bound_is_judged_by_the_bound_however_cut() {
         // The CR is byte 201 of a 200-byte bound and is followed by a bad byte: the bound
         // decides, whether the bytes arrive together or one at a time (found by fuzzing).

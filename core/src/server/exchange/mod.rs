@@ -179,3 +179,59 @@ impl Exchange {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::io::{ExitStatus, Input, IoError};
+
+    /// Every input about a stream reaches its exchange as that stream's event, the
+    /// writing side's close included; any other input is not a stream's.
+    #[test]
+    fn stream_inputs_become_their_streams_events() {
+        let s = StreamId(crate::ids::Token(7));
+        let data = Bytes::from_static(b"x");
+        for (input, event) in [
+            (
+                Input::StreamWritten { stream: s, n: 3 },
+                StreamEvent::Written(3),
+            ),
+            (
+                Input::StreamWriteClosed { stream: s },
+                StreamEvent::WriteClosed,
+            ),
+            (
+                Input::StreamReceived {
+                    stream: s,
+                    channel: Channel::Errors,
+                    data: data.clone(),
+                },
+                StreamEvent::Received(Channel::Errors, data),
+            ),
+            (
+                Input::StreamEof {
+                    stream: s,
+                    channel: Channel::Main,
+                },
+                StreamEvent::Eof(Channel::Main),
+            ),
+            (
+                Input::StreamFailed {
+                    stream: s,
+                    error: IoError::Reset,
+                },
+                StreamEvent::Failed(IoError::Reset),
+            ),
+            (
+                Input::Exited {
+                    stream: s,
+                    status: ExitStatus::Code(2),
+                },
+                StreamEvent::Exited(ExitStatus::Code(2)),
+            ),
+        ] {
+            assert_eq!(StreamEvent::from_input(input), Some((s, event)));
+        }
+        assert_eq!(StreamEvent::from_input(Input::Shutdown), None);
+    }
+}
