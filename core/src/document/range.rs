@@ -172,6 +172,7 @@ mod tests {
         assert_eq!(parse(b"bytes=2000-3000, 5-6", 1000), Ranges(vec![r(5, 6)]));
         assert_eq!(parse(b"bytes=5-1", 1000), Whole);
         assert_eq!(parse(b"bytes=a-b", 1000), Whole);
+        assert_eq!(parse(b"bytes=a-", 1000), Whole, "a bad start, no end");
         assert_eq!(parse(b"items=0-1", 1000), Whole);
         assert_eq!(parse(b"bytes=", 1000), Whole);
         assert_eq!(parse(b"bytes=99999999999999999999-", 1000), Unsatisfiable);

@@ -501,20 +501,14 @@ impl Server {
         match state {
             Some(GatewayState::Running(stream)) => {
                 self.log_cut_response(stream, id, now);
-                if let Some(g) = self.gateways.get_mut(&stream) {
-                    let producing = match &g.exchange {
-                        Exchange::Cgi(x) => x.producing(),
-                        Exchange::Fcgi(_) => true,
-                    };
-                    if let Some(reply) = g.reply.as_mut() {
-                        if reply.conn.is_some() && producing {
-                            let label = reply.label.clone();
-                            self.log(format!("{label}: client went away; stopping it"));
-                        }
-                    }
-                }
+                // Still running for this connection means its answer is not whole (the
+                // answer's end clears the state); a reply already detached (refused) was
+                // logged as such.
                 if let Some(reply) = self.reply_mut(stream) {
-                    reply.conn = None;
+                    if reply.conn.take().is_some() {
+                        let label = reply.label.clone();
+                        self.log(format!("{label}: client went away; stopping it"));
+                    }
                 }
                 self.stop_gateway(stream, now);
             }

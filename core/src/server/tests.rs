@@ -1687,6 +1687,11 @@ fn a_refusal_behind_a_full_script_input_is_answered_and_logged_at_once() {
         "{:?}",
         w.log
     );
+    assert!(
+        !w.log.iter().any(|l| l.contains("client went away")),
+        "logged once, as refused: {:?}",
+        w.log
+    );
     w.advance(Duration::from_secs(3));
     assert!(w.clients[&id].closed);
     assert_eq!(w.access.len(), 1, "{:?}", w.access);

@@ -159,11 +159,6 @@ impl CgiExchange {
     pub(in crate::server) fn body_queued(&self) -> usize {
         self.stdin.queued()
     }
-
-    /// True until standard output has ended.
-    pub(in crate::server) fn producing(&self) -> bool {
-        !self.eof[0]
-    }
 }
 
 #[cfg(test)]
