@@ -26,6 +26,9 @@ struct Client {
     eof_to_send: bool,
     shut_down_write: bool,
     closed: bool,
+    /// Not reading: the bytes of each send are held, and the send is not reported done.
+    stalled: bool,
+    held: Vec<(Vec<u8>, u64)>,
 }
 
 struct World {
@@ -122,6 +125,8 @@ impl World {
                 eof_to_send: false,
                 shut_down_write: false,
                 closed: false,
+                stalled: false,
+                held: Vec::new(),
             },
         );
         let local = core::net::SocketAddr::from(([127, 0, 0, 1], 40000));
@@ -156,6 +161,17 @@ impl World {
             },
             self.now,
         );
+        self.run();
+    }
+
+    /// The client reads again: what was held arrives, and the sends are reported done.
+    fn unstall(&mut self, id: ConnId) {
+        let c = self.clients.get_mut(&id).expect("a client");
+        c.stalled = false;
+        for (bytes, n) in std::mem::take(&mut c.held) {
+            c.from_server.extend_from_slice(&bytes);
+            self.server.handle(Input::Sent { conn: id, n }, self.now);
+        }
         self.run();
     }
 
@@ -245,6 +261,10 @@ impl World {
                 };
                 let c = self.clients.get_mut(&conn).expect("send for unknown conn");
                 assert!(!c.closed && !c.shut_down_write, "send after close");
+                if c.stalled {
+                    c.held.push((bytes, chunk.len()));
+                    return;
+                }
                 c.from_server.extend_from_slice(&bytes);
                 self.server.handle(
                     Input::Sent {
@@ -1063,6 +1083,8 @@ struct Procs {
     spawned: Vec<SpawnSpec>,
     released: BTreeSet<StreamId>,
     kills: usize,
+    /// Most bytes one read of a script's output gives (a pipe's capacity); none: all.
+    pipe: Option<usize>,
 }
 
 impl Procs {
@@ -1142,6 +1164,7 @@ impl Procs {
     /// Moves scripts along; true if anything happened.
     fn step(&mut self, server: &mut Server, now: Now) -> bool {
         let ids: Vec<StreamId> = self.running.keys().copied().collect();
+        let pipe = self.pipe.unwrap_or(usize::MAX);
         for proc in ids {
             let r = self.running.get_mut(&proc).unwrap();
             if !r.out_ready && !r.killed {
@@ -1172,7 +1195,7 @@ impl Procs {
                 let r = self.running.get_mut(&proc).unwrap();
                 let Some(max) = r.reads[i] else { continue };
                 if !r.out[i].is_empty() {
-                    let n = max.min(r.out[i].len());
+                    let n = max.min(r.out[i].len()).min(pipe);
                     let data = Bytes::from(r.out[i].drain(..n).collect::<Vec<u8>>());
                     r.reads[i] = None;
                     server.handle(
@@ -1737,6 +1760,39 @@ fn a_script_response_cut_short_still_gets_its_access_log_line() {
     assert_eq!(status(&w.take_output(id)), 504);
     assert_eq!(w.access.len(), 3, "{:?}", w.access);
     assert!(w.access[2].contains(" 504 "), "{}", w.access[2]);
+}
+
+/// A client that stops reading slows its script: the server reads the script's output
+/// while less than `OUTPUT_BUFFER` (64 KiB) waits for the client, then stops until it
+/// drains.
+#[test]
+fn a_client_that_stops_reading_stops_the_scripts_output_being_read() {
+    let mut w = cgi_world("exec /cgi-bin/* cgi-bin/*\n");
+    let total = 512 * 1024;
+    let mut out = b"Content-Type: text/plain\n\n".to_vec();
+    out.resize(out.len() + total, b'z');
+    let out: &'static [u8] = out.leak();
+    w.procs.scripts.insert(
+        PathBuf::from("/srv/www/cgi-bin/big"),
+        Script::Prints(out, b""),
+    );
+    // Output comes a pipe's 4 KiB at a time: reads go on until the client's queue is full.
+    w.procs.pipe = Some(4096);
+    let id = w.connect();
+    w.clients.get_mut(&id).expect("it").stalled = true;
+    w.send(id, b"GET /cgi-bin/big HTTP/1.1\r\nHost: h\r\n\r\n");
+    let left = w.procs.running.values().next().expect("running").out[0].len();
+    let read = out.len() - left;
+    // 64 KiB, written out: the constant itself would move with a mistake in it.
+    let buffer = 64 * 1024;
+    assert!(
+        (buffer..=buffer + 4096).contains(&read),
+        "read {read} of {} with the client stalled",
+        out.len()
+    );
+    w.unstall(id);
+    let got = w.take_output(id);
+    assert_eq!(got.bytes().filter(|&b| b == b'z').count(), total);
 }
 
 #[test]

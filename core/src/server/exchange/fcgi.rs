@@ -336,6 +336,28 @@ mod tests {
     }
 
     #[test]
+    fn an_end_while_a_write_is_outstanding_leaves_the_stream_unusable() {
+        // A service may answer before it has read the whole body (an early error): a write
+        // is still in flight on the stream, so it cannot carry the next request.
+        let mut x = FcgiExchange::new();
+        x.start(&[], None, true, true);
+        x.body(Some(Bytes::from_static(b"body")));
+        let ops: Vec<StreamOp> = std::iter::from_fn(|| x.poll_op(true)).collect();
+        assert!(
+            ops.iter().any(|op| matches!(op, StreamOp::Write(_))),
+            "{ops:?}"
+        );
+        x.handle(StreamEvent::Received(
+            Channel::Main,
+            records(&[StreamKind::Stdout.record(REQUEST_ID, Bytes::new()), end()]),
+        ));
+        assert_eq!(
+            events(&mut x).last(),
+            Some(&ExchangeEvent::Finished { reusable: false })
+        );
+    }
+
+    #[test]
     fn an_end_before_end_request_or_bytes_on_an_idle_stream_break_it() {
         let mut x = FcgiExchange::new();
         x.start(&[], None, false, true);
