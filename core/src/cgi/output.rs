@@ -77,12 +77,6 @@ impl HeadParser {
         HeadParser::default()
     }
 
-    /// Bytes buffered so far.
-    #[must_use]
-    pub fn buffered(&self) -> usize {
-        self.buf.len()
-    }
-
     /// Feeds the next bytes of output; `limit` bounds the header section.
     pub fn feed(&mut self, data: &[u8], limit: usize) -> Parsed {
         self.buf.extend_from_slice(data);
@@ -318,6 +312,26 @@ mod tests {
     }
 
     #[test]
+    fn a_header_section_of_exactly_the_limit_is_taken() {
+        // "X: 12345\n" is 9 bytes: the section (without its empty line) is the limit.
+        let mut p = HeadParser::new();
+        assert_eq!(p.feed(b"X: 12345\n", 9), Parsed::NeedMore);
+        assert!(
+            matches!(p.feed(b"\nbody", 9), Parsed::Head(h, r) if r == "body" && h.fields.len() == 1)
+        );
+        // All of it at once, too.
+        let mut p = HeadParser::new();
+        assert!(matches!(p.feed(b"X: 12345\n\n", 9), Parsed::Head(..)));
+        // One byte more is refused, whether the end has arrived or not.
+        for more in [&b"X: 123456\n\n"[..], b"X: 123456\n"] {
+            assert_eq!(
+                HeadParser::new().feed(more, 9),
+                Parsed::Bad("the header section is too long")
+            );
+        }
+    }
+
+    #[test]
     fn bad_output_is_refused() {
         for (out, why) in [
             (
@@ -332,6 +346,9 @@ mod tests {
             (b"Status: 99\n\n", "an invalid Status field"),
             (b"Status: 100 Continue\n\n", "an invalid Status field"),
             (b"Content-Length: -1\n\n", "an invalid Content-Length field"),
+            // Rust's integer parser would take the sign; the field's grammar is digits only.
+            (b"Content-Length: +5\n\n", "an invalid Content-Length field"),
+            (b"Content-Length:\n\n", "an invalid Content-Length field"),
             (
                 b"Content-Length: 1\nContent-Length: 2\n\n",
                 "an invalid Content-Length field",
