@@ -181,6 +181,19 @@ mod tests {
     }
 
     #[test]
+    fn server_name_is_the_host_without_its_port() {
+        for (host, name) in [
+            ("example.org", "example.org"),
+            ("example.org:8080", "example.org"),
+            ("[::1]", "[::1]"),
+            ("[::1]:8080", "[::1]"),
+            ("127.0.0.1:80", "127.0.0.1"),
+        ] {
+            assert_eq!(host_name(host.as_bytes()), name.as_bytes(), "{host}");
+        }
+    }
+
+    #[test]
     fn meta_variables() {
         let mut headers = Headers::new();
         for (n, v) in [
