@@ -290,6 +290,21 @@ mod tests {
     }
 
     #[test]
+    fn each_use_is_a_later_use() {
+        // Two entries used in turn: the one used first is the least recently used, so
+        // each use must take its own, later stamp.
+        let mut c = Cache::new(settings(2 * (ENTRY_OVERHEAD + 100)));
+        c.insert(Path::new("/a"), file(100, 1), Time(0));
+        c.insert(Path::new("/b"), file(100, 1), Time(0));
+        assert!(c.fresh(Path::new("/a"), Time(1)).is_some());
+        assert!(c.fresh(Path::new("/b"), Time(1)).is_some());
+        c.insert(Path::new("/c"), file(100, 1), Time(2));
+        assert!(c.fresh(Path::new("/a"), Time(3)).is_none(), "/a was used first");
+        assert!(c.fresh(Path::new("/b"), Time(3)).is_some());
+        assert!(c.fresh(Path::new("/c"), Time(3)).is_some());
+    }
+
+    #[test]
     fn directories_and_missing_paths_are_remembered() {
         let mut c = Cache::new(settings(10_000));
         c.note_open(Path::new("/gone"), None, Time(0));
