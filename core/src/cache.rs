@@ -299,7 +299,10 @@ mod tests {
         assert!(c.fresh(Path::new("/a"), Time(1)).is_some());
         assert!(c.fresh(Path::new("/b"), Time(1)).is_some());
         c.insert(Path::new("/c"), file(100, 1), Time(2));
-        assert!(c.fresh(Path::new("/a"), Time(3)).is_none(), "/a was used first");
+        assert!(
+            c.fresh(Path::new("/a"), Time(3)).is_none(),
+            "/a was used first"
+        );
         assert!(c.fresh(Path::new("/b"), Time(3)).is_some());
         assert!(c.fresh(Path::new("/c"), Time(3)).is_some());
     }

@@ -49,3 +49,34 @@ impl fmt::Display for UsageError {
 }
 
 impl std::error::Error for UsageError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_as_sentences_in_the_log() {
+        let e = ProtocolError {
+            status: 414,
+            reason: "request line too long",
+        };
+        assert_eq!(e.to_string(), "request line too long (414)");
+        for (e, text) in [
+            (
+                UsageError::NoRequestToAnswer,
+                "no request is waiting for a response head",
+            ),
+            (
+                UsageError::HeadNotSent,
+                "the response head has not been sent",
+            ),
+            (
+                UsageError::LengthMismatch,
+                "body length differs from the declared length",
+            ),
+            (UsageError::Closed, "the connection is closed"),
+        ] {
+            assert_eq!(e.to_string(), text);
+        }
+    }
+}
