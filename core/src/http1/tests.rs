@@ -2641,3 +2641,18 @@ fn the_applications_own_100_is_the_continue() {
     assert!(!r[1].closes(), "the client was told to send its body");
     assert_eq!(p.conn.state(), ConnState::Idle);
 }
+
+/// Two connections are the same state only if their buffers hold the same bytes (the
+/// model checker's visited set and the simulator's comparisons rest on this equality).
+#[test]
+fn connections_differing_only_in_buffered_bytes_are_not_equal() {
+    let limits = Limits::default();
+    let fresh = || Conn::new(&limits, &Timeouts::default(), Now::default());
+    let (mut a, mut b, mut c) = (fresh(), fresh(), fresh());
+    assert_eq!(a, b, "two fresh connections, no buffers");
+    a.receive(b"GE", Now::default());
+    b.receive(b"PO", Now::default());
+    c.receive(b"GE", Now::default());
+    assert_ne!(a, b);
+    assert_eq!(a, c);
+}

@@ -855,6 +855,12 @@ fn a_request_slot_compares_and_hashes_by_what_it_holds() {
     let emptied = Cur(Some(Box::new(NO_CURRENT.clone())));
     assert_eq!(never, emptied);
     assert_eq!(hash(&never), hash(&emptied));
+    let counted = Cur(Some(Box::new(Current {
+        transmitted: 1,
+        ..NO_CURRENT.clone()
+    })));
+    assert_ne!(never, counted, "what the slot holds is compared");
+    assert_ne!(counted, emptied);
     let mut w = World::new();
     w.file("a.txt", b"A");
     let id = w.connect();
