@@ -280,6 +280,23 @@ mod tests {
         })
     }
 
+    /// An empty file is answered with no body piece at all: a piece of no bytes would be
+    /// a read of nothing for the shell.
+    #[test]
+    fn an_empty_file_has_no_body_piece() {
+        let empty = FileMeta { len: 0, ..META };
+        let (h, body) = answer(&FileAnswer {
+            method: &Method::Get,
+            headers: &Headers::new(),
+            meta: &empty,
+            mime: &Cow::Borrowed("text/plain"),
+            coding: None,
+            vary: false,
+        });
+        assert_eq!((h.status, h.body), (200, ResponseBody::Length(0)));
+        assert_eq!(body, []);
+    }
+
     #[test]
     fn whole_and_conditional() {
         let (h, body) = run(Method::Get, &[]);
