@@ -777,8 +777,8 @@ impl Conn {
                 ),
                 Ok(Some(_))
             );
+        // `close` sets `must_close` with `close_requested`, so the flag alone says both.
         let close = self.must_close
-            || self.close_requested
             || !req.keep_alive
             || expect_unanswered
             || framing == OutFraming::Close
