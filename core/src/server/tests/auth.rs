@@ -350,3 +350,24 @@ fn a_refused_head_after_a_login_is_logged_without_the_user() {
         w.access[1]
     );
 }
+
+#[test]
+fn queued_requests_whose_clients_went_give_their_address_its_queue_back() {
+    let mut w = world();
+    from(&mut w, [10, 0, 0, 3]);
+    let asked: Vec<ConnId> = (0..VERIFY_PER_PEER + VERIFY_QUEUE_PER_PEER)
+        .map(|i| ask(&mut w, "alice", &format!("try{i}")))
+        .collect();
+    assert_eq!(w.held.len(), VERIFY_PER_PEER);
+    for id in &asked[VERIFY_PER_PEER..] {
+        w.reset(*id);
+    }
+    // The queue is empty again: the next request waits its turn instead of a 429.
+    let next = ask(&mut w, "alice", "secret");
+    assert_eq!(w.take_output(next), "", "refused as if the queue were full");
+    while !w.held.is_empty() {
+        answer_truly(&mut w);
+    }
+    assert_eq!(status(&w.take_output(next)), 200);
+    assert_eq!(w.verifies, VERIFY_PER_PEER + 1);
+}
