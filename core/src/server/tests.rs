@@ -1944,3 +1944,83 @@ fn an_idle_entry_gives_back_what_it_packed() {
         }
     }
 }
+
+/// A script that has sent all its response but lingers holds up a shutdown only for its
+/// grace: then it is stopped and the server exits.
+#[test]
+fn a_script_lingering_after_its_answer_is_stopped_when_the_grace_ends() {
+    let mut w = cgi_world("exec /cgi-bin/* cgi-bin/*\n");
+    w.procs.scripts.insert(
+        PathBuf::from("/srv/www/cgi-bin/lingers"),
+        Script::Stalls(b"Content-Type: text/plain\nContent-Length: 3\n\nok\n"),
+    );
+    let id = w.connect();
+    w.send(
+        id,
+        b"GET /cgi-bin/lingers HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    let out = w.take_output(id);
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("\r\n\r\nok\n"),
+        "{out}"
+    );
+    w.server.handle(Input::Shutdown, w.now);
+    w.run();
+    assert_eq!(w.exit, None, "the script still runs");
+    w.advance(Duration::from_secs(11));
+    assert_eq!(w.procs.kills, 1);
+    assert!(w.procs.running.is_empty(), "its streams are let go");
+    assert_eq!(w.exit, Some(0));
+}
+
+/// A request waiting for its file when its body turns out bad is let go at once: the
+/// connection answers 400 and lingers, and the file that opens later is closed unread.
+#[test]
+fn a_request_whose_body_breaks_while_its_file_opens_is_let_go() {
+    let mut w = World::new();
+    w.file("a", b"A");
+    let id = w.connect();
+    let mut open = None;
+    for data in [
+        &b"GET /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        b"zz\r\n",
+    ] {
+        w.clients.get_mut(&id).unwrap().read_wanted = None;
+        w.server.handle(
+            Input::Received {
+                conn: id,
+                data: Bytes::from_static(data),
+            },
+            w.now,
+        );
+        while let Some(e) = w.server.poll_effect() {
+            match e {
+                Effect::Open { token, .. } => open = Some(token),
+                other => w.apply(other),
+            }
+        }
+    }
+    let token = open.expect("an Open");
+    assert_eq!(status(&w.take_output(id)), 400);
+    assert!(
+        w.server.parked.is_empty(),
+        "the request is let go with its broken body, not when its Open completes"
+    );
+    w.open.insert(FileId(token), b"A".to_vec());
+    w.server.handle(
+        Input::Completed {
+            token,
+            result: Completion::Opened(FileMeta {
+                kind: FileKind::File,
+                len: 1,
+                mtime: UnixTime(0),
+                inode: 1,
+            }),
+        },
+        w.now,
+    );
+    w.run();
+    assert!(w.open.is_empty(), "the late file was not closed");
+    assert_eq!(w.reads, 0, "the late file was read");
+    assert_eq!(w.take_output(id), "");
+}
