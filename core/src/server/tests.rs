@@ -1347,6 +1347,14 @@ fn cgi_scripts_get_their_environment_and_stream_their_answer() {
     );
     assert_eq!(w.procs.released.len(), 1);
     assert!(w.procs.running.is_empty());
+    // PATH_TRANSLATED maps PATH_INFO under the document root, and is absent without it
+    // (RFC 3875 §4.1.6).
+    assert_eq!(
+        env_of(spec, "PATH_TRANSLATED").as_deref(),
+        Some("/srv/www/extra")
+    );
+    request(&mut w, "GET /cgi-bin/hello HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(env_of(&w.procs.spawned[1], "PATH_TRANSLATED"), None);
 }
 
 #[test]
