@@ -1461,6 +1461,27 @@ fn the_cgi_farm_queues_then_refuses() {
     assert!(w.take_output(d).contains("hello"), "the farm is free again");
 }
 
+/// A request queued for the farm keeps its body in its connection until its script
+/// runs: none of it is taken (and lost) while it waits.
+#[test]
+fn a_queued_request_keeps_its_body_until_its_script_runs() {
+    let mut w = cgi_world("limit cgi=1\nexec /cgi-bin/* cgi-bin/*\n");
+    let a = w.connect();
+    w.send(a, b"GET /cgi-bin/hang HTTP/1.1\r\nHost: h\r\n\r\n");
+    let b = w.connect();
+    w.send(
+        b,
+        b"POST /cgi-bin/echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nabcde",
+    );
+    assert_eq!(w.procs.spawned.len(), 1, "the second waits");
+    w.reset(a);
+    let out = w.take_output(b);
+    assert!(
+        out.contains("X-Len: 5\r\n") && out.contains("5\r\nabcde\r\n0\r\n\r\n"),
+        "{out}"
+    );
+}
+
 #[test]
 fn ten_local_redirects_are_followed_and_the_eleventh_is_a_500() {
     let mut w = cgi_world("exec /cgi-bin/* cgi-bin/*\npass /*\n");
@@ -1674,6 +1695,33 @@ fn a_body_error_after_the_answer_gets_no_record_of_its_own() {
         w.access[1]
     );
     assert!(w.procs.spawned.is_empty(), "the body never ended");
+}
+
+/// The script's input buffer holds `STDIN_BUFFER` bytes and still takes the next body
+/// bytes; only more than that stops the server taking them.
+#[test]
+fn a_script_input_of_exactly_its_buffer_still_takes_body() {
+    let mut w = cgi_world("exec /cgi-bin/* cgi-bin/*\n");
+    w.procs
+        .scripts
+        .insert(PathBuf::from("/srv/www/cgi-bin/deaf"), Script::Deaf);
+    let n = gateway::STDIN_BUFFER;
+    let id = w.connect();
+    let head = format!(
+        "POST /cgi-bin/deaf HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+        n + 2
+    );
+    w.send(id, head.as_bytes());
+    let queued = |w: &World| {
+        let g = w.server.gateways.values().next().expect("the script runs");
+        g.exchange.body_queued()
+    };
+    w.send(id, &vec![b'x'; n]);
+    assert_eq!(queued(&w), n);
+    w.send(id, b"y");
+    assert_eq!(queued(&w), n + 1, "taken at exactly the bound");
+    w.send(id, b"z");
+    assert_eq!(queued(&w), n + 1, "held back past it");
 }
 
 #[test]
