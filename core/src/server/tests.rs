@@ -1461,6 +1461,31 @@ fn the_cgi_farm_queues_then_refuses() {
     assert!(w.take_output(d).contains("hello"), "the farm is free again");
 }
 
+/// A queued request whose client goes leaves the farm's queue alone: the others wait on.
+#[test]
+fn a_queued_request_whose_client_goes_leaves_the_others_queued() {
+    // Two places, both taken by hanging scripts; a queue of two.
+    let mut w = cgi_world("limit cgi=2\nexec /cgi-bin/* cgi-bin/*\n");
+    let [a, _] = [(); 2].map(|()| {
+        let id = w.connect();
+        w.send(id, b"GET /cgi-bin/hang HTTP/1.1\r\nHost: h\r\n\r\n");
+        id
+    });
+    let [b, c] = [(); 2].map(|()| {
+        let id = w.connect();
+        w.send(id, b"GET /cgi-bin/hello HTTP/1.1\r\nHost: h\r\n\r\n");
+        id
+    });
+    assert_eq!(w.procs.spawned.len(), 2, "both wait");
+    w.reset(c);
+    w.reset(a);
+    assert!(
+        w.take_output(b).contains("hello"),
+        "the one still waiting runs"
+    );
+    assert_eq!(w.procs.spawned.len(), 3, "and the one that went does not");
+}
+
 /// A request queued for the farm keeps its body in its connection until its script
 /// runs: none of it is taken (and lost) while it waits.
 #[test]
