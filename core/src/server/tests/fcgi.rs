@@ -20,6 +20,8 @@ pub(super) enum Behaviour {
     DiesMidway,
     /// Says nothing.
     Hangs,
+    /// Closes the connection without a word.
+    DiesAtOnce,
     /// Answers, but closes the connection even when asked to keep it.
     ClosesAfter,
     /// Sends a local redirect to /target.php, and echoes /target.php itself.
@@ -269,6 +271,7 @@ fn answer(b: Behaviour, s: &mut FakeStream, params: &BTreeMap<String, String>) {
             );
         }
         Behaviour::Hangs => {}
+        Behaviour::DiesAtOnce => s.eof_after = true,
     }
     s.to_core.extend_from_slice(&out);
 }
@@ -424,6 +427,21 @@ fn nothing_listening_is_503_and_a_death_midway_is_502_or_a_cut() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(!out.ends_with("0\r\n\r\n"), "{out}");
     assert!(w.log.iter().any(|l| l.contains("cut short")), "{:?}", w.log);
+    assert_eq!(w.services.open(), 0);
+}
+
+#[test]
+fn a_service_that_closes_before_answering_is_502() {
+    let mut w = fcgi_world(CONF, Behaviour::DiesAtOnce);
+    let out = request(&mut w, "GET /x.php HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&out), 502, "{out}");
+    assert!(
+        w.log
+            .iter()
+            .any(|l| l.ends_with("the service closed the connection before answering; 502")),
+        "{:?}",
+        w.log
+    );
     assert_eq!(w.services.open(), 0);
 }
 
