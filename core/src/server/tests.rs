@@ -1882,6 +1882,50 @@ fn a_client_that_stops_reading_stops_the_scripts_output_being_read() {
     assert_eq!(got.bytes().filter(|&b| b == b'z').count(), total);
 }
 
+/// Output is read while less than `OUTPUT_BUFFER` waits for the client. Reads of 64
+/// bytes and a script header section sized to match (spaces after a field's colon are
+/// not passed on) make the queue reach the bound exactly, where reading must stop.
+#[test]
+fn a_stalled_clients_queue_stops_at_exactly_the_output_buffer() {
+    let total = 80 * 1024;
+    let script = |spaces: usize| -> &'static [u8] {
+        let pad = " ".repeat(spaces);
+        let mut out =
+            format!("Content-Type:{pad}text/plain\nContent-Length: {total}\n\n").into_bytes();
+        out.resize(out.len() + total, b'z');
+        out.leak()
+    };
+    let run = |spaces: usize, stalled: bool| {
+        let mut w = cgi_world("exec /cgi-bin/* cgi-bin/*\n");
+        w.procs.scripts.insert(
+            PathBuf::from("/srv/www/cgi-bin/big"),
+            Script::Prints(script(spaces), b""),
+        );
+        w.procs.pipe = Some(64);
+        let id = w.connect();
+        w.clients.get_mut(&id).expect("it").stalled = stalled;
+        w.send(id, b"GET /cgi-bin/big HTTP/1.1\r\nHost: h\r\n\r\n");
+        (w, id)
+    };
+    // The response head's length, from an answer to a client that reads.
+    let (mut w, id) = run(0, false);
+    let whole = w.take_output(id);
+    let head = whole.find("\r\n\r\n").expect("a head") + 4;
+    assert_eq!(whole.len() - head, total);
+    // Body bytes queued after k reads: head + 64k - (the script's header section).
+    let section = script(0).len() - total;
+    let gap = gateway::OUTPUT_BUFFER as usize + section - head;
+    let spaces = (64 - gap % 64) % 64;
+    let (mut w, id) = run(spaces, true);
+    assert_eq!(
+        w.server.conns[&id].conn.transmit_queued(),
+        gateway::OUTPUT_BUFFER
+    );
+    w.unstall(id);
+    let got = w.take_output(id);
+    assert_eq!(got.bytes().filter(|&b| b == b'z').count(), total);
+}
+
 #[test]
 fn a_client_that_hangs_up_takes_its_script_with_it() {
     let mut w = cgi_world("exec /cgi-bin/* cgi-bin/*\n");
