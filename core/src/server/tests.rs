@@ -1529,6 +1529,21 @@ fn ten_local_redirects_are_followed_and_the_eleventh_is_a_500() {
     assert_eq!(status(&out), 500, "eleven: {out}");
 }
 
+/// A refused request's connection shuts its write side once the answer is out and
+/// lingers for the client's end of stream (so a reset does not destroy the answer).
+#[test]
+fn a_refused_requests_connection_shuts_its_write_side_then_lingers() {
+    let mut w = World::new();
+    let id = w.connect();
+    w.send(id, b"GET / HTTP/1.1\r\nHost: h\r\nBad Field: 1\r\n\r\n");
+    assert_eq!(status(&w.take_output(id)), 400);
+    assert!(w.clients[&id].shut_down_write, "the write side is shut");
+    assert!(!w.clients[&id].closed, "lingering for the client's end");
+    w.clients.get_mut(&id).unwrap().eof_to_send = true;
+    w.run();
+    assert!(w.clients[&id].closed);
+}
+
 #[test]
 fn nph_scripts_answer_raw() {
     let mut w = cgi_world("access-log /var/log/weir.log\nexec /cgi-bin/* cgi-bin/*\n");
