@@ -841,6 +841,36 @@ fn the_status_page_counts_this_workers_requests_and_responses() {
     }
 }
 
+/// The status page's format comes from a query parameter of exactly its name (`json`,
+/// `format=json`, `format=prometheus`, among others separated by `&`), else from
+/// `Accept`, else text.
+#[test]
+fn the_status_page_format_follows_the_query_then_accept() {
+    let mut w = configured("status /status\npass /*\n");
+    let json = "Content-Type: application/json\r\n";
+    let prometheus = "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n";
+    let text = "Content-Type: text/plain; charset=utf-8\r\n";
+    for (target, accept, want) in [
+        ("/status", "", text),
+        ("/status?json", "", json),
+        ("/status?format=json", "", json),
+        ("/status?a=1&json&b", "", json),
+        ("/status?jsonx", "", text),
+        ("/status?x=json", "", text),
+        ("/status?format=prometheus", "", prometheus),
+        ("/status?a&format=prometheus", "", prometheus),
+        ("/status?prometheus", "", text),
+        ("/status", "Accept: application/json\r\n", json),
+        ("/status?format=prometheus", "Accept: application/json\r\n", prometheus),
+    ] {
+        let out = request(
+            &mut w,
+            &format!("GET {target} HTTP/1.1\r\nHost: h\r\n{accept}\r\n"),
+        );
+        assert!(out.contains(want), "{target} {accept:?}: {out}");
+    }
+}
+
 /// A slot without a request reads the same whether its box was never made or has been
 /// emptied, so the model checker sees one state, not two; and a server equals its copy.
 #[test]
