@@ -445,6 +445,14 @@ mod tests {
     /// Each service's requests in flight are the sum of every worker's for that service,
     /// and no other's, in every format.
     #[test]
+    fn json_strings_escape_quotes_backslashes_and_control_characters() {
+        assert_eq!(
+            json_escape("a\"b\\c\nd\u{1}e\u{7f}é"),
+            "a\\\"b\\\\c\\u000ad\\u0001e\\u007fé"
+        );
+    }
+
+    #[test]
     fn in_flight_is_summed_per_service_over_the_workers() {
         let worker = |in_flight: &[(&str, u64)]| WorkerStatus {
             in_flight: in_flight.iter().map(|(s, n)| ((*s).into(), *n)).collect(),
