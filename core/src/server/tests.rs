@@ -861,7 +861,11 @@ fn the_status_page_format_follows_the_query_then_accept() {
         ("/status?a&format=prometheus", "", prometheus),
         ("/status?prometheus", "", text),
         ("/status", "Accept: application/json\r\n", json),
-        ("/status?format=prometheus", "Accept: application/json\r\n", prometheus),
+        (
+            "/status?format=prometheus",
+            "Accept: application/json\r\n",
+            prometheus,
+        ),
     ] {
         let out = request(
             &mut w,
@@ -2084,6 +2088,24 @@ fn cache_off_and_nocache_ports_always_open() {
         "the world's connections arrive on the nocache address"
     );
     assert!(w.open.is_empty());
+    // A nocache address names a port: another port of the same address caches, and an
+    // unspecified address stands for every address of its port.
+    for (nocache, opens) in [
+        ([127, 0, 0, 1], 9999),
+        ([0, 0, 0, 0], 40000),
+        ([127, 0, 0, 2], 40000),
+    ]
+    .map(|(ip, port)| core::net::SocketAddr::from((ip, port)))
+    .into_iter()
+    .zip([1, 3, 1])
+    {
+        let mut w = World::with_config(|c| c.nocache = vec![nocache]);
+        w.file("a.txt", b"x");
+        for _ in 0..3 {
+            w.get("/a.txt");
+        }
+        assert_eq!(w.opens, opens, "nocache {nocache}");
+    }
 }
 
 #[test]
