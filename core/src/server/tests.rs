@@ -1021,6 +1021,19 @@ fn precompressed_variants_follow_accept_encoding() {
         !out.contains("Content-Encoding") && out.ends_with("css"),
         "{out}"
     );
+    // A variant that is not a regular file (here a directory) is passed over for the
+    // next coding the client takes.
+    w.file("lib.js", b"plain js");
+    w.dir("lib.js.br");
+    w.file("lib.js.gz", b"GZ");
+    let out = request(
+        &mut w,
+        "GET /lib.js HTTP/1.1\r\nHost: h\r\nAccept-Encoding: br, gzip\r\n\r\n",
+    );
+    assert!(
+        out.contains("Content-Encoding: gzip\r\n") && out.ends_with("\r\n\r\nGZ"),
+        "{out}"
+    );
     assert!(w.open.is_empty(), "files left open: {:?}", w.open.keys());
 }
 
