@@ -505,6 +505,42 @@ fn conditional_get_gives_304() {
     assert!(out.ends_with("\r\n\r\n") && !out.contains("hello"));
 }
 
+/// A 304 and an answer to HEAD send no body, and the access log counts none.
+#[test]
+fn bodiless_answers_are_logged_with_no_bytes() {
+    let mut w = configured("access-log /var/log/weir.log\npass /*\n");
+    w.file("a.txt", b"hello");
+    let etag = etag_of(&w.get("/a.txt"));
+    let out = request(
+        &mut w,
+        &format!("GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n"),
+    );
+    assert_eq!(status(&out), 304, "{out}");
+    request(&mut w, "HEAD /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(w.access.len(), 3, "{:?}", w.access);
+    assert!(w.access[0].contains("\" 200 5 "), "{}", w.access[0]);
+    assert!(w.access[1].contains("\" 304 0 "), "{}", w.access[1]);
+    assert!(w.access[2].contains("\" 200 0 "), "{}", w.access[2]);
+    // A script's 204 and 304 are cut to their heads, and logged so, whatever it wrote.
+    let mut w = cgi_world("access-log /var/log/weir.log\nexec /cgi-bin/* cgi-bin/*\n");
+    for code in [204, 304] {
+        let out: &'static [u8] = format!("Status: {code}\nContent-Type: text/plain\n\nxyz")
+            .leak()
+            .as_bytes();
+        w.procs.scripts.insert(
+            PathBuf::from(format!("/srv/www/cgi-bin/s{code}")),
+            Script::Prints(out, b""),
+        );
+        let out = request(
+            &mut w,
+            &format!("GET /cgi-bin/s{code} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        );
+        assert!(out.ends_with("\r\n\r\n"), "{out}");
+        let line = w.access.last().expect("a line");
+        assert!(line.contains(&format!("\" {code} 0 ")), "{line}");
+    }
+}
+
 #[test]
 fn directories_redirect_then_welcome_then_forbid() {
     let mut w = World::with_config(|c| c.listing = false);
