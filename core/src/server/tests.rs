@@ -505,6 +505,38 @@ fn conditional_get_gives_304() {
     assert!(out.ends_with("\r\n\r\n") && !out.contains("hello"));
 }
 
+/// A small answer held in memory goes out with its head in one send.
+#[test]
+fn a_small_answer_in_memory_goes_out_with_its_head() {
+    let mut w = configured("pass /*\n");
+    let id = w.connect();
+    w.clients.get_mut(&id).unwrap().read_wanted = None;
+    w.server.handle(
+        Input::Received {
+            conn: id,
+            data: Bytes::from_static(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"),
+        },
+        w.now,
+    );
+    let mut sends = Vec::new();
+    while let Some(e) = w.server.poll_effect() {
+        if let Effect::Send {
+            chunk: Chunk::Bytes(b),
+            ..
+        } = &e
+        {
+            sends.push(String::from_utf8_lossy(b).into_owned());
+        }
+        w.apply(e);
+    }
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    assert!(
+        sends[0].starts_with("HTTP/1.1 404")
+            && sends[0].ends_with("<h1>404 Not Found</h1></body></html>\n"),
+        "{sends:?}"
+    );
+}
+
 /// A 304 and an answer to HEAD send no body, and the access log counts none.
 #[test]
 fn bodiless_answers_are_logged_with_no_bytes() {
