@@ -175,6 +175,7 @@ fn serving_proves_a_process_and_ends_the_streak_of_failed_starts() {
     let mut s = started(1, Policy::default());
     fail_once(&mut s, 10, 0, 0);
     assert_eq!(s.failed_starts(), 1);
+    assert!(!s.instances()[0].is_live(), "backing off: no process");
     s.handle_timeout(Time(100));
     drain(&mut s);
     s.handle_spawned(I0, 11, Time(100));
