@@ -967,3 +967,17 @@ proptest! {
         }
     }
 }
+
+/// The names the status page shows for a service's state.
+#[test]
+fn service_states_are_named_for_the_status_page() {
+    for (state, name) in [
+        (ServiceState::Up, "up"),
+        (ServiceState::Starting, "starting"),
+        (ServiceState::Backoff, "backoff"),
+        (ServiceState::GivenUp, "given-up"),
+        (ServiceState::Stopped, "stopped"),
+    ] {
+        assert_eq!(state.name(), name);
+    }
+}
