@@ -116,3 +116,48 @@ impl ErrorLines {
         (!rest.is_empty()).then(|| String::from_utf8_lossy(&rest).into_owned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes go out in order, one write at a time, a short write's rest first; the queue
+    /// is idle only with nothing queued and nothing outstanding.
+    #[test]
+    fn a_write_queue_writes_in_order_one_at_a_time() {
+        let mut q = WriteQueue::default();
+        assert!(q.is_idle() && !q.writing());
+        q.push(Bytes::from_static(b"abc"));
+        q.push(Bytes::new());
+        q.push(Bytes::from_static(b"de"));
+        assert_eq!(q.queued(), 5);
+        assert!(!q.is_idle(), "queued, no write outstanding yet");
+        assert!(!q.writing());
+        assert_eq!(q.next_write().as_deref(), Some(&b"abc"[..]));
+        assert!(q.writing() && !q.is_idle());
+        assert_eq!(q.next_write(), None, "one write at a time");
+        q.written(2);
+        assert_eq!(q.queued(), 3);
+        assert!(!q.writing());
+        assert_eq!(q.next_write().as_deref(), Some(&b"c"[..]));
+        q.written(1);
+        assert_eq!(q.next_write().as_deref(), Some(&b"de"[..]));
+        assert!(!q.is_idle(), "the last write outstanding");
+        q.written(2);
+        assert_eq!(q.queued(), 0);
+        assert!(q.is_idle());
+        q.push(Bytes::from_static(b"f"));
+        q.clear();
+        assert!(q.is_idle() && q.queued() == 0);
+    }
+
+    /// A line of exactly the bound is kept whole; a longer one is cut to it.
+    #[test]
+    fn error_lines_are_cut_at_their_bound() {
+        let mut e = ErrorLines::default();
+        let whole = "x".repeat(STDERR_LINE_MAX);
+        assert_eq!(e.feed(format!("{whole}\r\n").as_bytes()), [whole.clone()]);
+        assert_eq!(e.feed(format!("{whole}yz\nnext").as_bytes()), [whole]);
+        assert_eq!(e.rest().as_deref(), Some("next"));
+    }
+}
