@@ -162,7 +162,8 @@ impl FcgiExchange {
         }
         let mut buf = BytesMut::new();
         match data {
-            Some(d) if d.is_empty() => return,
+            // Empty data encodes to nothing (an empty record would end the stream), and
+            // the queue takes no empty chunk.
             Some(d) => fcgi::encode_stream_part(StreamKind::Stdin, REQUEST_ID, &d, &mut buf),
             None => {
                 self.stdin_open = false;
@@ -284,6 +285,33 @@ mod tests {
             }
         ));
         assert!(rs[4].is_end_of_stream());
+    }
+
+    /// The body's records count against the stream's input buffer until written; an
+    /// empty piece of body is no record at all.
+    #[test]
+    fn body_records_are_counted_until_written() {
+        let mut x = FcgiExchange::new();
+        x.start(&[], None, true, true);
+        written(&mut x);
+        assert_eq!(x.body_queued(), 0);
+        x.body(Some(Bytes::new()));
+        assert_eq!(x.body_queued(), 0, "no record for no bytes");
+        x.body(Some(Bytes::from_static(b"0123456789")));
+        // One STDIN record: an 8-byte header, 10 bytes and 6 of padding.
+        assert_eq!(x.body_queued(), 24);
+        let Some(StreamOp::Write(data)) = x.poll_op(false) else {
+            panic!("a write");
+        };
+        assert_eq!(data.len(), 24);
+        x.handle(StreamEvent::Written(10));
+        assert_eq!(x.body_queued(), 14, "a short write leaves the rest counted");
+        let Some(StreamOp::Write(rest)) = x.poll_op(false) else {
+            panic!("the rest");
+        };
+        assert_eq!(rest, data.slice(10..));
+        x.handle(StreamEvent::Written(14));
+        assert_eq!(x.body_queued(), 0);
     }
 
     #[test]
