@@ -326,6 +326,16 @@ mod tests {
         }
     }
 
+    /// A body of exactly `body_max` bytes is taken; one byte more is 413, as soon as the
+    /// size that crosses the bound is read.
+    #[test]
+    fn a_body_of_exactly_body_max_is_taken() {
+        let body = b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let (data, _, _) = decode(body, body.len(), 5).unwrap();
+        assert_eq!(data, b"abcde");
+        assert_eq!(decode(body, 1, 4), Err(413));
+    }
+
     #[test]
     fn empty_body_and_leading_zeros() {
         let (data, trailers, rest) = decode(b"0\r\n\r\n", 1, 10).unwrap();
