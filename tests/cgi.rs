@@ -1,7 +1,8 @@
 //! CGI end to end: real scripts (a shell script, a Python 3 script, `git http-backend`)
 //! run by the real binary through `exec` rules, checked over raw HTTP.
 //!
-//! What is checked is what a script and its client can see — the meta-variables, byte-exact
+//! What is checked is what a script and its client can see — the meta-variables (with
+//! SCRIPT_NAME and PATH_INFO of a script mounted at the root and under a prefix), byte-exact
 //! bodies both ways, `Status` and `Location`, 502 for bad output, 504 and a dead process
 //! group for a script that hangs — and what the server's own process shows from outside:
 //! `/proc/PID/fd` does not grow and no child is left a zombie after many scripts, and a
@@ -265,6 +266,31 @@ fn a_shell_script_sees_the_cgi_environment() {
         line.contains("env.sh"),
         "the line does not name the script: {line}"
     );
+}
+
+/// RFC 3875 §3.3: SCRIPT_NAME and PATH_INFO join to the request's path. A script mounted
+/// at the root has an empty SCRIPT_NAME and the whole path as PATH_INFO; one mounted under
+/// a prefix keeps the slash after it in PATH_INFO.
+#[test]
+fn script_name_and_path_info_join_to_the_path_through_the_binary() {
+    let weir = serve(
+        "exec /app/* {root}/cgi-bin/env.sh\nexec /* {root}/cgi-bin/env.sh\n",
+        &[("env.sh", ENV_SH)],
+    );
+    let mut c = weir.connect();
+    for (path, name, info) in [
+        ("/x/y", "", "/x/y"),
+        ("/", "", "/"),
+        ("/app/", "/app", "/"),
+        ("/app/x/y", "/app", "/x/y"),
+    ] {
+        let r = ask(&mut c, "GET", path, "");
+        r.assert_status(200);
+        let v = vars(&r.body);
+        let body = String::from_utf8_lossy(&r.body);
+        assert_eq!(var(&v, "SCRIPT_NAME"), Some(name), "{path}: {body}");
+        assert_eq!(var(&v, "PATH_INFO"), Some(info), "{path}: {body}");
+    }
 }
 
 const ECHO_PY: &str = r#"
