@@ -681,13 +681,19 @@ mod tests {
         last
     }
 
+    /// `start`, filled with `a` up to `len` bytes, then `end`.
+    fn filled_then(start: &[u8], len: usize, end: &[u8]) -> Vec<u8> {
+        let mut v = start.to_vec();
+        v.resize(len, b'a');
+        v.extend_from_slice(end);
+        v
+    }
+
     #[test]
     fn a_bare_cr_on_the_last_byte_inside_the_bound_is_a_bare_cr() {
         // The CR is byte 200 of a 200-byte bound: inside it, so its bad neighbour decides
         // (400), however the bytes arrive; at the bound it may still be waiting for its LF.
-        let mut head = b"GET / HTTP/1.1\r\nX: ".to_vec();
-        head.resize(199, b'a');
-        head.extend_from_slice(b"\rz");
+        let head = filled_then(b"GET / HTTP/1.1\r\nX: ", 199, b"\rz");
         assert_eq!(scan_all(&head).unwrap_err().status, 400);
         assert_eq!(scan_bytewise(&head).unwrap_err().status, 400);
         assert_eq!(scan_all(&head[..200]), Ok(None), "a CR on the bound waits");
@@ -697,20 +703,14 @@ mod tests {
     fn a_bare_cr_just_past_the_bound_is_judged_by_the_bound_however_cut() {
         // The CR is byte 201 of a 200-byte bound and is followed by a bad byte: the bound
         // decides, whether the bytes arrive together or one at a time (found by fuzzing).
-        let mut head = b"GET / HTTP/1.1\r\nX: ".to_vec();
-        head.resize(200, b'a');
-        head.extend_from_slice(b"\rz");
+        let head = filled_then(b"GET / HTTP/1.1\r\nX: ", 200, b"\rz");
         assert_eq!(scan_all(&head).unwrap_err().status, 431);
         assert_eq!(scan_bytewise(&head).unwrap_err().status, 431);
-        let mut trailer = b"X: ".to_vec();
-        trailer.resize(200, b'a');
-        trailer.extend_from_slice(b"\rz");
+        let trailer = filled_then(b"X: ", 200, b"\rz");
         let whole = HeadScan::trailers().scan(&trailer, usize::MAX, 200);
         assert_eq!(whole.unwrap_err().status, 431);
         // A field line whose LF is byte 201, followed by a bare LF: the bound again.
-        let mut trailer = b"X: ".to_vec();
-        trailer.resize(199, b'a');
-        trailer.extend_from_slice(b"\r\n\n");
+        let trailer = filled_then(b"X: ", 199, b"\r\n\n");
         let whole = HeadScan::trailers().scan(&trailer, usize::MAX, 200);
         assert_eq!(whole.unwrap_err().status, 431);
         let mut s = HeadScan::trailers();
@@ -724,9 +724,7 @@ mod tests {
     fn a_field_line_ending_exactly_at_the_head_bound_waits_for_the_next_byte() {
         // 200 bytes are within a 200-byte bound: the head cannot end there, but the verdict
         // belongs to the byte that crosses the bound, as in the byte-by-byte walk.
-        let mut head = b"GET / HTTP/1.1\r\nX: ".to_vec();
-        head.resize(198, b'a');
-        head.extend_from_slice(b"\r\n");
+        let mut head = filled_then(b"GET / HTTP/1.1\r\nX: ", 198, b"\r\n");
         assert_eq!(scan_all(&head), Ok(None));
         assert_eq!(scan_bytewise(&head), Ok(None));
         head.push(b'\r');
@@ -736,9 +734,7 @@ mod tests {
 
     #[test]
     fn a_head_of_exactly_the_bound_is_accepted() {
-        let mut head = b"GET / HTTP/1.1\r\nX: ".to_vec();
-        head.resize(196, b'a');
-        head.extend_from_slice(b"\r\n\r\n");
+        let head = filled_then(b"GET / HTTP/1.1\r\nX: ", 196, b"\r\n\r\n");
         let want = Ok(Some(HeadEnd { start: 0, end: 200 }));
         assert_eq!(scan_all(&head), want);
         assert_eq!(scan_bytewise(&head), want);
