@@ -412,6 +412,47 @@ impl World {
         }
     }
 
+    /// Delivers `data` on `id` by hand (not through the client's read) and carries out
+    /// the effects it leads to, except an `Open`, whose token is returned: the test
+    /// completes it when it chooses ([`World::complete_open`]).
+    fn receive_holding_open(&mut self, id: ConnId, data: &'static [u8]) -> Option<Token> {
+        self.clients.get_mut(&id).unwrap().read_wanted = None;
+        self.server.handle(
+            Input::Received {
+                conn: id,
+                data: Bytes::from_static(data),
+            },
+            self.now,
+        );
+        let mut open = None;
+        while let Some(e) = self.server.poll_effect() {
+            match e {
+                Effect::Open { token, .. } => open = Some(token),
+                other => self.apply(other),
+            }
+        }
+        open
+    }
+
+    /// Completes a held `Open` with a regular file holding `body`, and lets the world
+    /// settle.
+    fn complete_open(&mut self, token: Token, body: &[u8]) {
+        self.open.insert(FileId(token), body.to_vec());
+        self.server.handle(
+            Input::Completed {
+                token,
+                result: Completion::Opened(FileMeta {
+                    kind: FileKind::File,
+                    len: body.len() as u64,
+                    mtime: UnixTime(0),
+                    inode: 1,
+                }),
+            },
+            self.now,
+        );
+        self.run();
+    }
+
     fn get(&mut self, target: &str) -> String {
         let id = self.connect();
         self.send(
@@ -706,43 +747,17 @@ fn a_closed_connection_releases_a_file_opened_for_it_later() {
     let mut w = World::new();
     w.file("a", b"A");
     let id = w.connect();
-    // Deliver the request but hold the Open: take effects by hand.
-    w.clients.get_mut(&id).unwrap().read_wanted = None;
-    w.server.handle(
-        Input::Received {
-            conn: id,
-            data: Bytes::from_static(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"),
-        },
-        w.now,
-    );
-    let mut open = None;
-    while let Some(e) = w.server.poll_effect() {
-        match e {
-            Effect::Open { token, .. } => open = Some(token),
-            other => w.apply(other),
-        }
-    }
-    let token = open.expect("an Open");
+    // Deliver the request but hold the Open.
+    let token = w
+        .receive_holding_open(id, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("an Open");
     w.reset(id);
     assert!(w.clients[&id].closed);
     assert!(
         w.server.parked.is_empty(),
         "the request is let go with its connection, not when its Open completes"
     );
-    w.open.insert(FileId(token), b"A".to_vec());
-    w.server.handle(
-        Input::Completed {
-            token,
-            result: Completion::Opened(FileMeta {
-                kind: FileKind::File,
-                len: 1,
-                mtime: UnixTime(0),
-                inode: 1,
-            }),
-        },
-        w.now,
-    );
-    w.run();
+    w.complete_open(token, b"A");
     assert!(w.open.is_empty(), "the late file was not closed");
 }
 
@@ -2253,46 +2268,19 @@ fn a_request_whose_body_breaks_while_its_file_opens_is_let_go() {
     let mut w = World::new();
     w.file("a", b"A");
     let id = w.connect();
-    let mut open = None;
-    for data in [
-        &b"GET /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
-        b"zz\r\n",
-    ] {
-        w.clients.get_mut(&id).unwrap().read_wanted = None;
-        w.server.handle(
-            Input::Received {
-                conn: id,
-                data: Bytes::from_static(data),
-            },
-            w.now,
-        );
-        while let Some(e) = w.server.poll_effect() {
-            match e {
-                Effect::Open { token, .. } => open = Some(token),
-                other => w.apply(other),
-            }
-        }
-    }
-    let token = open.expect("an Open");
+    let token = w
+        .receive_holding_open(
+            id,
+            b"GET /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .expect("an Open");
+    assert_eq!(w.receive_holding_open(id, b"zz\r\n"), None);
     assert_eq!(status(&w.take_output(id)), 400);
     assert!(
         w.server.parked.is_empty(),
         "the request is let go with its broken body, not when its Open completes"
     );
-    w.open.insert(FileId(token), b"A".to_vec());
-    w.server.handle(
-        Input::Completed {
-            token,
-            result: Completion::Opened(FileMeta {
-                kind: FileKind::File,
-                len: 1,
-                mtime: UnixTime(0),
-                inode: 1,
-            }),
-        },
-        w.now,
-    );
-    w.run();
+    w.complete_open(token, b"A");
     assert!(w.open.is_empty(), "the late file was not closed");
     assert_eq!(w.reads, 0, "the late file was read");
     assert_eq!(w.take_output(id), "");
