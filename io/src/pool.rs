@@ -17,13 +17,12 @@
 //! error is returned.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::log::log_error;
 use crate::queue::{self, Receiver, Sender};
+use crate::sync::{Arc, AtomicBool, Ordering};
 
 /// How long [`Threads::finish`] waits for the threads to end.
 pub const FINISH_WAIT: Duration = Duration::from_secs(2);
@@ -90,11 +89,15 @@ where
     Ok((queue, pool))
 }
 
-fn run<J>(jobs: &Receiver<J>, closing: &AtomicBool, mut job: impl FnMut(J)) {
-    // Every thread takes from the one queue; it ends once every worker has dropped its
-    // handle and the queue is empty.
+fn run<J>(jobs: &Receiver<J>, closing: &AtomicBool, job: impl FnMut(J)) {
+    take_jobs(jobs, || closing.load(Ordering::Acquire), job);
+}
+
+/// Every thread takes from the one queue; it ends once every worker has dropped its
+/// handle and the queue is empty. A job taken while `skip` says so is dropped undone.
+fn take_jobs<J>(jobs: &Receiver<J>, skip: impl Fn() -> bool, mut job: impl FnMut(J)) {
     while let Ok(next) = jobs.recv() {
-        if closing.load(Ordering::Acquire) {
+        if skip() {
             continue;
         }
         job(next);
@@ -130,7 +133,7 @@ impl<J> Threads<J> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use std::sync::mpsc;
 
@@ -210,5 +213,55 @@ mod tests {
         gate.send(()).expect("the job waits");
         finishing.join().expect("finish returns");
         assert_eq!(results.try_iter().collect::<Vec<_>>(), vec![0]);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::sync::Mutex;
+
+    /// A pool's thread takes jobs while `finish` raises `closing` between two sends:
+    /// `always` the job queued after the flag is raised is skipped, never carried out for
+    /// a worker that has gone, and the thread ends once the sender is gone (loom reports a
+    /// thread left waiting as a deadlock). `take` is the thread's loop.
+    fn a_job_queued_after_closing(take: fn(&Receiver<u32>, &AtomicBool, &Mutex<Vec<u32>>)) {
+        loom::model(move || {
+            let (tx, rx) = queue::bounded::<u32>(2);
+            let closing = Arc::new(AtomicBool::new(false));
+            let done = Arc::new(Mutex::new(Vec::new()));
+            let thread = {
+                let (closing, done) = (Arc::clone(&closing), Arc::clone(&done));
+                loom::thread::spawn(move || take(&rx, &closing, &done))
+            };
+            tx.send(1).expect("queued");
+            closing.store(true, Ordering::Release);
+            tx.send(2).expect("queued");
+            drop(tx);
+            thread.join().expect("the thread ends");
+            let done = done.lock().expect("one holder").clone();
+            assert!(
+                !done.contains(&2),
+                "a job queued after closing was done: {done:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn loom_a_job_queued_after_closing_is_skipped() {
+        a_job_queued_after_closing(|rx, closing, done| {
+            run(rx, closing, |n| done.lock().expect("one holder").push(n));
+        });
+    }
+
+    /// Broken: the same loop without the flag carries the late job out; caught.
+    #[test]
+    fn loom_a_loop_that_ignores_closing_is_caught() {
+        let caught = std::panic::catch_unwind(|| {
+            a_job_queued_after_closing(|rx, _, done| {
+                take_jobs(rx, || false, |n| done.lock().expect("one holder").push(n));
+            });
+        });
+        assert!(caught.is_err(), "loom must find the late job carried out");
     }
 }
