@@ -924,6 +924,21 @@ fn the_status_page_counts_this_workers_requests_and_responses() {
     }
 }
 
+/// The status page waits for the whole server's figures (the shell's); its request is
+/// kept meanwhile, so its access-log line names it.
+#[test]
+fn the_status_page_is_logged_with_its_request() {
+    let mut w = configured("access-log /var/log/weir.log\nstatus /status\npass /*\n");
+    let out = request(&mut w, "GET /status?json HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&out), 200, "{out}");
+    assert_eq!(w.access.len(), 1, "{:?}", w.access);
+    assert!(
+        w.access[0].contains("\"GET /status?json HTTP/1.1\" 200 "),
+        "{}",
+        w.access[0]
+    );
+}
+
 /// The status page's format comes from a query parameter of exactly its name (`json`,
 /// `format=json`, `format=prometheus`, among others separated by `&`), else from
 /// `Accept`, else text.
