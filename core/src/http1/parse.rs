@@ -581,17 +581,7 @@ pub fn valid_authority(a: &[u8]) -> bool {
             return false;
         };
         let inner = &a[1..close];
-        // IPv6address (hex, colons, dots for an embedded IPv4) or IPvFuture (`v` …).
-        let ipv6 = !inner.is_empty()
-            && inner
-                .iter()
-                .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
-        let future = inner.first().is_some_and(|&b| b == b'v' || b == b'V')
-            && inner
-                .iter()
-                .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':');
-        let ok = ipv6 || future;
-        if !ok {
+        if !(valid_ipv6(inner) || valid_ipv_future(inner)) {
             return false;
         }
         match &a[close + 1..] {
@@ -611,6 +601,30 @@ pub fn valid_authority(a: &[u8]) -> bool {
         }
     }
     valid_reg_name(host)
+}
+
+/// `IPv6address` (RFC 3986 §3.2.2, the text forms of RFC 4291 §2.2: eight groups, one
+/// `::`, an embedded IPv4 address last), without a zone identifier.
+fn valid_ipv6(h: &[u8]) -> bool {
+    core::str::from_utf8(h).is_ok_and(|s| s.parse::<core::net::Ipv6Addr>().is_ok())
+}
+
+/// `IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )`, the `v` of either
+/// case (RFC 3986 §3.2.2, §6.2.2.1).
+fn valid_ipv_future(h: &[u8]) -> bool {
+    let Some(rest) = h.strip_prefix(b"v").or_else(|| h.strip_prefix(b"V")) else {
+        return false;
+    };
+    let Some(dot) = rest.iter().position(|&b| b == b'.') else {
+        return false;
+    };
+    let (version, address) = (&rest[..dot], &rest[dot + 1..]);
+    !version.is_empty()
+        && version.iter().all(u8::is_ascii_hexdigit)
+        && !address.is_empty()
+        && address
+            .iter()
+            .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':')
 }
 
 /// `reg-name = *( unreserved / pct-encoded / sub-delims )`.
@@ -1069,6 +1083,9 @@ mod tests {
             b"127.0.0.1",
             b"[::1]",
             b"[2001:db8::1]:443",
+            b"[::ffff:192.0.2.1]",
+            b"[1:2:3:4:5:6:7:8]",
+            b"[::]",
             b"xn--bcher-kva.example",
             b"a%20b",
             // IPvFuture: unreserved, sub-delims and colons after a `v` of either case
@@ -1092,6 +1109,17 @@ mod tests {
             b"a%g0",
             b"a%0g",
             b"[v1.a/b]",
+            // An IP literal is judged by its grammar, not by its alphabet alone.
+            b"[::1::]",
+            b"[1:2:3:4:5:6:7:8:9]",
+            b"[12345::1]",
+            b"[::ffff:1.2.3]",
+            b"[fe80::1%25eth0]",
+            b"[:]",
+            b"[v.x]",
+            b"[vx.y]",
+            b"[v1.]",
+            b"[v1]",
             b"a\"b",
             // The byte after a percent-escape is judged too.
             b"ab%41^",
