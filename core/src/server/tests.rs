@@ -453,6 +453,13 @@ impl World {
         self.run();
     }
 
+    /// Asserts that access-log line `i` holds `needle`, showing the line if not.
+    #[track_caller]
+    fn assert_logged(&self, i: usize, needle: &str) {
+        let line = self.access.get(i).map_or("(no such line)", String::as_str);
+        assert!(line.contains(needle), "access-log line {i}: {line}");
+    }
+
     fn get(&mut self, target: &str) -> String {
         let id = self.connect();
         self.send(
@@ -591,9 +598,9 @@ fn bodiless_answers_are_logged_with_no_bytes() {
     assert_eq!(status(&out), 304, "{out}");
     request(&mut w, "HEAD /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(w.access.len(), 3, "{:?}", w.access);
-    assert!(w.access[0].contains("\" 200 5 "), "{}", w.access[0]);
-    assert!(w.access[1].contains("\" 304 0 "), "{}", w.access[1]);
-    assert!(w.access[2].contains("\" 200 0 "), "{}", w.access[2]);
+    w.assert_logged(0, "\" 200 5 ");
+    w.assert_logged(1, "\" 304 0 ");
+    w.assert_logged(2, "\" 200 0 ");
     // A script's 204 and 304 are cut to their heads, and logged so, whatever it wrote.
     let mut w = cgi_world("access-log /var/log/weir.log\nexec /cgi-bin/* cgi-bin/*\n");
     for code in [204, 304] {
@@ -932,11 +939,7 @@ fn the_status_page_is_logged_with_its_request() {
     let out = request(&mut w, "GET /status?json HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(status(&out), 200, "{out}");
     assert_eq!(w.access.len(), 1, "{:?}", w.access);
-    assert!(
-        w.access[0].contains("\"GET /status?json HTTP/1.1\" 200 "),
-        "{}",
-        w.access[0]
-    );
+    w.assert_logged(0, "\"GET /status?json HTTP/1.1\" 200 ");
 }
 
 /// The status page's format comes from a query parameter of exactly its name (`json`,
@@ -1708,11 +1711,7 @@ fn nph_scripts_answer_raw() {
     );
     // The log reads the status off the script's own status line; the bytes are all it wrote.
     assert_eq!(w.access.len(), 1, "{:?}", w.access);
-    assert!(
-        w.access[0].contains("\"GET /cgi-bin/nph-raw HTTP/1.1\" 299 44 "),
-        "{}",
-        w.access[0]
-    );
+    w.assert_logged(0, "\"GET /cgi-bin/nph-raw HTTP/1.1\" 299 44 ");
 }
 
 #[test]
@@ -1769,22 +1768,10 @@ fn one_access_log_line_per_response() {
     );
     assert_eq!(w.access.len(), 5, "{:#?}", w.access);
     assert!(w.access[0].starts_with("127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] \"GET /hello.txt HTTP/1.1\" 200 12 \"-\" \"t/1\""), "{}", w.access[0]);
-    assert!(
-        w.access[1].contains("\"HEAD /hello.txt HTTP/1.1\" 200 0 "),
-        "{}",
-        w.access[1]
-    );
-    assert!(
-        w.access[2].contains("\"GET /nope HTTP/1.0\" 404 "),
-        "{}",
-        w.access[2]
-    );
-    assert!(
-        w.access[3].contains("\"GET /cgi-bin/hello HTTP/1.1\" 200 6 "),
-        "{}",
-        w.access[3]
-    );
-    assert!(w.access[4].contains("\"-\" 400 16 "), "{}", w.access[4]);
+    w.assert_logged(1, "\"HEAD /hello.txt HTTP/1.1\" 200 0 ");
+    w.assert_logged(2, "\"GET /nope HTTP/1.0\" 404 ");
+    w.assert_logged(3, "\"GET /cgi-bin/hello HTTP/1.1\" 200 6 ");
+    w.assert_logged(4, "\"-\" 400 16 ");
 }
 
 #[test]
@@ -1808,16 +1795,8 @@ fn a_refused_request_is_logged_with_its_canned_answers_length() {
     let long = crate::http1::write::canned_body(status(&out));
     assert!(out.ends_with(&long), "{out}");
     assert_eq!(w.access.len(), 2, "{:#?}", w.access);
-    assert!(
-        w.access[0].contains(&format!("\"-\" 400 {} ", body.len())),
-        "{}",
-        w.access[0]
-    );
-    assert!(
-        w.access[1].contains(&format!("\"-\" {} {} ", status(&out), long.len())),
-        "{}",
-        w.access[1]
-    );
+    w.assert_logged(0, &format!("\"-\" 400 {} ", body.len()));
+    w.assert_logged(1, &format!("\"-\" {} {} ", status(&out), long.len()));
 }
 
 #[test]
@@ -1830,16 +1809,8 @@ fn a_script_answer_to_head_is_logged_with_no_body_bytes() {
     );
     request(&mut w, "GET /cgi-bin/hello HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(w.access.len(), 2, "{:#?}", w.access);
-    assert!(
-        w.access[0].contains("\"HEAD /cgi-bin/hello HTTP/1.1\" 200 0 "),
-        "{}",
-        w.access[0]
-    );
-    assert!(
-        w.access[1].contains("\"GET /cgi-bin/hello HTTP/1.1\" 200 6 "),
-        "{}",
-        w.access[1]
-    );
+    w.assert_logged(0, "\"HEAD /cgi-bin/hello HTTP/1.1\" 200 0 ");
+    w.assert_logged(1, "\"GET /cgi-bin/hello HTTP/1.1\" 200 6 ");
 }
 
 #[test]
@@ -1856,11 +1827,7 @@ fn a_body_error_after_the_answer_gets_no_record_of_its_own() {
     w.send(id, b"zz\r\n");
     assert!(w.take_output(id).is_empty(), "no answer after the first");
     assert_eq!(w.access.len(), 1, "{:#?}", w.access);
-    assert!(
-        w.access[0].contains("\"POST /hello.txt HTTP/1.1\" 405 "),
-        "{}",
-        w.access[0]
-    );
+    w.assert_logged(0, "\"POST /hello.txt HTTP/1.1\" 405 ");
     // The same error before any answer (a script's body being spooled): the canned answer
     // is written, and logged once.
     let id = w.connect();
@@ -1871,13 +1838,9 @@ fn a_body_error_after_the_answer_gets_no_record_of_its_own() {
     let out = w.take_output(id);
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert_eq!(w.access.len(), 2, "{:#?}", w.access);
-    assert!(
-        w.access[1].contains(&format!(
-            "\"-\" 400 {} ",
-            crate::http1::write::canned_body(400).len()
-        )),
-        "{}",
-        w.access[1]
+    w.assert_logged(
+        1,
+        &format!("\"-\" 400 {} ", crate::http1::write::canned_body(400).len()),
     );
     assert!(w.procs.spawned.is_empty(), "the body never ended");
 }
@@ -1944,11 +1907,7 @@ fn a_refusal_behind_a_full_script_input_is_answered_and_logged_at_once() {
     let body = crate::http1::write::canned_body(408);
     assert!(out.ends_with(&body), "{out}");
     assert_eq!(w.access.len(), 1, "{:?}", w.access);
-    assert!(
-        w.access[0].contains(&format!("\"-\" 408 {} ", body.len())),
-        "{}",
-        w.access[0]
-    );
+    w.assert_logged(0, &format!("\"-\" 408 {} ", body.len()));
     // The script's answer can never be written: it is killed, and nothing more is logged.
     assert_eq!(w.procs.kills, 1);
     assert!(w.procs.running.is_empty());
@@ -1982,11 +1941,7 @@ fn a_script_response_cut_short_still_gets_its_access_log_line() {
     assert!(w.access.is_empty(), "{:?}", w.access);
     w.advance(Duration::from_secs(3));
     assert_eq!(w.access.len(), 1, "{:?}", w.access);
-    assert!(
-        w.access[0].contains("\"GET /cgi-bin/late HTTP/1.1\" 200 11 "),
-        "{}",
-        w.access[0]
-    );
+    w.assert_logged(0, "\"GET /cgi-bin/late HTTP/1.1\" 200 11 ");
     // Cut by the client hanging up: one line too, and only one.
     let id = w.connect();
     w.send(id, b"GET /cgi-bin/late?2 HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -1995,18 +1950,14 @@ fn a_script_response_cut_short_still_gets_its_access_log_line() {
     w.run();
     w.advance(Duration::from_secs(3));
     assert_eq!(w.access.len(), 2, "{:?}", w.access);
-    assert!(
-        w.access[1].contains("\"GET /cgi-bin/late?2 HTTP/1.1\" 200 11 "),
-        "{}",
-        w.access[1]
-    );
+    w.assert_logged(1, "\"GET /cgi-bin/late?2 HTTP/1.1\" 200 11 ");
     // A script cut before its head answers 504, logged once as such.
     let id = w.connect();
     w.send(id, b"GET /cgi-bin/hang HTTP/1.1\r\nHost: h\r\n\r\n");
     w.advance(Duration::from_secs(3));
     assert_eq!(status(&w.take_output(id)), 504);
     assert_eq!(w.access.len(), 3, "{:?}", w.access);
-    assert!(w.access[2].contains(" 504 "), "{}", w.access[2]);
+    w.assert_logged(2, " 504 ");
 }
 
 /// A client that stops reading slows its script: the server reads the script's output
